@@ -1,0 +1,38 @@
+"""ASGI entry point: HTTP (Django, with static files served by Starlette's
+StaticFiles so daphne needs no proxy) and WebSockets (Channels).
+
+Run with ``daphne asgi:application``.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings.base")
+
+import django  # noqa: E402
+
+django.setup()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+from project.core.keys import WrongEncryptionKey, verify_field_key  # noqa: E402
+
+try:
+    verify_field_key()
+except WrongEncryptionKey as exc:  # stop start-up loudly, never serve ciphertext
+    sys.stderr.write(f"\nERROR: {exc}\n\n")
+    raise SystemExit(3) from exc
+
+django_http = get_asgi_application()
+
+from project.core.static import StaticMount  # noqa: E402
+from realtime.asgi import websocket_application  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": StaticMount(django_http, prefix=settings.STATIC_URL, directory=settings.STATIC_ROOT),
+        "websocket": websocket_application,
+    }
+)

@@ -1,0 +1,100 @@
+"""Live group sessions: groups, sessions with codes and lockstep state,
+membership of participant sessions, and the step log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Group(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Phase(models.TextChoices):
+    WAITING = "waiting"
+    RUNNING = "running"
+    PAUSED = "paused"
+    ENDED = "ended"
+    ABORTED = "aborted"
+
+
+class GroupSession(models.Model):
+    experiment = models.ForeignKey("runner.Experiment", on_delete=models.PROTECT, related_name="group_sessions")
+    group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.PROTECT, related_name="sessions")
+    ticket = models.OneToOneField(
+        "runner.Ticket", null=True, blank=True, on_delete=models.SET_NULL, related_name="group_session"
+    )
+    participant_code = models.CharField(max_length=8, db_index=True)
+    experimenter_code = models.CharField(max_length=8, db_index=True)
+    phase = models.CharField(max_length=10, choices=Phase.choices, default=Phase.WAITING)
+    step = models.IntegerField(default=0)
+    version = models.BigIntegerField(default=1)
+    context = models.JSONField(default=dict, blank=True, help_text="Checkpoint of the shared context.")
+    shared_params = models.JSONField(default=dict, blank=True, help_text="Current step's parameters.")
+    notes = models.TextField(blank=True)
+    expected_size = models.PositiveIntegerField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField()
+    started = models.DateTimeField(null=True, blank=True)
+    ended = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    experimenters = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="attached_group_sessions")
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self):
+        return f"Group session {self.pk} ({self.experiment.slug}, {self.phase})"
+
+
+class Membership(models.Model):
+    class Status(models.TextChoices):
+        JOINED = "joined"
+        WAITING = "waiting"
+        ANSWERING = "answering"
+        RESPONDED = "responded"
+        FINISHED = "finished"
+        KICKED = "kicked"
+
+    group_session = models.ForeignKey(GroupSession, on_delete=models.CASCADE, related_name="memberships")
+    session = models.OneToOneField("runner.Session", on_delete=models.CASCADE, related_name="group_membership")
+    pseudonym = models.CharField(max_length=32)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.JOINED)
+    responded_step = models.IntegerField(null=True, blank=True)
+    joined = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["group_session", "joined"]
+        constraints = [
+            models.UniqueConstraint(fields=["group_session", "pseudonym"], name="membership_pseudonym_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.pseudonym} in {self.group_session_id}"
+
+
+class StepLog(models.Model):
+    group_session = models.ForeignKey(GroupSession, on_delete=models.CASCADE, related_name="step_log")
+    step = models.IntegerField()
+    action = models.CharField(max_length=20)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField()
+    at_ms = models.BigIntegerField(help_text="Server time, ms since the epoch.")
+    shared_params = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["group_session", "at_ms", "id"]

@@ -1,0 +1,173 @@
+"""Base settings: every value comes from the environment (shared/SPEC.md section 1).
+
+Embedded defaults let ``make run`` work on a fresh clone: SQLite, the in-process
+channel layer and context store, and local secrets generated into ``var/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+
+from .env import env_bool, env_int, env_list, local_secret
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = Path(os.environ.get("ENSEMBLE_VAR_DIR", BASE_DIR / "var"))
+
+DEBUG = env_bool("DEBUG", True)
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or local_secret(
+    VAR_DIR / "secret_key", lambda: secrets.token_urlsafe(50)
+)
+
+# Fernet key(s) for personal fields. A comma-separated list enables rotation:
+# the first key encrypts, all keys decrypt.
+_field_keys = env_list("FIELD_ENCRYPTION_KEY", [])
+FIELD_ENCRYPTION_KEY = _field_keys or [
+    local_secret(VAR_DIR / "field_encryption.key", lambda: Fernet.generate_key().decode())
+]
+
+# Key for participant pseudonyms (HMAC); kept outside the database.
+PSEUDONYM_KEY = os.environ.get("PSEUDONYM_KEY") or local_secret(
+    VAR_DIR / "pseudonym.key", lambda: secrets.token_urlsafe(32)
+)
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "encrypted_model_fields",
+    "channels",
+    "project.core",
+    "runner",
+    "groups",
+    "realtime",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+ASGI_APPLICATION = "asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and a busy timeout let several requests write without "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+# Connections per process in the channels-redis pool. redis-py's default (100)
+# silently drops broadcasts once a process holds more sockets than that.
+CHANNEL_LAYER_POOL_SIZE = env_int("CHANNEL_LAYER_POOL_SIZE", 1000)
+CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000)
+CHANNEL_LAYER_GROUP_EXPIRY = env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400)
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "max_connections": CHANNEL_LAYER_POOL_SIZE}],
+                "capacity": CHANNEL_LAYER_CAPACITY,
+                "group_expiry": CHANNEL_LAYER_GROUP_EXPIRY,
+                "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "ensemble"),
+            },
+        }
+    }
+    CONTEXT_STORE = "redis"
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CONTEXT_STORE = "memory"
+CONTEXT_KEY_PREFIX = os.environ.get("CONTEXT_KEY_PREFIX", "ensemble:ctx")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+STATICFILES_DIRS = [BASE_DIR / "static", ("jsPsych", BASE_DIR / "thirdparty" / "jsPsych")]
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+
+# Folders searched for experiment packages (callbacks, group flows).
+EXPERIMENTS_PATH = [BASE_DIR / "experiments"] + [Path(p) for p in env_list("EXPERIMENTS_PATH", [], sep=os.pathsep)]
+
+# Limits and timeouts (STYLE.md 11: they are settings).
+TICKET_SECRET_BYTES = 24  # 192 bits, URL-safe base64 -> 32 characters
+GROUP_CODE_LENGTH = 4
+GROUP_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L
+GROUP_SESSION_HOURS = env_int("GROUP_SESSION_HOURS", 12)
+CODE_ATTEMPTS_PER_MINUTE = env_int("CODE_ATTEMPTS_PER_MINUTE", 10)
+WS_MAX_MESSAGE_BYTES = 64 * 1024
+RUN_COOKIE_NAME = "ensemble_run"
+
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "ensemble@localhost")
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "ensemble",
+        }
+    }
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

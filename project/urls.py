@@ -1,0 +1,22 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from project.core import views as core_views
+
+admin.site.site_header = "Ensemble Live editor"
+admin.site.site_title = "Ensemble Live"
+admin.site.index_title = "Experiments, sessions and data"
+
+urlpatterns = [
+    path("", core_views.home, name="home"),
+    path("healthz", core_views.healthz, name="healthz"),
+    path("editor/", admin.site.urls),
+    path("run/", include("runner.urls")),
+    path("group/", include("groups.urls")),
+]
+
+if settings.DEBUG:
+    from django.conf.urls.static import static
+
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

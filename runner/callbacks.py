@@ -1,0 +1,71 @@
+"""Resolving experiment callbacks (SPEC section 4).
+
+A callback is a dotted path ``package.module.function`` (or ``package.function``
+exposed in the package's ``__init__``), looked up in the project's
+``experiments/`` folder and every folder in ``EXPERIMENTS_PATH``. Resolution
+happens at load time (``load_experiment``) so a typo is an error there, not in
+front of a participant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+from django.conf import settings
+
+
+class CallbackError(Exception):
+    """A dotted path that does not resolve to a callable (or a module)."""
+
+
+def ensure_experiments_on_path() -> None:
+    for folder in reversed([str(p) for p in settings.EXPERIMENTS_PATH]):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
+def resolve_module(dotted: str):
+    """Import and return the module ``dotted`` (used for ``group_flow``)."""
+    ensure_experiments_on_path()
+    try:
+        return importlib.import_module(dotted)
+    except ModuleNotFoundError as exc:
+        raise CallbackError(f"module {dotted!r} not found in the experiments folders ({exc})") from exc
+    except Exception as exc:  # a module that fails to import is an error at load time too
+        raise CallbackError(f"module {dotted!r} failed to import: {type(exc).__name__}: {exc}") from exc
+
+
+def resolve_callable(dotted: str) -> Callable:
+    """Return the function named by ``dotted``; raise CallbackError if there is none.
+
+    Walks the path from the longest importable module prefix, then along attributes,
+    as PyEnsemble's method specification parser does.
+    """
+    if not dotted or "." not in dotted:
+        raise CallbackError(f"{dotted!r} is not a dotted path like package.module.function")
+    ensure_experiments_on_path()
+    parts = dotted.split(".")
+    module = None
+    for cut in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[:cut])
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and not name.startswith(exc.name) and exc.name != name:
+                # The module exists but imports something missing.
+                raise CallbackError(f"{name!r} failed to import: {exc}") from exc
+            continue
+        except Exception as exc:
+            raise CallbackError(f"{name!r} failed to import: {type(exc).__name__}: {exc}") from exc
+        target = module
+        try:
+            for attr in parts[cut:]:
+                target = getattr(target, attr)
+        except AttributeError:
+            raise CallbackError(f"{dotted!r}: {name!r} has no attribute {'.'.join(parts[cut:])!r}") from None
+        if not callable(target):
+            raise CallbackError(f"{dotted!r} is not callable")
+        return target
+    raise CallbackError(f"{dotted!r}: no module {parts[0]!r} in the experiments folders")

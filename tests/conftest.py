@@ -1,0 +1,51 @@
+"""Suite-wide fixtures and the service gate.
+
+Tests marked ``postgres``, ``redis`` or ``browser`` need that service. When it is
+absent they skip with a reason, except under ``REQUIRE_SERVICES=1`` (CI), where
+a missing service is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+
+def _missing(reason: str):
+    if REQUIRE_SERVICES:
+        pytest.fail(f"REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def redis_available() -> str | None:
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return "REDIS_URL is not set"
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:  # noqa: BLE001
+        return f"Redis at REDIS_URL does not answer: {exc}"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _service_gate(request):
+    if request.node.get_closest_marker("postgres"):
+        from django.db import connection
+
+        if connection.vendor != "postgresql":
+            _missing("this test needs PostgreSQL (set DATABASE_URL=postgres://...)")
+    if request.node.get_closest_marker("redis"):
+        reason = redis_available()
+        if reason:
+            _missing(reason)
+    if request.node.get_closest_marker("browser"):
+        if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+            _missing("Chromium is not installed (apt-get install -y chromium)")
