@@ -11,6 +11,7 @@ admin.site.index_title = "Experiments, sessions and data"
 urlpatterns = [
     path("", core_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),
+    path("editor/exports/", include("exports.urls")),
     path("editor/", admin.site.urls),
     path("run/", include("runner.urls")),
     path("group/", include("groups.urls")),

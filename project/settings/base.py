@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "runner",
     "groups",
     "realtime",
+    "exports",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,184 @@
+"""The editor's export pages (staff only): export form with presets and a polled background
+job, the preview clean-up, and session / participant exclusion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.db.models import Count, Q
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from runner.models import Experiment, Session
+
+from . import columns as registry
+from . import services
+from .forms import ExclusionForm, ExportForm
+from .models import ExportJob, ExportPreset
+from .pseudonyms import PseudonymMap, scope_for
+
+
+@staff_member_required
+@require_GET
+def index(request):
+    experiments = Experiment.objects.annotate(
+        n_sessions=Count("sessions", filter=Q(sessions__is_preview=False)),
+        n_previews=Count("sessions", filter=Q(sessions__is_preview=True)),
+    ).order_by("slug")
+    return render(request, "exports/index.html", {"experiments": experiments})
+
+
+def _initial_from_preset(preset: ExportPreset) -> dict:
+    return {"format": preset.format, "columns": preset.columns, "preset_name": preset.name, **preset.filters}
+
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def experiment_page(request, slug: str):
+    experiment = get_object_or_404(Experiment, slug=slug)
+    presets = list(experiment.export_presets.all())
+    if request.method == "POST":
+        form = ExportForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                if "save_preset" in request.POST:
+                    preset = services.save_preset(
+                        experiment=experiment,
+                        name=data["preset_name"],
+                        fmt=data["format"],
+                        columns=data["columns"],
+                        filters=form.filters(),
+                        user=request.user,
+                    )
+                    messages.success(request, f"Preset “{preset.name}” saved.")
+                    return redirect(f"{reverse('exports:experiment', args=[slug])}?preset={preset.pk}")
+                job = services.start_export_job(
+                    experiment=experiment,
+                    fmt=data["format"],
+                    columns=data["columns"],
+                    filters=form.filters(),
+                    user=request.user,
+                    background=getattr(settings, "EXPORTS_IN_BACKGROUND", True),
+                )
+                return redirect(f"{reverse('exports:experiment', args=[slug])}?job={job.pk}")
+            except services.ExportError as exc:
+                form.add_error(None, str(exc))
+    else:
+        initial = {}
+        preset_id = request.GET.get("preset")
+        if preset_id and preset_id.isdigit():
+            preset = next((p for p in presets if p.pk == int(preset_id)), None)
+            if preset is not None:
+                initial = _initial_from_preset(preset)
+        form = ExportForm(initial=initial)
+    job = None
+    job_id = request.GET.get("job")
+    if job_id and job_id.isdigit():
+        job = ExportJob.objects.filter(pk=int(job_id), experiment=experiment).first()
+    context = {
+        "experiment": experiment,
+        "form": form,
+        "presets": presets,
+        "job": job,
+        "column_rows": [(c, c.name in set(form["columns"].value() or [])) for c in registry.COLUMNS],
+        "n_previews": experiment.sessions.filter(is_preview=True).count(),
+        "recent_jobs": experiment.export_jobs.all()[:5],
+    }
+    return render(request, "exports/experiment.html", context)
+
+
+def _job_json(job: ExportJob) -> dict:
+    return {
+        "id": job.pk,
+        "status": job.status,
+        "progress": job.progress,
+        "message": job.message,
+        "error": job.error,
+        "summary": job.summary,
+        "download": reverse("exports:job_download", args=[job.pk]) if job.status == ExportJob.Status.DONE else None,
+    }
+
+
+@staff_member_required
+@require_GET
+def job_status(request, job_id: int):
+    services.expire_stale_jobs()
+    job = get_object_or_404(ExportJob, pk=job_id)
+    return JsonResponse(_job_json(job))
+
+
+@staff_member_required
+@require_GET
+def job_download(request, job_id: int):
+    job = get_object_or_404(ExportJob, pk=job_id, status=ExportJob.Status.DONE)
+    path = Path(settings.MEDIA_ROOT) / job.file.name
+    if not job.file.name or not path.is_file():
+        raise Http404("The export file is gone.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type="application/zip")
+
+
+@staff_member_required
+@require_http_methods(["GET", "POST"])
+def delete_previews(request, slug: str):
+    experiment = get_object_or_404(Experiment, slug=slug)
+    if request.method == "POST":
+        counts = services.delete_preview_sessions(experiment=experiment)
+        messages.success(
+            request,
+            f"Deleted {counts['sessions']} preview sessions, {counts['responses']} responses "
+            f"and {counts['subjects']} participants who had no other sessions.",
+        )
+        return redirect("exports:experiment", slug=slug)
+    previews = experiment.sessions.filter(is_preview=True)
+    return render(
+        request,
+        "exports/confirm_delete_previews.html",
+        {
+            "experiment": experiment,
+            "n_previews": previews.count(),
+            "n_responses": sum(s.n for s in previews.annotate(n=Count("responses"))),
+        },
+    )
+
+
+@staff_member_required
+@require_GET
+def sessions_page(request, slug: str):
+    experiment = get_object_or_404(Experiment, slug=slug)
+    pseudonyms = PseudonymMap(scope_for(experiment))
+    sessions = experiment.sessions.select_related("subject").annotate(n=Count("responses")).order_by("-start")[:500]
+    rows = [(s, pseudonyms.get(s.subject_id, s.pk)) for s in sessions]
+    return render(request, "exports/sessions.html", {"experiment": experiment, "rows": rows, "form": ExclusionForm()})
+
+
+@staff_member_required
+@require_POST
+def set_exclusion(request, slug: str, session_id: int):
+    """POST ``action`` = exclude_session | include_session | exclude_subject | include_subject (+ ``reason``)."""
+    experiment = get_object_or_404(Experiment, slug=slug)
+    session = get_object_or_404(Session, pk=session_id, experiment=experiment)
+    action = request.POST.get("action", "")
+    try:
+        if action == "exclude_session":
+            services.exclude_session(session=session, reason=request.POST.get("reason", ""))
+        elif action == "include_session":
+            services.include_session(session=session)
+        elif action in ("exclude_subject", "include_subject") and session.subject is not None:
+            if action == "exclude_subject":
+                services.exclude_subject(subject=session.subject, reason=request.POST.get("reason", ""))
+            else:
+                services.include_subject(subject=session.subject)
+        else:
+            messages.error(request, "Unknown action.")
+            return redirect("exports:sessions", slug=slug)
+    except services.ExportError as exc:
+        messages.error(request, str(exc))
+        return redirect("exports:sessions", slug=slug)
+    messages.success(request, f"Session {session.pk}: {action.replace('_', ' ')} done.")
+    return redirect("exports:sessions", slug=slug)
