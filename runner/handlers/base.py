@@ -1,0 +1,213 @@
+"""The handler contract.
+
+A handler decides, for one form position:
+
+- ``prepare(run)`` - on entering a visit: call the stimulus script (if any) and
+  interpret its result (:class:`Prepared`). An empty timeline means "end the loop".
+- ``build_form(page, data)`` - the Django form that validates a POST.
+- ``get_context(page, form)`` - extra template context; ``template_name`` renders it.
+- ``process(page, form, post)`` - turn a valid POST into an :class:`Outcome`
+  (answers, jsPsych trials, subject fields, whether to stay/advance/end).
+
+Handlers never write to the database; ``runner.services`` stores what they return,
+inside one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+from runner.errors import BadCallbackResult
+from runner.forms import QuestionsForm
+
+JSPSYCH_FIELD = "_jspsych"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What entering a visit produced (kept in ``session.state['current']``)."""
+
+    timeline: list | None = None
+    stimulus_id: int | None = None
+    html: str | None = None
+    empty: bool = False
+
+
+@dataclass
+class Page:
+    """One visit of one form, as the view and handler see it."""
+
+    session: Any
+    position: Any  # ExperimentXForm
+    current: dict  # session.state["current"]
+    form_questions: list
+    request: Any = None
+    total_forms: int = 0
+
+    @property
+    def visit(self) -> int:
+        return self.current["visit"]
+
+    @property
+    def timeline(self) -> list | None:
+        return self.current.get("timeline")
+
+    @property
+    def stimulus_id(self) -> int | None:
+        return self.current.get("stimulus_id")
+
+
+@dataclass
+class Outcome:
+    """A processed POST. ``answers`` maps question key -> value; ``items`` holds extra
+    named rows (item -> value, e.g. ``consent``); ``subject_fields`` go through the data
+    policy onto the Subject. ``stay`` keeps the participant on this visit (e.g. waiting
+    for an emailed link); ``leave_loop`` ends the loop; ``end_session`` ends the run."""
+
+    answers: dict = field(default_factory=dict)
+    items: dict = field(default_factory=dict)
+    trials: list = field(default_factory=list)
+    subject_fields: dict = field(default_factory=dict)
+    stay: bool = False
+    leave_loop: bool = False
+    end_session: bool = False
+    verify_email: str = ""
+    #: Extra Response fields for every row of this visit (e.g. group_session_id, step, shared_params).
+    row_fields: dict = field(default_factory=dict)
+
+
+def _check_stimulus(stimulus_id) -> None:
+    from runner.models import Stimulus
+
+    if stimulus_id is not None and not Stimulus.objects.filter(pk=stimulus_id).exists():
+        raise BadCallbackResult(f"stimulus id {stimulus_id!r} does not exist")
+
+
+class BaseHandler:
+    """Questions, optionally after a jsPsych timeline from the stimulus script."""
+
+    name = ""
+    template_name = "runner/handlers/questions.html"
+    #: "clear": forget the cached stimulus; "use": attach it; "set": cache this visit's stimulus.
+    stimulus_cache = "clear"
+    #: Entering this form ends the session (form_end_session).
+    ends_session = False
+    #: Shows a submit button (False for pages that are an end in themselves).
+    has_submit = True
+
+    # ---------------------------------------------------------------- entering
+    def prepare(self, run) -> Prepared:
+        script = run.position.stimulus_script
+        if not script:
+            return Prepared()
+        from runner.run_context import call_callback
+
+        result = call_callback(script, run)
+        try:
+            prepared = self.interpret(result)
+            _check_stimulus(prepared.stimulus_id)
+            return prepared
+        except BadCallbackResult as exc:
+            from runner.errors import CallbackFailed
+            from runner.run_context import logger
+
+            logger.error("callback %s returned an unusable value: %s", script, exc)
+            raise CallbackFailed(script, form_order=run.position.order) from exc
+
+    def interpret(self, result) -> Prepared:
+        """Map a stimulus script's return value: a timeline list, ``(timeline, stimulus_id)``,
+        a stimulus id, an HTML string, or None."""
+        if result is None:
+            return Prepared()
+        if isinstance(result, tuple):
+            if len(result) != 2:
+                raise BadCallbackResult("expected (timeline, stimulus_id)")
+            timeline, stimulus_id = result
+            return self._timeline(timeline, stimulus_id)
+        if isinstance(result, list):
+            return self._timeline(result, None)
+        if isinstance(result, int) and not isinstance(result, bool):
+            return Prepared(stimulus_id=result)
+        if isinstance(result, str):
+            return Prepared(html=result)
+        raise BadCallbackResult(f"unexpected stimulus script result of type {type(result).__name__}")
+
+    @staticmethod
+    def _timeline(timeline, stimulus_id) -> Prepared:
+        if not isinstance(timeline, list):
+            raise BadCallbackResult("a timeline must be a list of trial dicts")
+        if not timeline:
+            return Prepared(empty=True)
+        try:
+            timeline = json.loads(json.dumps(timeline))
+        except (TypeError, ValueError) as exc:
+            raise BadCallbackResult(f"timeline is not JSON-serialisable: {exc}") from exc
+        if stimulus_id is not None and not isinstance(stimulus_id, int):
+            stimulus_id = getattr(stimulus_id, "pk", None)
+        return Prepared(timeline=timeline, stimulus_id=stimulus_id)
+
+    def skip_visit(self, page: Page) -> str | None:
+        """Asked before a visit is shown (GET): ``"leave_loop"`` ends the loop without
+        storing anything, ``"skip"`` moves on to the next form, None shows the visit."""
+        return None
+
+    # ---------------------------------------------------------------- serving
+    def build_form(self, page: Page, data=None) -> forms.Form:
+        form = QuestionsForm(data, form_questions=page.form_questions)
+        if page.timeline:
+            form.fields[JSPSYCH_FIELD] = JsPsychDataField()
+        return form
+
+    def get_context(self, page: Page, form) -> dict:
+        return {}
+
+    # ---------------------------------------------------------------- processing
+    def process(self, page: Page, form, post) -> Outcome:
+        trials = form.cleaned_data.get(JSPSYCH_FIELD) or []
+        return Outcome(answers=form.cleaned_answers(), trials=trials)
+
+
+def parse_trials(raw: str | None) -> list[dict]:
+    """jsPsych data posted by the page: a JSON list of trial objects (size-limited).
+
+    Raises ``forms.ValidationError`` with a participant-readable message.
+    """
+    if not raw:
+        return []
+    limit = getattr(settings, "JSPSYCH_DATA_MAX_BYTES", 2_000_000)
+    if len(raw) > limit:
+        raise forms.ValidationError("The task data are too large to store.")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise forms.ValidationError("The task data could not be read. Please reload the page.") from exc
+    if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
+        raise forms.ValidationError("The task data could not be read. Please reload the page.")
+    return data
+
+
+class JsPsychDataField(forms.Field):
+    """Hidden field the jsPsych runner fills with ``jsPsych.data.get().values()`` as JSON."""
+
+    widget = forms.HiddenInput
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", True)
+        kwargs.setdefault("error_messages", {"required": "The task above has not finished yet."})
+        super().__init__(**kwargs)
+        self.widget.attrs["data-jspsych-data"] = "1"
+
+    def to_python(self, value):
+        return parse_trials(value) if value else []
+
+    def prepare_value(self, value):
+        return json.dumps(value) if isinstance(value, list) else value
+
+    def validate(self, value):
+        if self.required and not value:
+            raise forms.ValidationError(self.error_messages["required"], code="required")

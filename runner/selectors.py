@@ -1,0 +1,56 @@
+"""Reads for the participant runner (no writes here)."""
+
+from __future__ import annotations
+
+from runner.flow import Step
+from runner.models import Experiment, ExperimentXForm, FormXQuestion, Session
+from runner.run_cookie import session_from_cookies
+
+
+def positions(experiment: Experiment) -> list[ExperimentXForm]:
+    """The experiment's forms in order, with their forms loaded."""
+    return list(ExperimentXForm.objects.filter(experiment=experiment).select_related("form").order_by("order"))
+
+
+def steps_of(positions_: list[ExperimentXForm]) -> list[Step]:
+    return [Step(p.order, p.repeat, p.goto) for p in positions_]
+
+
+def position_at(positions_: list[ExperimentXForm], order: int) -> ExperimentXForm | None:
+    """The position with ``order``, or else the first one after it (orders may have gaps)."""
+    later = [p for p in positions_ if p.order >= order]
+    return later[0] if later else None
+
+
+def form_questions(form) -> list[FormXQuestion]:
+    return list(
+        FormXQuestion.objects.filter(form=form)
+        .select_related("question", "question__data_format")
+        .order_by("order")
+    )
+
+
+def session_for_request(request, experiment_id: int) -> Session | None:
+    """The session this browser runs for ``experiment_id`` (signed run cookie), or None."""
+    return session_from_cookies(request.COOKIES, experiment_id)
+
+
+def experiment_or_none(experiment_id: int) -> Experiment | None:
+    return Experiment.objects.filter(pk=experiment_id).first()
+
+
+def session_responses(session: Session):
+    from runner.models import Response
+
+    return Response.objects.filter(session=session).select_related("question").order_by("form_order", "visit", "id")
+
+
+__all__ = [
+    "experiment_or_none",
+    "form_questions",
+    "position_at",
+    "positions",
+    "session_for_request",
+    "session_responses",
+    "steps_of",
+]

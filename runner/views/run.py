@@ -1,0 +1,135 @@
+"""Start link, the run page (GET shows the current visit, POST stores it, then redirects),
+and the emailed login link."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core import signing
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+
+from runner import selectors, services
+from runner.errors import NoRunError, RunError
+from runner.run_cookie import read_run_token, set_run_cookie
+
+from .pages import error_page, render_visit
+
+GROUP_ATTACH_URL = "/group/session/attach/participant/?experiment={id}"
+STALE_MESSAGE = "That page had already been sent, so we brought you back to where you are in the study."
+
+
+def _int(value, default=None):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+@never_cache
+@require_GET
+def start(request, experiment_id: int):
+    """``/run/<id>/start/?tc=…``: validate the ticket, start (or resume) a run, set the run cookie."""
+    code = request.GET.get("tc", "").strip()
+    if not code:
+        experiment = selectors.experiment_or_none(experiment_id)
+        if experiment is not None and experiment.is_group:
+            return redirect(GROUP_ATTACH_URL.format(id=experiment_id))
+    referral = services.Referral(
+        sona=request.GET.get("sona", "").strip(),
+        prolific_pid=request.GET.get("PROLIFIC_PID", "").strip(),
+        study_id=request.GET.get("STUDY_ID", "").strip(),
+        session_id=request.GET.get("SESSION_ID", "").strip(),
+    )
+    try:
+        session = services.start_run(
+            experiment_id=experiment_id,
+            ticket_code=code,
+            referral=referral,
+            is_staff=bool(request.user.is_authenticated and request.user.is_staff),
+            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            resume_token=read_run_token(request.COOKIES, experiment_id),
+        )
+    except RunError as exc:
+        return error_page(request, exc)
+    response = redirect("runner:run", experiment_id=experiment_id)
+    set_run_cookie(response, request=request, experiment_id=experiment_id, run_token=session.run_token)
+    return response
+
+
+def _no_run() -> NoRunError:
+    return NoRunError(
+        "We could not find your session in this browser. Please open the study link you were given again "
+        "(sessions are kept per browser; private windows forget them).",
+        code="no_run",
+        title="Session not found",
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def run_page(request, experiment_id: int):
+    """``/run/<id>/``: the current visit. POST carries ``_order``, ``_visit`` and ``_nonce``."""
+    session = selectors.session_for_request(request, experiment_id)
+    if session is None:
+        return error_page(request, _no_run())
+    try:
+        if request.method == "POST":
+            return _post(request, session)
+        session = services.ensure_current(session_id=session.pk)
+    except RunError as exc:
+        return error_page(request, exc, experiment=session.experiment)
+    return render_visit(request, session)
+
+
+def _post(request, session):
+    try:
+        from runner.policy import InvalidPolicy, PolicyViolation
+
+        policy_errors: tuple = (PolicyViolation, InvalidPolicy)
+    except ImportError:
+        policy_errors = ()
+    post = request.POST
+    try:
+        result = services.submit_form(
+            session_id=session.pk,
+            order=_int(post.get("_order"), -1),
+            visit=_int(post.get("_visit"), -1),
+            nonce=post.get("_nonce", ""),
+            data=post,
+            client_time_ms=_int(post.get("_client_ms")),
+            tz=post.get("_tz", "").strip(),
+            absolute_url=request.build_absolute_uri,
+        )
+    except policy_errors as exc:
+        field = getattr(exc, "field", "")
+        return error_page(request, RunError(
+            f"This study is set up not to keep some of the data it tried to save ({field or exc}). "
+            "Please contact the research team.",
+            code="policy_violation", status=400, title="This answer cannot be saved",
+        ), experiment=session.experiment)
+    if result.kind == "invalid":
+        session.refresh_from_db()
+        return render_visit(request, session, page=result.page, form=result.form)
+    if result.kind == "stale":
+        messages.warning(request, STALE_MESSAGE)
+    return redirect("runner:run", experiment_id=session.experiment_id)
+
+
+@never_cache
+@require_GET
+def verify_email(request, experiment_id: int, token: str):
+    """The link sent by ``form_login_w_email``: confirm and continue."""
+    try:
+        session = services.verify_email(token=token)
+    except signing.BadSignature:
+        return error_page(request, RunError(
+            "This confirmation link is not valid or has expired. Please ask for a new one on the study page.",
+            code="bad_email_link", status=400, title="Link not valid",
+        ))
+    except RunError as exc:
+        return error_page(request, exc)
+    mine = selectors.session_for_request(request, experiment_id)
+    if mine is not None and mine.pk == session.pk:
+        return redirect("runner:run", experiment_id=experiment_id)
+    return render(request, "runner/email_confirmed.html", {"experiment": session.experiment})

@@ -1,0 +1,58 @@
+"""The jsPsych runner module, at the JS level (Node): v6 plugin names map to jsPsych 8 globals."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / "static" / "js" / "jspsych_runner.js"
+PLUGINS = ROOT / "thirdparty" / "jsPsych" / "plugins"
+
+SCRIPT = """
+global.window = undefined;
+require(process.argv[1]);
+const E = globalThis.EnsembleJsPsych;
+const names = ["html-keyboard-response", "jspsych-html-keyboard-response", "jspsych-html-keyboard-response.js",
+               "jsPsychHtmlKeyboardResponse", "survey-multi-choice", "audio-keyboard-response"];
+const out = {
+  globals: names.map(E.pluginGlobalName),
+  urls: names.map(n => E.pluginScriptUrl("/static/jsPsych/plugins/", n)),
+  nested: E.pluginNames([{type: "html-keyboard-response"}, {timeline: [{type: "jspsych-image-keyboard-response"}]}]),
+  normalized: E.normalizeTimeline(
+    [{type: "jspsych-html-keyboard-response", choices: "none"}, {timeline: [{type: "image-keyboard-response"}]}],
+    name => ({name})),
+};
+console.log(JSON.stringify(out));
+"""
+
+
+@pytest.fixture(scope="module")
+def result():
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node is not installed")
+    proc = subprocess.run([node, "-e", SCRIPT, str(MODULE)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_v6_and_v8_names_map_to_the_same_global(result):
+    assert result["globals"][:4] == ["jsPsychHtmlKeyboardResponse"] * 4
+    assert result["globals"][4:] == ["jsPsychSurveyMultiChoice", "jsPsychAudioKeyboardResponse"]
+
+
+def test_plugin_urls_exist_in_the_vendored_jspsych(result):
+    for url in result["urls"]:
+        assert (PLUGINS / url.rsplit("/", 1)[1]).exists(), url
+    for name, global_name in zip(result["urls"], result["globals"], strict=True):
+        assert f"var {global_name}=" in (PLUGINS / name.rsplit("/", 1)[1]).read_text()[:200]
+
+
+def test_nested_timelines_and_v6_key_constants(result):
+    assert result["nested"] == ["html-keyboard-response", "jspsych-image-keyboard-response"]
+    first, nested = result["normalized"]
+    assert first == {"type": {"name": "jsPsychHtmlKeyboardResponse"}, "choices": "NO_KEYS"}
+    assert nested["timeline"][0]["type"] == {"name": "jsPsychImageKeyboardResponse"}
