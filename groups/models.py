@@ -40,7 +40,10 @@ class GroupSession(models.Model):
     experimenter_code = models.CharField(max_length=8, db_index=True)
     phase = models.CharField(max_length=10, choices=Phase.choices, default=Phase.WAITING)
     step = models.IntegerField(default=0)
-    version = models.BigIntegerField(default=1)
+    version = models.BigIntegerField(default=1, help_text="Grows with every change.")
+    participant_version = models.BigIntegerField(default=1, help_text="Version of the last change participants see.")
+    changed_ms = models.BigIntegerField(default=0, help_text="Server time of the last change, ms since the epoch.")
+    exit_loop_step = models.IntegerField(null=True, blank=True, help_text="Step at which the loop was exited.")
     context = models.JSONField(default=dict, blank=True, help_text="Checkpoint of the shared context.")
     shared_params = models.JSONField(default=dict, blank=True, help_text="Current step's parameters.")
     notes = models.TextField(blank=True)
@@ -75,6 +78,9 @@ class Membership(models.Model):
     pseudonym = models.CharField(max_length=32)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.JOINED)
     responded_step = models.IntegerField(null=True, blank=True)
+    connections = models.PositiveIntegerField(default=0, help_text="Open participant sockets.")
+    form = models.CharField(max_length=100, blank=True, help_text="Form last served to the participant.")
+    acked_version = models.BigIntegerField(default=0)
     joined = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -95,6 +101,7 @@ class StepLog(models.Model):
     at = models.DateTimeField()
     at_ms = models.BigIntegerField(help_text="Server time, ms since the epoch.")
     shared_params = models.JSONField(default=dict, blank=True)
+    data = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["group_session", "at_ms", "id"]

@@ -1,0 +1,155 @@
+"""The lockstep ``group_trial`` handler, registered over the runner's plain one
+from ``GroupsConfig.ready()``.
+
+Serving (GET): a participant whose group has not started, is paused, or who already
+answered the current step gets the waiting screen (``groups/waiting.html``); the
+others get the trial for the *current* step: the stimulus script runs at render
+time with ``run.group`` at that step (``group.step``, ``group.shared_params``), so
+every participant sees the same shared trial parameters. The page carries the
+current step in a hidden field and listens on the participant socket.
+
+Answering (POST, inside the runner's ``submit_form`` transaction):
+``groups.services.record_response`` locks the group session and refuses a step
+that is not current (``StepRefused``, a RunError: the transaction rolls back, so
+nothing is stored); the rows get the group session, step and shared parameters
+(``Outcome.row_fields``);
+an answer to the step at which the experimenter exited the loop leaves the loop.
+"""
+
+from __future__ import annotations
+
+from django import forms
+
+from runner.errors import RunError
+from runner.handlers import Outcome, Prepared
+from runner.handlers.base import JSPSYCH_FIELD, JsPsychDataField
+from runner.handlers.builtin import GroupTrialHandler
+
+from . import selectors, services
+from .state import GroupError
+
+STEP_FIELD = "_group_step"
+WAITING_TEMPLATE = "groups/waiting.html"
+REMOVED_TEMPLATE = "groups/removed.html"
+TRIAL_TEMPLATE = "groups/trial.html"
+
+
+class StepRefused(RunError):
+    """A group_trial answer for a step that is not (or no longer) current."""
+
+    status = 409
+    title = "This trial is over"
+
+
+def lockstep_context(view: selectors.TrialView, session) -> dict:
+    """What the waiting screen and trial page need to follow the group."""
+    return {
+        "ws_path": f"/ws/group/{view.group_session_id}/participant/",
+        "run_url": f"/run/{session.experiment_id}/",
+        "step": view.step,
+        "phase": view.phase,
+        "exit_loop": view.exit_loop,
+        "pseudonym": view.pseudonym,
+    }
+
+
+def should_leave_loop(session) -> bool:
+    """The visit on screen should be skipped, leaving the loop: the experimenter
+    exited the loop at the current step and this participant already answered it,
+    or the group session is over (nothing more can be answered in lockstep)."""
+    view = selectors.trial_for(session)
+    if view is None or view.kicked:
+        return False
+    return (view.exit_loop and view.responded) or view.phase in ("ended", "aborted")
+
+
+class LockstepGroupTrial(GroupTrialHandler):
+    name = "group_trial"
+    template_name = TRIAL_TEMPLATE
+
+    # ------------------------------------------------------------ entering
+    def prepare(self, run) -> Prepared:
+        """Only decides whether the loop ends (an empty timeline); the trial itself is
+        built at render time, for the step current then."""
+        prepared = super().prepare(run)
+        return Prepared(empty=True) if prepared.empty else Prepared()
+
+    def skip_visit(self, page) -> str | None:
+        """Asked by the runner before showing the visit (GET): ``"leave_loop"`` once the
+        experimenter exited the loop at a step this participant answered, or the group
+        session is over."""
+        return "leave_loop" if should_leave_loop(page.session) else None
+
+    # ------------------------------------------------------------ serving
+    def build_form(self, page, data=None):
+        form = super().build_form(page, data)
+        view = selectors.trial_for(page.session)
+        if view is not None:
+            form.fields[STEP_FIELD] = forms.IntegerField(widget=forms.HiddenInput, initial=view.step)
+            if page.position.stimulus_script and JSPSYCH_FIELD not in form.fields:
+                # The timeline is built at render time; the page's script fills this field
+                # when it shows one (and keeps the questions hidden until it has).
+                form.fields[JSPSYCH_FIELD] = JsPsychDataField(required=False)
+        return form
+
+    def get_context(self, page, form) -> dict:
+        view = selectors.trial_for(page.session)
+        if view is None:  # a group experiment run outside any group session
+            return {}
+        context = {"lockstep": lockstep_context(view, page.session), "shared_params": view.shared_params,
+                   "group_step": view.step}  # fmt: skip
+        # get_handler() gives a fresh instance per request, so choosing the template here is safe.
+        if view.kicked:
+            self.template_name = REMOVED_TEMPLATE
+            return context
+        if view.must_wait or view.phase in ("ended", "aborted"):
+            self.template_name = WAITING_TEMPLATE
+            return context
+        services.record_location(session=page.session, form=page.position.form.name)
+        try:
+            timeline = self._timeline_for(page)
+        except RunError as exc:  # a failing stimulus script: the runner's friendly error page
+            self.template_name = "runner/error.html"
+            context.update(title=exc.title, message=exc.message, code=exc.code)
+            return context
+        if timeline:
+            field = form[JSPSYCH_FIELD] if JSPSYCH_FIELD in form.fields else None
+            context.update(timeline=timeline, jspsych_field=field)
+        return context
+
+    def _timeline_for(self, page) -> list | None:
+        script = page.position.stimulus_script
+        if not script:
+            return None
+        from runner.run_context import call_callback, make_run
+
+        run = make_run(session=page.session, position=page.position, visit=page.visit)
+        prepared = self.interpret(call_callback(script, run))
+        return prepared.timeline
+
+    # ------------------------------------------------------------ answering
+    def process(self, page, form, post) -> Outcome:
+        outcome = super().process(page, form, post)
+        step = form.cleaned_data.get(STEP_FIELD)
+        if step is None:
+            return outcome  # not in a group session: a plain trial
+        try:
+            recorded = services.record_response(session=page.session, step=step, answers=outcome.answers)
+        except GroupError as exc:
+            raise StepRefused(
+                "The group has already moved on from this trial, so this answer was not stored. "
+                "Open the study page again to continue.",
+                code=exc.code,
+            ) from exc
+        view = selectors.trial_for(page.session)
+        if view is not None and view.exit_loop:
+            outcome.leave_loop = True
+        outcome.row_fields = {"group_session_id": recorded.group_session_id, "step": recorded.step,
+                              "shared_params": recorded.shared_params}  # fmt: skip
+        return outcome
+
+
+def register() -> None:
+    from runner.handlers import register_handler
+
+    register_handler("group_trial", LockstepGroupTrial, replace=True)

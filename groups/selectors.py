@@ -1,0 +1,224 @@
+"""Reads: group sessions, lockstep state, snapshots, who may connect.
+
+``snapshot()`` builds the whole state once per change (what the experimenter sees);
+``participant_view()`` derives, without the database, what one participant sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from django.conf import settings
+from django.utils import timezone
+
+from .hooks import Group, load_context
+from .models import GroupSession, Membership
+from .state import TERMINAL, GroupError, GroupState, Participant, is_behind
+
+
+def get_group_session(group_session_id: int) -> GroupSession:
+    try:
+        return GroupSession.objects.select_related("experiment").get(pk=group_session_id)
+    except (GroupSession.DoesNotExist, ValueError, TypeError):
+        raise GroupError(f"No group session {group_session_id}.", code="not_found") from None
+
+
+def load_state(group_session: GroupSession) -> tuple[GroupState, dict[str, int]]:
+    """The pure state of ``group_session`` and each pseudonym's runner session id."""
+    participants, session_ids = {}, {}
+    memberships = Membership.objects.filter(group_session=group_session).select_related("session")
+    for m in memberships.order_by("joined", "id"):
+        status = m.status
+        if m.session.end is not None and status != Membership.Status.KICKED:
+            status = Membership.Status.FINISHED  # the run is over: no longer holds the group back
+        participants[m.pseudonym] = Participant(
+            connections=m.connections,
+            status=status,
+            form=m.form,
+            responded_step=m.responded_step,
+            acked_version=m.acked_version,
+        )
+        session_ids[m.pseudonym] = m.session_id
+    state = GroupState(
+        phase=group_session.phase,
+        step=group_session.step,
+        version=group_session.version,
+        participant_version=group_session.participant_version,
+        changed_ms=group_session.changed_ms,
+        exit_loop_step=group_session.exit_loop_step,
+        participants=MappingProxyType(participants),
+    )
+    return state, session_ids
+
+
+def snapshot(group_session_id: int) -> dict:
+    """The whole visible state (SPEC 5 ``group.state``), as the experimenter sees it."""
+    gs = get_group_session(group_session_id)
+    state, _ = load_state(gs)
+    return {
+        "type": "group.state",
+        "version": state.version,
+        "participant_version": state.participant_version,
+        "group_session": gs.pk,
+        "phase": state.phase,
+        "step": state.step,
+        "server_ms": state.changed_ms,
+        "shared_params": gs.shared_params or {},
+        "exit_loop": state.exit_loop_step is not None and state.exit_loop_step == state.step,
+        "run_url": f"/run/{gs.experiment_id}/",
+        "size": gs.expected_size,
+        "ready": state.ready_count,
+        "active": len(state.active),
+        "all_responded": state.all_responded,
+        "participants": [
+            {
+                "id": pid,
+                "connected": p.connected,
+                "status": p.status,
+                "form": p.form,
+                "responded_step": p.responded_step,
+                "acked_version": p.acked_version,
+                "behind": is_behind(state, pid),
+            }
+            for pid, p in state.participants.items()
+        ],
+        "context": load_context(gs),
+    }
+
+
+_SHARED_KEYS = (
+    "type", "version", "group_session", "phase", "step", "server_ms", "shared_params", "exit_loop", "run_url",
+    "size", "ready", "active", "all_responded",
+)  # fmt: skip
+
+
+def participant_view(full: dict, pseudonym: str) -> dict:
+    """What participant ``pseudonym`` may see of snapshot ``full``: no context, no
+    other participants, only counts and their own row (pure function)."""
+    view = {key: full[key] for key in _SHARED_KEYS}
+    me = next((p for p in full["participants"] if p["id"] == pseudonym), None)
+    view["me"] = (
+        {"id": me["id"], "status": me["status"], "responded_step": me["responded_step"]}
+        if me
+        else {"id": pseudonym, "status": "kicked", "responded_step": None}
+    )
+    return view
+
+
+# ---- codes ----------------------------------------------------------------------
+
+
+def find_by_participant_code(code: str, *, experiment_id: int | None = None) -> GroupSession | None:
+    """The live (unexpired, not over) group session with this participant code."""
+    qs = GroupSession.objects.filter(participant_code=code, expires__gt=timezone.now()).exclude(phase__in=TERMINAL)
+    if experiment_id is not None:
+        qs = qs.filter(experiment_id=experiment_id)
+    return qs.select_related("experiment", "ticket").first()
+
+
+def find_by_experimenter_code(code: str) -> GroupSession | None:
+    qs = GroupSession.objects.filter(experimenter_code=code, expires__gt=timezone.now())
+    return qs.select_related("experiment").first()
+
+
+def can_control(user, group_session: GroupSession) -> bool:
+    """A staff user attached to this group session with the experimenter code."""
+    if not (user and user.is_authenticated and user.is_staff):
+        return False
+    return group_session.experimenters.filter(pk=user.pk).exists()
+
+
+# ---- sockets --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParticipantIdentity:
+    group_session_id: int
+    pseudonym: str
+    session_id: int
+
+
+def authenticate_participant(*, group_session_id: int, cookies: dict) -> ParticipantIdentity:
+    """Who a participant socket is, from the run cookie of the group's experiment.
+
+    Raises ``GroupError``: ``not_found`` (no such group session), ``unauthenticated``
+    (no or unknown run cookie), ``forbidden`` (that run is not in this group session),
+    ``kicked``.
+    """
+    from runner.models import Session
+
+    gs = get_group_session(group_session_id)
+    token = (cookies or {}).get(f"{settings.RUN_COOKIE_NAME}{gs.experiment_id}")
+    if not token:
+        raise GroupError("No run cookie for this experiment.", code="unauthenticated")
+    session = Session.objects.filter(run_token=token).first()
+    if session is None:
+        raise GroupError("Unknown run.", code="unauthenticated")
+    membership = Membership.objects.filter(session=session).first()
+    if membership is None or membership.group_session_id != gs.pk:
+        raise GroupError("This run is not part of this group session.", code="forbidden")
+    if membership.status == Membership.Status.KICKED:
+        raise GroupError("You were removed from this group session.", code="kicked")
+    return ParticipantIdentity(gs.pk, membership.pseudonym, session.pk)
+
+
+def authenticate_experimenter(*, group_session_id: int, user) -> int:
+    """Check an experimenter socket. Raises ``GroupError``: ``not_found``,
+    ``unauthenticated`` (not logged in), ``forbidden`` (not staff or not attached)."""
+    gs = get_group_session(group_session_id)
+    if not (user and user.is_authenticated):
+        raise GroupError("Log in as an experimenter.", code="unauthenticated")
+    if not can_control(user, gs):
+        raise GroupError("Attach to this group session with its experimenter code.", code="forbidden")
+    return gs.pk
+
+
+# ---- for the runner -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """What the runner needs to serve a ``group_trial`` form to one participant."""
+
+    group_session_id: int
+    pseudonym: str
+    phase: str
+    step: int
+    shared_params: dict
+    responded: bool  # this participant already answered the current step
+    exit_loop: bool  # the experimenter ended the loop at this step
+    kicked: bool
+
+    @property
+    def must_wait(self) -> bool:
+        """Show the waiting screen instead of the form."""
+        return self.phase in ("waiting", "paused") or (self.phase == "running" and self.responded)
+
+
+def trial_for(session) -> TrialView | None:
+    """The lockstep position of a runner ``Session`` (None if it is in no group session)."""
+    membership = Membership.objects.filter(session=session).select_related("group_session").first()
+    if membership is None:
+        return None
+    gs = membership.group_session
+    return TrialView(
+        group_session_id=gs.pk,
+        pseudonym=membership.pseudonym,
+        phase=gs.phase,
+        step=gs.step,
+        shared_params=gs.shared_params or {},
+        responded=membership.responded_step == gs.step,
+        exit_loop=gs.exit_loop_step is not None and gs.exit_loop_step == gs.step,
+        kicked=membership.status == Membership.Status.KICKED,
+    )
+
+
+def run_group(*, session) -> Group | None:
+    """``run.group`` for callbacks of a runner session in a group session (None otherwise):
+    the same object the group hooks receive."""
+    membership = Membership.objects.filter(session=session).select_related("group_session__experiment").first()
+    if membership is None:
+        return None
+    state, session_ids = load_state(membership.group_session)
+    return Group(membership.group_session, state, session_ids)

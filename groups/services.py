@@ -1,0 +1,375 @@
+"""Writes to group sessions. Each public service:
+
+- locks the ``GroupSession`` row (``select_for_update`` inside ``transaction.atomic``),
+  so every change of one group session is serialised across processes;
+- applies one action of the pure state machine (``groups.state.transition``);
+- writes the new state, the step log, the context checkpoint, and runs the hooks;
+- publishes the new snapshot with ``transaction.on_commit(broadcast_state)``;
+- raises ``GroupError`` with a machine code, changing nothing, when refused.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from realtime.broadcast import broadcast_state
+
+from . import hooks
+from . import state as sm
+from .codes import new_code
+from .context import get_store
+from .models import Group, GroupSession, Membership, StepLog
+from .selectors import load_state
+from .state import GroupError
+
+LOGGED_EVENTS = {"started", "advanced", "paused", "resumed", "exit_loop", "ended", "aborted", "kicked", "context_set"}
+STEP_EVENTS = {"started", "advanced"}
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _pk(group_session: GroupSession | int) -> int:
+    return group_session.pk if isinstance(group_session, GroupSession) else int(group_session)
+
+
+def _lock(group_session: GroupSession | int) -> GroupSession:
+    try:
+        return GroupSession.objects.select_for_update().select_related("experiment").get(pk=_pk(group_session))
+    except GroupSession.DoesNotExist:
+        raise GroupError(f"No group session {_pk(group_session)}.", code="not_found") from None
+
+
+def _save(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> None:
+    gs.phase, gs.step, gs.version = new.phase, new.step, new.version
+    gs.participant_version, gs.changed_ms, gs.exit_loop_step = (
+        new.participant_version,
+        new.changed_ms,
+        new.exit_loop_step,
+    )
+    fields = ["phase", "step", "version", "participant_version", "changed_ms", "exit_loop_step"]
+    if new.phase == sm.RUNNING and gs.started is None:
+        gs.started = timezone.now()
+        fields.append("started")
+    if new.phase in sm.TERMINAL and gs.ended is None:
+        gs.ended = timezone.now()
+        fields.append("ended")
+    gs.save(update_fields=fields)
+    for pid, p in new.participants.items():
+        if old.participants.get(pid) != p:
+            Membership.objects.filter(group_session=gs, pseudonym=pid).update(
+                connections=p.connections, status=p.status, form=p.form,
+                responded_step=p.responded_step, acked_version=p.acked_version,
+            )  # fmt: skip
+
+
+def checkpoint_context(gs: GroupSession) -> dict:
+    """Copy the live context into ``GroupSession.context`` (caller holds the lock)."""
+    gs.context = hooks.load_context(gs)
+    gs.save(update_fields=["context"])
+    return gs.context
+
+
+def _after(gs, new, session_ids, events, by) -> None:
+    """Step log, shared parameters, checkpoints and hooks for ``events``."""
+    kinds = {e.kind for e in events}
+    group = hooks.Group(gs, new, session_ids)
+    if kinds & STEP_EVENTS:
+        gs.shared_params = hooks.call_advance(group, gs.experiment)
+        gs.save(update_fields=["shared_params"])
+    if "all_responded" in kinds:
+        hooks.call_quietly("on_all_responded", gs.experiment, group)
+    if kinds & {"ended", "aborted"}:
+        hooks.call_quietly("on_end", gs.experiment, group)
+    if kinds & (STEP_EVENTS | {"ended", "aborted", "context_set"}):
+        checkpoint_context(gs)  # after the hooks, so what they wrote is kept
+    for event in events:
+        if event.kind in LOGGED_EVENTS:
+            StepLog.objects.create(
+                group_session=gs,
+                step=event.data.get("step", new.step),
+                action=event.kind,
+                by=by if getattr(by, "is_authenticated", False) else None,
+                at=datetime.fromtimestamp(event.at_ms / 1000, tz=UTC),
+                at_ms=event.at_ms,
+                shared_params=gs.shared_params if event.kind in STEP_EVENTS else {},
+                data={k: v for k, v in event.data.items() if k != "step"},
+            )
+
+
+def _transition_locked(gs: GroupSession, old, session_ids, action, *, by=None):
+    """Transition a locked group session and persist it (caller holds the lock)."""
+    new, events = sm.transition(old, action, now_ms=now_ms())
+    if new is not old:
+        _save(gs, old, new)
+        _after(gs, new, session_ids, events, by)
+        transaction.on_commit(partial(broadcast_state, gs.pk))
+    return new, events
+
+
+def _apply(group_session, action, *, by=None):
+    """Lock, transition, save, log, hook, publish. Returns (gs, new_state, events, session_ids)."""
+    with transaction.atomic():
+        gs = _lock(group_session)
+        old, session_ids = load_state(gs)
+        new, events = _transition_locked(gs, old, session_ids, action, by=by)
+        return gs, new, events, session_ids
+
+
+def _info(state: sm.GroupState, session_ids: dict, pid: str) -> hooks.ParticipantInfo:
+    p = state.participants[pid]
+    return hooks.ParticipantInfo(pid, session_ids.get(pid, 0), p.status, p.responded_step, p.connected)
+
+
+# ---- creating and attaching -------------------------------------------------------
+
+
+def start_group_session(
+    *, experiment, group: Group | str | None = None, size: int | None = None, experimenter=None
+) -> GroupSession:
+    """Create a group session of a group ``experiment`` with a group ticket valid for
+    ``GROUP_SESSION_HOURS``, a participant code and an experimenter code, and attach
+    ``experimenter``. ``group`` may be a Group, a name (created if new) or None.
+
+    Raises ``GroupError``: ``not_group`` (a solo experiment), ``bad_size``, ``codes_exhausted``.
+    """
+    from runner.models import Ticket
+
+    if not experiment.is_group:
+        raise GroupError(f"{experiment.slug} is not a group experiment.", code="not_group")
+    if size is not None and size < 1:
+        raise GroupError("A group has at least one participant.", code="bad_size")
+    expires = timezone.now() + timedelta(hours=settings.GROUP_SESSION_HOURS)
+    with transaction.atomic():
+        if isinstance(group, str):
+            group, _ = Group.objects.get_or_create(name=group, defaults={"created_by": experimenter})
+        participant_code = new_code()
+        ticket = Ticket.objects.create(
+            experiment=experiment, type=Ticket.Type.GROUP, expires=expires, created_by=experimenter,
+            label=f"group session ({group.name if group else 'no group'})",
+        )  # fmt: skip
+        gs = GroupSession.objects.create(
+            experiment=experiment, group=group, ticket=ticket, participant_code=participant_code,
+            experimenter_code=new_code(avoid={participant_code}), expires=expires,
+            expected_size=size or experiment.group_size, created_by=experimenter, changed_ms=now_ms(),
+        )  # fmt: skip
+        if experimenter is not None:
+            gs.experimenters.add(experimenter)
+        get_store().set(gs.pk, {})
+    return gs
+
+
+def attach_experimenter(*, group_session: GroupSession, user) -> None:
+    """Let staff ``user`` control ``group_session``. Raises ``GroupError`` ``forbidden``."""
+    if not (user.is_authenticated and user.is_staff):
+        raise GroupError("Only experimenters (staff) can control a group session.", code="forbidden")
+    group_session.experimenters.add(user)
+
+
+def _new_pseudonym(taken) -> str:
+    while True:
+        pseudonym = "P" + "".join(secrets.choice(settings.GROUP_CODE_ALPHABET) for _ in range(6))
+        if pseudonym not in taken:
+            return pseudonym
+
+
+def attach_participant(*, session, ticket) -> Membership:
+    """Put runner ``session`` (started with group ``ticket``) into the ticket's group
+    session under a fresh random pseudonym; run ``on_join``; publish. Idempotent: a
+    session already attached gets its membership back.
+
+    Locks the group session. Raises ``GroupError``: ``not_found`` (the ticket belongs
+    to no group session), ``wrong_experiment``, ``forbidden`` (the run is in another
+    group session), ``expired``, ``ended``.
+    """
+    gs = GroupSession.objects.filter(ticket=ticket).first()
+    if gs is None:
+        raise GroupError("This ticket belongs to no group session.", code="not_found")
+    if session.experiment_id != gs.experiment_id:
+        raise GroupError("This run is for another experiment.", code="wrong_experiment")
+    with transaction.atomic():
+        gs = _lock(gs)
+        existing = Membership.objects.filter(session=session).first()
+        if existing is not None:
+            if existing.group_session_id != gs.pk:
+                raise GroupError("This run already belongs to another group session.", code="forbidden")
+            return existing
+        if gs.expires <= timezone.now():
+            raise GroupError("This group session has expired.", code="expired")
+        old, session_ids = load_state(gs)
+        pseudonym = _new_pseudonym(old.participants)
+        membership = Membership.objects.create(group_session=gs, session=session, pseudonym=pseudonym)
+        session_ids[pseudonym] = session.pk
+        new, _ = _transition_locked(gs, old, session_ids, sm.Join(pseudonym))
+        group = hooks.Group(gs, new, session_ids)
+        hooks.call_quietly("on_join", gs.experiment, group, _info(new, session_ids, pseudonym))
+    return membership
+
+
+# ---- the experimenter's controls ----------------------------------------------------
+# Each locks the group session, applies one action, logs it in the step log and
+# publishes the new snapshot on commit. Refusals raise GroupError (see groups.state).
+
+
+def group_session_start(*, group_session: GroupSession | int, by=None) -> sm.GroupState:
+    """waiting -> running at step 0; ``on_advance`` gives step 0's shared parameters.
+    Raises ``already_started``, ``ended``, ``hook_failed``."""
+    return _apply(group_session, sm.Start(), by=by)[1]
+
+
+def group_session_advance(*, group_session: GroupSession | int, step: int, by=None) -> sm.GroupState:
+    """From ``step`` (the step the console shows) to ``step + 1``, with new shared
+    parameters from ``on_advance`` and a context checkpoint.
+    Raises ``stale_step`` (``step`` is not current), ``not_started``, ``not_running``, ``ended``, ``hook_failed``."""
+    return _apply(group_session, sm.Advance(step), by=by)[1]
+
+
+def group_session_pause(*, group_session: GroupSession | int, by=None) -> sm.GroupState:
+    """running -> paused. Raises ``not_started``, ``not_running``, ``ended``."""
+    return _apply(group_session, sm.Pause(), by=by)[1]
+
+
+def group_session_resume(*, group_session: GroupSession | int, by=None) -> sm.GroupState:
+    """paused -> running. Raises ``not_started``, ``not_paused``, ``ended``."""
+    return _apply(group_session, sm.Resume(), by=by)[1]
+
+
+def group_session_exit_loop(*, group_session: GroupSession | int, by=None) -> sm.GroupState:
+    """Signal the participants' loop to end after the current step: an answer to this
+    step leaves the loop (``TrialView.exit_loop``), and after commit every active run
+    gets the runner's exit-loop flag (``runner.services.request_loop_exit``, its own
+    lock, so no lock is held across apps). Raises ``not_started``, ``ended``."""
+    gs, new, events, session_ids = _apply(group_session, sm.ExitLoop(), by=by)
+    if events:
+        active = [session_ids[pid] for pid in new.active if pid in session_ids]
+        transaction.on_commit(partial(_flag_loop_exit, active))
+    return new
+
+
+def _flag_loop_exit(session_ids: list[int]) -> None:
+    from runner import services as runner_services
+
+    request = getattr(runner_services, "request_loop_exit", None)
+    for session_id in session_ids if request else ():
+        request(session_id=session_id)
+
+
+def group_session_end(*, group_session: GroupSession | int, by=None) -> sm.GroupState:
+    """running/paused -> ended; checkpoints the context; runs ``on_end``.
+    Raises ``not_started``, ``ended``."""
+    return _apply(group_session, sm.End(), by=by)[1]
+
+
+def group_session_abort(*, group_session: GroupSession | int, by=None) -> sm.GroupState:
+    """Any live phase -> aborted; checkpoints the context; runs ``on_end``. Raises ``ended``."""
+    return _apply(group_session, sm.Abort(), by=by)[1]
+
+
+def group_session_set_context(*, group_session: GroupSession | int, patch: dict, by=None) -> dict:
+    """Merge ``patch`` into the shared context (``None`` deletes a key) and checkpoint
+    it. Returns the new context. Raises ``bad_patch``, ``ended``."""
+    with transaction.atomic():
+        gs = _lock(group_session)
+        old, session_ids = load_state(gs)
+        sm.transition(old, sm.SetContext(patch), now_ms=now_ms())  # validate before touching the store
+        hooks.GroupContext(gs).patch(patch)
+        _transition_locked(gs, old, session_ids, sm.SetContext(patch), by=by)
+        return gs.context
+
+
+def group_session_kick(*, group_session: GroupSession | int, participant: str, by=None) -> sm.GroupState:
+    """Remove ``participant`` (a pseudonym): their socket is closed and their runs
+    refused from now on. Raises ``unknown_participant``, ``kicked``, ``ended``."""
+    return _apply(group_session, sm.Kick(participant), by=by)[1]
+
+
+def save_notes(*, group_session: GroupSession | int, notes: str) -> None:
+    """The experimenter's free-text notes (no state change, no broadcast)."""
+    GroupSession.objects.filter(pk=_pk(group_session)).update(notes=notes)
+
+
+# ---- participants --------------------------------------------------------------
+
+
+def participant_connected(*, group_session: GroupSession | int, participant: str) -> None:
+    """A participant socket opened. Raises ``unknown_participant``, ``kicked``."""
+    _apply(group_session, sm.Connect(participant))
+
+
+def participant_disconnected(*, group_session: GroupSession | int, participant: str) -> None:
+    """A participant socket closed (never raises for a known group session)."""
+    try:
+        _apply(group_session, sm.Disconnect(participant))
+    except GroupError:
+        pass
+
+
+def participant_ready(*, group_session: GroupSession | int, participant: str, step: int) -> None:
+    """The participant is on the waiting screen for ``step``. Raises ``stale_step``, ``ended``, ..."""
+    _apply(group_session, sm.Ready(participant, step))
+
+
+def record_ack(*, group_session: GroupSession | int, participant: str, version: int) -> None:
+    """The participant received state ``version`` (the console shows who is behind).
+    Raises ``bad_version``, ``unknown_participant``."""
+    _apply(group_session, sm.Ack(participant, version))
+
+
+def _membership(session) -> Membership:
+    membership = Membership.objects.filter(session=session).first()
+    if membership is None:
+        raise GroupError("This run is not part of a group session.", code="not_in_group")
+    return membership
+
+
+def record_location(*, session, form: str) -> None:
+    """The runner served ``form`` (a form name) to ``session``; shown on the console.
+    Does nothing for a session outside any group session."""
+    membership = Membership.objects.filter(session=session).first()
+    if membership is not None and membership.status != Membership.Status.KICKED:
+        _apply(membership.group_session_id, sm.Locate(membership.pseudonym, form))
+
+
+def participant_finished(*, session) -> None:
+    """``session`` reached the end of the experiment: it no longer holds the group back."""
+    membership = Membership.objects.filter(session=session).first()
+    if membership is not None and membership.status != Membership.Status.KICKED:
+        _apply(membership.group_session_id, sm.Finish(membership.pseudonym))
+
+
+@dataclass(frozen=True)
+class RecordedStep:
+    """What the runner stores with each Response row of a group_trial answer."""
+
+    group_session_id: int
+    step: int
+    shared_params: dict
+
+
+def record_response(*, session, step: int, answers: dict | None = None) -> RecordedStep:
+    """Accept ``session``'s answer to lockstep ``step``; run ``on_response`` (and
+    ``on_all_responded`` for the last one); publish.
+
+    Call it INSIDE the transaction that stores the Response rows, before storing
+    them: the group session stays locked until they are committed, and a refusal
+    (raised) means nothing must be stored. Idempotent for a repeated step.
+    Raises ``GroupError``: ``stale_step`` (not the current step), ``not_started``,
+    ``ended``, ``kicked``, ``not_in_group``.
+    """
+    membership = _membership(session)
+    with transaction.atomic():
+        gs, new, events, session_ids = _apply(membership.group_session_id, sm.Respond(membership.pseudonym, step))
+        if any(e.kind == "responded" for e in events):
+            group = hooks.Group(gs, new, session_ids)
+            participant = _info(new, session_ids, membership.pseudonym)
+            hooks.call_quietly("on_response", gs.experiment, group, participant, dict(answers or {}))
+        return RecordedStep(gs.pk, step, dict(gs.shared_params or {}))

@@ -1,0 +1,190 @@
+"""Every WebSocket message of the group protocol (SPEC section 5), defined once.
+
+Client -> server messages are parsed with ``parse_client_message`` through a
+discriminated union on ``type``; unknown fields are refused (``extra="forbid"``).
+``static/js/protocol.js`` mirrors this module; keep them in step.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- experimenter -> server -----------------------------------------------------
+
+
+class StartMsg(_Message):
+    type: Literal["start"]
+
+
+class AdvanceMsg(_Message):
+    type: Literal["advance"]
+    step: StrictInt = Field(ge=0)
+
+
+class PauseMsg(_Message):
+    type: Literal["pause"]
+
+
+class ResumeMsg(_Message):
+    type: Literal["resume"]
+
+
+class ExitLoopMsg(_Message):
+    type: Literal["exit_loop"]
+
+
+class EndMsg(_Message):
+    type: Literal["end"]
+
+
+class AbortMsg(_Message):
+    type: Literal["abort"]
+
+
+class SetContextMsg(_Message):
+    type: Literal["set_context"]
+    patch: dict[str, Any]
+
+
+class KickMsg(_Message):
+    type: Literal["kick"]
+    participant: str = Field(min_length=1, max_length=32)
+
+
+# ---- participant -> server ------------------------------------------------------
+
+
+class ReadyMsg(_Message):
+    type: Literal["ready"]
+    step: StrictInt = Field(ge=0)
+
+
+class AckMsg(_Message):
+    type: Literal["ack"]
+    version: StrictInt = Field(ge=0)
+
+
+# ---- either -> server -----------------------------------------------------------
+
+
+class PingMsg(_Message):
+    """Clock offset estimation: ``t`` is the client's clock (ms); the server answers
+    ``pong`` with ``t`` echoed and its own ``server_ms``."""
+
+    type: Literal["ping"]
+    t: float
+
+
+ClientMessage = Annotated[
+    StartMsg | AdvanceMsg | PauseMsg | ResumeMsg | ExitLoopMsg | EndMsg | AbortMsg | SetContextMsg | KickMsg
+    | ReadyMsg | AckMsg | PingMsg,
+    Field(discriminator="type"),
+]  # fmt: skip
+_client_adapter = TypeAdapter(ClientMessage)
+
+EXPERIMENTER_TYPES = frozenset(
+    {"start", "advance", "pause", "resume", "exit_loop", "end", "abort", "set_context", "kick", "ping"}
+)
+PARTICIPANT_TYPES = frozenset({"ready", "ack", "ping"})
+CLIENT_TYPES = EXPERIMENTER_TYPES | PARTICIPANT_TYPES
+
+
+# ---- server -> client -----------------------------------------------------------
+
+
+class ParticipantRow(_Message):
+    id: str
+    connected: bool
+    status: str
+    form: str
+    responded_step: int | None
+    acked_version: int
+    behind: bool
+
+
+class Me(_Message):
+    id: str
+    status: str
+    responded_step: int | None
+
+
+class _StateBase(_Message):
+    type: Literal["group.state"]
+    version: int
+    group_session: int
+    phase: Literal["waiting", "running", "paused", "ended", "aborted"]
+    step: int
+    server_ms: int
+    shared_params: dict[str, Any]
+    exit_loop: bool
+    run_url: str
+    size: int | None
+    ready: int
+    active: int
+    all_responded: bool
+
+
+class ExperimenterState(_StateBase):
+    participant_version: int
+    participants: list[ParticipantRow]
+    context: dict[str, Any]
+
+
+class ParticipantState(_StateBase):
+    me: Me
+
+
+class ErrorMsg(_Message):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+
+
+class PongMsg(_Message):
+    type: Literal["pong"] = "pong"
+    t: float
+    server_ms: int
+
+
+# ---- parsing --------------------------------------------------------------------
+
+
+class ProtocolError(Exception):
+    def __init__(self, message: str, *, code: str):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def parse_client_message(text: str, *, allowed: frozenset[str] = CLIENT_TYPES) -> BaseModel:
+    """Parse one client frame. Raises ``ProtocolError`` with code ``bad_json`` (not a
+    JSON object), ``unknown_type`` (no or unknown ``type``), ``not_allowed`` (a type
+    this side may not send) or ``invalid_message`` (wrong or extra fields)."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        raise ProtocolError("Messages are JSON objects.", code="bad_json") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("Messages are JSON objects.", code="bad_json")
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in CLIENT_TYPES:
+        raise ProtocolError(f"Unknown message type {kind!r}.", code="unknown_type")
+    if kind not in allowed:
+        raise ProtocolError(f"This socket may not send {kind!r}.", code="not_allowed")
+    try:
+        return _client_adapter.validate_python(data)
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'message'}: {e['msg']}" for e in exc.errors())
+        raise ProtocolError(f"Invalid {kind!r} message: {detail}", code="invalid_message") from None
+
+
+def error(code: str, message: str) -> dict:
+    return ErrorMsg(code=code, message=message).model_dump()

@@ -1,0 +1,140 @@
+"""Live group sessions end to end on real daphne processes.
+
+- The Python controller (groups.client) on one server process, participant sockets
+  on another: both processes share PostgreSQL/SQLite and Redis and behave as one.
+- The console and the participant pages in Chromium: attach by code, waiting
+  screen, Start, answer, Advance (enabled when all answered), Kick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import pytest
+import websockets
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from groups import services
+from groups.client import GroupController
+from groups.state import GroupError
+from runner.models import Ticket
+from tests.factories import ExperimentFactory, SessionFactory
+from tests.runner.builders import build_experiment
+
+PASSWORD = "pw-live-123456"
+
+
+def _participant_socket(server, gs, session):
+    url = server.url.replace("http", "ws", 1) + f"/ws/group/{gs.pk}/participant/"
+    cookie = f"{settings.RUN_COOKIE_NAME}{gs.experiment_id}={session.run_token}"
+    return websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": server.url})
+
+
+async def _state_where(ws, predicate, timeout=10):
+    async def loop():
+        while True:
+            message = json.loads(await ws.recv())
+            if message["type"] == "group.state":
+                with contextlib.suppress(websockets.ConnectionClosed):  # a kicked socket is closing
+                    await ws.send(json.dumps({"type": "ack", "version": message["version"]}))
+                if predicate(message):
+                    return message
+
+    return await asyncio.wait_for(loop(), timeout)
+
+
+@pytest.mark.redis
+def test_controller_and_participants_on_different_processes(live_server_factory, transactional_db):
+    server_a, server_b = live_server_factory(), live_server_factory()
+    get_user_model().objects.create_user("ctl", password=PASSWORD, is_staff=True)
+    experiment = ExperimentFactory(is_group=True)
+    gs = services.start_group_session(experiment=experiment, size=2)
+    ticket = Ticket.objects.get(pk=gs.ticket_id)
+    sessions = [SessionFactory(experiment=experiment, ticket=ticket) for _ in range(2)]
+    pseudonyms = [services.attach_participant(session=s, ticket=ticket).pseudonym for s in sessions]
+
+    async def scenario():
+        async with GroupController(server_a.url, username="ctl", password=PASSWORD,
+                                   experimenter_code=gs.experimenter_code.lower()) as ctl:  # fmt: skip
+            assert ctl.group_session_id == gs.pk and ctl.state["phase"] == "waiting"
+            async with _participant_socket(server_b, gs, sessions[0]) as ann, \
+                    _participant_socket(server_b, gs, sessions[1]) as bob:  # fmt: skip
+                for ws in (ann, bob):
+                    await _state_where(ws, lambda s: s["phase"] == "waiting")
+                await ctl.wait_for(lambda s: all(p["connected"] for p in s["participants"]), timeout=10)
+                await ctl.start()
+                for ws in (ann, bob):
+                    await _state_where(ws, lambda s: s["phase"] == "running" and s["step"] == 0)
+                moved = await ctl.advance()
+                assert moved["step"] == 1
+                for ws in (ann, bob):
+                    await _state_where(ws, lambda s: s["step"] == 1)
+                with pytest.raises(GroupError) as info:
+                    await ctl.advance(0)
+                assert info.value.code == "stale_step"
+                assert (await ctl.set_context({"round": 2}))["context"] == {"round": 2}
+                await ctl.kick(pseudonyms[1])
+                await _state_where(bob, lambda s: s["me"]["status"] == "kicked")
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(bob.recv(), 5)
+                assert closed.value.rcvd.code == 4010
+                state = await ctl.wait_for(lambda s: s["active"] == 1)
+                assert {p["id"]: p["status"] for p in state["participants"]}[pseudonyms[1]] == "kicked"
+            await ctl.wait_for(lambda s: not any(p["connected"] for p in s["participants"]), timeout=10)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.browser
+def test_console_and_participant_in_the_browser(daphne_server, new_page, transactional_db, artifacts):
+    get_user_model().objects.create_user("lead", password=PASSWORD, is_staff=True)
+    experiment = build_experiment(
+        [{"name": "trial", "handler": "group_trial", "questions": [{"key": "warm", "choices": ["Yes", "No"]}],
+          "repeat": 3, "goto": 1},
+         {"name": "end", "handler": "form_end_session"}],
+        is_group=True, title="Live demo",
+    )  # fmt: skip
+    gs = services.start_group_session(experiment=experiment, size=1)
+    base = daphne_server.url
+
+    console = new_page()
+    console.goto(f"{base}/group/session/attach/experimenter/")
+    console.fill("#id_username", "lead")
+    console.fill("#id_password", PASSWORD)
+    console.locator("input[type=submit], button[type=submit]").first.click()
+    console.fill("#id_code", gs.experimenter_code.lower())
+    console.get_by_role("button", name="Attach").click()
+    console.wait_for_url(f"**/group/session/status/{gs.pk}/")
+    assert console.get_by_test_id("participant-code").inner_text() == gs.participant_code
+    console.locator("[data-link]", has_text="online").wait_for()
+
+    phone = new_page(width=390, height=844)
+    phone.goto(f"{base}/run/{experiment.pk}/start/")  # no ticket: the participant-code page
+    phone.fill("#id_code", gs.participant_code.lower())
+    phone.get_by_role("button", name="Join").click()
+    phone.get_by_text("Waiting for the experimenter to start").wait_for()
+    row = console.locator("[data-participants] tr").first
+    row.get_by_text("online").wait_for()
+
+    console.get_by_role("button", name="Start", exact=True).click()
+    phone.locator("input[name=q-warm]").first.wait_for()  # the waiting page moved on by itself
+    assert console.get_by_role("button", name="Advance", exact=True).is_disabled()
+    phone.get_by_label("Yes").check()
+    phone.get_by_role("button", name="Next").click()
+    phone.get_by_text("1 of 1 ready").wait_for()
+    advance = console.get_by_role("button", name="Advance", exact=True)
+    console.wait_for_function("() => !document.querySelector('[data-cmd=advance]').disabled")
+    advance.click()
+    console.locator("[data-step]", has_text="1").wait_for()
+    phone.locator("input[name=q-warm]").first.wait_for()
+    assert phone.locator("input[name=q-_group_step]").get_attribute("value") == "1"
+    console.screenshot(path=str(artifacts / "group-console.png"), full_page=True)
+    phone.screenshot(path=str(artifacts / "group-participant.png"), full_page=True)
+
+    console.on("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Kick").click()
+    phone.get_by_text("no longer in this group session").wait_for()
+    console.locator("[data-participants] tr", has_text="kicked").wait_for()

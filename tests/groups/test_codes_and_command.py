@@ -1,0 +1,126 @@
+"""Codes (alphabet, uniqueness, normalisation, rate limit) and the start_group_session command."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.core.management import CommandError, call_command
+
+from groups import codes
+from groups.models import GroupSession
+from tests.factories import ExperimentFactory, GroupSessionFactory
+
+
+def test_random_code_alphabet_and_length():
+    drawn = {codes.random_code() for _ in range(300)}
+    assert len(drawn) > 250
+    for code in drawn:
+        assert codes.looks_like_code(code)
+        assert not set(code) & set("01OIL")
+
+
+def test_normalize_is_case_insensitive():
+    assert codes.normalize_code(" ab-c d ") == "ABCD"
+    assert codes.normalize_code(None) == ""
+
+
+@pytest.mark.django_db
+def test_new_code_avoids_live_codes_of_both_kinds(monkeypatch):
+    GroupSessionFactory(participant_code="AAAA", experimenter_code="BBBB")
+    draws = iter(["AAAA", "BBBB", "CCCC", "DDDD"])
+    monkeypatch.setattr(codes, "random_code", lambda: next(draws))
+    assert codes.new_code(avoid={"CCCC"}) == "DDDD"
+
+
+@pytest.mark.django_db
+def test_expired_codes_are_free_again(monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    GroupSessionFactory(participant_code="AAAA", expires=timezone.now() - timedelta(minutes=1))
+    monkeypatch.setattr(codes, "random_code", lambda: "AAAA")
+    assert codes.new_code() == "AAAA"
+
+
+@pytest.mark.django_db
+def test_new_code_gives_up_with_machine_code(monkeypatch):
+    GroupSessionFactory(participant_code="AAAA")
+    monkeypatch.setattr(codes, "random_code", lambda: "AAAA")
+    with pytest.raises(codes.GroupError) as info:
+        codes.new_code(attempts=3)
+    assert info.value.code == "codes_exhausted"
+
+
+def test_rate_limit_counts_failures_per_address():
+    cache.clear()
+    for _ in range(settings.CODE_ATTEMPTS_PER_MINUTE):
+        assert not codes.is_rate_limited(kind="participant", address="10.0.0.1")
+        codes.record_failure(kind="participant", address="10.0.0.1")
+    assert codes.is_rate_limited(kind="participant", address="10.0.0.1")
+    assert not codes.is_rate_limited(kind="participant", address="10.0.0.2")
+    assert not codes.is_rate_limited(kind="experimenter", address="10.0.0.1")
+
+
+@pytest.mark.django_db
+def test_command_prints_spec_json(staff):
+    exp = ExperimentFactory(is_group=True, slug="colors")
+    out = StringIO()
+    call_command(
+        "start_group_session",
+        "--experiment",
+        "colors",
+        "--group",
+        "G1",
+        "--size",
+        "3",
+        "--experimenter",
+        "exp",
+        stdout=out,
+    )
+    payload = json.loads(out.getvalue())
+    assert list(payload) == ["group_session", "participant_code", "experimenter_code", "expires"]
+    gs = GroupSession.objects.get(pk=payload["group_session"])
+    assert (gs.participant_code, gs.experimenter_code) == (payload["participant_code"], payload["experimenter_code"])
+    assert gs.expires.isoformat() == payload["expires"]
+    assert gs.experiment == exp and gs.group.name == "G1" and gs.expected_size == 3
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--experiment", "nope"], "No experiment"),
+        (["--experiment", "solo"], "not a group experiment"),
+        (["--experiment", "colors", "--experimenter", "ghost"], "No user"),
+        (["--experiment", "colors", "--size", "0"], "at least one"),
+    ],
+)
+def test_command_errors(args, message):
+    ExperimentFactory(is_group=True, slug="colors")
+    ExperimentFactory(is_group=False, slug="solo")
+    with pytest.raises(CommandError, match=message):
+        call_command("start_group_session", *args, stdout=StringIO())
+    assert not GroupSession.objects.exists()
+
+
+def test_command_exits_non_zero_from_the_shell(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings.test",
+           "DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}", "ENSEMBLE_VAR_DIR": str(tmp_path)}  # fmt: skip
+    run = [sys.executable, "manage.py"]
+    subprocess.run([*run, "migrate", "-v0"], check=True, cwd=settings.BASE_DIR, env=env)
+    result = subprocess.run(
+        [*run, "start_group_session", "--experiment", "does-not-exist"],
+        capture_output=True, text=True, cwd=settings.BASE_DIR, env=env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "No experiment with slug 'does-not-exist'" in result.stderr
+    assert result.stdout == ""
