@@ -16,7 +16,11 @@ REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
 
-def _missing(reason: str):
+def missing_service(reason: str):
+    """Skip for want of a service, or fail under REQUIRE_SERVICES=1 (CI).
+
+    Every test that needs something outside Python (Redis, PostgreSQL, Chromium,
+    node, redis-server) must go through this, never through a bare pytest.skip."""
     if REQUIRE_SERVICES:
         pytest.fail(f"REQUIRE_SERVICES=1 but {reason}", pytrace=False)
     pytest.skip(reason)
@@ -41,11 +45,11 @@ def _service_gate(request):
         from django.db import connection
 
         if connection.vendor != "postgresql":
-            _missing("this test needs PostgreSQL (set DATABASE_URL=postgres://...)")
+            missing_service("this test needs PostgreSQL (set DATABASE_URL=postgres://...)")
     if request.node.get_closest_marker("redis"):
         reason = redis_available()
         if reason:
-            _missing(reason)
+            missing_service(reason)
     if request.node.get_closest_marker("browser"):
         if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-            _missing("Chromium is not installed (apt-get install -y chromium)")
+            missing_service("Chromium is not installed (apt-get install -y chromium)")

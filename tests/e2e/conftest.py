@@ -37,11 +37,18 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.conftest import missing_service
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 START_TIMEOUT = float(os.environ.get("E2E_SERVER_START_TIMEOUT", "40"))
 
 
@@ -111,8 +118,14 @@ def e2e_static_root(tmp_path_factory) -> Path:
     """``collectstatic`` into a temporary STATIC_ROOT, once per test session."""
     root = tmp_path_factory.mktemp("static")
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings.test", "STATIC_ROOT": str(root)}
-    proc = subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"collectstatic failed:\n{proc.stderr[-4000:]}")
     return root
@@ -149,11 +162,15 @@ def live_server_factory(django_db_setup, e2e_static_root, tmp_path_factory):
         log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
             [str(daphne), "-b", "127.0.0.1", "-p", str(port), "asgi:application"],
-            cwd=ROOT, env=child_env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=child_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
-        server = LiveServer(url=f"http://127.0.0.1:{port}", port=port, process=process, log_path=log_path,
-                            env=child_env)
+        server = LiveServer(
+            url=f"http://127.0.0.1:{port}", port=port, process=process, log_path=log_path, env=child_env
+        )
         servers.append(server)
         _wait_healthy(server)
         return server
@@ -176,7 +193,7 @@ def browser():
     Module-scoped on purpose: Playwright's sync API keeps an asyncio loop in this thread
     while it runs, which would break async (pytest-asyncio) tests collected after e2e/."""
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"Chromium not found at {CHROMIUM}")
+        missing_service(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop in this thread; the ORM calls tests make

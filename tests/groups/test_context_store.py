@@ -13,6 +13,7 @@ import time
 import pytest
 
 from groups.context import MemoryContextStore, RedisContextStore
+from tests.conftest import missing_service
 
 
 def free_port() -> int:
@@ -58,7 +59,7 @@ class PrivateRedis:
 @pytest.fixture
 def private_redis():
     if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
+        missing_service("redis-server is not installed")
     server = PrivateRedis().start()
     yield server
     server.stop()

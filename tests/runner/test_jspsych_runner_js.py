@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing_service
+
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "static" / "js" / "jspsych_runner.js"
 PLUGINS = ROOT / "thirdparty" / "jsPsych" / "plugins"
@@ -33,7 +35,7 @@ console.log(JSON.stringify(out));
 def result():
     node = shutil.which("node")
     if not node:
-        pytest.skip("node is not installed")
+        missing_service("node is not installed (the JS module is tested with node)")
     proc = subprocess.run([node, "-e", SCRIPT, str(MODULE)], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
