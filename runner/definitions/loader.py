@@ -38,7 +38,7 @@ from runner.models import (
 
 from .dumper import experiment_to_definition
 from .issues import DefinitionError, Issue
-from .schema import ExperimentDef, QuestionDef, definition_to_dict
+from .schema import EXPERIMENT_FIELDS, ExperimentDef, QuestionDef, definition_to_dict
 from .validate import validate_text
 
 CREATED, UPDATED, UNCHANGED = "created", "updated", "unchanged"
@@ -98,17 +98,7 @@ def load_definition(
             if current == definition_to_dict(definition):
                 return existing, UNCHANGED
         experiment = existing or Experiment(slug=definition.slug)
-        for attr in (
-            "title",
-            "description",
-            "is_group",
-            "group_size",
-            "params",
-            "group_flow",
-            "data_policy",
-            "sona_url",
-            "prolific_completion_url",
-        ):
+        for attr in EXPERIMENT_FIELDS:
             setattr(experiment, attr, getattr(definition, attr))
         experiment.save()
         _write_forms(experiment, definition)

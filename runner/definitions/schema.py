@@ -15,8 +15,8 @@ from typing import Any
 from runner.models import DataFormat, Handler, WidgetType
 from runner.models.design import CHOICE_WIDGETS, RANGE_WIDGETS
 
-TOP_KEYS = (
-    "slug",
+# Experiment fields a file sets one to one (besides its slug and forms).
+EXPERIMENT_FIELDS = (
     "title",
     "description",
     "is_group",
@@ -26,8 +26,8 @@ TOP_KEYS = (
     "data_policy",
     "sona_url",
     "prolific_completion_url",
-    "forms",
 )
+TOP_KEYS = ("slug", *EXPERIMENT_FIELDS, "forms")
 FORM_KEYS = (
     "name",
     "handler",
