@@ -23,7 +23,7 @@ run: install
 	$(PY) manage.py seed_demo
 	$(PY) manage.py ensure_experimenter
 	@echo "Serving on http://$(HOST):$(PORT)/  (editor: http://$(HOST):$(PORT)/editor/)"
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) asgi:application
+	$(PY) -m project.serve -b $(HOST) -p $(PORT) asgi:application
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
