@@ -168,12 +168,14 @@ class Entry:
     identifying: bool = False
 
     def as_row(self) -> list[str]:
+        from .records import guard_formula  # question texts and choices come from definitions
+
         return [
             self.column,
-            self.description,
+            guard_formula(self.description),
             self.type,
-            self.units,
-            "|".join(self.levels),
+            guard_formula(self.units),
+            guard_formula("|".join(self.levels)),
             "true" if self.identifying else "false",
         ]
 

@@ -7,6 +7,7 @@ cells with :func:`cell`. Datetimes are UTC ISO 8601 with milliseconds and a ``Z`
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -43,8 +44,23 @@ def dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+#: First characters that make a spreadsheet (Excel, LibreOffice, Sheets) read a cell as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def guard_formula(text: str) -> str:
+    """Neutralise CSV formula injection: text a participant typed (``=HYPERLINK(...)``,
+    ``@SUM(...)``) gets a leading apostrophe so a spreadsheet shows it instead of running
+    it. Numbers (``-3``, ``+1.5e3``) are left alone. docs/data.md, docs/security.md."""
+    if text.startswith(FORMULA_START) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def cell(value: Any) -> str:
-    """The CSV text of a value: empty for null, true/false, JSON for lists and objects."""
+    """The CSV text of a value: empty for null, true/false, JSON for lists and objects;
+    text that a spreadsheet would run as a formula is neutralised (:func:`guard_formula`)."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -55,7 +71,7 @@ def cell(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, dict | list):
         return dumps(value)
-    return str(value)
+    return guard_formula(str(value))
 
 
 def flatten(prefix: str, value: Any, out: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 from collections.abc import Callable
 from contextlib import suppress
@@ -243,10 +244,13 @@ def _job_thread(job_id: int) -> None:
 
 
 def run_export_job(*, job_id: int) -> None:
-    """Run a pending job, writing its file under MEDIA_ROOT/exports/<job id>/ and updating progress."""
+    """Run a pending job, writing its file under MEDIA_ROOT/exports/<job id>-<random>/ and updating
+    progress. The folder name carries 128 random bits: MEDIA_ROOT is served to anyone (``make
+    run`` serves /media/; a production web server usually does too, for the stimuli), so an
+    export must not sit at a guessable URL. Staff download it through the job page."""
     job = ExportJob.objects.select_related("experiment", "created_by").get(pk=job_id)
     ExportJob.objects.filter(pk=job_id).update(status=ExportJob.Status.RUNNING, message="Exporting")
-    folder = Path(settings.MEDIA_ROOT) / "exports" / str(job_id)
+    folder = Path(settings.MEDIA_ROOT) / "exports" / f"{job_id}-{secrets.token_hex(16)}"
     folder.mkdir(parents=True, exist_ok=True)
 
     def progress(done: int, total: int) -> None:

@@ -1,13 +1,27 @@
-"""The editor's export pages (staff only): export form with presets and a polled background
-job, the preview clean-up, and session / participant exclusion."""
+"""The editor's export pages: export form with presets and a polled background job, the
+preview clean-up, and session / participant exclusion.
+
+Who may do what (staff status first, then the editor's model permissions, so an account
+allowed to edit stimuli only cannot read the data; docs/security.md):
+
+- see the pages, run exports, poll and download jobs: ``runner.view_session`` and
+  ``runner.view_response`` (:data:`DATA_PERMS`);
+- export or download identifying columns: also ``runner.view_subject`` (the permission
+  that shows personal fields in the editor);
+- delete preview sessions: ``runner.delete_session``; exclude / include: ``runner.change_session``.
+
+Jobs are lab-wide like experiments: any user with these permissions sees every job.
+"""
 
 from __future__ import annotations
 
+from functools import wraps
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,8 +36,33 @@ from .forms import ExclusionForm, ExportForm
 from .models import ExportJob, ExportPreset
 from .pseudonyms import PseudonymMap, scope_for
 
+DATA_PERMS = ("runner.view_session", "runner.view_response")
+IDENTIFYING_PERM = "runner.view_subject"
 
-@staff_member_required
+
+def _require(*perms: str):
+    """Staff login (redirect to the editor login), then ``perms`` (403 without them)."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if not request.user.has_perms(perms):
+                raise PermissionDenied("Your editor account may not do this.")
+            return view(request, *args, **kwargs)
+
+        return staff_member_required(wrapper)
+
+    return decorator
+
+
+def _check_identifying(user, columns) -> None:
+    identifying = set(registry.identifying_names()) & set(columns or ())
+    if identifying and not user.has_perm(IDENTIFYING_PERM):
+        names = ", ".join(sorted(identifying))
+        raise PermissionDenied(f"Your editor account may not export identifying columns ({names}).")
+
+
+@_require(*DATA_PERMS)
 @require_GET
 def index(request):
     experiments = Experiment.objects.annotate(
@@ -37,7 +76,7 @@ def _initial_from_preset(preset: ExportPreset) -> dict:
     return {"format": preset.format, "columns": preset.columns, "preset_name": preset.name, **preset.filters}
 
 
-@staff_member_required
+@_require(*DATA_PERMS)
 @require_http_methods(["GET", "POST"])
 def experiment_page(request, slug: str):
     experiment = get_object_or_404(Experiment, slug=slug)
@@ -58,6 +97,7 @@ def experiment_page(request, slug: str):
                     )
                     messages.success(request, f"Preset “{preset.name}” saved.")
                     return redirect(f"{reverse('exports:experiment', args=[slug])}?preset={preset.pk}")
+                _check_identifying(request.user, data["columns"])
                 job = services.start_export_job(
                     experiment=experiment,
                     fmt=data["format"],
@@ -105,7 +145,7 @@ def _job_json(job: ExportJob) -> dict:
     }
 
 
-@staff_member_required
+@_require(*DATA_PERMS)
 @require_GET
 def job_status(request, job_id: int):
     services.expire_stale_jobs()
@@ -113,17 +153,18 @@ def job_status(request, job_id: int):
     return JsonResponse(_job_json(job))
 
 
-@staff_member_required
+@_require(*DATA_PERMS)
 @require_GET
 def job_download(request, job_id: int):
     job = get_object_or_404(ExportJob, pk=job_id, status=ExportJob.Status.DONE)
+    _check_identifying(request.user, job.columns)
     path = Path(settings.MEDIA_ROOT) / job.file.name
     if not job.file.name or not path.is_file():
         raise Http404("The export file is gone.")
     return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type="application/zip")
 
 
-@staff_member_required
+@_require(*DATA_PERMS, "runner.delete_session")
 @require_http_methods(["GET", "POST"])
 def delete_previews(request, slug: str):
     experiment = get_object_or_404(Experiment, slug=slug)
@@ -147,7 +188,7 @@ def delete_previews(request, slug: str):
     )
 
 
-@staff_member_required
+@_require(*DATA_PERMS)
 @require_GET
 def sessions_page(request, slug: str):
     experiment = get_object_or_404(Experiment, slug=slug)
@@ -157,7 +198,7 @@ def sessions_page(request, slug: str):
     return render(request, "exports/sessions.html", {"experiment": experiment, "rows": rows, "form": ExclusionForm()})
 
 
-@staff_member_required
+@_require(*DATA_PERMS, "runner.change_session")
 @require_POST
 def set_exclusion(request, slug: str, session_id: int):
     """POST ``action`` = exclude_session | include_session | exclude_subject | include_subject (+ ``reason``)."""

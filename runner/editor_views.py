@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 
 from runner.models import Experiment
-from runner.stimulus_import import StimulusImportError, import_stimuli
+from runner.stimulus_import import StimulusImportError, import_stimuli, limits
 
 MAX_UPLOAD_BYTES = 500 * 1024 * 1024
+#: Model permission the importer needs (the editor's "add stimulus"), besides staff status.
+IMPORT_PERMISSION = "runner.add_stimulus"
 
 
 class StimulusImportForm(forms.Form):
@@ -33,23 +36,26 @@ class StimulusImportForm(forms.Form):
         data = super().clean()
         if not data.get("zip_file") and not data.get("table"):
             raise forms.ValidationError("Upload a zip, a CSV table, or both.")
-        for key in ("zip_file", "table"):
+        for key, limit in (("zip_file", MAX_UPLOAD_BYTES), ("table", limits()["table"])):
             upload = data.get(key)
-            if upload and upload.size > MAX_UPLOAD_BYTES:
-                self.add_error(key, "This file is too large.")
+            if upload and upload.size > limit:
+                self.add_error(key, f"This file is too large (limit {limit / 1e6:.0f} MB).")
         return data
 
 
 @staff_member_required
 def stimulus_import(request):
-    """``/run/editor/stimuli/import/``: upload, import all-or-nothing, list row errors."""
+    """``/run/editor/stimuli/import/``: upload, import all-or-nothing, list row errors.
+    Staff with the ``runner.add_stimulus`` permission only (403 otherwise)."""
+    if not request.user.has_perm(IMPORT_PERMISSION):
+        raise PermissionDenied("You may not add stimuli.")
     result = errors = None
     form = StimulusImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         zip_upload, table_upload = form.cleaned_data["zip_file"], form.cleaned_data["table"]
         try:
             result = import_stimuli(
-                zip_bytes=zip_upload.read() if zip_upload else None,
+                zip_bytes=zip_upload.open("rb") if zip_upload else None,  # read member by member
                 table=table_upload.read() if table_upload else None,
                 experiment=form.cleaned_data["experiment"],
             )

@@ -112,7 +112,7 @@ def call_callback(dotted: str, run: RunContext):
     try:
         func = resolve_callable(dotted)
         return func(run, **_kwargs_for(func, run.params))
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in experiment code must not stop the server
         logger.exception(
             "callback %s failed (experiment=%s form_order=%s visit=%s session=%s)",
             dotted,

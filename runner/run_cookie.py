@@ -44,7 +44,7 @@ def read_run_token(cookies: Mapping[str, str], experiment_id: int) -> str | None
     """The run token in ``cookies`` for this experiment, or None."""
     raw = (cookies or {}).get(cookie_name(experiment_id)) or ""
     raw = raw.strip()
-    return raw if raw and len(raw) <= TOKEN_MAX_LENGTH else None
+    return raw if raw and len(raw) <= TOKEN_MAX_LENGTH and "\x00" not in raw else None
 
 
 def session_from_cookies(cookies: Mapping[str, str], experiment_id: int):

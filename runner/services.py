@@ -28,6 +28,7 @@ logger = logging.getLogger("runner.services")
 EMAIL_SALT = "runner.email-login"
 FIELD_MAX = 100
 MAX_SKIPS = 100
+TICKET_CODE_MAX = 200  # longer than any code we issue
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ def start_run(
         raise _ticket_error("ticket_missing")
     with transaction.atomic():
         experiment = selectors.experiment_or_none(experiment_id)
-        ticket = Ticket.objects.select_for_update().filter(code=ticket_code).first()
+        unusable = "\x00" in ticket_code or len(ticket_code) > TICKET_CODE_MAX  # PostgreSQL refuses NUL
+        ticket = None if unusable else Ticket.objects.select_for_update().filter(code=ticket_code).first()
         if resume_token and ticket is not None and experiment is not None and ticket.experiment_id == experiment.pk:
             existing = Session.objects.filter(run_token=resume_token, ticket=ticket, end__isnull=True).first()
             if existing is not None:

@@ -15,6 +15,7 @@ import posixpath
 import zipfile
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -25,6 +26,23 @@ REQUIRED = ("name", "location")
 OPTIONAL = ("description", "file_format", "duration")
 ATTRIBUTE_TYPES = ("text", "double")
 MAX_ROWS = 20_000
+
+
+def limits() -> dict[str, int]:
+    """Zip limits (settings, with defaults; docs/security.md): members, unpacked bytes in
+    all, unpacked bytes of the CSV table. Checked from the zip's directory before anything
+    is unpacked, so a zip bomb is refused without being inflated."""
+    return {
+        "files": int(getattr(settings, "STIMULUS_IMPORT_MAX_FILES", MAX_ROWS + 100)),
+        "unpacked": int(getattr(settings, "STIMULUS_IMPORT_MAX_UNPACKED_BYTES", 2 * 1024**3)),
+        "table": int(getattr(settings, "STIMULUS_IMPORT_MAX_TABLE_BYTES", 20 * 1024**2)),
+    }
+
+
+def _unsafe_location(location: str) -> bool:
+    """A storage path that could leave the media folder: absolute, ``..``, backslashes, NUL."""
+    return (location.startswith(("/", "~")) or "\\" in location or "\x00" in location
+            or ".." in location.split("/"))
 
 
 @dataclass
@@ -90,6 +108,9 @@ def _parse_row(number: int, raw: dict, header: list[str], media: set[str] | None
         errors.append(RowError(number, "name is empty"))
     if not location:
         errors.append(RowError(number, "location is empty"))
+    elif _unsafe_location(location):
+        errors.append(RowError(number, f"location '{location}' must be a plain relative path (no '..', "
+                                       "no leading '/', no backslashes)"))
     elif media is not None and location not in media:
         errors.append(RowError(number, f"file '{location}' is not in the zip"))
     elif media is None and not default_storage.exists(location):
@@ -151,6 +172,28 @@ def parse(*, table: bytes, media_names: set[str] | None) -> list[ParsedRow]:
     return parsed
 
 
+def _check_archive(archive: zipfile.ZipFile) -> None:
+    """Refuse a zip with too many members or too much unpacked data (before inflating)."""
+    lim = limits()
+    infos = archive.infolist()
+    if len(infos) > lim["files"]:
+        raise StimulusImportError([RowError(0, f"the zip holds {len(infos)} files; the limit is {lim['files']}")])
+    unpacked = sum(i.file_size for i in infos)
+    if unpacked > lim["unpacked"]:
+        raise StimulusImportError([RowError(
+            0, f"the zip unpacks to {unpacked / 1e6:.0f} MB; the limit is {lim['unpacked'] / 1e6:.0f} MB")])
+
+
+def _read_member(archive: zipfile.ZipFile, name: str, *, limit: int | None = None) -> bytes:
+    info = archive.getinfo(name)
+    if limit is not None and info.file_size > limit:
+        raise StimulusImportError([RowError(0, f"'{name}' is larger than {limit / 1e6:.0f} MB")])
+    try:
+        return archive.read(info)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError) as exc:
+        raise StimulusImportError([RowError(0, f"'{name}' cannot be unpacked ({exc})")]) from exc
+
+
 def _find_table(archive: zipfile.ZipFile) -> tuple[str, dict[str, str]]:
     names = [n for n in archive.namelist() if not n.endswith("/") and "__MACOSX" not in n]
     tables = [n for n in names if n.lower().endswith(".csv")]
@@ -177,7 +220,7 @@ def _write(rows: list[ParsedRow], *, archive, media: dict[str, str] | None, expe
         stim = Stimulus(name=row.name, **row.fields)
         if archive is not None:
             saved = default_storage.save(f"stimuli/{posixpath.basename(row.location)}",
-                                         ContentFile(archive.read(media[row.location])))
+                                         ContentFile(_read_member(archive, media[row.location])))
             stored.append(saved)
             stim.location.name = saved
         else:
@@ -198,22 +241,25 @@ def _write(rows: list[ParsedRow], *, archive, media: dict[str, str] | None, expe
     return created
 
 
-def import_stimuli(*, table: bytes | None = None, zip_bytes: bytes | None = None,
+def import_stimuli(*, table: bytes | None = None, zip_bytes=None,
                    experiment: Experiment | None = None) -> ImportResult:
     """Import stimuli all-or-nothing (one transaction; files stored for a failed
     import are deleted again). Give ``zip_bytes`` (media + one CSV inside, or a CSV
-    given separately as ``table``) or ``table`` alone for files already in storage.
+    given separately as ``table``; bytes or a seekable file such as an upload, which is
+    then read member by member) or ``table`` alone for files already in storage.
+    Locations must be plain relative paths; the zip is checked against :func:`limits`.
     Raises :class:`StimulusImportError` listing every row error."""
     archive = None
     media = None
     if zip_bytes is not None:
         try:
-            archive = zipfile.ZipFile(io.BytesIO(zip_bytes))
-        except zipfile.BadZipFile as exc:
+            archive = zipfile.ZipFile(io.BytesIO(zip_bytes) if isinstance(zip_bytes, bytes) else zip_bytes)
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
             raise StimulusImportError([RowError(0, "the uploaded file is not a zip archive")]) from exc
+        _check_archive(archive)
         if table is None:
             table_name, media = _find_table(archive)
-            table = archive.read(table_name)
+            table = _read_member(archive, table_name, limit=limits()["table"])
         else:
             media = {n: n for n in archive.namelist() if not n.endswith("/")}
             media.update({posixpath.basename(n): n for n in list(media)})

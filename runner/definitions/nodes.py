@@ -19,6 +19,13 @@ from .issues import Issue
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
 STR_TAG = "tag:yaml.org,2002:str"
+#: Values a definition may expand to. Aliases are copied, so ``&a [*b, *b, ...]`` chains
+#: ("billion laughs") would otherwise grow exponentially; a real definition has a few thousand.
+MAX_NODES = 200_000
+
+
+class _TooBig(Exception):
+    pass
 
 
 @dataclass
@@ -67,6 +74,8 @@ def parse_yaml(text: str) -> tuple[YNode | None, list[Issue]]:
     """Parse one YAML document; return its located tree (None if empty) and any errors."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        return None, [Issue(1, "malformed YAML: nested too deeply")]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -77,7 +86,13 @@ def parse_yaml(text: str) -> tuple[YNode | None, list[Issue]]:
     if root is None:
         return None, []
     issues: list[Issue] = []
-    tree = _convert(root, SafeConstructor(), issues)
+    constructor = SafeConstructor()
+    constructor.node_budget = MAX_NODES
+    try:
+        tree = _convert(root, constructor, issues)
+    except (_TooBig, RecursionError):  # alias bombs, self-referencing aliases, deep nesting
+        return None, [Issue(1, f"the definition expands to more than {MAX_NODES} values or nests too deeply "
+                               "(check anchors and aliases)")]
     return tree, issues
 
 
@@ -86,6 +101,9 @@ def _line(node: yaml.Node) -> int:
 
 
 def _convert(node: yaml.Node, constructor: SafeConstructor, issues: list[Issue]) -> YNode:
+    constructor.node_budget -= 1
+    if constructor.node_budget < 0:
+        raise _TooBig
     if isinstance(node, yaml.MappingNode):
         return _convert_mapping(node, constructor, issues)
     if isinstance(node, yaml.SequenceNode):

@@ -172,22 +172,85 @@ class BaseHandler:
         return Outcome(answers=form.cleaned_answers(), trials=trials)
 
 
-def parse_trials(raw: str | None) -> list[dict]:
-    """jsPsych data posted by the page: a JSON list of trial objects (size-limited).
+UNREADABLE = "The task data could not be read. Please reload the page."
 
-    Raises ``forms.ValidationError`` with a participant-readable message.
+
+def jspsych_limits() -> dict[str, int]:
+    """The limits on posted jsPsych data (settings, with defaults; docs/security.md).
+
+    ``bytes`` never exceeds Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE`` minus 64 KiB for the
+    other fields, so a payload under it is never cut off by Django's own body limit first.
+    """
+    limit = int(getattr(settings, "JSPSYCH_DATA_MAX_BYTES", 2_000_000))
+    body = getattr(settings, "DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
+    if body is not None:
+        limit = min(limit, int(body) - 64 * 1024)
+    return {
+        "bytes": limit,
+        "trials": int(getattr(settings, "JSPSYCH_MAX_TRIALS", 10_000)),
+        "depth": int(getattr(settings, "JSPSYCH_MAX_DEPTH", 32)),
+    }
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_text(value: str) -> None:
+    """NUL characters and lone surrogates (``"\\ud800"``): PostgreSQL cannot store them."""
+    if "\x00" in value:
+        raise ValueError("NUL character")
+    if not value.isascii():
+        value.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
+
+
+def _check_shape(data, max_depth: int) -> None:
+    """Raise ValueError for nesting deeper than ``max_depth`` or text PostgreSQL cannot
+    store. Iterative, so hostile nesting cannot exhaust the stack."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, dict | list):
+            if depth > max_depth:
+                raise ValueError("nested too deeply")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, sub in items:
+                if isinstance(key, str):
+                    _check_text(key)
+                stack.append((sub, depth + 1))
+
+
+def parse_trials(raw: str | None) -> list[dict]:
+    """jsPsych data posted by the page: a JSON list of trial objects.
+
+    Limits (:func:`jspsych_limits`): size in UTF-8 bytes, number of trials, nesting depth;
+    NaN/Infinity and NUL characters are refused. Raises ``forms.ValidationError`` with a
+    participant-readable message; nothing is stored then.
     """
     if not raw:
         return []
-    limit = getattr(settings, "JSPSYCH_DATA_MAX_BYTES", 2_000_000)
-    if len(raw) > limit:
-        raise forms.ValidationError("The task data are too large to store.")
+    limits = jspsych_limits()
+    size = len(raw.encode("utf-8", "surrogatepass"))
+    if size > limits["bytes"]:
+        raise forms.ValidationError(
+            f"The task produced more data ({size / 1e6:.1f} MB) than this study can store "
+            f"({limits['bytes'] / 1e6:.1f} MB). Please contact the research team.", code="too_large")
     try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise forms.ValidationError("The task data could not be read. Please reload the page.") from exc
+        data = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise forms.ValidationError(UNREADABLE, code="unreadable") from exc
     if not isinstance(data, list) or not all(isinstance(t, dict) for t in data):
-        raise forms.ValidationError("The task data could not be read. Please reload the page.")
+        raise forms.ValidationError(UNREADABLE, code="not_trials")
+    if len(data) > limits["trials"]:
+        raise forms.ValidationError(
+            f"The task produced more trials ({len(data)}) than this study can store ({limits['trials']}). "
+            "Please contact the research team.", code="too_many_trials")
+    try:
+        _check_shape(data, limits["depth"])
+    except ValueError as exc:
+        raise forms.ValidationError(UNREADABLE, code="unreadable") from exc
     return data
 
 

@@ -8,6 +8,7 @@ from runner import selectors
 from runner.errors import RunError
 from runner.flow import loop_containing
 from runner.handlers import Page, get_handler
+from runner.handlers.base import jspsych_limits
 
 
 def error_page(request, exc: RunError, *, experiment=None):
@@ -70,6 +71,7 @@ def render_visit(request, session, *, page=None, form=None, status: int = 200):
         "loop_rounds": max(loop.repeat, 1) if loop else None,
         "timeline": page.timeline,
         "jspsych_field": jspsych_field,
+        "jspsych_max_bytes": jspsych_limits()["bytes"] if page.timeline else 0,
         "jspsych_done": bool(form.is_bound and jspsych_field is not None and not jspsych_field.errors
                              and jspsych_field.value()),
         "show_break_loop": bool(position.break_loop_button and position.repeat is not None),

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from runner import selectors, services
 from runner.errors import NoRunError, RunError
+from runner.models import Session
 from runner.run_cookie import read_run_token, set_run_cookie
 
 from .pages import error_page, render_visit
@@ -19,11 +20,22 @@ GROUP_ATTACH_URL = "/group/session/attach/participant/?experiment={id}"
 STALE_MESSAGE = "That page had already been sent, so we brought you back to where you are in the study."
 
 
+#: Largest integer a browser sends exactly (``Number.MAX_SAFE_INTEGER``); also fits a BigIntegerField.
+MAX_CLIENT_INT = 2**53 - 1
+
+
 def _int(value, default=None):
+    """An integer from a form field; ``default`` for anything else (including huge values)."""
     try:
-        return int(value)
+        number = int(str(value)[:20])
     except (TypeError, ValueError):
         return default
+    return number if -MAX_CLIENT_INT <= number <= MAX_CLIENT_INT else default
+
+
+def _param(request, name: str) -> str:
+    """A query parameter as text without NUL characters (PostgreSQL cannot store them)."""
+    return request.GET.get(name, "").replace("\x00", "").strip()
 
 
 @never_cache
@@ -36,10 +48,10 @@ def start(request, experiment_id: int):
         if experiment is not None and experiment.is_group:
             return redirect(GROUP_ATTACH_URL.format(id=experiment_id))
     referral = services.Referral(
-        sona=request.GET.get("sona", "").strip(),
-        prolific_pid=request.GET.get("PROLIFIC_PID", "").strip(),
-        study_id=request.GET.get("STUDY_ID", "").strip(),
-        session_id=request.GET.get("SESSION_ID", "").strip(),
+        sona=_param(request, "sona"),
+        prolific_pid=_param(request, "PROLIFIC_PID"),
+        study_id=_param(request, "STUDY_ID"),
+        session_id=_param(request, "SESSION_ID"),
     )
     try:
         session = services.start_run(
@@ -47,7 +59,7 @@ def start(request, experiment_id: int):
             ticket_code=code,
             referral=referral,
             is_staff=bool(request.user.is_authenticated and request.user.is_staff),
-            user_agent=request.META.get("HTTP_USER_AGENT", ""),
+            user_agent=request.META.get("HTTP_USER_AGENT", "").replace("\x00", ""),
             resume_token=read_run_token(request.COOKIES, experiment_id),
         )
     except RunError as exc:
@@ -98,7 +110,7 @@ def _post(request, session):
             nonce=post.get("_nonce", ""),
             data=post,
             client_time_ms=_int(post.get("_client_ms")),
-            tz=post.get("_tz", "").strip(),
+            tz=post.get("_tz", "").replace("\x00", "").strip(),
             absolute_url=request.build_absolute_uri,
         )
     except policy_errors as exc:
@@ -122,7 +134,7 @@ def verify_email(request, experiment_id: int, token: str):
     """The link sent by ``form_login_w_email``: confirm and continue."""
     try:
         session = services.verify_email(token=token)
-    except signing.BadSignature:
+    except (signing.BadSignature, Session.DoesNotExist):  # forged, expired, or its session deleted
         return error_page(request, RunError(
             "This confirmation link is not valid or has expired. Please ask for a new one on the study page.",
             code="bad_email_link", status=400, title="Link not valid",

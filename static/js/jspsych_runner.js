@@ -87,6 +87,12 @@
     host.appendChild(box);
   }
 
+  /* UTF-8 size of a string, as the server measures the posted data. */
+  function byteLength(text) {
+    if (typeof TextEncoder !== "undefined") return new TextEncoder().encode(text).length;
+    return unescape(encodeURIComponent(text)).length;
+  }
+
   function run() {
     var source = document.getElementById("jspsych-timeline");
     var host = document.getElementById("jspsych-host");
@@ -102,7 +108,15 @@
       var jsPsych = global.initJsPsych({
         display_element: host,
         on_finish: function () {
-          output.value = JSON.stringify(jsPsych.data.get().values());
+          var json = JSON.stringify(jsPsych.data.get().values());
+          var size = byteLength(json);
+          var max = parseInt(host.dataset.maxBytes || "0", 10);
+          if (max > 0 && size > max) {  // the server would refuse it: say so instead of posting
+            showProblem(host, "The task produced more data (" + (size / 1e6).toFixed(1) + " MB) than this " +
+              "study can store (" + (max / 1e6).toFixed(1) + " MB). Please contact the research team.");
+            return;
+          }
+          output.value = json;
           host.classList.add("d-none");
           if (hasQuestions) {
             questions.classList.remove("d-none");
@@ -127,6 +141,7 @@
     pluginScriptUrl: pluginScriptUrl,
     pluginNames: pluginNames,
     normalizeTimeline: normalizeTimeline,
+    byteLength: byteLength,
     run: run,
   };
   if (typeof document !== "undefined") {

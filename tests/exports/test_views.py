@@ -9,10 +9,21 @@ from django.urls import reverse
 from exports.models import ExportJob, ExportPreset
 from runner.models import Session
 
+#: What the export pages ask of an editor account (exports/views.py; docs/security.md).
+EXPORT_PERMS = ("view_session", "view_response", "view_subject", "delete_session", "change_session")
+
+
+def staff_with(*codenames, username="exp"):
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user(username, password="pw", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="runner", codename__in=codenames))
+    return user
+
 
 @pytest.fixture
 def staff(db):
-    return get_user_model().objects.create_user("exp", password="pw", is_staff=True)
+    return staff_with(*EXPORT_PERMS)
 
 
 @pytest.fixture

@@ -54,3 +54,8 @@ def mixed_names(run):
         {"timeline": [{"type": "jsPsychHtmlButtonResponse", "stimulus": "<p id='t2'>second</p>",
                        "choices": ["Go on"]}]},
     ]
+
+
+def exits(run):
+    """Experiment code calling sys.exit(): must not take the server down."""
+    raise SystemExit(3)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -12,14 +12,15 @@ from runner.tickets import CREATABLE_TYPES, DEFAULT_BASE_URL, TicketError, creat
 
 
 def parse_when(value: str | None, option: str) -> datetime | None:
-    """An ISO 8601 date or date-time; one without a zone is taken in TIME_ZONE (UTC)."""
+    """An ISO 8601 date or date-time; one without a zone is UTC (docs/definitions.md), whatever
+    ``TIME_ZONE`` says; a date alone means midnight UTC."""
     if value is None:
         return None
     try:
         when = datetime.fromisoformat(value.strip())
     except ValueError:
         raise CommandError(f"{option} {value!r} is not an ISO 8601 date-time (e.g. 2026-12-31T18:00:00Z)") from None
-    return timezone.make_aware(when) if timezone.is_naive(when) else when
+    return timezone.make_aware(when, UTC) if timezone.is_naive(when) else when
 
 
 class Command(BaseCommand):

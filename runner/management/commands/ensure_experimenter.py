@@ -36,6 +36,13 @@ def _write_secret(path: Path, value: str) -> None:
 class Command(BaseCommand):
     help = "Create the local experimenter account on first run and print its login."
 
+    def _tighten(self, path: Path) -> None:
+        """A password file others can read (copied, unpacked, chmod-ed) is set back to 0600."""
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            os.chmod(path, 0o600)
+            self.stderr.write(f"{path} was readable by others (mode {mode:o}); it is now 0600.")
+
     def add_arguments(self, parser):
         parser.add_argument("--url", default=EDITOR_URL, help=f"editor address to print (default {EDITOR_URL})")
 
@@ -43,6 +50,8 @@ class Command(BaseCommand):
         path = password_file()
         try:
             stored = path.read_text().strip() if path.exists() else ""
+            if stored:
+                self._tighten(path)
         except OSError as exc:
             raise CommandError(f"cannot read {path}: {exc}") from None
         User = get_user_model()
