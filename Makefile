@@ -32,6 +32,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 bench: install
+	$(PY) -m pip install --quiet '.[test,bench]'
 	$(PY) bench/run_all.py
 
 clean-var:

@@ -1,7 +1,9 @@
 """ASGI entry point: HTTP (Django, with static files served by Starlette's
 StaticFiles so daphne needs no proxy) and WebSockets (Channels).
 
-Run with ``daphne asgi:application``.
+Run with ``daphne asgi:application``. Start-up stops with a clear message and a
+non-zero exit when the encryption key cannot read the database (exit 3) or a test
+broadcast through the channel layer is lost (exit 4, ``realtime.selfcheck``).
 """
 
 import os
@@ -24,6 +26,15 @@ try:
 except WrongEncryptionKey as exc:  # stop start-up loudly, never serve ciphertext
     sys.stderr.write(f"\nERROR: {exc}\n\n")
     raise SystemExit(3) from exc
+
+if settings.DELIVERY_SELFCHECK:
+    from realtime.selfcheck import DeliveryCheckFailed, check_delivery  # noqa: E402
+
+    try:
+        check_delivery()  # a broadcast that would be lost stops start-up, loudly
+    except DeliveryCheckFailed as exc:
+        sys.stderr.write(f"\nERROR: {exc}\n\n")
+        raise SystemExit(4) from exc
 
 django_http = get_asgi_application()
 

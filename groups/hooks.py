@@ -64,12 +64,14 @@ class GroupContext:
 
     def __init__(self, group_session):
         self._gs = group_session
+        self.dirty = False  # written through this object: the services checkpoint it
 
     def snapshot(self) -> dict:
         return load_context(self._gs)
 
     def patch(self, patch: dict) -> dict:
         load_context(self._gs)  # make sure a lost context is restored before merging
+        self.dirty = True
         return get_store().patch(self._gs.pk, patch)
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -13,10 +13,14 @@ Answering (POST, inside the runner's ``submit_form`` transaction):
 that is not current (``StepRefused``, a RunError: the transaction rolls back, so
 nothing is stored); the rows get the group session, step and shared parameters
 (``Outcome.row_fields``);
-an answer to the step at which the experimenter exited the loop leaves the loop.
+an answer to the step at which the experimenter exited the loop leaves the loop;
+the clock offset the page estimated over the participant socket is kept with the
+session (``keep_clock_estimate``).
 """
 
 from __future__ import annotations
+
+import math
 
 from django import forms
 
@@ -29,6 +33,9 @@ from . import selectors, services
 from .state import GroupError
 
 STEP_FIELD = "_group_step"
+CLOCK_OFFSET_FIELD, CLOCK_RTT_FIELD = "_clock_offset_ms", "_clock_rtt_ms"
+MAX_CLOCK_OFFSET_MS = 7 * 24 * 3600 * 1000  # a browser clock a week off is not worth keeping
+MAX_CLOCK_RTT_MS = 60_000
 WAITING_TEMPLATE = "groups/waiting.html"
 REMOVED_TEMPLATE = "groups/removed.html"
 TRIAL_TEMPLATE = "groups/trial.html"
@@ -61,6 +68,32 @@ def should_leave_loop(session) -> bool:
     if view is None or view.kicked:
         return False
     return (view.exit_loop and view.responded) or view.phase in ("ended", "aborted")
+
+
+def _number(raw, *, low: float, high: float) -> float | None:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and low <= value <= high else None
+
+
+def keep_clock_estimate(session, post) -> None:
+    """Keep the socket's clock offset estimate posted with an answer (``_clock_offset_ms``:
+    browser clock minus server clock, from the ping with the shortest round trip
+    ``_clock_rtt_ms``) on ``session.clock_offset_ms`` when its round trip beats the one
+    kept (``session.state["clock"]``). It replaces the one-off estimate from the first
+    POST's ``_client_ms``. Sets fields of the session instance that ``submit_form``
+    holds locked and saves; it does not save by itself."""
+    offset = _number(post.get(CLOCK_OFFSET_FIELD), low=-MAX_CLOCK_OFFSET_MS, high=MAX_CLOCK_OFFSET_MS)
+    rtt = _number(post.get(CLOCK_RTT_FIELD), low=0, high=MAX_CLOCK_RTT_MS)
+    if offset is None or rtt is None:
+        return
+    kept = session.state.get("clock") or {}
+    if kept.get("via") == "socket" and kept.get("rtt_ms", float("inf")) <= rtt:
+        return
+    session.clock_offset_ms = offset
+    session.state["clock"] = {"via": "socket", "offset_ms": offset, "rtt_ms": rtt}
 
 
 class LockstepGroupTrial(GroupTrialHandler):
@@ -141,6 +174,7 @@ class LockstepGroupTrial(GroupTrialHandler):
                 "Open the study page again to continue.",
                 code=exc.code,
             ) from exc
+        keep_clock_estimate(page.session, post)
         view = selectors.trial_for(page.session)
         if view is not None and view.exit_loop:
             outcome.leave_loop = True

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from .hooks import Group, load_context
-from .models import GroupSession, Membership
+from .models import GroupSession, Membership, StepLog
 from .state import TERMINAL, GroupError, GroupState, Participant, is_behind
 
 
@@ -27,19 +27,23 @@ def get_group_session(group_session_id: int) -> GroupSession:
 def load_state(group_session: GroupSession) -> tuple[GroupState, dict[str, int]]:
     """The pure state of ``group_session`` and each pseudonym's runner session id."""
     participants, session_ids = {}, {}
-    memberships = Membership.objects.filter(group_session=group_session).select_related("session")
-    for m in memberships.order_by("joined", "id"):
-        status = m.status
-        if m.session.end is not None and status != Membership.Status.KICKED:
+    rows = (
+        Membership.objects.filter(group_session=group_session)
+        .order_by("joined", "id")
+        .values_list("pseudonym", "status", "session__end", "connections", "form", "responded_step", "acked_version",
+                     "session_id")
+    )  # fmt: skip
+    for pseudonym, status, ended, connections, form, responded_step, acked_version, session_id in rows:
+        if ended is not None and status != Membership.Status.KICKED:
             status = Membership.Status.FINISHED  # the run is over: no longer holds the group back
-        participants[m.pseudonym] = Participant(
-            connections=m.connections,
+        participants[pseudonym] = Participant(
+            connections=connections,
             status=status,
-            form=m.form,
-            responded_step=m.responded_step,
-            acked_version=m.acked_version,
+            form=form,
+            responded_step=responded_step,
+            acked_version=acked_version,
         )
-        session_ids[m.pseudonym] = m.session_id
+        session_ids[pseudonym] = session_id
     state = GroupState(
         phase=group_session.phase,
         step=group_session.step,
@@ -84,7 +88,19 @@ def snapshot(group_session_id: int) -> dict:
             for pid, p in state.participants.items()
         ],
         "context": load_context(gs),
+        "step_log": step_log(gs.pk),
     }
+
+
+def step_log(group_session_id: int, *, limit: int | None = None) -> list[dict]:
+    """The latest ``limit`` (``GROUP_CONSOLE_LOG_ENTRIES``) step-log entries, newest first,
+    as the console shows them (experimenter view only)."""
+    limit = settings.GROUP_CONSOLE_LOG_ENTRIES if limit is None else limit
+    rows = StepLog.objects.filter(group_session_id=group_session_id).order_by("-at_ms", "-id")[:limit]
+    return [
+        {"at_ms": at_ms, "action": action, "step": step, "by": by or None}
+        for at_ms, action, step, by in rows.values_list("at_ms", "action", "step", "by__username")
+    ]
 
 
 _SHARED_KEYS = (

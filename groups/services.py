@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -64,12 +64,7 @@ def _save(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> None:
         gs.ended = timezone.now()
         fields.append("ended")
     gs.save(update_fields=fields)
-    for pid, p in new.participants.items():
-        if old.participants.get(pid) != p:
-            Membership.objects.filter(group_session=gs, pseudonym=pid).update(
-                connections=p.connections, status=p.status, form=p.form,
-                responded_step=p.responded_step, acked_version=p.acked_version,
-            )  # fmt: skip
+    _update_memberships(gs, old, new)
 
 
 def checkpoint_context(gs: GroupSession) -> dict:
@@ -79,10 +74,14 @@ def checkpoint_context(gs: GroupSession) -> dict:
     return gs.context
 
 
-def _after(gs, new, session_ids, events, by) -> None:
-    """Step log, shared parameters, checkpoints and hooks for ``events``."""
+def _after(gs, new, session_ids, events, by, first=None) -> None:
+    """Step log, shared parameters, checkpoints and hooks for ``events``. ``first(group, new)``
+    (e.g. ``on_response``) runs before the hooks the events call (``on_all_responded``).
+    The context is checkpointed whenever a hook wrote it, so a Redis restart loses nothing."""
     kinds = {e.kind for e in events}
     group = hooks.Group(gs, new, session_ids)
+    if first is not None:
+        first(group, new)
     if kinds & STEP_EVENTS:
         gs.shared_params = hooks.call_advance(group, gs.experiment)
         gs.save(update_fields=["shared_params"])
@@ -90,7 +89,7 @@ def _after(gs, new, session_ids, events, by) -> None:
         hooks.call_quietly("on_all_responded", gs.experiment, group)
     if kinds & {"ended", "aborted"}:
         hooks.call_quietly("on_end", gs.experiment, group)
-    if kinds & (STEP_EVENTS | {"ended", "aborted", "context_set"}):
+    if kinds & (STEP_EVENTS | {"ended", "aborted", "context_set"}) or group.context.dirty:
         checkpoint_context(gs)  # after the hooks, so what they wrote is kept
     for event in events:
         if event.kind in LOGGED_EVENTS:
@@ -106,12 +105,13 @@ def _after(gs, new, session_ids, events, by) -> None:
             )
 
 
-def _transition_locked(gs: GroupSession, old, session_ids, action, *, by=None):
-    """Transition a locked group session and persist it (caller holds the lock)."""
+def _transition_locked(gs: GroupSession, old, session_ids, action, *, by=None, first=None):
+    """Transition a locked group session and persist it (caller holds the lock).
+    ``first(group, new)`` runs before the events' hooks (see ``_after``)."""
     new, events = sm.transition(old, action, now_ms=now_ms())
     if new is not old:
         _save(gs, old, new)
-        _after(gs, new, session_ids, events, by)
+        _after(gs, new, session_ids, events, by, first)
         transaction.on_commit(partial(broadcast_state, gs.pk))
     return new, events
 
@@ -209,9 +209,11 @@ def attach_participant(*, session, ticket) -> Membership:
         pseudonym = _new_pseudonym(old.participants)
         membership = Membership.objects.create(group_session=gs, session=session, pseudonym=pseudonym)
         session_ids[pseudonym] = session.pk
-        new, _ = _transition_locked(gs, old, session_ids, sm.Join(pseudonym))
-        group = hooks.Group(gs, new, session_ids)
-        hooks.call_quietly("on_join", gs.experiment, group, _info(new, session_ids, pseudonym))
+
+        def on_join(group, new):
+            hooks.call_quietly("on_join", gs.experiment, group, _info(new, session_ids, pseudonym))
+
+        _transition_locked(gs, old, session_ids, sm.Join(pseudonym), first=on_join)
     return membership
 
 
@@ -324,6 +326,97 @@ def record_ack(*, group_session: GroupSession | int, participant: str, version: 
     _apply(group_session, sm.Ack(participant, version))
 
 
+def record_presence(
+    *, group_session: GroupSession | int, acks: dict[str, int] | None = None, connections: dict[str, int] | None = None
+) -> sm.GroupState | None:
+    """Apply a batch of acknowledgements (pseudonym -> highest version received) and
+    connection changes (pseudonym -> +n opened / -n closed sockets) as ONE change:
+    one lock, two queries for all the rows, one console-only version, one broadcast.
+
+    This is what sockets use (``realtime.broadcast.Hub`` collects acks and presence
+    for ``GROUP_PRESENCE_FLUSH_SECONDS``), instead of one transaction per ack.
+    Entries the single-item services would refuse (``unknown_participant``,
+    ``kicked`` on connect, ``bad_version``) are skipped. Returns the new state, or
+    None when nothing changed. Locks the group session; raises ``not_found``.
+    """
+    with transaction.atomic():
+        gs = _lock(group_session)
+        old, _ = load_state(gs)
+        at = now_ms()
+        rows = dict(old.participants)
+        for pid, delta in (connections or {}).items():
+            action = sm.Connect(pid) if delta > 0 else sm.Disconnect(pid)
+            for _ in range(abs(delta)):
+                rows = _one(old, rows, pid, action, at)
+        for pid, version in (acks or {}).items():
+            if version <= old.version:  # never more than what was sent before this batch
+                rows = _one(old, rows, pid, sm.Ack(pid, version), at)
+        if rows == dict(old.participants):
+            return None
+        new = replace(old, version=old.version + 1, participants=rows, changed_ms=at)
+        _save_presence(gs, old, new)
+        transaction.on_commit(partial(broadcast_state, gs.pk))
+        return new
+
+
+def _one(state: sm.GroupState, rows: dict, pid: str, action, at: int) -> dict:
+    """``action`` (about ``pid`` only) through the state machine on a state holding just
+    that participant (so a batch of N acks costs N, not N squared); refusals skip it."""
+    if pid not in rows:
+        return rows
+    try:
+        mini, _ = sm.transition(replace(state, participants={pid: rows[pid]}), action, now_ms=at)
+    except GroupError:
+        return rows
+    rows[pid] = mini.participants[pid]
+    return rows
+
+
+def _save_presence(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> None:
+    gs.version, gs.changed_ms = new.version, new.changed_ms
+    gs.save(update_fields=["version", "changed_ms"])
+    _update_memberships(gs, old, new)
+
+
+def _update_memberships(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> None:
+    """Write every changed participant row in one statement, not one query per row (an
+    advance after everyone answered, or a batch of acks, changes every row):
+    PostgreSQL joins a ``jsonb_to_recordset`` of the rows (one parameter), SQLite
+    (>= 3.33) a ``VALUES`` list (500 rows per statement)."""
+    import json
+
+    from django.db import connection
+
+    changed = [
+        (pid, p.connections, p.status, p.form, p.responded_step, p.acked_version)
+        for pid, p in new.participants.items()
+        if old.participants.get(pid) != p
+    ]
+    if not changed:
+        return
+    table = connection.ops.quote_name(Membership._meta.db_table)
+    assign = (
+        f"UPDATE {table} SET connections = v.c, status = v.s, form = v.f, responded_step = v.r, acked_version = v.a"
+    )
+    where = f"WHERE {table}.group_session_id = %s AND {table}.pseudonym = v.p"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            rows = json.dumps([dict(zip("pcsfra", row, strict=True)) for row in changed])
+            cursor.execute(
+                f"{assign} FROM jsonb_to_recordset(%s::jsonb) AS v(p text, c int, s text, f text, r int, a bigint) "
+                f"{where}",
+                [rows, gs.pk],
+            )
+            return
+        for start in range(0, len(changed), 500):
+            chunk = changed[start : start + 500]
+            values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+            cursor.execute(
+                f"WITH v(p, c, s, f, r, a) AS (VALUES {values}) {assign} FROM v {where}",
+                [*(x for row in chunk for x in row), gs.pk],
+            )
+
+
 def _membership(session) -> Membership:
     membership = Membership.objects.filter(session=session).first()
     if membership is None:
@@ -366,10 +459,14 @@ def record_response(*, session, step: int, answers: dict | None = None) -> Recor
     ``ended``, ``kicked``, ``not_in_group``.
     """
     membership = _membership(session)
+    pseudonym = membership.pseudonym
     with transaction.atomic():
-        gs, new, events, session_ids = _apply(membership.group_session_id, sm.Respond(membership.pseudonym, step))
-        if any(e.kind == "responded" for e in events):
-            group = hooks.Group(gs, new, session_ids)
-            participant = _info(new, session_ids, membership.pseudonym)
+        gs = _lock(membership.group_session_id)
+        old, session_ids = load_state(gs)
+
+        def on_response(group, new):  # before on_all_responded, which should see this answer too
+            participant = _info(new, session_ids, pseudonym)
             hooks.call_quietly("on_response", gs.experiment, group, participant, dict(answers or {}))
+
+        _transition_locked(gs, old, session_ids, sm.Respond(pseudonym, step), first=on_response)
         return RecordedStep(gs.pk, step, dict(gs.shared_params or {}))

@@ -66,6 +66,11 @@ def _controlled(request, group_session_id: int):
     return gs, selectors.can_control(request.user, gs)
 
 
+def _step_log_rows(gs):
+    rows = StepLog.objects.filter(group_session=gs).select_related("by").order_by("-at_ms", "-id")
+    return rows[: settings.GROUP_CONSOLE_LOG_ENTRIES]
+
+
 @experimenter_required
 def session_status(request, group_session_id: int):
     gs, allowed = _controlled(request, group_session_id)
@@ -79,7 +84,8 @@ def session_status(request, group_session_id: int):
         "join_url": request.build_absolute_uri(
             f"{reverse('groups:attach_participant')}?{urlencode({'experiment': gs.experiment_id})}"
         ),
-        "log": StepLog.objects.filter(group_session=gs).order_by("-at_ms", "-id")[:20],
+        # Without JavaScript; the console script renders the snapshot's live ``step_log``.
+        "log": _step_log_rows(gs),
     }
     return render(request, "groups/console.html", context)
 

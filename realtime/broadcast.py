@@ -1,23 +1,123 @@
-"""Publishing group-session changes to the sockets.
+"""Publishing group-session changes to the sockets: one message per change per
+server process, serialised once per receiver class.
 
-``broadcast_state(id)`` builds the whole snapshot once and sends ONE channel-layer
-message to the group session's group; each consumer derives the view its receiver
-may see. Services call it from ``transaction.on_commit`` so nothing is announced
-that was not committed.
+``broadcast_state(id)`` (services call it from ``transaction.on_commit``) builds the
+whole snapshot once and publishes it as ONE message:
+
+- with ``REDIS_URL``: one Redis ``PUBLISH`` on ``realtime.groups.state_channel()``;
+  every server process holds ONE subscription to that channel (its ``Hub``);
+- without: handed to the in-process hub(s) directly.
+
+The hub of a process keeps its sockets by group session. For each message it
+builds the experimenter frame (the snapshot text as published, not re-encoded)
+and the participants' shared frame once, adds each participant's own ``me`` row
+as a small string, and writes the pre-serialised text to every local socket in
+one pass (daphne's send does not block, so the pass is concurrent in effect).
+It also keeps the latest frames per group session, so a (re)connecting socket
+is sent its snapshot without a database read.
+
+If the subscription breaks (a Redis restart), the hub reconnects, forgets its
+cached frames and re-sends every held group session a fresh snapshot read from
+the database, so no committed change is lost; consumers drop versions they
+already have.
+
+Acknowledgements and presence changes are collected by the hub and written in
+one service call per group session every ``GROUP_PRESENCE_FLUSH_SECONDS``
+(``groups.services.record_presence``), which makes one console-only change: the
+console view is coalesced instead of one database write and one broadcast per ack.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import threading
+import time
+import weakref
+from collections import defaultdict
+from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from django.conf import settings
 
-from .groups import group_session_group
+from .groups import state_channel
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_EVENT = "group.snapshot"
+SNAPSHOT_EVENT = "group.snapshot"  # kept for senders that use the channel layer
+FLUSH_SECONDS = getattr(settings, "GROUP_PRESENCE_FLUSH_SECONDS", 0.15)
+WAIT_SECONDS = 2.0  # how long a connecting socket waits for the broadcast of its own connection
+TICK_SECONDS = 0.25  # the hub's timer: ack resends and presence timeouts of its sockets
+_SHARED_KEYS = (
+    "type", "version", "group_session", "phase", "step", "server_ms", "shared_params", "exit_loop", "run_url",
+    "size", "ready", "active", "all_responded",
+)  # fmt: skip
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class Frames:
+    """One snapshot, pre-serialised: ``experimenter`` text, and ``participant(id)``
+    built from the shared part (encoded once) plus that participant's row."""
+
+    __slots__ = ("group_session", "version", "participant_version", "experimenter", "_shared", "_me")
+
+    def __init__(self, text: str, state: dict | None = None):
+        state = json.loads(text) if state is None else state
+        self.group_session = int(state["group_session"])
+        self.version = int(state["version"])
+        self.participant_version = int(state["participant_version"])
+        self.experimenter = text
+        self._shared = _dumps({key: state[key] for key in _SHARED_KEYS})[:-1]
+        self._me = {p["id"]: (p["status"], p["responded_step"]) for p in state["participants"]}
+
+    @classmethod
+    def of(cls, state: dict) -> Frames:
+        return cls(_dumps(state), state)
+
+    def knows(self, pseudonym: str) -> bool:
+        return pseudonym in self._me
+
+    def status_of(self, pseudonym: str) -> str:
+        return self._me.get(pseudonym, ("kicked", None))[0]
+
+    def participant(self, pseudonym: str) -> str:
+        status, responded = self._me.get(pseudonym, ("kicked", None))
+        me = _dumps({"id": pseudonym, "status": status, "responded_step": responded})
+        return f'{self._shared},"me":{me}}}'
+
+
+# ---- publishing (sync: called after commit, from any thread) ---------------------
+
+_redis_lock = threading.Lock()
+_redis_client = None
+
+
+def _redis():
+    global _redis_client
+    with _redis_lock:
+        if _redis_client is None:
+            import redis
+
+            _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+        return _redis_client
+
+
+def uses_redis() -> bool:
+    return bool(getattr(settings, "REDIS_URL", ""))
+
+
+def publish_text(group_session_id: int, text: str) -> None:
+    """Deliver one serialised snapshot to every hub (every server process)."""
+    message = f"{int(group_session_id)}\n{text}"
+    if uses_redis():
+        _redis().publish(state_channel(), message)
+        return
+    for hub in list(_hubs.values()):
+        if not hub.loop.is_closed():
+            hub.loop.call_soon_threadsafe(hub.deliver_soon, message)
 
 
 def snapshot_message(group_session_id: int) -> dict:
@@ -27,13 +127,317 @@ def snapshot_message(group_session_id: int) -> dict:
 
 
 def broadcast_state(group_session_id: int) -> None:
-    """Send the current snapshot of ``group_session_id`` to all its sockets.
+    """Send the current snapshot of ``group_session_id`` to all its sockets (one
+    message per process). Never raises.
 
-    Never raises: a broadcast that fails is logged (clients still converge, since
-    every later change and every reconnect carries the whole state).
-    """
+    The committing thread reads and publishes the snapshot itself (on its open database
+    connection) unless a snapshot of the same group session is being read right now:
+    then it only marks it, and once that read is done the process's publisher thread
+    reads it once more. So changes that commit together (500 answers at once) cost a
+    few snapshot reads, not one each, and every change is covered by a read that
+    started after it committed. A broadcast that fails is logged (clients still
+    converge: every later change, every reconnect and every hub resync after a Redis
+    restart carries the whole state)."""
+    if _publish_coalesced(int(group_session_id)):
+        _publisher.request(int(group_session_id))
+
+
+def publish_now(group_session_id: int) -> None:
+    """Read and publish the snapshot of ``group_session_id`` in this thread."""
+    from groups.selectors import snapshot
+
+    publish_text(group_session_id, _dumps(snapshot(group_session_id)))
+
+
+_reading: set[int] = set()  # group sessions whose snapshot is being read in this process
+_stale: set[int] = set()  # ... and changed since that read started
+_reading_lock = threading.Lock()
+
+
+def _publish_coalesced(group_session_id: int) -> bool:
+    """Publish unless a read is under way (then mark it stale). True when another read
+    is needed (a change committed during this one)."""
+    with _reading_lock:
+        if group_session_id in _reading:
+            _stale.add(group_session_id)
+            return False
+        _reading.add(group_session_id)
     try:
-        message = snapshot_message(group_session_id)
-        async_to_sync(get_channel_layer().group_send)(group_session_group(group_session_id), message)
+        publish_now(group_session_id)
     except Exception:
         logger.exception("broadcast of group session %s failed", group_session_id)
+    finally:
+        with _reading_lock:
+            _reading.discard(group_session_id)
+            again = group_session_id in _stale
+            _stale.discard(group_session_id)
+    return again
+
+
+class _Publisher:
+    """One daemon thread per process for the coalesced re-reads."""
+
+    def __init__(self):
+        self._wanted: dict[int, None] = {}
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def request(self, group_session_id: int) -> None:
+        with self._cond:
+            self._wanted[group_session_id] = None
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="group-state-publisher", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        while True:
+            with self._cond:
+                while not self._wanted:
+                    connection.close()  # idle: hold no database connection
+                    self._cond.wait()
+                group_session_id = next(iter(self._wanted))
+                del self._wanted[group_session_id]
+            try:
+                if _publish_coalesced(group_session_id):
+                    self.request(group_session_id)
+            except Exception:
+                logger.exception("broadcast of group session %s failed", group_session_id)
+                connection.close()
+
+
+_publisher = _Publisher()
+
+
+# ---- the per-process hub -----------------------------------------------------------
+
+_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop (one per server process)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = Hub(loop)
+    return hub
+
+
+class Hub:
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.sockets: dict[int, set] = defaultdict(set)
+        self.frames: dict[int, Frames] = {}
+        self._loading: dict[int, asyncio.Future] = {}
+        self._subscribed: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._pending: dict[int, tuple[dict, dict, list]] = {}
+        self._waiters: dict[int, list] = defaultdict(list)
+        self._flushing: dict[int, asyncio.Task] = {}
+        self._ticker: asyncio.Task | None = None
+        self.resyncs = 0
+
+    # -- membership of local sockets
+    async def register(self, group_session_id: int, consumer) -> None:
+        """Hold ``consumer``'s socket; returns once this process receives broadcasts."""
+        self.sockets[group_session_id].add(consumer)
+        if self._ticker is None:
+            self._ticker = self.loop.create_task(self._tick_forever())
+        if uses_redis():
+            if self._task is None or self._task.done():
+                self._subscribed = asyncio.Event()
+                self._task = self.loop.create_task(self._subscribe_forever())
+            await self._subscribed.wait()
+
+    def unregister(self, group_session_id: int, consumer) -> None:
+        held = self.sockets.get(group_session_id)
+        if held is not None:
+            held.discard(consumer)
+            if not held:
+                del self.sockets[group_session_id]
+                self.frames.pop(group_session_id, None)
+
+    async def current(self, group_session_id: int, pseudonym: str | None = None, *, min_version: int = 0) -> Frames:
+        """The latest frames of a group session: cached, or read once from the database
+        (concurrent callers share one read). Waits (briefly) for a broadcast of at least
+        ``min_version``; a ``pseudonym`` the cache does not know forces a read."""
+        frames = self.frames.get(group_session_id)
+        if min_version and (frames is None or frames.version < min_version):
+            waiter = self.loop.create_future()
+            self._waiters[group_session_id].append((min_version, waiter))
+            try:
+                return await asyncio.wait_for(waiter, WAIT_SECONDS)
+            except TimeoutError:
+                pass  # the broadcast did not come (Redis trouble): read it
+            finally:
+                self._waiters[group_session_id] = [w for w in self._waiters[group_session_id] if w[1] is not waiter]
+        elif frames is not None and (pseudonym is None or frames.knows(pseudonym)):
+            return frames
+        loading = self._loading.get(group_session_id)
+        if loading is None:
+            loading = self._loading[group_session_id] = self.loop.create_task(self._load(group_session_id))
+            loading.add_done_callback(lambda _: self._loading.pop(group_session_id, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, group_session_id: int) -> Frames:
+        from channels.db import database_sync_to_async
+
+        from groups.selectors import snapshot
+
+        frames = Frames.of(await database_sync_to_async(snapshot)(group_session_id))
+        self._remember(frames)
+        return self.frames.get(group_session_id, frames)
+
+    def _remember(self, frames: Frames) -> bool:
+        cached = self.frames.get(frames.group_session)
+        if cached is not None and cached.version >= frames.version:
+            return False
+        if frames.group_session in self.sockets:
+            self.frames[frames.group_session] = frames
+        for min_version, waiter in self._waiters.get(frames.group_session, ()):
+            if frames.version >= min_version and not waiter.done():
+                waiter.set_result(frames)
+        return True
+
+    # -- delivery
+    def deliver_soon(self, message: str) -> None:
+        self.loop.create_task(self.deliver_text(message))
+
+    async def deliver_text(self, message: str) -> None:
+        """``message`` is ``"<group session id>\n<snapshot JSON>"`` (see ``publish_text``)."""
+        head, _, text = message.partition("\n")
+        if int(head) in self.sockets:
+            await self.deliver(Frames(text))
+
+    async def deliver(self, frames: Frames) -> None:
+        """Write ``frames`` to every local socket of its group session, in one pass:
+        daphne's send only queues the frame, so no socket waits for another."""
+        if not self._remember(frames):
+            return
+        for consumer in list(self.sockets.get(frames.group_session, ())):
+            try:
+                await consumer.push(frames)
+            except Exception:
+                logger.exception("push to a group socket failed")
+
+    async def _tick_forever(self) -> None:
+        try:
+            while self.sockets:
+                await asyncio.sleep(TICK_SECONDS)
+                now = time.monotonic()
+                for held in list(self.sockets.values()):
+                    for consumer in list(held):
+                        try:
+                            consumer.tick(now)
+                        except Exception:
+                            logger.exception("group socket timer failed")
+        finally:
+            self._ticker = None
+
+    async def _subscribe_forever(self) -> None:
+        import redis.asyncio as aioredis
+
+        delay = 0.1
+        first = True
+        while True:
+            client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=5)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(state_channel())
+                delay = 0.1
+                self._subscribed.set()
+                if not first:
+                    self.loop.create_task(self._resync())
+                first = False
+                while True:
+                    message = await pubsub.get_message(timeout=30)
+                    if message is not None and message["type"] == "message":
+                        await self.deliver_text(message["data"].decode())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis went away: reconnect, then resync from the database
+                logger.warning("group state subscription lost (%s); reconnecting", exc)
+                self.frames.clear()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            finally:
+                try:
+                    await pubsub.aclose()
+                    await client.aclose()
+                except Exception:  # noqa: BLE001 - already broken
+                    pass
+
+    async def _resync(self) -> None:
+        """After a lost subscription: every held group session gets a fresh snapshot."""
+        self.resyncs += 1
+        for gs_id in list(self.sockets):
+            try:
+                from channels.db import database_sync_to_async
+
+                from groups.selectors import snapshot
+
+                await self.deliver(Frames.of(await database_sync_to_async(snapshot)(gs_id)))
+            except Exception:
+                logger.exception("resync of group session %s failed", gs_id)
+
+    # -- acknowledgements and presence, coalesced
+    def note(self, group_session_id: int, pseudonym: str, *, ack: int = 0, connections: int = 0) -> asyncio.Future:
+        """Record an ack (highest version) or a connection change (+1/-1); written
+        with the others of this group session within ``FLUSH_SECONDS``. The future
+        gets the version that recorded it (None if nothing changed or it failed)."""
+        acks, deltas, futures = self._pending.setdefault(group_session_id, ({}, {}, []))
+        if ack:
+            acks[pseudonym] = max(acks.get(pseudonym, 0), ack)
+        if connections:
+            deltas[pseudonym] = deltas.get(pseudonym, 0) + connections
+        future = self.loop.create_future()
+        futures.append(future)
+        if group_session_id not in self._flushing:
+            self._flushing[group_session_id] = self.loop.create_task(self._flush_later(group_session_id))
+        return future
+
+    async def _write(self, group_session_id: int) -> bool:
+        """Write the pending batch of one group session; False if it failed."""
+        from channels.db import database_sync_to_async
+
+        from groups.services import record_presence
+
+        acks, deltas, futures = self._pending.pop(group_session_id)
+        try:
+            new = await database_sync_to_async(record_presence)(
+                group_session=group_session_id, acks=acks, connections=deltas
+            )
+            ok, version = True, (new.version if new is not None else None)
+        except Exception:
+            logger.exception("presence of group session %s not recorded", group_session_id)
+            ok, version = False, None
+            if any(deltas.values()):  # connection counts must not drift: keep them for the next batch
+                _, again, _ = self._pending.setdefault(group_session_id, ({}, {}, []))
+                for pid, delta in deltas.items():
+                    again[pid] = again.get(pid, 0) + delta
+        for future in futures:
+            if not future.done():
+                future.set_result(version)
+        return ok
+
+    async def _flush_later(self, group_session_id: int) -> None:
+        try:
+            await asyncio.sleep(FLUSH_SECONDS)
+            while group_session_id in self._pending:
+                ok = await self._write(group_session_id)
+                await asyncio.sleep(FLUSH_SECONDS if ok else FLUSH_SECONDS * 4)
+        finally:
+            self._flushing.pop(group_session_id, None)
+
+    async def flush_now(self, group_session_id: int) -> None:
+        """Write this group session's pending acks and presence before another change
+        (so that, e.g., a ``ready`` never shows before the connection it came on)."""
+        if group_session_id in self._pending:
+            await self._write(group_session_id)
+
+    async def drain(self) -> None:
+        """Write pending acks and presence now (tests, shutdown)."""
+        while self._flushing:
+            await asyncio.gather(*list(self._flushing.values()), return_exceptions=True)

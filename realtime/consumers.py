@@ -1,7 +1,12 @@
 """Group-session sockets (SPEC section 5). Thin: authenticate or close with a
-4xxx code, join the group session's channel-layer group, send a snapshot, then
-turn each client message into one service call; group events are only forwarded
-(as the view this receiver may see).
+4xxx code, register with this process's hub (``realtime.broadcast``), send the
+snapshot, then turn each client message into one service call; group states are
+only forwarded, as the pre-serialised view this receiver may see.
+
+Acks and presence are not written one by one: the hub collects them and writes
+them together (``groups.services.record_presence``). One hub timer per process
+re-sends unacknowledged views every ``GROUP_ACK_RESEND_SECONDS`` and closes sockets
+silent for longer than ``GROUP_PRESENCE_TIMEOUT_SECONDS`` (no task per socket).
 
 Close codes: 4001 unauthenticated, 4003 forbidden, 4004 unknown group session,
 4008 silent too long (presence timeout), 4009 frame too large, 4010 kicked.
@@ -13,7 +18,9 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -21,8 +28,7 @@ from django.conf import settings
 from groups import selectors, services
 from groups.state import GroupError
 
-from .broadcast import SNAPSHOT_EVENT
-from .groups import group_session_group
+from .broadcast import Frames, get_hub
 from .schemas import EXPERIMENTER_TYPES, PARTICIPANT_TYPES, PongMsg, ProtocolError, error, parse_client_message
 
 logger = logging.getLogger(__name__)
@@ -33,16 +39,18 @@ ACK_RESEND_SECONDS = getattr(settings, "GROUP_ACK_RESEND_SECONDS", 1.0)
 ACK_RESEND_TIMES = getattr(settings, "GROUP_ACK_RESEND_TIMES", 30)
 PRESENCE_TIMEOUT_SECONDS = getattr(settings, "GROUP_PRESENCE_TIMEOUT_SECONDS", 8.0)
 
-assert SNAPSHOT_EVENT == "group.snapshot"  # handled by group_snapshot() below
-
 
 class _GroupConsumer(AsyncWebsocketConsumer):
     allowed: frozenset[str] = frozenset()
+    # Group sockets get their states from the process's hub, not the channel layer: no
+    # channel, no per-socket Redis receive loop (an alias that names no layer gives None).
+    channel_layer_alias = "group-sockets-use-the-hub"
 
     async def connect(self):
         self.gs_id = self.scope["url_route"]["kwargs"]["group_session_id"]
         self.joined = False
         self.sent_version = 0
+        self.hub = None
         # Accept first so that the refusal carries its 4xxx code (a refused
         # handshake only shows the browser 1006).
         await self.accept()
@@ -52,15 +60,27 @@ class _GroupConsumer(AsyncWebsocketConsumer):
             await self.send_json(error(exc.code, exc.message))
             await self.close(code=CLOSE_CODES.get(exc.code, 4003))
             return
-        await self.channel_layer.group_add(group_session_group(self.gs_id), self.channel_name)
+        self.hub = get_hub()
+        await self.hub.register(self.gs_id, self)  # before the snapshot: no change falls in between
         self.joined = True
         await self.after_join()
 
     async def disconnect(self, code):
         if self.joined:
             self.joined = False
-            await self.channel_layer.group_discard(group_session_group(self.gs_id), self.channel_name)
+            self.hub.unregister(self.gs_id, self)
             await self.after_leave()
+
+    async def dispatch(self, message):
+        """Channels' dispatch, without its ``aclose_old_connections()`` before every
+        received frame: that sends each ack and ping through the one database thread,
+        where it queues behind (and delays) the experimenter's advance. These consumers
+        use the ORM only through ``database_sync_to_async``, which closes old connections
+        itself."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def receive(self, text_data=None, bytes_data=None):
         size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
@@ -91,15 +111,15 @@ class _GroupConsumer(AsyncWebsocketConsumer):
     async def send_json(self, content: dict):
         await self.send(text_data=json.dumps(content, separators=(",", ":")))
 
-    async def group_snapshot(self, event):
-        await self.forward(event["state"])
-
     # Subclass API
     async def authenticate(self): ...
     async def after_join(self): ...
     async def after_leave(self): ...
     async def handle(self, message): ...
-    async def forward(self, state: dict): ...
+    async def push(self, frames: Frames, *, force: bool = False): ...
+
+    def tick(self, now: float) -> None:
+        """Called by the hub's timer about twice a second."""
 
 
 class ExperimenterConsumer(_GroupConsumer):
@@ -123,17 +143,17 @@ class ExperimenterConsumer(_GroupConsumer):
         await database_sync_to_async(selectors.authenticate_experimenter)(group_session_id=self.gs_id, user=self.user)
 
     async def after_join(self):
-        await self.forward(await database_sync_to_async(selectors.snapshot)(self.gs_id))
+        await self.push(await self.hub.current(self.gs_id))
 
     async def handle(self, message):
         fields = message.model_dump(exclude={"type"})
         service = self.COMMANDS[message.type]
         await database_sync_to_async(service)(group_session=self.gs_id, by=self.user, **fields)
 
-    async def forward(self, state: dict):
-        if state["version"] > self.sent_version:
-            self.sent_version = state["version"]
-            await self.send_json(state)
+    async def push(self, frames: Frames, *, force: bool = False):
+        if frames.version > self.sent_version:
+            self.sent_version = frames.version
+            await self.send(text_data=frames.experimenter)
 
 
 class ParticipantConsumer(_GroupConsumer):
@@ -147,68 +167,112 @@ class ParticipantConsumer(_GroupConsumer):
     allowed = PARTICIPANT_TYPES
 
     async def authenticate(self):
-        self.identity = await database_sync_to_async(selectors.authenticate_participant)(
-            group_session_id=self.gs_id, cookies=self.scope.get("cookies", {})
-        )
+        self.identity = await _authenticate_participant(self.gs_id, self.scope.get("cookies", {}))
         self.pseudonym = self.identity.pseudonym
         self.acked = 0
         self.sent_pv = 0
-        self.last_view = None
+        self.sent_at = 0.0
+        self.last_text = None
+        self.last_text_version = 0
+        self.resends = 0
+        self.closing = False
         self.last_seen = time.monotonic()
-        self.tasks: list[asyncio.Task] = []
 
     async def after_join(self):
-        await database_sync_to_async(services.participant_connected)(
-            group_session=self.gs_id, participant=self.pseudonym
-        )
-        self.connected_recorded = True
-        await self.forward(await database_sync_to_async(selectors.snapshot)(self.gs_id), force=True)
-        self.tasks = [asyncio.create_task(self._resend_unacked()), asyncio.create_task(self._watch_presence())]
+        # The first view carries the change that records this connection (written
+        # together with the other connects and acks of the next FLUSH_SECONDS).
+        version = await self.hub.note(self.gs_id, self.pseudonym, connections=+1)
+        await self.push(await self.hub.current(self.gs_id, self.pseudonym, min_version=version or 0), force=True)
 
     async def after_leave(self):
-        for task in self.tasks:
-            task.cancel()
-        await database_sync_to_async(services.participant_disconnected)(
-            group_session=self.gs_id, participant=self.pseudonym
-        )
+        self.hub.note(self.gs_id, self.pseudonym, connections=-1)
 
     async def handle(self, message):
         if message.type == "ack":
-            self.acked = max(self.acked, message.version)
-            await database_sync_to_async(services.record_ack)(
-                group_session=self.gs_id, participant=self.pseudonym, version=message.version
-            )
+            if message.version > self.sent_version:
+                raise GroupError(f"Version {message.version} was never sent.", code="bad_version")
+            if message.version > self.acked:
+                self.acked = message.version
+                self.hub.note(self.gs_id, self.pseudonym, ack=message.version)
         elif message.type == "ready":
+            await self.hub.flush_now(self.gs_id)
             await database_sync_to_async(services.participant_ready)(
                 group_session=self.gs_id, participant=self.pseudonym, step=message.step
             )
 
-    async def forward(self, state: dict, *, force: bool = False):
-        if state["version"] <= self.sent_version:
-            return
-        if not force and state["participant_version"] <= self.sent_pv:
+    async def push(self, frames: Frames, *, force: bool = False):
+        if frames.version <= self.sent_version or self.closing or not frames.knows(self.pseudonym):
+            return  # (a snapshot read before this participant joined: a newer one follows)
+        if not force and frames.participant_version <= self.sent_pv:
             return  # nothing participants can see changed
-        view = selectors.participant_view(state, self.pseudonym)
-        self.sent_version, self.sent_pv, self.last_view = state["version"], state["participant_version"], view
-        self.resends = 0
-        await self.send_json(view)
-        if view["me"]["status"] == "kicked":
+        text = frames.participant(self.pseudonym)
+        self.sent_version, self.sent_pv = frames.version, frames.participant_version
+        self.last_text, self.last_text_version = text, frames.version
+        self.resends, self.sent_at = 0, time.monotonic()
+        await self.send(text_data=text)
+        if frames.status_of(self.pseudonym) == "kicked":
+            self.closing = True
             await self.close(code=CLOSE_KICKED)
 
-    async def _resend_unacked(self):
-        while True:
-            await asyncio.sleep(ACK_RESEND_SECONDS)
-            view = self.last_view
-            if view is not None and self.acked < view["version"] and self.resends < ACK_RESEND_TIMES:
-                self.resends += 1
-                await self.send_json(view)
+    def tick(self, now: float) -> None:
+        if self.closing:
+            return
+        if now - self.last_seen > PRESENCE_TIMEOUT_SECONDS:
+            self.closing = True
+            asyncio.ensure_future(self.close(code=CLOSE_TIMEOUT))
+            return
+        if (
+            self.last_text is not None
+            and self.acked < self.last_text_version
+            and self.resends < ACK_RESEND_TIMES
+            and now - self.sent_at >= ACK_RESEND_SECONDS
+        ):
+            self.resends += 1
+            self.sent_at = now
+            asyncio.ensure_future(self.send(text_data=self.last_text))
 
-    async def _watch_presence(self):
-        while True:
-            await asyncio.sleep(min(2.0, PRESENCE_TIMEOUT_SECONDS / 2))
-            if time.monotonic() - self.last_seen > PRESENCE_TIMEOUT_SECONDS:
-                await self.close(code=CLOSE_TIMEOUT)
-                return
+
+_auth_batches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+AUTH_BATCH_SECONDS = 0.002
+
+
+async def _authenticate_participant(gs_id: int, cookies: dict):
+    """``selectors.authenticate_participant``, batched: sockets that connect together
+    (a room of participants, a reconnect wave) are checked in one trip to the database
+    thread, on one database connection, instead of one trip and connection each."""
+    loop = asyncio.get_running_loop()
+    batch = _auth_batches.get(loop)
+    if batch is None:
+        batch = _auth_batches[loop] = []
+        loop.call_later(AUTH_BATCH_SECONDS, lambda: loop.create_task(_authenticate_batch(loop)))
+    future = loop.create_future()
+    batch.append((gs_id, cookies, future))
+    return await future
+
+
+async def _authenticate_batch(loop) -> None:
+    batch = _auth_batches.pop(loop, [])
+
+    def check_all():
+        results = []
+        for gs_id, cookies, _ in batch:
+            try:
+                results.append(selectors.authenticate_participant(group_session_id=gs_id, cookies=cookies))
+            except GroupError as exc:
+                results.append(exc)
+        return results
+
+    try:
+        results = await database_sync_to_async(check_all)()
+    except Exception as exc:  # noqa: BLE001 - every socket of the batch gets the error
+        results = [exc] * len(batch)
+    for (_, _, future), result in zip(batch, results, strict=True):
+        if future.done():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 class NotFoundConsumer(AsyncWebsocketConsumer):

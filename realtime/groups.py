@@ -1,8 +1,18 @@
-"""Channel-layer group names: the one place they are spelled."""
+"""Channel-layer group names and the Redis channel of group states: the one place they are spelled."""
 
 from __future__ import annotations
+
+from django.conf import settings
 
 
 def group_session_group(group_session_id: int) -> str:
     """Every socket (participants and experimenters) of one group session."""
     return f"groupsession.{int(group_session_id)}"
+
+
+def state_channel() -> str:
+    """The Redis pub/sub channel that carries every group-state change (one message
+    per change; each server process subscribes once). Shares the channel layer's
+    prefix, so test runs and deployments sharing a Redis stay apart."""
+    config = settings.CHANNEL_LAYERS.get("default", {}).get("CONFIG", {})
+    return f"{config.get('prefix', 'ensemble')}:groupstate"

@@ -132,10 +132,18 @@ class _StateBase(_Message):
     all_responded: bool
 
 
+class StepLogEntry(_Message):
+    at_ms: int
+    action: str
+    step: int
+    by: str | None
+
+
 class ExperimenterState(_StateBase):
     participant_version: int
     participants: list[ParticipantRow]
     context: dict[str, Any]
+    step_log: list[StepLogEntry]  # newest first, the latest GROUP_CONSOLE_LOG_ENTRIES
 
 
 class ParticipantState(_StateBase):

@@ -53,3 +53,23 @@ def _service_gate(request):
     if request.node.get_closest_marker("browser"):
         if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
             missing_service("Chromium is not installed (apt-get install -y chromium)")
+
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_connections(django_db_setup, django_db_blocker):
+    """On PostgreSQL, end connections that worker threads (Channels' database
+    thread, daphne) left open on the test database, so pytest-django can drop it
+    instead of leaving a ``test_ensemble_*`` database behind. Depends on
+    ``django_db_setup`` so that it is torn down just before the database is."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )

@@ -35,6 +35,7 @@
       (s.exit_loop ? " · loop exit signalled" : ""));
     text($("[data-shared]"), JSON.stringify(s.shared_params, null, 2));
     text($("[data-context]"), JSON.stringify(s.context, null, 2));
+    renderLog(s.step_log);
     var body = $("[data-participants]");
     body.innerHTML = "";
     if (!s.participants.length) {
@@ -65,6 +66,27 @@
         actions.appendChild(kick);
       }
       body.appendChild(tr);
+    });
+  }
+
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+  function clock(ms) { var d = new Date(ms); return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds()); }
+
+  function renderLog(entries) {
+    var list = $("[data-step-log]");
+    if (!list || !entries) return;
+    list.innerHTML = "";
+    if (!entries.length) {
+      var none = document.createElement("li");
+      none.className = "text-body-secondary";
+      none.textContent = "Nothing yet.";
+      list.appendChild(none);
+    }
+    entries.forEach(function (e) {
+      var li = document.createElement("li");
+      li.dataset.logEntry = e.action;
+      li.textContent = clock(e.at_ms) + " · " + e.action + " · step " + e.step + (e.by ? " · " + e.by : "");
+      list.appendChild(li);
     });
   }
 

@@ -6,7 +6,8 @@
      data-phase     the phase it was rendered in
      data-mode      "waiting" (waiting screen) or "form" (answering)
      data-exit-loop "1" if rendered after the experimenter ended the loop
-   It acknowledges every state, shows "n of m ready", and goes to the run URL when
+   It acknowledges every state, shows "n of m ready", puts the socket's clock offset
+   estimate into the trial form (_clock_offset_ms, _clock_rtt_ms), and goes to the run URL when
    the page no longer matches the group's position (a new step, the start, the end,
    a loop exit, resuming from a pause, or removal). */
 (function () {
@@ -66,8 +67,17 @@
     }
   }
 
+  // The clock offset estimated over the socket goes with the answer (stored with the
+  // session): _clock_offset_ms = this clock minus the server's, _clock_rtt_ms its round trip.
+  function clock(offsetMs, rttMs) {
+    var offset = document.querySelector("input[name=_clock_offset_ms]");
+    var rtt = document.querySelector("input[name=_clock_rtt_ms]");
+    if (offset && rtt) { offset.value = String(-offsetMs); rtt.value = String(rttMs); }
+  }
+
   new P.GroupSocket(el.dataset.wsPath, {
     ack: true,
+    onClock: clock,
     onState: render,
     onStatus: function (status) { set("[data-link]", status === "online" ? "" : status + "…"); },
     onClose: function (code) {

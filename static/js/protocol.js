@@ -3,7 +3,9 @@
 
    GroupSocket connects, reconnects with back-off (not after a final close code),
    ignores states older than the last one, acknowledges states (participants),
-   and pings every few seconds (presence + clock offset estimate). */
+   and pings every few seconds (presence + clock offset estimate: offsetMs = server
+   clock minus this clock, from the pong with the shortest round trip; options.onClock
+   (offsetMs, rttMs) is called whenever that estimate improves). */
 (function (global) {
   "use strict";
 
@@ -78,6 +80,7 @@
         if (rtt <= self.bestRtt) {
           self.bestRtt = rtt;
           self.offsetMs = data.server_ms - (data.t + rtt / 2);
+          if (self.opts.onClock) self.opts.onClock(self.offsetMs, rtt, self);
         }
       } else if (data.type === "error" && self.opts.onError) {
         self.opts.onError(data, self);

@@ -11,10 +11,12 @@ pytestmark = [pytest.mark.browser]
 
 
 def test_jspsych_only_form_with_mixed_plugin_names(transactional_db, daphne_server, page):
-    experiment = build_experiment([
-        {"name": "task", "handler": "form_generic", "stimulus_script": f"{CB}.mixed_names"},
-        {"name": "end", "handler": "form_end_session"},
-    ])
+    experiment = build_experiment(
+        [
+            {"name": "task", "handler": "form_generic", "stimulus_script": f"{CB}.mixed_names"},
+            {"name": "end", "handler": "form_end_session"},
+        ]
+    )
     ticket = TicketFactory(experiment=experiment)
     page.goto(f"{daphne_server.url}/run/{experiment.pk}/start/?tc={ticket.code}")
     page.wait_for_selector("#t1")

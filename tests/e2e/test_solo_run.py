@@ -26,24 +26,50 @@ def _solo_experiment() -> Experiment:
         return Experiment.objects.get(slug="demo-solo")
     from tests.runner.builders import build_experiment
 
-    return build_experiment([
-        {"name": "consent", "handler": "form_consent",
-         "questions": [{"key": "agree", "choices": ["I agree", "I do not agree"]}]},
-        {"name": "survey", "questions": [
-            {"key": "hand", "widget": "radiogroup", "choices": ["Left", "Right", "Both"]},
-            {"key": "instruments", "widget": "checkbox", "choices": ["Piano", "Guitar"], "required": False},
-            {"key": "listening", "widget": "menu", "choices": ["Headphones", "Speakers"]},
-            {"key": "favourite_genre", "widget": "text", "df_type": "string", "required": False},
-            {"key": "comments", "widget": "textarea", "df_type": "text", "required": False},
-            {"key": "training_years", "widget": "numeric", "df_type": "int", "range": {"min": 0, "max": 80}},
-            {"key": "alertness", "widget": "slider", "df_type": "int", "range": {"min": 1, "max": 10, "step": 1}},
-        ]},
-        {"name": "word-trial", "stimulus_script": "demo.solo.trial_timeline", "repeat": 3, "goto": 3,
-         "break_loop_button": True,
-         "questions": [{"key": "confidence", "widget": "slider", "df_type": "int",
-                        "range": {"min": 1, "max": 5, "step": 1}}]},
-        {"name": "end", "handler": "form_end_session", "header": "<p>Thank you for trying the demo.</p>"},
-    ], slug="demo-solo", title="Demo - solo survey and keyboard trials")
+    return build_experiment(
+        [
+            {
+                "name": "consent",
+                "handler": "form_consent",
+                "questions": [{"key": "agree", "choices": ["I agree", "I do not agree"]}],
+            },
+            {
+                "name": "survey",
+                "questions": [
+                    {"key": "hand", "widget": "radiogroup", "choices": ["Left", "Right", "Both"]},
+                    {"key": "instruments", "widget": "checkbox", "choices": ["Piano", "Guitar"], "required": False},
+                    {"key": "listening", "widget": "menu", "choices": ["Headphones", "Speakers"]},
+                    {"key": "favourite_genre", "widget": "text", "df_type": "string", "required": False},
+                    {"key": "comments", "widget": "textarea", "df_type": "text", "required": False},
+                    {"key": "training_years", "widget": "numeric", "df_type": "int", "range": {"min": 0, "max": 80}},
+                    {
+                        "key": "alertness",
+                        "widget": "slider",
+                        "df_type": "int",
+                        "range": {"min": 1, "max": 10, "step": 1},
+                    },
+                ],
+            },
+            {
+                "name": "word-trial",
+                "stimulus_script": "demo.solo.trial_timeline",
+                "repeat": 3,
+                "goto": 3,
+                "break_loop_button": True,
+                "questions": [
+                    {
+                        "key": "confidence",
+                        "widget": "slider",
+                        "df_type": "int",
+                        "range": {"min": 1, "max": 5, "step": 1},
+                    }
+                ],
+            },
+            {"name": "end", "handler": "form_end_session", "header": "<p>Thank you for trying the demo.</p>"},
+        ],
+        slug="demo-solo",
+        title="Demo - solo survey and keyboard trials",
+    )
 
 
 def _consent(page):

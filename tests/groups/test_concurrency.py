@@ -1,16 +1,22 @@
 """Prove the race, then prove the fix (STYLE 13): two experimenters press Advance
-on the same step at the same moment, in two threads with their own connections."""
+on the same step at the same moment, in two threads with their own connections.
+Then twenty participants answer through the runner's real views while the
+experimenter advances twice: every answer is stored once, with its step."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
 from django.db import connection
+from django.test import Client
 
 from groups import selectors, services
 from groups.models import GroupSession, StepLog
 from groups.state import GroupError
+from runner.models import Response
+from tests.runner.builders import build_experiment, start
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -67,3 +73,126 @@ def test_with_the_lock_one_advance_wins(running, staff, monkeypatch):
     running.refresh_from_db()
     assert running.step == 1
     assert StepLog.objects.filter(group_session=running, action="advanced").count() == 1
+
+
+# ---- twenty participants answering while the experimenter advances -------------------
+
+PARTICIPANTS = 20
+_FIELD = re.compile(r'name="(_order|_visit|_nonce|q-_group_step)"[^>]*?value="([^"]*)"')
+
+
+def _form_on(client: Client, experiment) -> dict | None:
+    """GET the run page as the browser would: the hidden fields of the trial form, or
+    None on the waiting screen."""
+    html = client.get(f"/run/{experiment.pk}/").content.decode()
+    fields = dict(_FIELD.findall(html))
+    return fields if "q-_group_step" in fields else None
+
+
+class Lab:
+    """The participants' browsers (one test Client each, in threads with their own
+    database connections) and what each POST answered."""
+
+    def __init__(self, experiment, gs):
+        self.experiment = experiment
+        self.clients = [Client() for _ in range(PARTICIPANTS)]
+        self.sessions = [start(c, experiment, gs.ticket) for c in self.clients]
+        self.stored: list[tuple[int, int]] = []  # (session id, step) answered with a redirect
+        self.refused: list[tuple[int, int]] = []  # (session id, step) answered with 409
+        self.lock = threading.Lock()
+        self.errors: list[BaseException] = []
+
+    def answer(self, i: int, before_post=None) -> None:
+        """Load the page, (wait at ``before_post``), POST a rating for the step on screen."""
+        try:
+            form = _form_on(self.clients[i], self.experiment)
+            assert form is not None, "every participant has a form for the current step here"
+            if before_post is not None:
+                before_post()
+            response = self.clients[i].post(f"/run/{self.experiment.pk}/", {**form, "q-warm": "Yes" if i % 2 else "No"})
+            outcome = (self.sessions[i].pk, int(form["q-_group_step"]))
+            with self.lock:
+                if response.status_code == 302:
+                    self.stored.append(outcome)
+                else:
+                    assert response.status_code == 409, response.status_code
+                    self.refused.append(outcome)
+        except BaseException as exc:  # reported by answer_all(): a thread's failure is the test's
+            self.errors.append(exc)
+            raise
+        finally:
+            connection.close()
+
+    def _run(self, threads) -> None:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        assert not any(t.is_alive() for t in threads)
+        assert not self.errors, self.errors
+
+    def answer_all(self, *, early: int = PARTICIPANTS, while_advancing: list | None = None) -> list[str]:
+        """Everyone answers the step on screen: the first ``early`` participants before
+        anything else happens, then the others at the same instant (one barrier) as the
+        ``while_advancing`` experimenter calls. Returns the advances' outcomes."""
+        extra = while_advancing or []
+        self._run([threading.Thread(target=self.answer, args=(i,)) for i in range(early)])
+        barrier = threading.Barrier(PARTICIPANTS - early + len(extra), timeout=30)
+        outcomes: list[str] = []
+
+        def advance(fn):
+            try:
+                barrier.wait()
+                fn()
+                outcomes.append("ok")
+            except GroupError as exc:
+                outcomes.append(exc.code)
+            finally:
+                connection.close()
+
+        racing = [threading.Thread(target=self.answer, args=(i, barrier.wait)) for i in range(early, PARTICIPANTS)]
+        self._run(racing + [threading.Thread(target=advance, args=(fn,)) for fn in extra])
+        return sorted(outcomes)
+
+
+@pytest.mark.redis
+def test_twenty_participants_answer_while_the_experimenter_advances(transactional_db, staff, flow):
+    experiment = build_experiment(
+        [{"name": "trial", "handler": "group_trial", "questions": [{"key": "warm", "choices": ["Yes", "No"]}],
+          "repeat": 5, "goto": 1},
+         {"name": "end", "handler": "form_end_session"}],
+        is_group=True, group_flow="tests.groups.flow_fixture",
+    )  # fmt: skip
+    gs = services.start_group_session(experiment=experiment, experimenter=staff)
+    lab = Lab(experiment, gs)
+    services.group_session_start(group_session=gs, by=staff)
+    advance = lambda step: lambda: services.group_session_advance(group_session=gs, step=step, by=staff)  # noqa: E731
+
+    # Step 0: half the group answers; the other half posts at the instant two consoles,
+    # both showing step 0, press Advance: one advance wins, and posts that lose the race
+    # to it are refused (409).
+    half = PARTICIPANTS // 2
+    assert lab.answer_all(early=half, while_advancing=[advance(0), advance(0)]) == ["ok", "stale_step"]
+    # Stored or refused, everyone now has the form for step 1 (a refused answer is given
+    # again, for the new step). The same race for the advance to step 2.
+    assert lab.answer_all(early=half, while_advancing=[advance(1)]) == ["ok"]
+    assert lab.answer_all() == []  # step 2: nobody moves on, every answer is stored
+    assert len(lab.stored) + len(lab.refused) == 3 * PARTICIPANTS
+    assert all(sum(1 for _, step in lab.stored if step == s) >= half for s in (0, 1))
+
+    log = {row.step: row for row in StepLog.objects.filter(group_session=gs, action__in=["started", "advanced"])}
+    assert sorted(log) == [0, 1, 2] and StepLog.objects.filter(group_session=gs, action="advanced").count() == 2
+    rows = list(Response.objects.filter(group_session=gs, item="warm"))
+    stored = sorted((r.session_id, r.step) for r in rows)
+    assert stored == sorted(lab.stored)  # every accepted answer stored exactly once, with its step
+    assert len(set(stored)) == len(stored)
+    assert not set(lab.refused) & set(stored)  # a refused answer is stored nowhere
+    assert {sid for sid, step in stored if step == 2} == {s.pk for s in lab.sessions}
+    for row in rows:  # stored while its step was current, with that step's shared parameters
+        assert row.shared_params == log[row.step].shared_params == {"color": ["red", "green", "blue"][row.step],
+                                                                     "step": row.step}  # fmt: skip
+        stored_ms = row.submitted_at.timestamp() * 1000
+        assert log[row.step].at_ms <= stored_ms + 1
+        assert row.step + 1 not in log or stored_ms <= log[row.step + 1].at_ms + 1
+    gs.refresh_from_db()
+    assert (gs.step, gs.phase) == (2, "running") and selectors.snapshot(gs.pk)["all_responded"]

@@ -120,3 +120,64 @@ def test_context_survives_redis_restart(private_redis, settings, monkeypatch, gs
     assert store.get(gs.pk) is None
     assert selectors.snapshot(gs.pk)["context"]["scores"] == [3, 4]
     assert store.get(gs.pk)["scores"] == [3, 4]
+
+
+@pytest.mark.django_db
+def test_redis_restart_mid_step_loses_no_context_and_no_answer(private_redis, monkeypatch, staff):
+    """The colour demo through the runner's views: Redis restarts (then is flushed) in
+    the middle of a step, between two participants' answers. The hooks' context
+    (every rating, the step means) and every Response row survive."""
+    from io import StringIO
+
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.test import Client
+
+    from groups import context, selectors, services
+    from runner.models import Experiment, Response
+    from tests.runner.builders import start, submit
+
+    store = RedisContextStore(private_redis.url, "mid-step", ttl_seconds=60)
+    for target in ("groups.context.get_store", "groups.services.get_store", "groups.hooks.get_store"):
+        monkeypatch.setattr(target, lambda: store)
+    assert context.get_store() is store
+    call_command("load_experiment", str(settings.BASE_DIR / "experiments/demo/colors.yaml"), stdout=StringIO())
+    demo = Experiment.objects.get(slug="demo-colors")
+    gs = services.start_group_session(experiment=demo, experimenter=staff, size=3)
+    people = []
+    for _ in range(3):
+        client = Client()
+        session = start(client, demo, gs.ticket)
+        submit(client, session, {"agree": "I agree"})
+        people.append((client, session))
+    services.group_session_start(group_session=gs, by=staff)
+    trial = '[{"trial_type": "html-button-response", "response": 0, "rt": 800, "trial_index": 0}]'
+
+    def answer(i, step):
+        client, session = people[i]
+        response = submit(client, session, {"warmth": str(2 + i + step), "_jspsych": trial}, **{"q-_group_step": step})
+        assert response.status_code == 302
+
+    def lose_redis(how):
+        if how == "restart":
+            private_redis.stop()
+            private_redis.start()  # same port, nothing kept
+        else:
+            store._redis.flushall()  # our own redis-server, nobody else's keys
+        assert store.get(gs.pk) is None
+
+    for step, how in ((0, "restart"), (1, "flushall")):
+        answer(0, step)
+        answer(1, step)
+        lose_redis(how)
+        answer(2, step)
+        ctx = selectors.snapshot(gs.pk)["context"]
+        assert sorted(r[2] for r in ctx["warmth"] if r[0] == step) == [2 + step, 3 + step, 4 + step]
+        assert ctx["step_means"][str(step)] == 3.0 + step
+        if step == 0:
+            services.group_session_advance(group_session=gs, step=0, by=staff)
+    services.group_session_end(group_session=gs, by=staff)
+    gs.refresh_from_db()
+    assert gs.context["summary"]["ratings"] == 6 and gs.context["shown"] == ["lavender", "red"]
+    rows = Response.objects.filter(group_session=gs, item="warmth")
+    assert sorted((r.step, r.value) for r in rows) == [(s, 2 + i + s) for s in (0, 1) for i in range(3)]

@@ -187,3 +187,80 @@ def test_failing_stimulus_script_shows_the_error_page(lockstep_experiment, sessi
     services.group_session_start(group_session=session_of.gs, by=staff)
     html = page(ann, s1)
     assert 'data-error-code="callback_failed"' in html and 'name="q-warm"' not in html
+
+
+def test_clock_offset_estimated_over_the_socket_is_kept_with_the_session(session_of, staff, post):
+    """The trial page posts the socket's estimate (group_participant.js): the one with
+    the shortest round trip replaces the one-off estimate of the first POST."""
+    gs = session_of.gs
+    ann, s1 = session_of()
+    services.group_session_start(group_session=gs, by=staff)
+    clock = {"_clock_offset_ms": "-1234.5", "_clock_rtt_ms": "40"}
+    assert post(ann, s1, {"warm": "Yes"}, **step(0), **clock).status_code == 302
+    s1.refresh_from_db()
+    assert s1.clock_offset_ms == -1234.5 and s1.state["clock"] == {"via": "socket", "offset_ms": -1234.5, "rtt_ms": 40}
+    services.group_session_advance(group_session=gs, step=0, by=staff)
+    post(ann, s1, {"warm": "No"}, **step(1), _clock_offset_ms="999", _clock_rtt_ms="80")  # slower: ignored
+    s1.refresh_from_db()
+    assert s1.clock_offset_ms == -1234.5
+    services.group_session_advance(group_session=gs, step=1, by=staff)
+    post(ann, s1, {"warm": "No"}, **step(2), _clock_offset_ms="-1200", _clock_rtt_ms="12")  # better
+    s1.refresh_from_db()
+    assert (s1.clock_offset_ms, s1.state["clock"]["rtt_ms"]) == (-1200, 12)
+    assert Response.objects.filter(session=s1).count() == 3
+
+
+@pytest.mark.parametrize("offset, rtt", [("nan", "10"), ("1e300", "10"), ("5", "-1"), ("", ""), ("x", "1")])
+def test_unusable_clock_estimates_are_ignored(session_of, staff, post, offset, rtt):
+    gs = session_of.gs
+    ann, s1 = session_of()
+    services.group_session_start(group_session=gs, by=staff)
+    post(ann, s1, {"warm": "Yes"}, **step(0), _clock_offset_ms=offset, _clock_rtt_ms=rtt)
+    s1.refresh_from_db()
+    assert "clock" not in s1.state
+    assert s1.clock_offset_ms < -1e10  # the one-off estimate from _client_ms (a 2023 clock in submit())
+
+
+def test_the_trial_page_carries_the_clock_fields(session_of, staff):
+    gs = session_of.gs
+    ann, s1 = session_of()
+    services.group_session_start(group_session=gs, by=staff)
+    html = page(ann, s1)
+    assert 'name="_clock_offset_ms" value="" form="run-form"' in html and 'name="_clock_rtt_ms"' in html
+
+
+def test_every_state_change_and_answer_carries_a_server_timestamp_in_ms(session_of, staff, post):
+    import time
+
+    from groups import selectors
+    from groups.models import GroupSession, StepLog
+
+    gs = session_of.gs
+    (ann, s1), (bob, s2) = session_of(), session_of()
+    began = int(time.time() * 1000)
+    stamps = [selectors.snapshot(gs.pk)["server_ms"]]
+    for change in (
+        lambda: services.group_session_start(group_session=gs, by=staff),
+        lambda: post(ann, s1, {"warm": "Yes"}, **step(0)),
+        lambda: post(bob, s2, {"warm": "No"}, **step(0)),
+        lambda: services.group_session_advance(group_session=gs, step=0, by=staff),
+        lambda: post(ann, s1, {"warm": "No"}, **step(1)),
+        lambda: services.group_session_pause(group_session=gs, by=staff),
+    ):
+        before = int(time.time() * 1000)
+        change()
+        state = selectors.snapshot(gs.pk)
+        assert isinstance(state["server_ms"], int) and before <= state["server_ms"] <= time.time() * 1000
+        assert state["server_ms"] == GroupSession.objects.get(pk=gs.pk).changed_ms
+        stamps.append(state["server_ms"])
+    assert stamps == sorted(stamps)
+    log = {(row.action, row.step): row for row in StepLog.objects.filter(group_session=gs)}
+    assert set(log) == {("started", 0), ("advanced", 1), ("paused", 1)}
+    for row in log.values():
+        assert began <= row.at_ms <= stamps[-1] and int(row.at.timestamp() * 1000) == row.at_ms
+    answers = list(Response.objects.filter(group_session=gs))
+    assert len(answers) == 3
+    for answer in answers:  # stored while its step was current, by the server's clock
+        submitted_ms = answer.submitted_at.timestamp() * 1000
+        assert log[("started", 0) if answer.step == 0 else ("advanced", 1)].at_ms <= submitted_ms + 1
+        assert submitted_ms <= stamps[-1] + 1

@@ -280,3 +280,24 @@ def test_a_finished_run_counts_as_finished(gs, join, staff):
     s2.save(update_fields=["end"])
     snap = selectors.snapshot(gs.pk)
     assert snap["all_responded"] and "finished" in {p["status"] for p in snap["participants"]}
+
+
+def test_on_response_of_the_last_answer_runs_before_on_all_responded(gs, join, staff, flow):
+    (s1, m1), (s2, m2) = join(), join()
+    services.group_session_start(group_session=gs, by=staff)
+    services.record_response(session=s1, step=0, answers={"rating": 3})
+    services.record_response(session=s2, step=0, answers={"rating": 5})
+    order = [c[0] if c[0] != "on_response" else (c[0], c[2]) for c in flow.CALLS if c[0] != "on_advance"]
+    assert order[-3:] == [("on_response", m1.pseudonym), ("on_response", m2.pseudonym), "on_all_responded"]
+
+
+def test_context_written_by_hooks_is_checkpointed_at_once(gs, join, staff):
+    """on_join and on_response write the context (flow_fixture): the database checkpoint
+    follows at once, not only at the next step change, so a Redis restart loses nothing."""
+    s1, m1 = join()
+    gs.refresh_from_db()
+    assert gs.context == {f"joined_{m1.pseudonym}": True}
+    services.group_session_start(group_session=gs, by=staff)
+    services.record_response(session=s1, step=0, answers={"rating": 3})
+    gs.refresh_from_db()
+    assert gs.context["last"] == m1.pseudonym

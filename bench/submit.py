@@ -1,0 +1,185 @@
+"""Answers at once: N participants post their answer to the current lockstep step at the
+same moment (HTTP form POSTs to ``/run/<id>/``, PostgreSQL).
+
+    .venv/bin/python bench/submit.py [--n 500] [--workers 2]
+
+One daphne process (PostgreSQL, private Redis), a running group session of N runs on
+the group_trial form (bench/bench_group.yaml). Each client first GETs its form (CSRF
+cookie and token, the hidden step field), then, in ``--workers`` client processes, all
+POST their answer at once. Reports answers per second (N / the time from the first
+POST to the last response), per-POST p50/p95/p99/max, the statuses, and the Response
+rows stored for that step (every one must be). Target: 500 answers, all stored, p99
+under 2 s. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import html
+import json
+import multiprocessing as mp
+import re
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common  # noqa: E402
+
+INPUT = re.compile(r"<input\b[^>]*>", re.I)
+ATTR = re.compile(r'(\w[\w-]*)\s*=\s*"([^"]*)"')
+
+
+async def http(port: int, method: str, path: str, cookies: dict, body: bytes = b"", headers: dict | None = None):
+    """One HTTP/1.1 request on its own connection: (status, headers, body, set-cookies)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close",
+             f"Content-Length: {len(body)}"]  # fmt: skip
+    if cookies:
+        lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items()))
+    for key, value in (headers or {}).items():
+        lines.append(f"{key}: {value}")
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    head, _, content = raw.partition(b"\r\n\r\n")
+    head_lines = head.decode("latin-1").split("\r\n")
+    status = int(head_lines[0].split()[1])
+    got = {}
+    set_cookies = {}
+    for line in head_lines[1:]:
+        key, _, value = line.partition(":")
+        got[key.strip().lower()] = value.strip()
+        if key.strip().lower() == "set-cookie":
+            name, _, rest = value.strip().partition("=")
+            set_cookies[name] = rest.split(";", 1)[0]
+    return status, got, content, set_cookies
+
+
+async def fetch_form(port: int, experiment: int, cookies: dict) -> dict:
+    """GET the form; return the fields to post (hidden inputs + an answer) and cookies."""
+    status, _, body, set_cookies = await http(port, "GET", f"/run/{experiment}/", cookies)
+    if status != 200:
+        raise RuntimeError(f"GET form: HTTP {status}")
+    cookies = {**cookies, **set_cookies}
+    fields = {}
+    for tag in INPUT.findall(body.decode()):
+        attrs = {k.lower(): html.unescape(v) for k, v in ATTR.findall(tag)}
+        name = attrs.get("name")
+        if not name:
+            continue
+        if attrs.get("type", "text").lower() == "hidden":
+            fields[name] = attrs.get("value", "")
+        elif name.endswith("rating"):
+            fields[name] = "4"
+    return {"fields": fields, "cookies": cookies}
+
+
+def _post_worker(conn, port: int, experiment: int, forms: list[dict]) -> None:
+    async def main():
+        async def post(form):
+            body = urlencode(form["fields"]).encode()
+            token = form["cookies"].get("csrftoken", "")
+            started = time.monotonic()
+            try:
+                status, _, _, _ = await http(
+                    port, "POST", f"/run/{experiment}/", form["cookies"], body,
+                    {"Content-Type": "application/x-www-form-urlencoded", "X-CSRFToken": token,
+                     "Origin": f"http://127.0.0.1:{port}", "Referer": f"http://127.0.0.1:{port}/run/{experiment}/"},
+                )  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - reported as a failed post
+                status = repr(exc)
+            return started, time.monotonic(), status
+
+        conn.recv()  # go
+        conn.send(await asyncio.gather(*(post(f) for f in forms)))
+
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    asyncio.run(main())
+
+
+async def run(n: int, workers: int, profile: str | None = None, pool: bool = False) -> dict:
+    import psycopg
+
+    common.raise_nofile()
+    redis = common.PrivateRedis().start()
+    env = common.server_env(embedded=False)
+    common.ensure_database(env)
+    group = common.prepare_group(env, n)
+    server = common.Daphne(common.server_env(embedded=False, pool=pool))
+    try:
+        experiment, cookie = group["experiment"], group["run_cookie"]
+        semaphore = asyncio.Semaphore(20)
+
+        async def prepare(token):
+            async with semaphore:
+                return await fetch_form(server.port, experiment, {cookie: token})
+
+        forms = await asyncio.gather(*(prepare(t) for t in group["run_tokens"]))
+        ctx = mp.get_context("spawn")
+        chunk = -(-n // workers)
+        pipes, procs = [], []
+        for w in range(workers):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_post_worker, args=(child, server.port, experiment,
+                                                          forms[w * chunk : (w + 1) * chunk]))  # fmt: skip
+            proc.start()
+            pipes.append(parent)
+            procs.append(proc)
+        await asyncio.sleep(1.5)  # the workers are up
+        spy = common.py_spy(server.pid, profile) if profile else None
+        for parent in pipes:
+            parent.send("go")
+        results = []
+        for parent in pipes:
+            results.extend(await asyncio.to_thread(parent.recv))
+        if spy:
+            spy.stop()
+        for proc in procs:
+            proc.join(timeout=10)
+    finally:
+        server.stop()
+        redis.stop()
+    with psycopg.connect(common.pg_url()) as db:
+        stored = db.execute(
+            "SELECT count(DISTINCT session_id), count(*) FROM runner_response WHERE group_session_id = %s AND step = 0",
+            [group["group_session"]],
+        ).fetchone()
+    first = min(r[0] for r in results)
+    last = max(r[1] for r in results)
+    statuses = {}
+    for r in results:
+        statuses[str(r[2])] = statuses.get(str(r[2]), 0) + 1
+    return {
+        "benchmark": "submit",
+        "n": n,
+        "database_pool": pool,
+        "statuses": statuses,
+        "stored_sessions": stored[0],
+        "stored_rows": stored[1],
+        "all_stored": stored[0] == n,
+        "wall_s": round(last - first, 3),
+        "answers_per_second": round(n / (last - first), 1),
+        "post_ms": common.summary_ms([r[1] - r[0] for r in results]),
+        "load": common.load_average(),
+    }
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--profile", help="py-spy the server during the POSTs (file prefix)")
+    parser.add_argument("--pool", action="store_true", help="serve with DATABASE_URL=...?pool=true")
+    args = parser.parse_args(argv)
+    return asyncio.run(run(args.n, args.workers, args.profile, args.pool))
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))
