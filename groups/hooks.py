@@ -113,20 +113,41 @@ class Group:
     experiment's params), ``experiment`` (its slug), ``size`` (expected size or None).
     """
 
-    def __init__(self, group_session, state: GroupState, session_ids: dict[str, int]):
+    def __init__(self, group_session, state: GroupState | None, session_ids: dict[str, int] | None = None):
+        """``state=None``: a group at ``group_session``'s step and phase whose
+        ``participants`` are read from the database when first used (the answer path,
+        which does not load every membership under the lock)."""
         self._gs = group_session
+        if state is None:
+            self.step: int = group_session.step
+            self.phase: str = group_session.phase
+        else:
+            self.step = state.step
+            self.phase = state.phase
+            self.participants = self._participants_of(state, session_ids or {})
         self.id: int = group_session.pk
-        self.step: int = state.step
-        self.phase: str = state.phase
         self.params: dict = dict(group_session.experiment.params or {})
         self.experiment: str = group_session.experiment.slug
         self.size: int | None = group_session.expected_size
         self.shared_params: dict = dict(group_session.shared_params or {})
         self.context = GroupContext(group_session)
-        self.participants: list[ParticipantInfo] = [
+
+    @staticmethod
+    def _participants_of(state: GroupState, session_ids: dict[str, int]) -> list[ParticipantInfo]:
+        return [
             ParticipantInfo(pid, session_ids.get(pid, 0), p.status, p.responded_step, p.connected)
             for pid, p in state.participants.items()
         ]
+
+    def __getattr__(self, name: str):
+        # Only reached when ``participants`` was not set in __init__ (``state=None``).
+        if name != "participants":
+            raise AttributeError(name)
+        from .selectors import load_state
+
+        state, session_ids = load_state(self._gs)
+        self.participants = self._participants_of(state, session_ids)
+        return self.participants
 
     @cached_property
     def responses(self) -> list[dict]:

@@ -232,9 +232,10 @@ def trial_for(session) -> TrialView | None:
 
 def run_group(*, session) -> Group | None:
     """``run.group`` for callbacks of a runner session in a group session (None otherwise):
-    the same object the group hooks receive."""
+    the same object the group hooks receive. Its ``participants`` are read when first
+    used: a run entering the next visit inside an answer's transaction (which holds the
+    group session) reads no memberships unless a callback asks for them."""
     membership = Membership.objects.filter(session=session).select_related("group_session__experiment").first()
     if membership is None:
         return None
-    state, session_ids = load_state(membership.group_session)
-    return Group(membership.group_session, state, session_ids)
+    return Group(membership.group_session, None)

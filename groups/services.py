@@ -462,11 +462,61 @@ def record_response(*, session, step: int, answers: dict | None = None) -> Recor
     pseudonym = membership.pseudonym
     with transaction.atomic():
         gs = _lock(membership.group_session_id)
-        old, session_ids = load_state(gs)
-
-        def on_response(group, new):  # before on_all_responded, which should see this answer too
-            participant = _info(new, session_ids, pseudonym)
-            hooks.call_quietly("on_response", gs.experiment, group, participant, dict(answers or {}))
-
-        _transition_locked(gs, old, session_ids, sm.Respond(pseudonym, step), first=on_response)
+        # Only this participant's row: every change of a membership is made under the
+        # group session's lock, so what is read now is what the lock protects.
+        row = (
+            Membership.objects.filter(pk=membership.pk)
+            .values_list("status", "session__end", "connections", "form", "responded_step", "acked_version")
+            .get()
+        )
+        status, ended, connections, form, responded_step, acked_version = row
+        if ended is not None and status != Membership.Status.KICKED:
+            status = Membership.Status.FINISHED  # as selectors.load_state derives it
+        me = sm.Participant(connections, status, form, responded_step, acked_version)
+        old = _state_of(gs, {pseudonym: me})
+        new, events = sm.transition(old, sm.Respond(pseudonym, step), now_ms=now_ms())  # refusals raise
+        if new is old:  # a repeated answer to this step: nothing changes
+            return RecordedStep(gs.pk, step, dict(gs.shared_params or {}))
+        mine = new.participants[pseudonym]
+        Membership.objects.filter(pk=membership.pk).update(status=mine.status, responded_step=mine.responded_step)
+        # The last answer of the step? Counted under the lock, so of all the answers
+        # racing for it exactly one sees nobody left (the others committed before it).
+        all_responded = not _still_answering(gs, step, exclude=membership.pk)
+        gs.version, gs.participant_version, gs.changed_ms = new.version, new.participant_version, new.changed_ms
+        gs.save(update_fields=["version", "participant_version", "changed_ms"])
+        group = hooks.Group(gs, None)  # participants read from the database only if a hook asks
+        info = hooks.ParticipantInfo(pseudonym, session.pk, mine.status, mine.responded_step, mine.connected)
+        hooks.call_quietly("on_response", gs.experiment, group, info, dict(answers or {}))
+        if all_responded:  # after this participant's on_response, which it should see
+            hooks.call_quietly("on_all_responded", gs.experiment, group)
+        if group.context.dirty:
+            checkpoint_context(gs)  # what the hooks wrote survives a Redis restart
+        transaction.on_commit(partial(broadcast_state, gs.pk))
         return RecordedStep(gs.pk, step, dict(gs.shared_params or {}))
+
+
+def _state_of(gs: GroupSession, participants: dict) -> sm.GroupState:
+    """The pure state of locked ``gs`` with only ``participants`` (not every membership)."""
+    return sm.GroupState(
+        phase=gs.phase, step=gs.step, version=gs.version, participant_version=gs.participant_version,
+        changed_ms=gs.changed_ms, exit_loop_step=gs.exit_loop_step, participants=participants,
+    )  # fmt: skip
+
+
+def _still_answering(gs: GroupSession, step: int, *, exclude: int) -> bool:
+    """Someone still in the group (not removed, not finished, run not over) has not
+    answered ``step``; membership ``exclude`` (the one answering now) left out.
+
+    Two index lookups (this group's memberships, then their runs) rather than one
+    join, which PostgreSQL may plan as a scan of every run ever stored."""
+    from runner.models import Session
+
+    waiting_for = list(
+        Membership.objects.filter(group_session=gs)
+        .exclude(pk=exclude)
+        .exclude(status__in=[Membership.Status.KICKED, Membership.Status.FINISHED])
+        .exclude(responded_step=step)
+        .order_by()
+        .values_list("session_id", flat=True)
+    )
+    return bool(waiting_for) and Session.objects.filter(pk__in=waiting_for, end__isnull=True).exists()

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 
 from groups import selectors, services
@@ -196,3 +197,110 @@ def test_twenty_participants_answer_while_the_experimenter_advances(transactiona
         assert row.step + 1 not in log or stored_ms <= log[row.step + 1].at_ms + 1
     gs.refresh_from_db()
     assert (gs.step, gs.phase) == (2, "running") and selectors.snapshot(gs.pk)["all_responded"]
+
+
+# ---- the last answer of a step, among many at once -----------------------------------
+
+ANSWERING = 24
+
+
+def answer_at_once(gs, sessions, monkeypatch, *, locking: bool) -> list[str]:
+    """Every session answers step 0 in its own thread and transaction. All of them have
+    written their own row before any looks for who is still answering (if the lock lets
+    them), which is the race for "the last answer"."""
+    barrier = threading.Barrier(len(sessions), timeout=1.5)
+    original = services._still_answering
+
+    def still_answering_together(*args, **kwargs):
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_still_answering", still_answering_together)
+    if not locking:
+        monkeypatch.setattr(
+            services, "_lock", lambda g: GroupSession.objects.select_related("experiment").get(pk=services._pk(g))
+        )
+    outcomes, lock = [], threading.Lock()
+
+    def answer(session):
+        try:
+            with transaction.atomic():
+                services.record_response(session=session, step=0, answers={"i": session.pk})
+            with lock:
+                outcomes.append("ok")
+        except GroupError as exc:
+            with lock:
+                outcomes.append(exc.code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=answer, args=(s,)) for s in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    return outcomes
+
+
+@pytest.fixture
+def crowd(gs, join, staff):
+    sessions = [join()[0] for _ in range(ANSWERING)]
+    services.group_session_start(group_session=gs, by=staff)
+    gs.refresh_from_db()
+    return gs, sessions
+
+
+def all_responded_calls(flow, gs):
+    return [c for c in flow.CALLS if c[0] == "on_all_responded" and c[1] == gs.pk]
+
+
+def test_without_the_lock_no_answer_is_the_last(crowd, flow, monkeypatch):
+    gs, sessions = crowd
+    assert answer_at_once(gs, sessions, monkeypatch, locking=False) == ["ok"] * ANSWERING
+    assert all_responded_calls(flow, gs) == []  # the race: each saw the others still answering
+
+
+def test_with_the_lock_exactly_one_answer_is_the_last(crowd, flow, monkeypatch):
+    gs, sessions = crowd
+    version = gs.version
+    assert answer_at_once(gs, sessions, monkeypatch, locking=True) == ["ok"] * ANSWERING
+    assert all_responded_calls(flow, gs) == [("on_all_responded", gs.pk, 0, 0)]
+    calls = [c for c in flow.CALLS if c[0] in ("on_response", "on_all_responded")]
+    assert [c[0] for c in calls] == ["on_response"] * ANSWERING + ["on_all_responded"]
+    assert len({c[2] for c in calls[:-1]}) == ANSWERING  # one on_response per participant
+    gs.refresh_from_db()
+    assert gs.version == version + ANSWERING  # one version per answer, none lost
+    snap = selectors.snapshot(gs.pk)
+    assert snap["all_responded"] and snap["ready"] == ANSWERING
+
+
+def test_an_advance_waits_for_answers_being_accepted(crowd, flow, staff):
+    """An answer holds the group session until its transaction commits: an advance
+    pressed meanwhile waits, so the answer is never accepted for a step already left."""
+    gs, sessions = crowd
+    accepted, advanced = threading.Event(), []
+
+    def advance():
+        accepted.wait(10)
+        try:
+            services.group_session_advance(group_session=gs.pk, step=0, by=staff)
+            advanced.append(time.monotonic())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=advance)
+    thread.start()
+    with transaction.atomic():
+        services.record_response(session=sessions[0], step=0)
+        accepted.set()
+        time.sleep(0.3)  # the advance is blocked on the lock now
+        committed = time.monotonic()
+    thread.join(30)
+    assert advanced and advanced[0] >= committed
+    with pytest.raises(GroupError) as info:
+        services.record_response(session=sessions[1], step=0)
+    assert info.value.code == "stale_step"
