@@ -175,8 +175,7 @@ class LockstepGroupTrial(GroupTrialHandler):
                 code=exc.code,
             ) from exc
         keep_clock_estimate(page.session, post)
-        view = selectors.trial_for(page.session)
-        if view is not None and view.exit_loop:
+        if recorded.exit_loop:  # read under the group session's lock, no second query
             outcome.leave_loop = True
         outcome.row_fields = {"group_session_id": recorded.group_session_id, "step": recorded.step,
                               "shared_params": recorded.shared_params}  # fmt: skip

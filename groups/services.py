@@ -446,6 +446,7 @@ class RecordedStep:
     group_session_id: int
     step: int
     shared_params: dict
+    exit_loop: bool = False  # the experimenter exited the loop at this step: the answer leaves it
 
 
 def record_response(*, session, step: int, answers: dict | None = None) -> RecordedStep:
@@ -476,7 +477,7 @@ def record_response(*, session, step: int, answers: dict | None = None) -> Recor
         old = _state_of(gs, {pseudonym: me})
         new, events = sm.transition(old, sm.Respond(pseudonym, step), now_ms=now_ms())  # refusals raise
         if new is old:  # a repeated answer to this step: nothing changes
-            return RecordedStep(gs.pk, step, dict(gs.shared_params or {}))
+            return _recorded(gs, step)
         mine = new.participants[pseudonym]
         Membership.objects.filter(pk=membership.pk).update(status=mine.status, responded_step=mine.responded_step)
         # The last answer of the step? Counted under the lock, so of all the answers
@@ -492,7 +493,12 @@ def record_response(*, session, step: int, answers: dict | None = None) -> Recor
         if group.context.dirty:
             checkpoint_context(gs)  # what the hooks wrote survives a Redis restart
         transaction.on_commit(partial(broadcast_state, gs.pk))
-        return RecordedStep(gs.pk, step, dict(gs.shared_params or {}))
+        return _recorded(gs, step)
+
+
+def _recorded(gs: GroupSession, step: int) -> RecordedStep:
+    exit_loop = gs.exit_loop_step is not None and gs.exit_loop_step == gs.step
+    return RecordedStep(gs.pk, step, dict(gs.shared_params or {}), exit_loop)
 
 
 def _state_of(gs: GroupSession, participants: dict) -> sm.GroupState:
