@@ -44,7 +44,11 @@ def _pk(group_session: GroupSession | int) -> int:
 
 def _lock(group_session: GroupSession | int) -> GroupSession:
     try:
-        return GroupSession.objects.select_for_update().select_related("experiment").get(pk=_pk(group_session))
+        # of=self: lock the group session only, not its experiment's row as well (which would
+        # serialise every group session of that experiment).
+        return (
+            GroupSession.objects.select_for_update(of=("self",)).select_related("experiment").get(pk=_pk(group_session))
+        )
     except GroupSession.DoesNotExist:
         raise GroupError(f"No group session {_pk(group_session)}.", code="not_found") from None
 
