@@ -81,6 +81,10 @@ class PrivateRedis:
                 time.sleep(0.05)
         raise RuntimeError(f"redis-server did not start on {self.port}")
 
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

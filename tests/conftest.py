@@ -55,7 +55,6 @@ def _service_gate(request):
             missing_service("Chromium is not installed (apt-get install -y chromium)")
 
 
-
 @pytest.fixture(scope="session", autouse=True)
 def _close_stray_connections(django_db_setup, django_db_blocker):
     """On PostgreSQL, end connections that worker threads (Channels' database
@@ -73,3 +72,17 @@ def _close_stray_connections(django_db_setup, django_db_blocker):
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
+
+
+@pytest.fixture
+def private_redis():
+    """A throwaway ``redis-server`` on a free port (never the shared one) without
+    persistence, so stopping and starting it is a Redis restart that loses everything."""
+    if not shutil.which("redis-server"):
+        missing_service("redis-server is not installed")
+    from bench.common import PrivateRedis, free_port
+
+    server = PrivateRedis(port=free_port()).start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.dir, ignore_errors=True)

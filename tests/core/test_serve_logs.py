@@ -1,5 +1,4 @@
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -7,6 +6,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from bench.common import free_port
 from project.serve import redact_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,16 +19,10 @@ def test_redact_path_drops_queries_and_tokens():
     assert redact_path(b"/x") == "[unreadable path]"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_server_access_log_holds_no_ticket_or_prolific_id(tmp_path):
     """A real server started the way `make run` starts it logs the request
     without its credentials."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "project.settings.base",

@@ -26,7 +26,6 @@ Screenshots go to ``tests/e2e/artifacts/`` (git-ignored): ``ARTIFACTS``.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from urllib.parse import quote
 
 import pytest
 
+from bench.common import free_port
 from tests.conftest import missing_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,12 +50,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 START_TIMEOUT = float(os.environ.get("E2E_SERVER_START_TIMEOUT", "40"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _test_database_url() -> str:
@@ -143,7 +137,7 @@ def live_server_factory(django_db_setup, e2e_static_root, tmp_path_factory):
     logs = tmp_path_factory.mktemp("daphne-logs")
 
     def start(env: dict | None = None) -> LiveServer:
-        port = _free_port()
+        port = free_port()
         child_env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "project.settings.test",

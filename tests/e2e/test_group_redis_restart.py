@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import urllib.parse
 import urllib.request
 
-import pytest
 import websockets
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -26,9 +24,7 @@ from groups.client import GroupController, _Browser
 from groups.models import GroupSession, Membership
 from runner.definitions.loader import load_file
 from runner.models import Response
-from tests.conftest import missing_service
 from tests.e2e.test_group_live import _state_where
-from tests.groups.test_context_store import PrivateRedis
 
 PASSWORD = "pw-restart-123456"
 TRIAL = '[{"trial_type": "html-button-response", "response": 0, "rt": 800, "trial_index": 0}]'
@@ -60,16 +56,6 @@ class Participant:
         url = self.server.url.replace("http", "ws", 1) + f"/ws/group/{gs.pk}/participant/"
         headers = {"Cookie": self.browser.cookie_header(), "Origin": self.server.url}
         self.ws = await websockets.connect(url, additional_headers=headers)
-
-
-@pytest.fixture
-def private_redis():
-    if not shutil.which("redis-server"):
-        missing_service("redis-server is not installed")
-    server = PrivateRedis().start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.dir, ignore_errors=True)
 
 
 def test_redis_restart_mid_step_over_two_processes(live_server_factory, private_redis, transactional_db):
