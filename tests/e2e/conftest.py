@@ -3,7 +3,7 @@
 Fixtures (reusable by every e2e test, solo or group):
 
 ``live_server_factory`` (session)
-    ``start(env=None) -> LiveServer``: starts ``.venv/bin/daphne -b 127.0.0.1 -p <free port>
+    ``start(env=None) -> LiveServer``: starts ``python -m project.serve -b 127.0.0.1 -p <free port>
     asgi:application`` with ``DJANGO_SETTINGS_MODULE=project.settings.test`` on the SAME
     database as this pytest process (``DATABASE_URL`` of the test database), the same
     ``ENSEMBLE_VAR_DIR``, ``TEST_DB_SUFFIX`` (so Redis key prefixes match), secret,
@@ -131,9 +131,6 @@ def live_server_factory(django_db_setup, e2e_static_root, tmp_path_factory):
     from django.conf import settings
 
     servers: list[LiveServer] = []
-    daphne = ROOT / ".venv" / "bin" / "daphne"
-    if not daphne.exists():
-        daphne = Path(sys.executable).with_name("daphne")
     logs = tmp_path_factory.mktemp("daphne-logs")
 
     def start(env: dict | None = None) -> LiveServer:
@@ -155,7 +152,7 @@ def live_server_factory(django_db_setup, e2e_static_root, tmp_path_factory):
         log_path = logs / f"daphne-{port}.log"
         log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
-            [str(daphne), "-b", "127.0.0.1", "-p", str(port), "asgi:application"],
+            [sys.executable, "-m", "project.serve", "-b", "127.0.0.1", "-p", str(port), "asgi:application"],
             cwd=ROOT,
             env=child_env,
             stdout=log,
