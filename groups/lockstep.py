@@ -8,11 +8,14 @@ time with ``run.group`` at that step (``group.step``, ``group.shared_params``), 
 every participant sees the same shared trial parameters. The page carries the
 current step in a hidden field and listens on the participant socket.
 
-Answering (POST, inside the runner's ``submit_form`` transaction):
-``groups.services.record_response`` locks the group session and refuses a step
-that is not current (``StepRefused``, a RunError: the transaction rolls back, so
-nothing is stored); the rows get the group session, step and shared parameters
-(``Outcome.row_fields``);
+Answering (POST, inside the runner's ``submit_form`` transaction): the step is
+checked against an unlocked read first (a stale answer is refused at once); the rows
+get the group session, step and shared parameters (``Outcome.row_fields``); then,
+last in the transaction (``Outcome.before_commit``), ``groups.services.record_response``
+locks the group session, checks the step again and records the answer, refusing a
+step that is no longer current (``StepRefused``, a RunError: the transaction rolls
+back, so nothing is stored). Holding the lock only from there to the commit lets
+the answers of a whole group be stored side by side;
 an answer to the step at which the experimenter exited the loop leaves the loop;
 the clock offset the page estimated over the participant socket is kept with the
 session (``keep_clock_estimate``).
@@ -64,7 +67,18 @@ def should_leave_loop(session) -> bool:
     """The visit on screen should be skipped, leaving the loop: the experimenter
     exited the loop at the current step and this participant already answered it,
     or the group session is over (nothing more can be answered in lockstep)."""
-    view = selectors.trial_for(session)
+    return _leaves_loop(selectors.trial_for(session))
+
+
+def _view(page) -> selectors.TrialView | None:
+    """The participant's lockstep position, read once per request (the runner's ``page``
+    lives for one request; the answer's own check under the lock reads it again)."""
+    if not hasattr(page, "_lockstep_view"):
+        page._lockstep_view = selectors.trial_for(page.session)
+    return page._lockstep_view
+
+
+def _leaves_loop(view: selectors.TrialView | None) -> bool:
     if view is None or view.kicked:
         return False
     return (view.exit_loop and view.responded) or view.phase in ("ended", "aborted")
@@ -111,12 +125,12 @@ class LockstepGroupTrial(GroupTrialHandler):
         """Asked by the runner before showing the visit (GET): ``"leave_loop"`` once the
         experimenter exited the loop at a step this participant answered, or the group
         session is over."""
-        return "leave_loop" if should_leave_loop(page.session) else None
+        return "leave_loop" if _leaves_loop(_view(page)) else None
 
     # ------------------------------------------------------------ serving
     def build_form(self, page, data=None):
         form = super().build_form(page, data)
-        view = selectors.trial_for(page.session)
+        view = _view(page)
         if view is not None:
             form.fields[STEP_FIELD] = forms.IntegerField(widget=forms.HiddenInput, initial=view.step)
             if page.position.stimulus_script and JSPSYCH_FIELD not in form.fields:
@@ -126,7 +140,7 @@ class LockstepGroupTrial(GroupTrialHandler):
         return form
 
     def get_context(self, page, form) -> dict:
-        view = selectors.trial_for(page.session)
+        view = _view(page)
         if view is None:  # a group experiment run outside any group session
             return {}
         context = {"lockstep": lockstep_context(view, page.session), "shared_params": view.shared_params,
@@ -166,20 +180,52 @@ class LockstepGroupTrial(GroupTrialHandler):
         step = form.cleaned_data.get(STEP_FIELD)
         if step is None:
             return outcome  # not in a group session: a plain trial
-        try:
-            recorded = services.record_response(session=page.session, step=step, answers=outcome.answers)
-        except GroupError as exc:
-            raise StepRefused(
-                "The group has already moved on from this trial, so this answer was not stored. "
-                "Open the study page again to continue.",
-                code=exc.code,
-            ) from exc
+        view = _view(page)  # read without a lock; checked again under it
+        refused = _refusal(view, step)
+        if refused:
+            _refuse(GroupError("", code=refused))
         keep_clock_estimate(page.session, post)
-        if recorded.exit_loop:  # read under the group session's lock, no second query
+        # The rows carry this step's parameters (they change only with the step, which is
+        # checked again under the lock). An exit-loop pressed after this read is caught at
+        # the next visit's skip_visit, which leaves the loop once this answer is stored.
+        if view.exit_loop:
             outcome.leave_loop = True
-        outcome.row_fields = {"group_session_id": recorded.group_session_id, "step": recorded.step,
-                              "shared_params": recorded.shared_params}  # fmt: skip
+        outcome.row_fields = {"group_session_id": view.group_session_id, "step": step,
+                              "shared_params": view.shared_params}  # fmt: skip
+        answers = outcome.answers
+
+        def record() -> None:
+            # Last in the runner's transaction: the group session is locked only from here
+            # to the commit, so answers to one group session overlap until this point.
+            try:
+                services.record_response(session=page.session, step=step, answers=answers, view=view)
+            except GroupError as exc:
+                _refuse(exc)
+
+        outcome.before_commit.append(record)
         return outcome
+
+
+def _refusal(view: selectors.TrialView | None, step: int) -> str:
+    """Why ``groups.state`` would refuse this answer, judged on an unlocked read ("" if
+    it would not): the same codes as ``services.record_response``."""
+    if view is None:
+        return "not_in_group"
+    if view.phase in ("ended", "aborted"):
+        return "ended"
+    if view.phase == "waiting":
+        return "not_started"
+    if view.kicked:
+        return "kicked"
+    return "stale_step" if view.step != step else ""
+
+
+def _refuse(exc: GroupError) -> None:
+    raise StepRefused(
+        "The group has already moved on from this trial, so this answer was not stored. "
+        "Open the study page again to continue.",
+        code=exc.code,
+    ) from exc
 
 
 def register() -> None:

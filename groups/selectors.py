@@ -205,6 +205,7 @@ class TrialView:
     responded: bool  # this participant already answered the current step
     exit_loop: bool  # the experimenter ended the loop at this step
     kicked: bool
+    membership_id: int = 0
 
     @property
     def must_wait(self) -> bool:
@@ -227,6 +228,7 @@ def trial_for(session) -> TrialView | None:
         responded=membership.responded_step == gs.step,
         exit_loop=gs.exit_loop_step is not None and gs.exit_loop_step == gs.step,
         kicked=membership.status == Membership.Status.KICKED,
+        membership_id=membership.pk,
     )
 
 

@@ -20,14 +20,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from realtime.broadcast import broadcast_state
+from realtime.broadcast import ANSWER_FLUSH_SECONDS, broadcast_state
 
 from . import hooks
 from . import state as sm
 from .codes import new_code
 from .context import get_store
 from .models import Group, GroupSession, Membership, StepLog
-from .selectors import load_state
+from .selectors import TrialView, load_state
 from .state import GroupError
 
 LOGGED_EVENTS = {"started", "advanced", "paused", "resumed", "exit_loop", "ended", "aborted", "kicked", "context_set"}
@@ -45,9 +45,15 @@ def _pk(group_session: GroupSession | int) -> int:
 def _lock(group_session: GroupSession | int) -> GroupSession:
     try:
         # of=self: lock the group session only, not its experiment's row as well (which would
-        # serialise every group session of that experiment).
+        # serialise every group session of that experiment). no_key (FOR NO KEY UPDATE): the
+        # changes never touch the key, and this mode does not conflict with the KEY SHARE
+        # locks that rows referring to the group session take (Response rows of answers
+        # being stored), so an answer storing its rows does not wait for, or deadlock
+        # with, a change of its group session; each change still excludes every other.
         return (
-            GroupSession.objects.select_for_update(of=("self",)).select_related("experiment").get(pk=_pk(group_session))
+            GroupSession.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("experiment")
+            .get(pk=_pk(group_session))
         )
     except GroupSession.DoesNotExist:
         raise GroupError(f"No group session {_pk(group_session)}.", code="not_found") from None
@@ -453,28 +459,40 @@ class RecordedStep:
     exit_loop: bool = False  # the experimenter exited the loop at this step: the answer leaves it
 
 
-def record_response(*, session, step: int, answers: dict | None = None) -> RecordedStep:
+def record_response(
+    *, session, step: int, answers: dict | None = None, view: TrialView | None = None
+) -> RecordedStep:
     """Accept ``session``'s answer to lockstep ``step``; run ``on_response`` (and
     ``on_all_responded`` for the last one); publish.
 
-    Call it INSIDE the transaction that stores the Response rows, before storing
-    them: the group session stays locked until they are committed, and a refusal
-    (raised) means nothing must be stored. Idempotent for a repeated step.
+    Call it INSIDE the transaction that stores the Response rows, as late as possible
+    (the runner calls it last, from ``Outcome.before_commit``): the group session stays
+    locked until that transaction commits, and a refusal (raised) means nothing must be
+    stored. Idempotent for a repeated step.
     Raises ``GroupError``: ``stale_step`` (not the current step), ``not_started``,
     ``ended``, ``kicked``, ``not_in_group``.
+
+    ``view``: the participant's ``selectors.trial_for`` the caller already read (saves
+    reading the membership twice; its ids are checked again under the lock).
     """
-    membership = _membership(session)
-    pseudonym = membership.pseudonym
+    if view is None:
+        membership = _membership(session)
+        membership_id, group_session_id = membership.pk, membership.group_session_id
+    else:
+        membership_id, group_session_id = view.membership_id, view.group_session_id
     with transaction.atomic():
-        gs = _lock(membership.group_session_id)
+        gs = _lock(group_session_id)
         # Only this participant's row: every change of a membership is made under the
         # group session's lock, so what is read now is what the lock protects.
         row = (
-            Membership.objects.filter(pk=membership.pk)
-            .values_list("status", "session__end", "connections", "form", "responded_step", "acked_version")
-            .get()
-        )
-        status, ended, connections, form, responded_step, acked_version = row
+            Membership.objects.filter(pk=membership_id, session=session, group_session=gs)
+            .values_list("pseudonym", "status", "session__end", "connections", "form", "responded_step",
+                         "acked_version")
+            .first()
+        )  # fmt: skip
+        if row is None:
+            raise GroupError("This run is not part of a group session.", code="not_in_group")
+        pseudonym, status, ended, connections, form, responded_step, acked_version = row
         if ended is not None and status != Membership.Status.KICKED:
             status = Membership.Status.FINISHED  # as selectors.load_state derives it
         me = sm.Participant(connections, status, form, responded_step, acked_version)
@@ -483,10 +501,10 @@ def record_response(*, session, step: int, answers: dict | None = None) -> Recor
         if new is old:  # a repeated answer to this step: nothing changes
             return _recorded(gs, step)
         mine = new.participants[pseudonym]
-        Membership.objects.filter(pk=membership.pk).update(status=mine.status, responded_step=mine.responded_step)
+        Membership.objects.filter(pk=membership_id).update(status=mine.status, responded_step=mine.responded_step)
         # The last answer of the step? Counted under the lock, so of all the answers
         # racing for it exactly one sees nobody left (the others committed before it).
-        all_responded = not _still_answering(gs, step, exclude=membership.pk)
+        all_responded = not _still_answering(gs, step, exclude=membership_id)
         gs.version, gs.participant_version, gs.changed_ms = new.version, new.participant_version, new.changed_ms
         gs.save(update_fields=["version", "participant_version", "changed_ms"])
         group = hooks.Group(gs, None)  # participants read from the database only if a hook asks
@@ -496,7 +514,8 @@ def record_response(*, session, step: int, answers: dict | None = None) -> Recor
             hooks.call_quietly("on_all_responded", gs.experiment, group)
         if group.context.dirty:
             checkpoint_context(gs)  # what the hooks wrote survives a Redis restart
-        transaction.on_commit(partial(broadcast_state, gs.pk))
+        # The console's count of answers: one snapshot per burst of answers (they come together).
+        transaction.on_commit(partial(broadcast_state, gs.pk, within=ANSWER_FLUSH_SECONDS))
         return _recorded(gs, step)
 
 
@@ -517,16 +536,21 @@ def _still_answering(gs: GroupSession, step: int, *, exclude: int) -> bool:
     """Someone still in the group (not removed, not finished, run not over) has not
     answered ``step``; membership ``exclude`` (the one answering now) left out.
 
-    Two index lookups (this group's memberships, then their runs) rather than one
-    join, which PostgreSQL may plan as a scan of every run ever stored."""
+    One statement whatever the group's size, written out because every answer runs it
+    under the lock: this group's memberships (by index), each one's run checked by
+    primary key, stopping at the first found (a list of the group's run ids sent back
+    to the database made N answers cost N squared)."""
+    from django.db import connection
+
     from runner.models import Session
 
-    waiting_for = list(
-        Membership.objects.filter(group_session=gs)
-        .exclude(pk=exclude)
-        .exclude(status__in=[Membership.Status.KICKED, Membership.Status.FINISHED])
-        .exclude(responded_step=step)
-        .order_by()
-        .values_list("session_id", flat=True)
+    quote = connection.ops.quote_name
+    membership, run = quote(Membership._meta.db_table), quote(Session._meta.db_table)
+    sql = (
+        f"SELECT 1 FROM {membership} m WHERE m.group_session_id = %s AND m.id <> %s"
+        " AND m.status NOT IN (%s, %s) AND (m.responded_step IS NULL OR m.responded_step <> %s)"
+        f' AND EXISTS (SELECT 1 FROM {run} s WHERE s.id = m.session_id AND s."end" IS NULL) LIMIT 1'
     )
-    return bool(waiting_for) and Session.objects.filter(pk__in=waiting_for, end__isnull=True).exists()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [gs.pk, exclude, Membership.Status.KICKED, Membership.Status.FINISHED, step])
+        return cursor.fetchone() is not None

@@ -32,7 +32,7 @@ def build_rows(*, page, outcome, trials: list[dict], now, client_time_ms: int | 
     session, position, current = page.session, page.position, page.current
     common = {
         "session": session,
-        "subject": session.subject,
+        "subject_id": session.subject_id,  # the id only: loading the subject decrypts its fields
         "experiment": session.experiment,
         "form": position.form,
         "form_order": position.order,

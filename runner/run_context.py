@@ -19,6 +19,9 @@ from runner.errors import CallbackFailed
 logger = logging.getLogger("runner.callbacks")
 
 
+_UNREAD = object()
+
+
 @dataclass
 class RunContext:
     """What a callback may look at. ``responses`` is this session's earlier answers
@@ -31,7 +34,14 @@ class RunContext:
     position: Any  # its ExperimentXForm (order, handler, loop settings)
     visit: int
     params: dict = field(default_factory=dict)
-    group: Any = None
+    _group: Any = field(default=_UNREAD, repr=False)
+
+    @property
+    def group(self):
+        """The group view (read when a callback first asks: most never do)."""
+        if self._group is _UNREAD:
+            self._group = _group_for(self.session)
+        return self._group
 
     @property
     def subject(self):
@@ -89,7 +99,6 @@ def make_run(*, session, position, visit: int) -> RunContext:
         position=position,
         visit=visit,
         params=dict(experiment.params or {}),
-        group=_group_for(session),
     )
 
 

@@ -55,7 +55,7 @@ def session_from_cookies(cookies: Mapping[str, str], experiment_id: int):
     if not token:
         return None
     return (
-        Session.objects.select_related("experiment", "subject")
+        Session.objects.select_related("experiment")  # the subject (encrypted fields) when used
         .filter(run_token=token, experiment_id=experiment_id)
         .first()
     )

@@ -42,8 +42,10 @@ class Referral:
 
 
 def _lock_session(session_id: int) -> Session:
-    """The Session row, locked (``of=self``: PostgreSQL cannot lock the nullable subject join)."""
-    return Session.objects.select_for_update(of=("self",)).select_related("experiment", "subject").get(pk=session_id)
+    """The Session row, locked (``of=self``: lock the run only, not its experiment). The
+    subject is read when used: decrypting its fields on every answer costs more than
+    the query that reads it in the few places that need it."""
+    return Session.objects.select_for_update(of=("self",)).select_related("experiment").get(pk=session_id)
 
 
 def _ticket_error(code: str) -> TicketError:
@@ -280,7 +282,8 @@ def submit_form(
     a repeat of the last stored visit is reported as ``duplicate``. Stores one Response per
     question and per jsPsych trial (unique per session/form_order/visit/item), applies
     subject fields and the data policy, then the loop rule and the next form's callbacks,
-    all in one transaction. Raises ``CallbackFailed`` or ``runner.policy.PolicyViolation``.
+    then the handler's ``Outcome.before_commit`` steps, all in one transaction.
+    Raises ``CallbackFailed`` or ``runner.policy.PolicyViolation``.
     """
     with transaction.atomic():
         session = _lock_session(session_id)
@@ -312,6 +315,7 @@ def submit_form(
             _send_login_email(session=session, current=current, email=outcome.verify_email, absolute_url=absolute_url)
         if outcome.stay:
             session.save()
+            _before_commit(outcome)
             return SubmitResult("stay")
         state["last_done"] = ident
         if outcome.end_session:
@@ -320,7 +324,14 @@ def submit_form(
             leave = outcome.leave_loop or (data.get("_action") == "break_loop" and position.break_loop_button)
             progress.advance(session, order, leave_loop=leave, positions=positions)
         session.save()
+        _before_commit(outcome)
     return SubmitResult("stored")
+
+
+def _before_commit(outcome) -> None:
+    """The handler's last steps (``Outcome.before_commit``), still inside the transaction."""
+    for step in outcome.before_commit:
+        step()
 
 
 def _record_client(session: Session, *, tz: str, client_time_ms: int | None, now) -> None:

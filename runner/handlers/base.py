@@ -79,6 +79,11 @@ class Outcome:
     verify_email: str = ""
     #: Extra Response fields for every row of this visit (e.g. group_session_id, step, shared_params).
     row_fields: dict = field(default_factory=dict)
+    #: Called last inside the transaction that stores this visit (after the rows, the next
+    #: visit and the session are written); raising rolls all of it back. For work that
+    #: locks something shared, so that the lock is held only until the commit just after
+    #: (the lockstep handler records the answer with its group session here).
+    before_commit: list = field(default_factory=list)
 
 
 def _check_stimulus(stimulus_id) -> None:
