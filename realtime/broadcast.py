@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 SNAPSHOT_EVENT = "group.snapshot"  # kept for senders that use the channel layer
 FLUSH_SECONDS = getattr(settings, "GROUP_PRESENCE_FLUSH_SECONDS", 0.15)
+ANSWER_FLUSH_SECONDS = getattr(settings, "GROUP_ANSWER_FLUSH_SECONDS", 0.1)
 WAIT_SECONDS = 2.0  # how long a connecting socket waits for the broadcast of its own connection
 TICK_SECONDS = 0.25  # the hub's timer: ack resends and presence timeouts of its sockets
 _SHARED_KEYS = (
@@ -126,9 +127,14 @@ def snapshot_message(group_session_id: int) -> dict:
     return {"type": SNAPSHOT_EVENT, "state": snapshot(group_session_id)}
 
 
-def broadcast_state(group_session_id: int) -> None:
+def broadcast_state(group_session_id: int, *, within: float = 0.0) -> None:
     """Send the current snapshot of ``group_session_id`` to all its sockets (one
     message per process). Never raises.
+
+    ``within`` > 0 (answers use ``GROUP_ANSWER_FLUSH_SECONDS``): the process's publisher
+    thread reads it that much later, so the changes of a burst (a whole group answering
+    within a second) are sent as a few snapshots, not one per answer, and the committing
+    request does not read it at all.
 
     The committing thread reads and publishes the snapshot itself (on its open database
     connection) unless a snapshot of the same group session is being read right now:
@@ -138,6 +144,9 @@ def broadcast_state(group_session_id: int) -> None:
     started after it committed. A broadcast that fails is logged (clients still
     converge: every later change, every reconnect and every hub resync after a Redis
     restart carries the whole state)."""
+    if within > 0:
+        _publisher.request(int(group_session_id), delay=within)
+        return
     if _publish_coalesced(int(group_session_id)):
         _publisher.request(int(group_session_id))
 
@@ -178,13 +187,16 @@ class _Publisher:
     """One daemon thread per process for the coalesced re-reads."""
 
     def __init__(self):
-        self._wanted: dict[int, None] = {}
+        self._wanted: dict[int, float] = {}  # group session -> when to read it (monotonic)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
-    def request(self, group_session_id: int) -> None:
+    def request(self, group_session_id: int, delay: float = 0.0) -> None:
+        """Read and publish ``group_session_id`` within ``delay`` seconds (sooner if it
+        is already wanted sooner)."""
+        due = time.monotonic() + delay
         with self._cond:
-            self._wanted[group_session_id] = None
+            self._wanted[group_session_id] = min(due, self._wanted.get(group_session_id, due))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="group-state-publisher", daemon=True)
                 self._thread.start()
@@ -195,10 +207,16 @@ class _Publisher:
 
         while True:
             with self._cond:
-                while not self._wanted:
-                    connection.close()  # idle: hold no database connection
-                    self._cond.wait()
-                group_session_id = next(iter(self._wanted))
+                while True:
+                    if not self._wanted:
+                        connection.close()  # idle: hold no database connection
+                        self._cond.wait()
+                        continue
+                    group_session_id, due = min(self._wanted.items(), key=lambda item: item[1])
+                    wait = due - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
                 del self._wanted[group_session_id]
             try:
                 if _publish_coalesced(group_session_id):

@@ -171,6 +171,9 @@ GROUP_ACK_RESEND_TIMES = env_int("GROUP_ACK_RESEND_TIMES", 30)
 GROUP_PRESENCE_TIMEOUT_SECONDS = env_float("GROUP_PRESENCE_TIMEOUT_SECONDS", 8.0)
 # Acknowledgements and connection changes are written together at most this often.
 GROUP_PRESENCE_FLUSH_SECONDS = env_float("GROUP_PRESENCE_FLUSH_SECONDS", 0.15)
+# Answers are broadcast (the console's count, "n of m ready") at most this long after
+# they are stored, a burst of answers as one snapshot.
+GROUP_ANSWER_FLUSH_SECONDS = env_float("GROUP_ANSWER_FLUSH_SECONDS", 0.1)
 # How many of the latest step-log entries the experimenter's snapshot (console) carries.
 GROUP_CONSOLE_LOG_ENTRIES = env_int("GROUP_CONSOLE_LOG_ENTRIES", 20)
 
