@@ -17,7 +17,6 @@ django.setup()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
-from django.core.asgi import get_asgi_application  # noqa: E402
 
 from project.core.keys import WrongEncryptionKey, verify_field_key  # noqa: E402
 
@@ -36,7 +35,9 @@ if settings.DELIVERY_SELFCHECK:
         sys.stderr.write(f"\nERROR: {exc}\n\n")
         raise SystemExit(4) from exc
 
-django_http = get_asgi_application()
+from project.core.http import get_http_application  # noqa: E402
+
+django_http = get_http_application()  # Django, middleware and view in one thread per request
 
 from project.core.static import StaticMount  # noqa: E402
 from realtime.asgi import websocket_application  # noqa: E402

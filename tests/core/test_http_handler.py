@@ -1,0 +1,58 @@
+"""The ASGI handler that serves Django (project.core.http.ThreadedASGIHandler): each
+request's middleware and view run in one thread, and everything Django's own ASGI
+handler does around them still happens: middleware, async and streaming views,
+CSRF refusals, Django's 404 page."""
+
+from __future__ import annotations
+
+import pytest
+from channels.testing import HttpCommunicator
+from django.test import override_settings
+
+from project.core.http import ThreadedASGIHandler
+
+pytestmark = pytest.mark.asyncio
+
+
+async def _get(app, method: str, path: str, body: bytes = b"", headers=None) -> dict:
+    """One request; the response's status, headers and whole body (streamed or not)."""
+    headers = [(b"host", b"testserver"), *(headers or [])]
+    communicator = HttpCommunicator(app, method, path, body=body, headers=headers)
+    await communicator.send_input({"type": "http.request", "body": body})
+    start = await communicator.receive_output(10)
+    assert start["type"] == "http.response.start"
+    content = b""
+    while True:
+        chunk = await communicator.receive_output(10)
+        content += chunk.get("body", b"")
+        if not chunk.get("more_body", False):
+            break
+    await communicator.wait(10)
+    return {"status": start["status"], "headers": start.get("headers", []), "body": content}
+
+
+@override_settings(ROOT_URLCONF="tests.core.http_urls")
+async def test_sync_async_and_streaming_views_are_served_through_the_middleware():
+    app = ThreadedASGIHandler()
+    sync = await _get(app, "GET", "/sync/")
+    assert (sync["status"], sync["body"]) == (200, b"GET")
+    headers = dict(sync["headers"])
+    assert headers[b"X-Frame-Options"] == b"DENY"  # the middleware ran around the view
+    assert headers[b"X-Content-Type-Options"] == b"nosniff"
+    assert (await _get(app, "GET", "/async/"))["body"] == b"async ok"
+    assert (await _get(app, "GET", "/stream/"))["body"] == b"part 0\npart 1\npart 2\n"
+
+
+@override_settings(ROOT_URLCONF="tests.core.http_urls")
+async def test_a_post_without_csrf_token_is_refused_before_the_view():
+    app = ThreadedASGIHandler()
+    response = await _get(app, "POST", "/sync/", body=b"a=1",
+                          headers=[(b"content-type", b"application/x-www-form-urlencoded")])  # fmt: skip
+    assert response["status"] == 403
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_unknown_address_gets_the_sites_styled_404():
+    response = await _get(ThreadedASGIHandler(), "GET", "/no-such-page/")
+    assert response["status"] == 404
+    assert b"<html" in response["body"].lower()
