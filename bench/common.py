@@ -190,6 +190,27 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int, *, split: bool = False) -> float | tuple[float, float]:
+    """User + system CPU time of process ``pid`` (all its threads) so far; with
+    ``split``, (user, system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    user, system = (int(fields[i]) / os.sysconf("SC_CLK_TCK") for i in (11, 12))
+    return (user, system) if split else user + system
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time of every PostgreSQL server process so far (0 where /proc does not tell)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    total += cpu_seconds(int(entry.name))
+            except OSError:
+                continue
+    return total
+
+
 def prepare_group(env: dict, n: int) -> dict:
     """A fresh group session with ``n`` participants (runs + memberships), in the
     database of ``env``; returns ids, cookies and the experimenter login (bench/prepare.py)."""
@@ -230,6 +251,9 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+PY_SPY_EXTRA = os.environ.get("BENCH_PY_SPY_ARGS", "").split()  # e.g. "--gil": only the thread holding the GIL
+
+
 class py_spy:  # noqa: N801 - used like a function
     """``py-spy record`` of ``pid`` into ``prefix.txt`` (collapsed stacks) until ``stop()``."""
 
@@ -237,7 +261,8 @@ class py_spy:  # noqa: N801 - used like a function
         binary = Path(PY).with_name("py-spy")
         self.path = f"{prefix}.txt"
         self.proc = subprocess.Popen(
-            [str(binary), "record", "-p", str(pid), "-o", self.path, "--format", "raw", "-r", "200", "--nonblocking"],
+            [str(binary), "record", "-p", str(pid), "-o", self.path, "--format", "raw", "-r", "200", "--nonblocking",
+             *PY_SPY_EXTRA],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         time.sleep(0.5)

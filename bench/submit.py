@@ -1,7 +1,7 @@
 """Answers at once: N participants post their answer to the current lockstep step at the
 same moment (HTTP form POSTs to ``/run/<id>/``, PostgreSQL).
 
-    .venv/bin/python bench/submit.py [--n 500] [--workers 2]
+    .venv/bin/python bench/submit.py [--n 500] [--workers 2] [--processes 1|2]
 
 One daphne process (PostgreSQL, private Redis), a running group session of N runs on
 the group_trial form (bench/bench_group.yaml). Each client first GETs its form (CSRF
@@ -79,13 +79,14 @@ async def fetch_form(port: int, experiment: int, cookies: dict) -> dict:
     return {"fields": fields, "cookies": cookies}
 
 
-def _post_worker(conn, port: int, experiment: int, forms: list[dict]) -> None:
+def _post_worker(conn, experiment: int, forms: list[dict]) -> None:
     async def main():
         async def post(form):
             body = urlencode(form["fields"]).encode()
             token = form["cookies"].get("csrftoken", "")
             started = time.monotonic()
             try:
+                port = form["port"]
                 status, _, _, _ = await http(
                     port, "POST", f"/run/{experiment}/", form["cookies"], body,
                     {"Content-Type": "application/x-www-form-urlencoded", "X-CSRFToken": token,
@@ -104,7 +105,7 @@ def _post_worker(conn, port: int, experiment: int, forms: list[dict]) -> None:
     asyncio.run(main())
 
 
-async def run(n: int, workers: int, profile: str | None = None, pool: bool = False) -> dict:
+async def run(n: int, workers: int, profile: str | None = None, pool: bool = False, processes: int = 1) -> dict:
     import psycopg
 
     common.raise_nofile()
@@ -112,39 +113,43 @@ async def run(n: int, workers: int, profile: str | None = None, pool: bool = Fal
     env = common.server_env(embedded=False)
     common.ensure_database(env)
     group = common.prepare_group(env, n)
-    server = common.Daphne(common.server_env(embedded=False, pool=pool))
+    servers = [common.Daphne(common.server_env(embedded=False, pool=pool)) for _ in range(processes)]
     try:
         experiment, cookie = group["experiment"], group["run_cookie"]
         semaphore = asyncio.Semaphore(20)
 
-        async def prepare(token):
+        async def prepare(i, token):  # participant i is served by process i mod P (a balancer's round robin)
+            port = servers[i % processes].port
             async with semaphore:
-                return await fetch_form(server.port, experiment, {cookie: token})
+                return {**await fetch_form(port, experiment, {cookie: token}), "port": port}
 
-        forms = await asyncio.gather(*(prepare(t) for t in group["run_tokens"]))
+        forms = await asyncio.gather(*(prepare(i, t) for i, t in enumerate(group["run_tokens"])))
         ctx = mp.get_context("spawn")
         chunk = -(-n // workers)
         pipes, procs = [], []
         for w in range(workers):
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_post_worker, args=(child, server.port, experiment,
-                                                          forms[w * chunk : (w + 1) * chunk]))  # fmt: skip
+            proc = ctx.Process(target=_post_worker, args=(child, experiment, forms[w * chunk : (w + 1) * chunk]))
             proc.start()
             pipes.append(parent)
             procs.append(proc)
         await asyncio.sleep(1.5)  # the workers are up
-        spy = common.py_spy(server.pid, profile) if profile else None
+        spy = common.py_spy(servers[0].pid, profile) if profile else None
+        cpu = _servers_cpu(servers), common.postgres_cpu_seconds()
         for parent in pipes:
             parent.send("go")
         results = []
         for parent in pipes:
             results.extend(await asyncio.to_thread(parent.recv))
+        user, system = _servers_cpu(servers)
+        cpu = user - cpu[0][0], system - cpu[0][1], common.postgres_cpu_seconds() - cpu[1]
         if spy:
             spy.stop()
         for proc in procs:
             proc.join(timeout=10)
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
         redis.stop()
     with psycopg.connect(common.pg_url()) as db:
         stored = db.execute(
@@ -159,6 +164,7 @@ async def run(n: int, workers: int, profile: str | None = None, pool: bool = Fal
     return {
         "benchmark": "submit",
         "n": n,
+        "processes": processes,
         "database_pool": pool,
         "statuses": statuses,
         "stored_sessions": stored[0],
@@ -167,8 +173,17 @@ async def run(n: int, workers: int, profile: str | None = None, pool: bool = Fal
         "wall_s": round(last - first, 3),
         "answers_per_second": round(n / (last - first), 1),
         "post_ms": common.summary_ms([r[1] - r[0] for r in results]),
+        # CPU time spent while the answers were posted: the server processes, and PostgreSQL
+        "server_cpu_s": {"user": round(cpu[0], 2), "system": round(cpu[1], 2)},
+        "postgres_cpu_s": round(cpu[2], 2),
         "load": common.load_average(),
     }
+
+
+def _servers_cpu(servers) -> tuple[float, float]:
+    """(user, system) CPU seconds of all the server processes so far."""
+    times = [common.cpu_seconds(server.pid, split=True) for server in servers]
+    return sum(t[0] for t in times), sum(t[1] for t in times)
 
 
 def main(argv=None) -> dict:
@@ -177,8 +192,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--profile", help="py-spy the server during the POSTs (file prefix)")
     parser.add_argument("--pool", action="store_true", help="serve with DATABASE_URL=...?pool=true")
+    parser.add_argument("--processes", type=int, default=1, help="daphne processes (participants split between them)")
     args = parser.parse_args(argv)
-    return asyncio.run(run(args.n, args.workers, args.profile, args.pool))
+    return asyncio.run(run(args.n, args.workers, args.profile, args.pool, args.processes))
 
 
 if __name__ == "__main__":
