@@ -7,8 +7,10 @@ One daphne process (PostgreSQL, private Redis), a running group session of N run
 the group_trial form (bench/bench_group.yaml). Each client first GETs its form (CSRF
 cookie and token, the hidden step field), then, in ``--workers`` client processes, all
 POST their answer at once. Reports answers per second (N / the time from the first
-POST to the last response), per-POST p50/p95/p99/max, the statuses, and the Response
-rows stored for that step (every one must be). Target: 500 answers, all stored, p99
+POST to the last response), per-POST p50/p95/p99/max, the statuses, the Response
+rows stored for that step (every one must be), the CPU the servers and PostgreSQL
+spent, and in the same run the floor for any Django design: the same clients GET the
+home page (a template, no database) at once. Target: 500 answers, all stored, p99
 under 2 s. Prints one JSON object.
 """
 
@@ -96,8 +98,16 @@ def _post_worker(conn, experiment: int, forms: list[dict]) -> None:
                 status = repr(exc)
             return started, time.monotonic(), status
 
-        conn.recv()  # go
-        conn.send(await asyncio.gather(*(post(f) for f in forms)))
+        async def page(form):  # the floor: the same connection pattern, the cheapest page
+            started = time.monotonic()
+            try:
+                status, _, _, _ = await http(form["port"], "GET", "/", {})
+            except Exception as exc:  # noqa: BLE001 - reported as a failed request
+                status = repr(exc)
+            return started, time.monotonic(), status
+
+        while (what := conn.recv()) != "stop":
+            conn.send(await asyncio.gather(*((post if what == "answers" else page)(f) for f in forms)))
 
     import resource
 
@@ -134,17 +144,17 @@ async def run(n: int, workers: int, profile: str | None = None, pool: bool = Fal
             pipes.append(parent)
             procs.append(proc)
         await asyncio.sleep(1.5)  # the workers are up
+        floor = await _all_at_once(pipes, "page")
+        await asyncio.sleep(1)
         spy = common.py_spy(servers[0].pid, profile) if profile else None
         cpu = _servers_cpu(servers), common.postgres_cpu_seconds()
-        for parent in pipes:
-            parent.send("go")
-        results = []
-        for parent in pipes:
-            results.extend(await asyncio.to_thread(parent.recv))
+        results = await _all_at_once(pipes, "answers")
         user, system = _servers_cpu(servers)
         cpu = user - cpu[0][0], system - cpu[0][1], common.postgres_cpu_seconds() - cpu[1]
         if spy:
             spy.stop()
+        for parent in pipes:
+            parent.send("stop")
         for proc in procs:
             proc.join(timeout=10)
     finally:
@@ -158,26 +168,49 @@ async def run(n: int, workers: int, profile: str | None = None, pool: bool = Fal
         ).fetchone()
     first = min(r[0] for r in results)
     last = max(r[1] for r in results)
-    statuses = {}
-    for r in results:
-        statuses[str(r[2])] = statuses.get(str(r[2]), 0) + 1
     return {
         "benchmark": "submit",
         "n": n,
         "processes": processes,
         "database_pool": pool,
-        "statuses": statuses,
+        "statuses": _statuses(results),
         "stored_sessions": stored[0],
         "stored_rows": stored[1],
         "all_stored": stored[0] == n,
         "wall_s": round(last - first, 3),
         "answers_per_second": round(n / (last - first), 1),
-        "post_ms": common.summary_ms([r[1] - r[0] for r in results]),
+        "post_ms": common.summary_ms(_durations(results)),
         # CPU time spent while the answers were posted: the server processes, and PostgreSQL
         "server_cpu_s": {"user": round(cpu[0], 2), "system": round(cpu[1], 2)},
         "postgres_cpu_s": round(cpu[2], 2),
+        # The floor for any Django design here: the same N clients GET the home page (a
+        # template, no database) at once, through the same server processes.
+        "page_floor": {"statuses": _statuses(floor), "ms": common.summary_ms(_durations(floor))},
+        "p99_over_page_floor": round(
+            common.percentile(_durations(results), 99) / common.percentile(_durations(floor), 99), 2
+        ),
         "load": common.load_average(),
     }
+
+
+async def _all_at_once(pipes, what: str) -> list:
+    for parent in pipes:
+        parent.send(what)
+    results = []
+    for parent in pipes:
+        results.extend(await asyncio.to_thread(parent.recv))
+    return results
+
+
+def _durations(results) -> list[float]:
+    return [r[1] - r[0] for r in results]
+
+
+def _statuses(results) -> dict:
+    statuses: dict[str, int] = {}
+    for r in results:
+        statuses[str(r[2])] = statuses.get(str(r[2]), 0) + 1
+    return statuses
 
 
 def _servers_cpu(servers) -> tuple[float, float]:
