@@ -22,7 +22,7 @@ from groups.client import GroupController
 from groups.state import GroupError
 from runner.models import Ticket
 from tests.factories import ExperimentFactory, SessionFactory
-from tests.runner.builders import build_experiment
+from tests.runner.builders import build_lockstep_experiment
 
 PASSWORD = "pw-live-123456"
 
@@ -91,12 +91,7 @@ def test_controller_and_participants_on_different_processes(live_server_factory,
 @pytest.mark.browser
 def test_console_and_participant_in_the_browser(daphne_server, new_page, transactional_db, artifacts):
     get_user_model().objects.create_user("lead", password=PASSWORD, is_staff=True)
-    experiment = build_experiment(
-        [{"name": "trial", "handler": "group_trial", "questions": [{"key": "warm", "choices": ["Yes", "No"]}],
-          "repeat": 3, "goto": 1},
-         {"name": "end", "handler": "form_end_session"}],
-        is_group=True, title="Live demo",
-    )  # fmt: skip
+    experiment = build_lockstep_experiment(3, title="Live demo")
     gs = services.start_group_session(experiment=experiment, size=1)
     base = daphne_server.url
 

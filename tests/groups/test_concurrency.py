@@ -17,7 +17,7 @@ from groups import selectors, services
 from groups.models import GroupSession, StepLog
 from groups.state import GroupError
 from runner.models import Response
-from tests.runner.builders import build_experiment, start
+from tests.runner.builders import build_lockstep_experiment, start
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -158,12 +158,7 @@ class Lab:
 
 @pytest.mark.redis
 def test_twenty_participants_answer_while_the_experimenter_advances(transactional_db, staff, flow):
-    experiment = build_experiment(
-        [{"name": "trial", "handler": "group_trial", "questions": [{"key": "warm", "choices": ["Yes", "No"]}],
-          "repeat": 5, "goto": 1},
-         {"name": "end", "handler": "form_end_session"}],
-        is_group=True, group_flow="tests.groups.flow_fixture",
-    )  # fmt: skip
+    experiment = build_lockstep_experiment(5, group_flow="tests.groups.flow_fixture")
     gs = services.start_group_session(experiment=experiment, experimenter=staff)
     lab = Lab(experiment, gs)
     services.group_session_start(group_session=gs, by=staff)

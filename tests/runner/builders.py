@@ -42,6 +42,17 @@ def build_experiment(forms: list[dict], **kwargs):
     return experiment
 
 
+def build_lockstep_experiment(repeat: int, **kwargs):
+    """A group experiment: a ``group_trial`` form (one Yes/No question ``warm``) looped
+    ``repeat`` times, then the end."""
+    return build_experiment(
+        [{"name": "trial", "handler": "group_trial", "questions": [{"key": "warm", "choices": ["Yes", "No"]}],
+          "repeat": repeat, "goto": 1},
+         {"name": "end", "handler": "form_end_session"}],
+        is_group=True, **kwargs,
+    )  # fmt: skip
+
+
 def ticket(experiment, **kwargs):
     return TicketFactory(experiment=experiment, **kwargs)
 
