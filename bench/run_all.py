@@ -57,7 +57,7 @@ def plan(quick: bool) -> dict[str, list[str]]:
             "connections": ["bench/connections.py", "--n", "200"],
             "churn": ["bench/churn.py", "--broadcasts", "50", "--n", "100"],
             "submit": ["bench/submit.py", "--n", "100"],
-            "submit_pool": ["bench/submit.py", "--n", "100", "--pool"],
+            "submit_2proc": ["bench/submit.py", "--n", "100", "--processes", "2"],
         }
     return {
         "fanout": ["bench/fanout.py", "--sizes", "10,100,500,1000", "--advances", "10"],
@@ -72,11 +72,10 @@ def plan(quick: bool) -> dict[str, list[str]]:
             "--processes",
             "2",
         ],
-        "fanout_pool": ["bench/fanout.py", "--sizes", "500,1000", "--advances", "10", "--variants", "ours", "--pool"],
         "connections": ["bench/connections.py", "--n", "1000"],
         "churn": ["bench/churn.py", "--broadcasts", "300", "--n", "500"],
         "submit": ["bench/submit.py", "--n", "500"],
-        "submit_pool": ["bench/submit.py", "--n", "500", "--pool"],
+        "submit_2proc": ["bench/submit.py", "--n", "500", "--processes", "2"],
     }
 
 
@@ -250,14 +249,14 @@ def verdicts(data: dict) -> list[tuple[str, str, str, bool | None]]:
                     ok,
                 )
             )
-    for key in ("submit", "submit_pool"):
+    for key in ("submit", "submit_2proc"):
         s = data.get(key, {})
         if "post_ms" in s:
             ok = s["all_stored"] and s["post_ms"]["p99"] < TARGETS["submit_p99_ms"]
-            pooled = " (DATABASE_URL ?pool=true)" if s.get("database_pool") else " (default settings)"
+            processes = s.get("processes", 1)
             out.append(
                 (
-                    f"{s['n']} simultaneous answers{pooled}",
+                    f"{s['n']} simultaneous answers ({processes} daphne process{'es' if processes > 1 else ''})",
                     "all stored, p99 < 2 s",
                     f"{s['stored_sessions']}/{s['n']} stored, p99 {_fmt(s['post_ms']['p99'])} ms",
                     ok,
@@ -381,24 +380,31 @@ def report(data: dict) -> str:
                 f"{ch['all_end_on_last_step']}. Advance -> every participant has it: p50 "
                 f"{ch['step_round_trip_ms']['p50']} ms, p99 {ch['step_round_trip_ms']['p99']} ms.",
             ]
-    for key in ("submit", "submit_pool"):
+    for key in ("submit", "submit_2proc"):
         s = data.get(key, {})
         if "post_ms" in s:
             p = s["post_ms"]
-            how = (
-                "with Django's psycopg pool (`DATABASE_URL=...?pool=true`)"
-                if s.get("database_pool")
-                else ("with the default settings (one PostgreSQL connection per concurrent request)")
-            )
+            processes = s.get("processes", 1)
             lines += [
                 "",
-                f"## Answers at once, {how}",
+                f"## Answers at once, {processes} daphne process{'es' if processes > 1 else ''}",
                 "",
                 f"{s['n']} participants POST their answer to the current step at the same moment: "
                 f"{s['answers_per_second']} answers/s ({s['wall_s']} s from the first POST to the last response); "
                 f"per POST p50 {p['p50']} ms, p95 {p['p95']} ms, p99 {p['p99']} ms, max {p['max']} ms; statuses "
                 f"{s['statuses']}; rows stored for {s['stored_sessions']} of {s['n']} participants.",
             ]
+            if "page_floor" in s:
+                f = s["page_floor"]["ms"]
+                cpu = s["server_cpu_s"]
+                lines += [
+                    "",
+                    f"CPU while answering: server{'s' if processes > 1 else ''} {cpu['user']} s user + "
+                    f"{cpu['system']} s system ({(cpu['user'] + cpu['system']) * 1000 / s['n']:.1f} ms per answer), "
+                    f"PostgreSQL {s['postgres_cpu_s']} s. The floor in the same run (the same {s['n']} clients GET "
+                    f"the home page, a template and no database, at once): p50 {f['p50']} ms, p99 {f['p99']} ms; "
+                    f"answers p99 = {s['p99_over_page_floor']}x that.",
+                ]
     errors = {k: v["error"] for k, v in data.items() if isinstance(v, dict) and "error" in v}
     if errors:
         lines += ["", "## Benchmarks that failed in this run", ""]
