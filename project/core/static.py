@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from starlette.exceptions import HTTPException
+from starlette.responses import PlainTextResponse
 from starlette.staticfiles import StaticFiles
 
 
@@ -21,5 +23,9 @@ class StaticMount:
             scope = dict(scope)
             scope["root_path"] = scope.get("root_path", "")
             scope["path"] = "/" + scope["path"][len(self.prefix) :]
-            return await self.static(scope, receive, send)
+            try:
+                return await self.static(scope, receive, send)
+            except HTTPException as exc:  # StaticFiles raises 404/405 for Starlette's handler, absent here
+                response = PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+                return await response(scope, receive, send)
         return await self.app(scope, receive, send)

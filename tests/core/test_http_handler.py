@@ -77,3 +77,14 @@ async def test_after_warm_up_a_request_fills_no_url_tables(monkeypatch):
     home = await _get(ThreadedASGIHandler(), "GET", "/")  # {% url 'admin:index' %} and others
     assert home["status"] == 200 and b"Experimenter login" in home["body"]
     assert filled == []
+
+
+async def test_a_missing_static_file_is_a_404_not_a_server_error(tmp_path):
+    from project.core.static import StaticMount
+
+    (tmp_path / "site.css").write_text("body {}")
+    app = StaticMount(ThreadedASGIHandler(), prefix="/static/", directory=tmp_path)
+    assert (await _get(app, "GET", "/static/site.css"))["body"] == b"body {}"
+    missing = await _get(app, "GET", "/static/nope.css")
+    assert (missing["status"], missing["body"]) == (404, b"Not Found")
+    assert (await _get(app, "POST", "/static/site.css"))["status"] == 405
