@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common  # noqa: E402
-from bench.clients import ClientPool, Spec  # noqa: E402
+from bench.clients import ClientPool, participant_specs  # noqa: E402
 
 
 async def _read_errors(ws, errors: list) -> None:
@@ -54,12 +54,8 @@ async def run(broadcasts: int, n: int, per_minute: float, workers: int) -> dict:
     resent = restarts = reconnects = 0
     restart = None
     try:
-        gs, cookie = group["group_session"], group["run_cookie"]
-        specs = [
-            Spec(f"ws://127.0.0.1:{server.port}/ws/group/{gs}/participant/",
-                 [("Origin", server.url), ("Cookie", f"{cookie}={token}")])
-            for token in group["run_tokens"]
-        ]  # fmt: skip
+        gs = group["group_session"]
+        specs = participant_specs(group, [server])
         pool = ClientPool("ws", specs, workers=workers)
         await pool.wait_connected()
         ws = await websockets.connect(

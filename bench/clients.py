@@ -135,6 +135,17 @@ async def _poll_client(client: Client, period: float) -> None:
         await asyncio.sleep(max(0.0, period - (time.monotonic() - tick)))
 
 
+def participant_specs(group: dict, servers: list) -> list[Spec]:
+    """A participant socket per run of ``group`` (``common.prepare_group``), participant i
+    on ``servers[i mod len(servers)]`` (a balancer's round robin)."""
+    gs, cookie = group["group_session"], group["run_cookie"]
+    return [
+        Spec(f"ws://127.0.0.1:{servers[i % len(servers)].port}/ws/group/{gs}/participant/",
+             [("Origin", servers[i % len(servers)].url), ("Cookie", f"{cookie}={token}")])
+        for i, token in enumerate(group["run_tokens"])
+    ]  # fmt: skip
+
+
 def _worker(conn, mode: str, specs: list[Spec], offset: int, options: dict) -> None:
     import resource
 

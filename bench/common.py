@@ -156,17 +156,11 @@ def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 4
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
-class Daphne:
-    def __init__(self, env: dict, app: str = "asgi:application", port: int | None = None, health: str = "/healthz"):
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(VAR / f"daphne-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            # a listen backlog of 1024 (Twisted's default is 50): a room connecting at once
-            [str(Path(PY).with_name("daphne")), "-e", f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024", app],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        wait_http(self.url + health, self.proc)
+class Server:
+    """A server subprocess (``self.proc``) answering on ``self.port``; ``stop()`` ends it."""
+
+    proc: subprocess.Popen
+    log = None
 
     @property
     def pid(self) -> int:
@@ -180,7 +174,21 @@ class Daphne:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
+
+
+class Daphne(Server):
+    def __init__(self, env: dict, app: str = "asgi:application", port: int | None = None, health: str = "/healthz"):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(VAR / f"daphne-{self.port}.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            # a listen backlog of 1024 (Twisted's default is 50): a room connecting at once
+            [str(Path(PY).with_name("daphne")), "-e", f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024", app],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_http(self.url + health, self.proc)
 
 
 def rss_kib(pid: int) -> int:

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common  # noqa: E402
-from bench.clients import ClientPool, Spec  # noqa: E402
+from bench.clients import ClientPool, Spec, participant_specs  # noqa: E402
 
 
 async def run(n: int, workers: int) -> dict:
@@ -38,12 +38,7 @@ async def run(n: int, workers: int) -> dict:
     group = common.prepare_group(env, n)
     server = common.Daphne(env)
     try:
-        gs, cookie = group["group_session"], group["run_cookie"]
-        specs = [
-            Spec(f"ws://127.0.0.1:{server.port}/ws/group/{gs}/participant/",
-                 [("Origin", server.url), ("Cookie", f"{cookie}={token}")])
-            for token in group["run_tokens"]
-        ]  # fmt: skip
+        specs = participant_specs(group, [server])
         # Warm the server's code paths with one socket of another group session.
         warm = common.prepare_group(env, 1)
         warm_url = f"ws://127.0.0.1:{server.port}/ws/group/{warm['group_session']}/participant/"

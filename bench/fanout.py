@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import common  # noqa: E402
-from bench.clients import ClientPool, Spec  # noqa: E402
+from bench.clients import ClientPool, Spec, participant_specs  # noqa: E402
 
 PAUSE = 0.3
 
@@ -64,13 +64,7 @@ class Case:
             self.group = common.prepare_group(env, n)
             serve_env = common.server_env(embedded=False, pool=True) if self.pool and v == "ours" else env
             self.servers = [common.Daphne(serve_env) for _ in range(self.processes if v == "ours" else 1)]
-            gs, cookie = self.group["group_session"], self.group["run_cookie"]
-            specs = []
-            for i, token in enumerate(self.group["run_tokens"]):
-                server = self.servers[i % len(self.servers)]
-                specs.append(Spec(f"ws://127.0.0.1:{server.port}/ws/group/{gs}/participant/",
-                                  [("Origin", server.url), ("Cookie", f"{cookie}={token}")]))  # fmt: skip
-            return specs
+            return participant_specs(self.group, self.servers)
         if v == "floor":
             port = common.free_port()
             self.servers = [_Proc([common.PY, "bench/baseline_ws.py", str(port)], port)]
@@ -129,7 +123,7 @@ class Case:
             self.poll_conn.close()
 
 
-class _Proc:
+class _Proc(common.Server):
     def __init__(self, argv: list[str], port: int, env: dict | None = None):
         import subprocess
 
@@ -138,15 +132,6 @@ class _Proc:
         self.proc = subprocess.Popen(argv, cwd=common.ROOT, env=env or os.environ.copy(),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         common.wait_http(self.url + "/healthz", self.proc)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
 
 
 async def run_case(variant: str, n: int, advances: int, *, processes: int = 1, workers: int = 2,

@@ -40,7 +40,7 @@ from typing import Any
 
 from django.conf import settings
 
-from .groups import state_channel
+from .groups import close_subscription, state_channel
 
 logger = logging.getLogger(__name__)
 
@@ -381,11 +381,7 @@ class Hub:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
             finally:
-                try:
-                    await pubsub.aclose()
-                    await client.aclose()
-                except Exception:  # noqa: BLE001 - already broken
-                    pass
+                await close_subscription(pubsub, client)
 
     async def _resync(self) -> None:
         """After a lost subscription: every held group session gets a fresh snapshot."""

@@ -1,4 +1,5 @@
-"""Channel-layer group names and the Redis channel of group states: the one place they are spelled."""
+"""Channel-layer group names and the Redis channel of group states: the one place they are
+spelled; and closing a Redis subscription (the hub's and the start-up self-check's)."""
 
 from __future__ import annotations
 
@@ -16,3 +17,12 @@ def state_channel() -> str:
     prefix, so test runs and deployments sharing a Redis stay apart."""
     config = settings.CHANNEL_LAYERS.get("default", {}).get("CONFIG", {})
     return f"{config.get('prefix', 'ensemble')}:groupstate"
+
+
+async def close_subscription(pubsub, client) -> None:
+    """Close a redis.asyncio pub/sub and its client, quietly if Redis is already gone."""
+    try:
+        await pubsub.aclose()
+        await client.aclose()
+    except Exception:  # noqa: BLE001 - already broken
+        pass

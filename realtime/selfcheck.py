@@ -25,6 +25,8 @@ import time
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
+from .groups import close_subscription
+
 PROBE_TYPE = "selfcheck.probe"
 
 
@@ -124,11 +126,7 @@ async def probe_pubsub(url: str, *, channel: str, timeout: float) -> float:
             f"{type(exc).__name__}: {str(exc).rstrip('.')}. Check that Redis is running and reachable."
         ) from exc
     finally:
-        try:
-            await pubsub.aclose()
-            await client.aclose()
-        except Exception:  # noqa: BLE001 - already broken
-            pass
+        await close_subscription(pubsub, client)
 
 
 def _pubsub_channel() -> str:
