@@ -12,6 +12,8 @@ from types import MappingProxyType
 from django.conf import settings
 from django.utils import timezone
 
+from project.core.rows import Select
+
 from .hooks import Group, load_context
 from .models import GroupSession, Membership, StepLog
 from .state import TERMINAL, GroupError, GroupState, Participant, is_behind
@@ -213,9 +215,14 @@ class TrialView:
         return self.phase in ("waiting", "paused") or (self.phase == "running" and self.responded)
 
 
+# Read on every request of a group run (project/core/rows.py says why by hand); a run
+# is in one group session at most (Membership.session is one-to-one).
+_MEMBERSHIP = Select(Membership, related=("group_session",), where='t0."session_id" = %s')
+
+
 def trial_for(session) -> TrialView | None:
     """The lockstep position of a runner ``Session`` (None if it is in no group session)."""
-    membership = Membership.objects.filter(session=session).select_related("group_session").first()
+    membership = _MEMBERSHIP.first(session.pk)
     if membership is None:
         return None
     gs = membership.group_session

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from project.core.rows import Select
 from realtime.broadcast import ANSWER_FLUSH_SECONDS, broadcast_state
 
 from . import hooks
@@ -42,19 +43,19 @@ def _pk(group_session: GroupSession | int) -> int:
     return group_session.pk if isinstance(group_session, GroupSession) else int(group_session)
 
 
+# Every change of a group session, and every answer, starts here (project/core/rows.py).
+_LOCKED = Select(GroupSession, related=("experiment",), where='t0."id" = %s FOR NO KEY UPDATE OF t0')
+
+
 def _lock(group_session: GroupSession | int) -> GroupSession:
     try:
-        # of=self: lock the group session only, not its experiment's row as well (which would
+        # OF t0: lock the group session only, not its experiment's row as well (which would
         # serialise every group session of that experiment). no_key (FOR NO KEY UPDATE): the
         # changes never touch the key, and this mode does not conflict with the KEY SHARE
         # locks that rows referring to the group session take (Response rows of answers
         # being stored), so an answer storing its rows does not wait for, or deadlock
         # with, a change of its group session; each change still excludes every other.
-        return (
-            GroupSession.objects.select_for_update(of=("self",), no_key=True)
-            .select_related("experiment")
-            .get(pk=_pk(group_session))
-        )
+        return _LOCKED.get(_pk(group_session))
     except GroupSession.DoesNotExist:
         raise GroupError(f"No group session {_pk(group_session)}.", code="not_found") from None
 
@@ -484,12 +485,7 @@ def record_response(
         gs = _lock(group_session_id)
         # Only this participant's row: every change of a membership is made under the
         # group session's lock, so what is read now is what the lock protects.
-        row = (
-            Membership.objects.filter(pk=membership_id, session=session, group_session=gs)
-            .values_list("pseudonym", "status", "session__end", "connections", "form", "responded_step",
-                         "acked_version")
-            .first()
-        )  # fmt: skip
+        row = _answering_member(membership_id, session.pk, gs.pk)
         if row is None:
             raise GroupError("This run is not part of a group session.", code="not_in_group")
         pseudonym, status, ended, connections, form, responded_step, acked_version = row
@@ -517,6 +513,24 @@ def record_response(
         # The console's count of answers: one snapshot per burst of answers (they come together).
         transaction.on_commit(partial(broadcast_state, gs.pk, within=ANSWER_FLUSH_SECONDS))
         return _recorded(gs, step)
+
+
+def _answering_member(membership_id: int, session_id: int, group_session_id: int) -> tuple | None:
+    """(pseudonym, status, run end, connections, form, responded_step, acked_version) of the
+    membership, if it is still ``session``'s in that group session. Written out: it runs
+    under the group session's lock for every answer (project/core/rows.py)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(_ANSWERING_MEMBER_SQL, [membership_id, session_id, group_session_id])
+        return cursor.fetchone()
+
+
+_ANSWERING_MEMBER_SQL = (
+    'SELECT m."pseudonym", m."status", s."end", m."connections", m."form", m."responded_step", m."acked_version"'
+    ' FROM "groups_membership" m INNER JOIN "runner_session" s ON s."id" = m."session_id"'
+    ' WHERE m."id" = %s AND m."session_id" = %s AND m."group_session_id" = %s'
+)
 
 
 def _recorded(gs: GroupSession, step: int) -> RecordedStep:

@@ -13,6 +13,7 @@ which takes the plain ``{name: value}`` cookie mapping (``scope["cookies"]`` in 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 
 from django.conf import settings
 
@@ -49,13 +50,16 @@ def read_run_token(cookies: Mapping[str, str], experiment_id: int) -> str | None
 
 def session_from_cookies(cookies: Mapping[str, str], experiment_id: int):
     """The runner Session named by the run cookie for ``experiment_id``, or None."""
-    from runner.models import Session
-
     token = read_run_token(cookies, experiment_id)
     if not token:
         return None
-    return (
-        Session.objects.select_related("experiment")  # the subject (encrypted fields) when used
-        .filter(run_token=token, experiment_id=experiment_id)
-        .first()
-    )
+    return _by_token().first(token, experiment_id)  # the subject (encrypted fields) read when used
+
+
+@cache  # made at first use: this module is imported before the models are
+def _by_token():
+    from project.core.rows import Select
+    from runner.models import Session
+
+    return Select(Session, related=("experiment",),
+                  where='t0."run_token" = %s AND t0."experiment_id" = %s ORDER BY t0."start" DESC LIMIT 1')

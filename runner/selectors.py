@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from project.core.rows import Select
 from runner.flow import Step
 from runner.models import Experiment, ExperimentXForm, FormXQuestion, Session
 from runner.run_cookie import session_from_cookies
 
+# Read on every request of a run (project/core/rows.py says why by hand).
+_POSITIONS = Select(ExperimentXForm, related=("form",), where='t0."experiment_id" = %s ORDER BY t0."order"')
+_QUESTIONS = Select(
+    FormXQuestion, related=("question", "question__data_format"), where='t0."form_id" = %s ORDER BY t0."order"'
+)
+
 
 def positions(experiment: Experiment) -> list[ExperimentXForm]:
     """The experiment's forms in order, with their forms loaded."""
-    return list(ExperimentXForm.objects.filter(experiment=experiment).select_related("form").order_by("order"))
+    return _POSITIONS.all(experiment.pk)
 
 
 def steps_of(positions_: list[ExperimentXForm]) -> list[Step]:
@@ -23,11 +30,7 @@ def position_at(positions_: list[ExperimentXForm], order: int) -> ExperimentXFor
 
 
 def form_questions(form) -> list[FormXQuestion]:
-    return list(
-        FormXQuestion.objects.filter(form=form)
-        .select_related("question", "question__data_format")
-        .order_by("order")
-    )
+    return _QUESTIONS.all(form.pk)
 
 
 def session_for_request(request, experiment_id: int) -> Session | None:

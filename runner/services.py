@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from project.core.rows import Select
 from runner import progress, selectors
 from runner.errors import TicketError
 from runner.handlers import BaseHandler, Page, get_handler
@@ -41,11 +42,14 @@ class Referral:
     session_id: str = ""
 
 
+_LOCKED_SESSION = Select(Session, related=("experiment",), where='t0."id" = %s FOR UPDATE OF t0')
+
+
 def _lock_session(session_id: int) -> Session:
-    """The Session row, locked (``of=self``: lock the run only, not its experiment). The
+    """The Session row, locked (``OF t0``: lock the run only, not its experiment). The
     subject is read when used: decrypting its fields on every answer costs more than
-    the query that reads it in the few places that need it."""
-    return Session.objects.select_for_update(of=("self",)).select_related("experiment").get(pk=session_id)
+    the query that reads it in the few places that need it. Raises ``Session.DoesNotExist``."""
+    return _LOCKED_SESSION.get(session_id)
 
 
 def _ticket_error(code: str) -> TicketError:

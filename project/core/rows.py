@@ -1,0 +1,117 @@
+"""Model rows read by SQL written once: for the few reads every request of a running
+experiment makes (the run by its cookie, the run locked, its forms and questions, the
+group session and the participant's place in it).
+
+Why: on this project's 2-core machine the ORM spends 1.3-2 ms of CPU building each
+such query (``SQLCompiler.as_sql``: joins, columns, ordering) against 0.3-0.4 ms to
+send it and read the row, and an answer made ten of them (bench/analysis.md, answers).
+A :class:`Select` builds its statement from the models' metadata the first time it runs
+and from then on only sends it; the rows become model instances exactly as the ORM
+makes them (``Model.from_db`` after each column's database converters, related rows
+cached as ``select_related`` would), so callers cannot tell the difference.
+
+Only for plain lookups by key: anything with a filter of its own belongs in the ORM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import connections
+from django.db.models import Model
+
+
+@dataclass(frozen=True)
+class _Part:
+    path: tuple[str, ...]  # the foreign keys followed from the main model ("" for it)
+    model: type[Model]
+    alias: str
+    fields: tuple  # concrete fields, in column order
+    names: tuple  # their attnames, for Model.from_db
+
+
+def _fields(model) -> tuple[tuple, tuple]:
+    fields = tuple(model._meta.concrete_fields)
+    return fields, tuple(f.attname for f in fields)
+
+
+class Select:
+    """``SELECT`` the concrete columns of ``model`` (alias ``t0``) and of the rows its
+    foreign keys in ``related`` point to (``"question__data_format"`` follows two; the
+    aliases are ``t1``, ``t2``... in that order, joined INNER, so only non-null keys),
+    then ``where``, e.g. ``'t0."id" = %s FOR UPDATE OF t0'``, with its parameters given
+    to :meth:`all` / :meth:`first`."""
+
+    def __init__(self, model: type[Model], *, related: tuple[str, ...] = (), where: str, using: str = "default"):
+        self.model, self.related, self.where, self.using = model, related, where, using
+        self._compiled: tuple[str, tuple[_Part, ...], list] | None = None
+
+    def _compile(self):
+        if self._compiled is not None:
+            return self._compiled
+        connection = connections[self.using]
+        quote = connection.ops.quote_name
+        parts = [_Part((), self.model, "t0", *_fields(self.model))]
+        joins = []
+        for spec in self.related:
+            path = tuple(spec.split("__"))
+            parent = next(p for p in parts if p.path == path[:-1])
+            field = parent.model._meta.get_field(path[-1])
+            target = field.related_model
+            alias = f"t{len(parts)}"
+            parts.append(_Part(path, target, alias, *_fields(target)))
+            joins.append(
+                f" INNER JOIN {quote(target._meta.db_table)} {alias}"
+                f" ON {alias}.{quote(field.target_field.column)} = {parent.alias}.{quote(field.column)}"
+            )
+        columns = ", ".join(f"{p.alias}.{quote(f.column)}" for p in parts for f in p.fields)
+        sql = f"SELECT {columns} FROM {quote(self.model._meta.db_table)} t0{''.join(joins)} WHERE {self.where}"
+        converters = []  # (column index, [converter]) as the ORM's compiler finds them
+        index = 0
+        for part in parts:
+            for field in part.fields:
+                col = field.get_col(part.alias)
+                found = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+                if found:
+                    converters.append((index, found, col))
+                index += 1
+        self._compiled = (sql, tuple(parts), converters)
+        return self._compiled
+
+    def all(self, *params) -> list:
+        sql, parts, converters = self._compile()
+        connection = connections[self.using]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        return [self._load(row, parts, converters, connection) for row in rows]
+
+    def first(self, *params):
+        """The first row's instance, or None (the ``where`` says the order)."""
+        found = self.all(*params)
+        return found[0] if found else None
+
+    def get(self, *params):
+        """The one row's instance; raises the model's ``DoesNotExist``."""
+        found = self.first(*params)
+        if found is None:
+            raise self.model.DoesNotExist(f"{self.model._meta.object_name} matching query does not exist.")
+        return found
+
+    def _load(self, row, parts, converters, connection):
+        values = list(row)
+        for index, found, col in converters:
+            for converter in found:
+                values[index] = converter(values[index], col, connection)
+        instances = {}
+        start = 0
+        for part in parts:
+            end = start + len(part.fields)
+            instance = part.model.from_db(self.using, part.names, values[start:end])
+            instances[part.path] = instance
+            if part.path:  # cache it on its parent, as select_related does
+                parent = instances[part.path[:-1]]
+                field = parent._meta.get_field(part.path[-1])
+                field.set_cached_value(parent, instance)
+            start = end
+        return instances[()]
