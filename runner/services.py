@@ -42,7 +42,7 @@ class Referral:
     session_id: str = ""
 
 
-_LOCKED_SESSION = Select(Session, related=("experiment",), where='t0."id" = %s FOR UPDATE OF t0')
+_LOCKED_SESSION = Select(Session, related=("experiment",), where='t0."id" = %s', lock="FOR UPDATE OF t0")
 
 
 def _lock_session(session_id: int) -> Session:

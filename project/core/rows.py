@@ -39,11 +39,14 @@ class Select:
     """``SELECT`` the concrete columns of ``model`` (alias ``t0``) and of the rows its
     foreign keys in ``related`` point to (``"question__data_format"`` follows two; the
     aliases are ``t1``, ``t2``... in that order, joined INNER, so only non-null keys),
-    then ``where``, e.g. ``'t0."id" = %s FOR UPDATE OF t0'``, with its parameters given
-    to :meth:`all` / :meth:`first`."""
+    then ``where``, e.g. ``'t0."id" = %s'``, with its parameters given to :meth:`all` /
+    :meth:`first`; then ``lock`` (``"FOR UPDATE OF t0"``) where the database locks rows
+    (SQLite locks the whole database for a write transaction instead)."""
 
-    def __init__(self, model: type[Model], *, related: tuple[str, ...] = (), where: str, using: str = "default"):
-        self.model, self.related, self.where, self.using = model, related, where, using
+    def __init__(
+        self, model: type[Model], *, related: tuple[str, ...] = (), where: str, lock: str = "", using: str = "default"
+    ):
+        self.model, self.related, self.where, self.lock, self.using = model, related, where, lock, using
         self._compiled: tuple[str, tuple[_Part, ...], list] | None = None
 
     def _compile(self):
@@ -66,6 +69,8 @@ class Select:
             )
         columns = ", ".join(f"{p.alias}.{quote(f.column)}" for p in parts for f in p.fields)
         sql = f"SELECT {columns} FROM {quote(self.model._meta.db_table)} t0{''.join(joins)} WHERE {self.where}"
+        if self.lock and connection.features.has_select_for_update:
+            sql += f" {self.lock}"
         converters = []  # (column index, [converter]) as the ORM's compiler finds them
         index = 0
         for part in parts:

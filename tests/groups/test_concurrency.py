@@ -201,10 +201,10 @@ ANSWERING = 24
 
 def answer_at_once(gs, sessions, monkeypatch, *, locking: bool) -> list[str]:
     """Every session answers step 0 in its own thread and transaction. All of them have
-    written their own row before any looks for who is still answering (if the lock lets
-    them), which is the race for "the last answer"."""
+    read their own row before any writes it and looks for who is still answering (if the
+    lock lets them), which is the race for "the last answer"."""
     barrier = threading.Barrier(len(sessions), timeout=1.5)
-    original = services._still_answering
+    original = services._respond
 
     def still_answering_together(*args, **kwargs):
         try:
@@ -213,7 +213,7 @@ def answer_at_once(gs, sessions, monkeypatch, *, locking: bool) -> list[str]:
             pass
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(services, "_still_answering", still_answering_together)
+    monkeypatch.setattr(services, "_respond", still_answering_together)
     if not locking:
         monkeypatch.setattr(
             services, "_lock", lambda g: GroupSession.objects.select_related("experiment").get(pk=services._pk(g))
