@@ -522,16 +522,17 @@ def _answering_member(membership_id: int, session_id: int, group_session_id: int
     under the group session's lock for every answer (project/core/rows.py)."""
     from django.db import connection
 
+    from runner.models import Session
+
+    quote = connection.ops.quote_name
+    sql = (
+        'SELECT m."pseudonym", m."status", s."end", m."connections", m."form", m."responded_step", m."acked_version"'
+        f' FROM {quote(Membership._meta.db_table)} m INNER JOIN {quote(Session._meta.db_table)} s'
+        ' ON s."id" = m."session_id" WHERE m."id" = %s AND m."session_id" = %s AND m."group_session_id" = %s'
+    )
     with connection.cursor() as cursor:
-        cursor.execute(_ANSWERING_MEMBER_SQL, [membership_id, session_id, group_session_id])
+        cursor.execute(sql, [membership_id, session_id, group_session_id])
         return cursor.fetchone()
-
-
-_ANSWERING_MEMBER_SQL = (
-    'SELECT m."pseudonym", m."status", s."end", m."connections", m."form", m."responded_step", m."acked_version"'
-    ' FROM "groups_membership" m INNER JOIN "runner_session" s ON s."id" = m."session_id"'
-    ' WHERE m."id" = %s AND m."session_id" = %s AND m."group_session_id" = %s'
-)
 
 
 def _recorded(gs: GroupSession, step: int) -> RecordedStep:

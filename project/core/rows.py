@@ -16,6 +16,7 @@ Only for plain lookups by key: anything with a filter of its own belongs in the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connections
 from django.db.models import Model
@@ -28,6 +29,8 @@ class _Part:
     alias: str
     fields: tuple  # concrete fields, in column order
     names: tuple  # their attnames, for Model.from_db
+    via: Any = None  # the foreign key on the parent part that leads here (None for the main model)
+    start: int = 0  # index of its first column in a row
 
 
 def _fields(model) -> tuple[tuple, tuple]:
@@ -55,6 +58,7 @@ class Select:
         connection = connections[self.using]
         quote = connection.ops.quote_name
         parts = [_Part((), self.model, "t0", *_fields(self.model))]
+        width = len(parts[0].fields)
         joins = []
         for spec in self.related:
             path = tuple(spec.split("__"))
@@ -62,7 +66,8 @@ class Select:
             field = parent.model._meta.get_field(path[-1])
             target = field.related_model
             alias = f"t{len(parts)}"
-            parts.append(_Part(path, target, alias, *_fields(target)))
+            parts.append(_Part(path, target, alias, *_fields(target), via=field, start=width))
+            width += len(parts[-1].fields)
             joins.append(
                 f" INNER JOIN {quote(target._meta.db_table)} {alias}"
                 f" ON {alias}.{quote(field.target_field.column)} = {parent.alias}.{quote(field.column)}"
@@ -97,7 +102,8 @@ class Select:
         return found[0] if found else None
 
     def get(self, *params):
-        """The one row's instance; raises the model's ``DoesNotExist``."""
+        """The first row's instance; raises the model's ``DoesNotExist`` if there is none
+        (for lookups by a key: unlike the ORM's ``get``, more rows are not an error)."""
         found = self.first(*params)
         if found is None:
             raise self.model.DoesNotExist(f"{self.model._meta.object_name} matching query does not exist.")
@@ -109,14 +115,9 @@ class Select:
             for converter in found:
                 values[index] = converter(values[index], col, connection)
         instances = {}
-        start = 0
         for part in parts:
-            end = start + len(part.fields)
-            instance = part.model.from_db(self.using, part.names, values[start:end])
+            instance = part.model.from_db(self.using, part.names, values[part.start : part.start + len(part.fields)])
             instances[part.path] = instance
-            if part.path:  # cache it on its parent, as select_related does
-                parent = instances[part.path[:-1]]
-                field = parent._meta.get_field(part.path[-1])
-                field.set_cached_value(parent, instance)
-            start = end
+            if part.via is not None:  # cached on its parent, as select_related does
+                part.via.set_cached_value(instances[part.path[:-1]], instance)
         return instances[()]
