@@ -48,3 +48,7 @@ application = ProtocolTypeRouter(
         "websocket": websocket_application,
     }
 )
+
+from project.core.gc_tuning import tune_for_serving  # noqa: E402
+
+tune_for_serving()  # last: what start-up built is frozen, not walked by every collection

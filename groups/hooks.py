@@ -114,17 +114,18 @@ class Group:
     """
 
     def __init__(self, group_session, state: GroupState | None, session_ids: dict[str, int] | None = None):
-        """``state=None``: a group at ``group_session``'s step and phase whose
-        ``participants`` are read from the database when first used (the answer path,
-        which does not load every membership under the lock)."""
+        """``participants`` is built when a hook first reads it (most changes run no hook
+        that does, and at N = 1000 the list costs milliseconds under the group session's
+        lock): from ``state``, or with ``state=None`` read from the database (the answer
+        path, which does not load every membership under the lock)."""
         self._gs = group_session
+        self._state, self._session_ids = state, session_ids or {}
         if state is None:
             self.step: int = group_session.step
             self.phase: str = group_session.phase
         else:
             self.step = state.step
             self.phase = state.phase
-            self.participants = self._participants_of(state, session_ids or {})
         self.id: int = group_session.pk
         self.params: dict = dict(group_session.experiment.params or {})
         self.experiment: str = group_session.experiment.slug
@@ -140,12 +141,14 @@ class Group:
         ]
 
     def __getattr__(self, name: str):
-        # Only reached when ``participants`` was not set in __init__ (``state=None``).
+        # Only reached while ``participants`` has not been built yet.
         if name != "participants":
             raise AttributeError(name)
-        from .selectors import load_state
+        state, session_ids = self._state, self._session_ids
+        if state is None:
+            from .selectors import load_state
 
-        state, session_ids = load_state(self._gs)
+            state, session_ids = load_state(self._gs)
         self.participants = self._participants_of(state, session_ids)
         return self.participants
 

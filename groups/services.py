@@ -4,16 +4,18 @@
   so every change of one group session is serialised across processes;
 - applies one action of the pure state machine (``groups.state.transition``);
 - writes the new state, the step log, the context checkpoint, and runs the hooks;
-- publishes the new snapshot with ``transaction.on_commit(broadcast_state)``;
+- publishes the new snapshot once it commits (``publish_on_commit``: from the state in
+  hand; answers ask for one coalesced read per burst, ``broadcast_state(within=...)``);
 - raises ``GroupError`` with a machine code, changing nothing, when refused.
 """
 
 from __future__ import annotations
 
+import copy
 import secrets
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -22,7 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from project.core.rows import Select
-from realtime.broadcast import ANSWER_FLUSH_SECONDS, broadcast_state
+from realtime.broadcast import ANSWER_FLUSH_SECONDS, broadcast_state, publish_state
 
 from . import hooks
 from . import state as sm
@@ -61,7 +63,9 @@ def _lock(group_session: GroupSession | int) -> GroupSession:
         raise GroupError(f"No group session {_pk(group_session)}.", code="not_found") from None
 
 
-def _save(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> None:
+def _save(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> list[str]:
+    """Write the changed memberships; set ``gs``'s fields and return their names (the
+    caller saves ``gs`` once, after the hooks: one UPDATE per change, not three)."""
     gs.phase, gs.step, gs.version = new.phase, new.step, new.version
     gs.participant_version, gs.changed_ms, gs.exit_loop_step = (
         new.participant_version,
@@ -75,34 +79,46 @@ def _save(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> None:
     if new.phase in sm.TERMINAL and gs.ended is None:
         gs.ended = timezone.now()
         fields.append("ended")
-    gs.save(update_fields=fields)
     _update_memberships(gs, old, new)
+    return fields
 
 
-def checkpoint_context(gs: GroupSession) -> dict:
-    """Copy the live context into ``GroupSession.context`` (caller holds the lock)."""
+def publish_on_commit(gs: GroupSession, new: sm.GroupState) -> None:
+    """Publish ``new`` once the transaction commits, from the state in hand (no read of
+    every membership back). ``gs`` is copied now: a later change in the same
+    transaction must not show in this version's snapshot."""
+    transaction.on_commit(partial(publish_state, copy.copy(gs), new))
+
+
+def checkpoint_context(gs: GroupSession, *, save: bool = True) -> dict:
+    """Copy the live context into ``GroupSession.context`` (caller holds the lock);
+    ``save=False``: the caller saves the field with its others."""
     gs.context = hooks.load_context(gs)
-    gs.save(update_fields=["context"])
+    if save:
+        gs.save(update_fields=["context"])
     return gs.context
 
 
-def _after(gs, new, session_ids, events, by, first=None) -> None:
+def _after(gs, new, session_ids, events, by, first=None) -> list[str]:
     """Step log, shared parameters, checkpoints and hooks for ``events``. ``first(group, new)``
     (e.g. ``on_response``) runs before the hooks the events call (``on_all_responded``).
-    The context is checkpointed whenever a hook wrote it, so a Redis restart loses nothing."""
+    The context is checkpointed whenever a hook wrote it, so a Redis restart loses nothing.
+    Returns the fields of ``gs`` it set (saved by the caller)."""
     kinds = {e.kind for e in events}
+    fields = []
     group = hooks.Group(gs, new, session_ids)
     if first is not None:
         first(group, new)
     if kinds & STEP_EVENTS:
         gs.shared_params = hooks.call_advance(group, gs.experiment)
-        gs.save(update_fields=["shared_params"])
+        fields.append("shared_params")
     if "all_responded" in kinds:
         hooks.call_quietly("on_all_responded", gs.experiment, group)
     if kinds & {"ended", "aborted"}:
         hooks.call_quietly("on_end", gs.experiment, group)
     if kinds & (STEP_EVENTS | {"ended", "aborted", "context_set"}) or group.context.dirty:
-        checkpoint_context(gs)  # after the hooks, so what they wrote is kept
+        checkpoint_context(gs, save=False)  # after the hooks, so what they wrote is kept
+        fields.append("context")
     for event in events:
         if event.kind in LOGGED_EVENTS:
             StepLog.objects.create(
@@ -115,6 +131,7 @@ def _after(gs, new, session_ids, events, by, first=None) -> None:
                 shared_params=gs.shared_params if event.kind in STEP_EVENTS else {},
                 data={k: v for k, v in event.data.items() if k != "step"},
             )
+    return fields
 
 
 def _transition_locked(gs: GroupSession, old, session_ids, action, *, by=None, first=None):
@@ -122,9 +139,10 @@ def _transition_locked(gs: GroupSession, old, session_ids, action, *, by=None, f
     ``first(group, new)`` runs before the events' hooks (see ``_after``)."""
     new, events = sm.transition(old, action, now_ms=now_ms())
     if new is not old:
-        _save(gs, old, new)
-        _after(gs, new, session_ids, events, by, first)
-        transaction.on_commit(partial(broadcast_state, gs.pk))
+        fields = _save(gs, old, new)
+        fields += _after(gs, new, session_ids, events, by, first)
+        gs.save(update_fields=fields)
+        publish_on_commit(gs, new)
     return new, events
 
 
@@ -336,58 +354,6 @@ def record_ack(*, group_session: GroupSession | int, participant: str, version: 
     """The participant received state ``version`` (the console shows who is behind).
     Raises ``bad_version``, ``unknown_participant``."""
     _apply(group_session, sm.Ack(participant, version))
-
-
-def record_presence(
-    *, group_session: GroupSession | int, acks: dict[str, int] | None = None, connections: dict[str, int] | None = None
-) -> sm.GroupState | None:
-    """Apply a batch of acknowledgements (pseudonym -> highest version received) and
-    connection changes (pseudonym -> +n opened / -n closed sockets) as ONE change:
-    one lock, two queries for all the rows, one console-only version, one broadcast.
-
-    This is what sockets use (``realtime.broadcast.Hub`` collects acks and presence
-    for ``GROUP_PRESENCE_FLUSH_SECONDS``), instead of one transaction per ack.
-    Entries the single-item services would refuse (``unknown_participant``,
-    ``kicked`` on connect, ``bad_version``) are skipped. Returns the new state, or
-    None when nothing changed. Locks the group session; raises ``not_found``.
-    """
-    with transaction.atomic():
-        gs = _lock(group_session)
-        old, _ = load_state(gs)
-        at = now_ms()
-        rows = dict(old.participants)
-        for pid, delta in (connections or {}).items():
-            action = sm.Connect(pid) if delta > 0 else sm.Disconnect(pid)
-            for _ in range(abs(delta)):
-                rows = _one(old, rows, pid, action, at)
-        for pid, version in (acks or {}).items():
-            if version <= old.version:  # never more than what was sent before this batch
-                rows = _one(old, rows, pid, sm.Ack(pid, version), at)
-        if rows == dict(old.participants):
-            return None
-        new = replace(old, version=old.version + 1, participants=rows, changed_ms=at)
-        _save_presence(gs, old, new)
-        transaction.on_commit(partial(broadcast_state, gs.pk))
-        return new
-
-
-def _one(state: sm.GroupState, rows: dict, pid: str, action, at: int) -> dict:
-    """``action`` (about ``pid`` only) through the state machine on a state holding just
-    that participant (so a batch of N acks costs N, not N squared); refusals skip it."""
-    if pid not in rows:
-        return rows
-    try:
-        mini, _ = sm.transition(replace(state, participants={pid: rows[pid]}), action, now_ms=at)
-    except GroupError:
-        return rows
-    rows[pid] = mini.participants[pid]
-    return rows
-
-
-def _save_presence(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> None:
-    gs.version, gs.changed_ms = new.version, new.changed_ms
-    gs.save(update_fields=["version", "changed_ms"])
-    _update_memberships(gs, old, new)
 
 
 def _update_memberships(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> None:

@@ -5,5 +5,7 @@ from channels.routing import URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
 
 from .routing import websocket_urlpatterns
+from .wire import RawSend
 
-websocket_application = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+# RawSend outermost: the hub writes its frames with daphne's own send (realtime.wire)
+websocket_application = RawSend(AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))))

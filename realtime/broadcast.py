@@ -36,7 +36,6 @@ import threading
 import time
 import weakref
 from collections import defaultdict
-from typing import Any
 
 from django.conf import settings
 
@@ -55,38 +54,65 @@ _SHARED_KEYS = (
 )  # fmt: skip
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+_dumps = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per call
+_string = json.encoder.encode_basestring_ascii  # a JSON string literal (C), as json.dumps writes it
+
+
+def _me_row(pseudonym: str, status: str, responded_step: int | None) -> str:
+    """``{"id":..,"status":..,"responded_step":..}`` exactly as ``_dumps`` writes it, at
+    a fraction of its cost (one per participant per change)."""
+    responded = "null" if responded_step is None else int(responded_step)
+    return f'{{"id":{_string(pseudonym)},"status":{_string(status)},"responded_step":{responded}}}'
 
 
 class Frames:
     """One snapshot, pre-serialised: ``experimenter`` text, and ``participant(id)``
-    built from the shared part (encoded once) plus that participant's row."""
+    built from the shared part (encoded once) plus that participant's own row (also
+    encoded once, by the process that published it).
+
+    On the wire (``encode`` / ``decode``, what one PUBLISH carries after the group
+    session's id) a snapshot is four lines, so that a hub never parses the whole
+    state: ``<version> <participant_version>``, the participants' shared part (a
+    JSON object without its closing brace), a JSON object ``{pseudonym: [status,
+    "<that participant's me row as JSON>"]}``, and the experimenter's text. JSON
+    text holds no raw newline, so the lines split unambiguously."""
 
     __slots__ = ("group_session", "version", "participant_version", "experimenter", "_shared", "_me")
 
-    def __init__(self, text: str, state: dict | None = None):
-        state = json.loads(text) if state is None else state
-        self.group_session = int(state["group_session"])
-        self.version = int(state["version"])
-        self.participant_version = int(state["participant_version"])
-        self.experimenter = text
-        self._shared = _dumps({key: state[key] for key in _SHARED_KEYS})[:-1]
-        self._me = {p["id"]: (p["status"], p["responded_step"]) for p in state["participants"]}
+    def __init__(self, group_session: int, version: int, participant_version: int, experimenter: str, shared: str,
+                 me: dict):  # fmt: skip
+        self.group_session, self.version, self.participant_version = group_session, version, participant_version
+        self.experimenter, self._shared, self._me = experimenter, shared, me
+
+    @staticmethod
+    def encode(state: dict) -> str:
+        shared = _dumps({key: state[key] for key in _SHARED_KEYS})[:-1]
+        me = {p["id"]: [p["status"], _me_row(p["id"], p["status"], p["responded_step"])] for p in state["participants"]}
+        return f"{int(state['version'])} {int(state['participant_version'])}\n{shared}\n{_dumps(me)}\n{_dumps(state)}"
+
+    @classmethod
+    def decode(cls, group_session: int, body: str) -> Frames:
+        head, shared, me, experimenter = body.split("\n", 3)
+        version, participant_version = head.split(" ")
+        return cls(int(group_session), int(version), int(participant_version), experimenter, shared, json.loads(me))
 
     @classmethod
     def of(cls, state: dict) -> Frames:
-        return cls(_dumps(state), state)
+        return cls.decode(state["group_session"], cls.encode(state))
 
     def knows(self, pseudonym: str) -> bool:
         return pseudonym in self._me
 
     def status_of(self, pseudonym: str) -> str:
-        return self._me.get(pseudonym, ("kicked", None))[0]
+        mine = self._me.get(pseudonym)
+        return "kicked" if mine is None else mine[0]
 
     def participant(self, pseudonym: str) -> str:
-        status, responded = self._me.get(pseudonym, ("kicked", None))
-        me = _dumps({"id": pseudonym, "status": status, "responded_step": responded})
+        mine = self._me.get(pseudonym)
+        if mine is None:  # removed from the group since: shown as such
+            me = _me_row(pseudonym, "kicked", None)
+        else:
+            me = mine[1]
         return f'{self._shared},"me":{me}}}'
 
 
@@ -110,9 +136,10 @@ def uses_redis() -> bool:
     return bool(getattr(settings, "REDIS_URL", ""))
 
 
-def publish_text(group_session_id: int, text: str) -> None:
-    """Deliver one serialised snapshot to every hub (every server process)."""
-    message = f"{int(group_session_id)}\n{text}"
+def publish_text(group_session_id: int, body: str) -> None:
+    """Deliver one snapshot in its wire form (``Frames.encode``) to every hub (every
+    server process)."""
+    message = f"{int(group_session_id)}\n{body}"
     if uses_redis():
         _redis().publish(state_channel(), message)
         return
@@ -155,7 +182,21 @@ def publish_now(group_session_id: int) -> None:
     """Read and publish the snapshot of ``group_session_id`` in this thread."""
     from groups.selectors import snapshot
 
-    publish_text(group_session_id, _dumps(snapshot(group_session_id)))
+    publish_text(group_session_id, Frames.encode(snapshot(group_session_id)))
+
+
+def publish_state(group_session, state) -> None:
+    """Publish a change that has just committed, from the state it committed (what a
+    fresh read would return; ``groups.selectors.snapshot_of``): no read of all N rows
+    back, so an advance reaches the sockets sooner. Called by ``transaction.on_commit``
+    with a copy of the locked group session row; never raises."""
+    from groups.selectors import snapshot_of
+
+    try:
+        body = Frames.encode(snapshot_of(group_session, state))
+        publish_text(group_session.pk, body)
+    except Exception:
+        logger.exception("broadcast of group session %s failed", group_session.pk)
 
 
 _reading: set[int] = set()  # group sessions whose snapshot is being read in this process
@@ -324,10 +365,10 @@ class Hub:
         self.loop.create_task(self.deliver_text(message))
 
     async def deliver_text(self, message: str) -> None:
-        """``message`` is ``"<group session id>\n<snapshot JSON>"`` (see ``publish_text``)."""
-        head, _, text = message.partition("\n")
+        """``message`` is ``"<group session id>\n<Frames.encode(snapshot)>"`` (``publish_text``)."""
+        head, _, body = message.partition("\n")
         if int(head) in self.sockets:
-            await self.deliver(Frames(text))
+            await self.deliver(Frames.decode(int(head), body))
 
     async def deliver(self, frames: Frames) -> None:
         """Write ``frames`` to every local socket of its group session, in one pass:
@@ -416,14 +457,18 @@ class Hub:
         """Write the pending batch of one group session; False if it failed."""
         from channels.db import database_sync_to_async
 
-        from groups.services import record_presence
+        from groups.presence import record_acks, record_presence
 
         acks, deltas, futures = self._pending.pop(group_session_id)
         try:
-            new = await database_sync_to_async(record_presence)(
-                group_session=group_session_id, acks=acks, connections=deltas
-            )
-            ok, version = True, (new.version if new is not None else None)
+            if any(deltas.values()):
+                new = await database_sync_to_async(record_presence)(
+                    group_session=group_session_id, acks=acks, connections=deltas
+                )
+                version = new.version if new is not None else None
+            else:  # acknowledgements only (the flood after every state): one UPDATE
+                version = await database_sync_to_async(record_acks)(group_session=group_session_id, acks=acks)
+            ok = True
         except Exception:
             logger.exception("presence of group session %s not recorded", group_session_id)
             ok, version = False, None

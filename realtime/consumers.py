@@ -30,6 +30,7 @@ from groups.state import GroupError
 
 from .broadcast import Frames, get_hub
 from .schemas import EXPERIMENTER_TYPES, PARTICIPANT_TYPES, PongMsg, ProtocolError, error, parse_client_message
+from .wire import direct_writer
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class _GroupConsumer(AsyncWebsocketConsumer):
         self.joined = False
         self.sent_version = 0
         self.hub = None
+        self.writer = None
         # Accept first so that the refusal carries its 4xxx code (a refused
         # handshake only shows the browser 1006).
         await self.accept()
@@ -60,6 +62,7 @@ class _GroupConsumer(AsyncWebsocketConsumer):
             await self.send_json(error(exc.code, exc.message))
             await self.close(code=CLOSE_CODES.get(exc.code, 4003))
             return
+        self.writer = direct_writer(self.scope)
         self.hub = get_hub()
         await self.hub.register(self.gs_id, self)  # before the snapshot: no change falls in between
         self.joined = True
@@ -111,6 +114,12 @@ class _GroupConsumer(AsyncWebsocketConsumer):
     async def send_json(self, content: dict):
         await self.send(text_data=json.dumps(content, separators=(",", ":")))
 
+    async def send_text(self, text: str) -> None:
+        """Send a pre-serialised frame: straight onto the socket where daphne's
+        connection allows it (``realtime.wire``), else through the ASGI send."""
+        if self.writer is None or not self.writer.write_text(text):
+            await self.send(text_data=text)
+
     # Subclass API
     async def authenticate(self): ...
     async def after_join(self): ...
@@ -153,7 +162,7 @@ class ExperimenterConsumer(_GroupConsumer):
     async def push(self, frames: Frames, *, force: bool = False):
         if frames.version > self.sent_version:
             self.sent_version = frames.version
-            await self.send(text_data=frames.experimenter)
+            await self.send_text(frames.experimenter)
 
 
 class ParticipantConsumer(_GroupConsumer):
@@ -209,7 +218,7 @@ class ParticipantConsumer(_GroupConsumer):
         self.sent_version, self.sent_pv = frames.version, frames.participant_version
         self.last_text, self.last_text_version = text, frames.version
         self.resends, self.sent_at = 0, time.monotonic()
-        await self.send(text_data=text)
+        await self.send_text(text)
         if frames.status_of(self.pseudonym) == "kicked":
             self.closing = True
             await self.close(code=CLOSE_KICKED)
@@ -229,7 +238,8 @@ class ParticipantConsumer(_GroupConsumer):
         ):
             self.resends += 1
             self.sent_at = now
-            asyncio.ensure_future(self.send(text_data=self.last_text))
+            if self.writer is None or not self.writer.write_text(self.last_text):
+                asyncio.ensure_future(self.send(text_data=self.last_text))
 
 
 _auth_batches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -1,0 +1,111 @@
+"""Batched presence writes (groups.presence): the ack-only batch is one UPDATE that
+allows exactly what the state machine's Ack allows, and both batches publish."""
+
+from __future__ import annotations
+
+import pytest
+
+from groups import presence, selectors, services
+from groups.models import GroupSession, Membership
+
+pytestmark = pytest.mark.django_db
+
+
+def _rows(gs):
+    return dict(Membership.objects.filter(group_session=gs).values_list("pseudonym", "acked_version"))
+
+
+def _versions(gs):
+    gs = GroupSession.objects.get(pk=gs.pk)
+    return gs.version, gs.participant_version
+
+
+def test_acks_raise_acked_versions_as_one_console_only_change(gs, join, staff):
+    (_, m1), (_, m2) = join(), join()
+    services.group_session_start(group_session=gs, by=staff)
+    version, participant_version = _versions(gs)
+    new = presence.record_acks(group_session=gs.pk, acks={m1.pseudonym: version, m2.pseudonym: version - 1})
+    assert new == version + 1
+    assert _versions(gs) == (version + 1, participant_version)  # participants are not asked to re-ack
+    assert _rows(gs) == {m1.pseudonym: version, m2.pseudonym: version - 1}
+    snap = selectors.snapshot(gs.pk)
+    behind = {p["id"]: p["behind"] for p in snap["participants"]}
+    assert behind == {m1.pseudonym: False, m2.pseudonym: version - 1 < participant_version}
+
+
+def test_acks_that_the_state_machine_refuses_change_nothing(gs, join, staff):
+    (_, m1), (_, m2) = join(), join()
+    services.group_session_start(group_session=gs, by=staff)
+    acked = _versions(gs)[0] - 1
+    presence.record_acks(group_session=gs, acks={m1.pseudonym: acked})
+    version, _ = _versions(gs)
+    before = _rows(gs)
+    for acks in (
+        {"PNOBODY": version},  # unknown participant
+        {m2.pseudonym: version + 5},  # a version never sent
+        {m1.pseudonym: acked},  # not above what it acknowledged
+        {m1.pseudonym: 0, m2.pseudonym: -3},
+        {},
+    ):
+        assert presence.record_acks(group_session=gs, acks=acks) is None
+        assert _versions(gs)[0] == version and _rows(gs) == before
+
+
+def test_ack_batch_matches_the_state_machine_batch(gs, join, staff, experiment):
+    """The same acks through record_acks (one UPDATE) and through record_presence (the
+    state machine per participant) leave the same rows."""
+    members = [join()[1] for _ in range(4)]
+    other = services.start_group_session(experiment=experiment, size=4, experimenter=staff)
+    from runner.models import Ticket
+    from tests.factories import SessionFactory
+
+    ticket = Ticket.objects.get(pk=other.ticket_id)
+    twins = [services.attach_participant(session=SessionFactory(experiment=experiment, ticket=ticket), ticket=ticket)
+             for _ in range(4)]  # fmt: skip
+    for g in (gs, other):
+        services.group_session_start(group_session=g, by=staff)
+        services.group_session_advance(group_session=g, step=0, by=staff)
+    v1, v2 = _versions(gs)[0], _versions(other)[0]
+    assert v1 == v2
+    pattern = [v1, v1 - 1, v1 + 3, 0]  # current, older, never sent, nothing
+    presence.record_acks(group_session=gs, acks={m.pseudonym: a for m, a in zip(members, pattern, strict=True)})
+    presence.record_presence(group_session=other, acks={m.pseudonym: a for m, a in zip(twins, pattern, strict=True)})
+    assert [_rows(gs)[m.pseudonym] for m in members] == [_rows(other)[m.pseudonym] for m in twins]
+    assert _versions(gs) == _versions(other)
+
+
+def test_a_kicked_participant_may_still_acknowledge(gs, join, staff):
+    (_, m1), _ = join(), join()
+    services.group_session_start(group_session=gs, by=staff)
+    services.group_session_kick(group_session=gs, participant=m1.pseudonym, by=staff)
+    version, _ = _versions(gs)
+    assert presence.record_acks(group_session=gs, acks={m1.pseudonym: version}) == version + 1
+
+
+def test_unknown_group_session_is_not_found(db):
+    from groups.state import GroupError
+
+    with pytest.raises(GroupError) as exc:
+        presence.record_acks(group_session=987654, acks={"P1": 1})
+    assert exc.value.code == "not_found"
+
+
+def test_batches_publish_after_commit(gs, join, staff, django_capture_on_commit_callbacks, monkeypatch):
+    """record_presence publishes the state it committed; record_acks asks the publisher
+    thread for one console read (not the database thread the next advance needs)."""
+    from realtime import broadcast
+
+    (_, m1), _ = join(), join()
+    services.group_session_start(group_session=gs, by=staff)
+    published, requested = [], []
+    monkeypatch.setattr(broadcast, "publish_text", lambda gs_id, body: published.append((gs_id, body)))
+    monkeypatch.setattr(broadcast._publisher, "request", lambda gs_id, delay=0.0: requested.append((gs_id, delay)))
+    with django_capture_on_commit_callbacks(execute=True):
+        new = presence.record_presence(group_session=gs, connections={m1.pseudonym: +1})
+    assert [gs_id for gs_id, _ in published] == [gs.pk]
+    frames = broadcast.Frames.decode(gs.pk, published[0][1])
+    assert frames.version == new.version
+    assert frames.experimenter == broadcast._dumps(selectors.snapshot(gs.pk))  # what a fresh read gives
+    with django_capture_on_commit_callbacks(execute=True):
+        presence.record_acks(group_session=gs, acks={m1.pseudonym: new.version})
+    assert requested == [(gs.pk, broadcast.FLUSH_SECONDS)] and len(published) == 1

@@ -1,0 +1,56 @@
+"""The hub's pre-serialised frames (realtime.broadcast.Frames): what one PUBLISH
+carries decodes to exactly the texts a fresh snapshot gives each receiver."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from groups import selectors
+from realtime.broadcast import Frames, _dumps
+
+
+def _snapshot(participants: list[dict]) -> dict:
+    return {
+        "type": "group.state", "version": 9, "participant_version": 7, "group_session": 3, "phase": "running",
+        "step": 2, "server_ms": 1_700_000_000_000, "shared_params": {"colour": "#aabbcc", "ünï": ["\n", "\"q\""]},
+        "exit_loop": False, "run_url": "/run/4/", "size": 3, "ready": 1, "active": 2, "all_responded": False,
+        "participants": participants, "context": {"note": "line\nbreak"}, "step_log": [],
+    }  # fmt: skip
+
+
+PARTICIPANTS = [
+    {"id": "PABCDEF", "connected": True, "status": "answering", "form": "trial", "responded_step": None,
+     "acked_version": 7, "behind": False},
+    {"id": "PGHJKLM", "connected": False, "status": "responded", "form": "trial", "responded_step": 2,
+     "acked_version": 5, "behind": True},
+    {"id": "Pé\"\\x", "connected": True, "status": "kicked", "form": "", "responded_step": 0,
+     "acked_version": 0, "behind": True},
+]  # fmt: skip
+
+
+def test_each_receiver_gets_what_its_fresh_view_serialises_to():
+    snap = _snapshot(PARTICIPANTS)
+    frames = Frames.decode(3, Frames.encode(snap))
+    assert (frames.group_session, frames.version, frames.participant_version) == (3, 9, 7)
+    assert frames.experimenter == _dumps(snap) and json.loads(frames.experimenter) == snap
+    for p in PARTICIPANTS:
+        text = frames.participant(p["id"])
+        assert text == _dumps(selectors.participant_view(snap, p["id"]))  # byte for byte
+        assert frames.knows(p["id"]) and frames.status_of(p["id"]) == p["status"]
+
+
+def test_a_participant_the_snapshot_does_not_hold_is_shown_removed():
+    frames = Frames.of(_snapshot(PARTICIPANTS[:1]))
+    assert not frames.knows("PNOBODY") and frames.status_of("PNOBODY") == "kicked"
+    assert json.loads(frames.participant("PNOBODY")) == selectors.participant_view(_snapshot([]), "PNOBODY")
+
+
+@pytest.mark.parametrize("n", [0, 1, 1000])
+def test_the_wire_form_is_four_lines_whatever_the_text_holds(n):
+    participants = [{**PARTICIPANTS[0], "id": f"P{i:06d}"} for i in range(n)]
+    body = Frames.encode(_snapshot(participants))
+    assert body.count("\n") == 3  # JSON escapes every newline inside strings
+    frames = Frames.decode(3, body)
+    assert all(frames.knows(p["id"]) for p in participants)
