@@ -214,21 +214,52 @@ def authenticate_participant(*, group_session_id: int, cookies: dict) -> Partici
     (no or unknown run cookie), ``forbidden`` (that run is not in this group session),
     ``kicked``.
     """
+    result = authenticate_participants([(group_session_id, cookies)])[0]
+    if isinstance(result, GroupError):
+        raise result
+    return result
+
+
+def authenticate_participants(requests: list[tuple[int, dict]]) -> list[ParticipantIdentity | GroupError]:
+    """``authenticate_participant`` for many sockets at once (a room connecting, a
+    reconnect wave), in two queries whatever their number: the group sessions, then
+    every run cookie's run and membership. One result per request, in order: the
+    identity, or the ``GroupError`` that socket is refused with."""
     from runner.models import Session
 
-    gs = get_group_session(group_session_id)
-    token = (cookies or {}).get(f"{settings.RUN_COOKIE_NAME}{gs.experiment_id}")
-    if not token:
-        raise GroupError("No run cookie for this experiment.", code="unauthenticated")
-    session = Session.objects.filter(run_token=token).first()
-    if session is None:
-        raise GroupError("Unknown run.", code="unauthenticated")
-    membership = Membership.objects.filter(session=session).first()
-    if membership is None or membership.group_session_id != gs.pk:
-        raise GroupError("This run is not part of this group session.", code="forbidden")
-    if membership.status == Membership.Status.KICKED:
-        raise GroupError("You were removed from this group session.", code="kicked")
-    return ParticipantIdentity(gs.pk, membership.pseudonym, session.pk)
+    wanted = {gs_id for gs_id, _ in requests if isinstance(gs_id, int)}
+    experiments = dict(GroupSession.objects.filter(pk__in=wanted).values_list("pk", "experiment_id"))
+    tokens: list[str | None] = []
+    for gs_id, cookies in requests:
+        token = (cookies or {}).get(f"{settings.RUN_COOKIE_NAME}{experiments.get(gs_id)}")
+        tokens.append(token if isinstance(token, str) and token and gs_id in experiments else None)
+    runs: dict[str, tuple] = {}  # run token -> (session id, membership's group session, pseudonym, status)
+    known = sorted({t for t in tokens if t})
+    for start in range(0, len(known), 500):
+        rows = (
+            Session.objects.filter(run_token__in=known[start : start + 500])
+            .values_list("run_token", "pk", "group_membership__group_session_id", "group_membership__pseudonym",
+                         "group_membership__status")
+        )  # fmt: skip
+        for token, *row in rows:
+            runs.setdefault(token, tuple(row))
+    results: list[ParticipantIdentity | GroupError] = []
+    for (gs_id, _), token in zip(requests, tokens, strict=True):
+        if gs_id not in experiments:
+            results.append(GroupError(f"No group session {gs_id}.", code="not_found"))
+        elif token is None:
+            results.append(GroupError("No run cookie for this experiment.", code="unauthenticated"))
+        elif token not in runs:
+            results.append(GroupError("Unknown run.", code="unauthenticated"))
+        else:
+            session_id, member_of, pseudonym, status = runs[token]
+            if member_of != gs_id:
+                results.append(GroupError("This run is not part of this group session.", code="forbidden"))
+            elif status == Membership.Status.KICKED:
+                results.append(GroupError("You were removed from this group session.", code="kicked"))
+            else:
+                results.append(ParticipantIdentity(gs_id, pseudonym, session_id))
+    return results
 
 
 def authenticate_experimenter(*, group_session_id: int, user) -> int:

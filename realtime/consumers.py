@@ -264,13 +264,7 @@ async def _authenticate_batch(loop) -> None:
     batch = _auth_batches.pop(loop, [])
 
     def check_all():
-        results = []
-        for gs_id, cookies, _ in batch:
-            try:
-                results.append(selectors.authenticate_participant(group_session_id=gs_id, cookies=cookies))
-            except GroupError as exc:
-                results.append(exc)
-        return results
+        return selectors.authenticate_participants([(gs_id, cookies) for gs_id, cookies, _ in batch])
 
     try:
         results = await database_sync_to_async(check_all)()
