@@ -142,7 +142,10 @@ def _transition_locked(gs: GroupSession, old, session_ids, action, *, by=None, f
         fields = _save(gs, old, new)
         fields += _after(gs, new, session_ids, events, by, first)
         gs.save(update_fields=fields)
-        publish_on_commit(gs, new)
+        if new.participant_version != old.participant_version:
+            publish_on_commit(gs, new)  # participants wait for it: at once, from the state in hand
+        else:  # the console's alone (a form location, an ack): coalesced when many come together
+            transaction.on_commit(partial(broadcast_state, gs.pk))
     return new, events
 
 
