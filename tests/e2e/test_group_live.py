@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import websockets
@@ -133,3 +134,41 @@ def test_console_and_participant_in_the_browser(daphne_server, new_page, transac
     row.get_by_role("button", name="Kick").click()
     phone.get_by_text("no longer in this group session").wait_for()
     console.locator("[data-participants] tr", has_text="kicked").wait_for()
+
+
+@pytest.mark.browser
+def test_frames_of_every_size_reach_websockets_clients_intact(daphne_server, transactional_db):
+    """Through a real daphne, where the hub writes frames straight onto the sockets
+    (realtime/wire.py): a console snapshot over 64 KiB (the 8-byte length form), one
+    between 126 and 64 KiB and the participants' small ones all parse in the
+    ``websockets`` client, in order, nothing lost or doubled."""
+    get_user_model().objects.create_user("big", password=PASSWORD, is_staff=True)
+    experiment = ExperimentFactory(is_group=True)
+    gs = services.start_group_session(experiment=experiment, size=2)
+    ticket = Ticket.objects.get(pk=gs.ticket_id)
+    sessions = [SessionFactory(experiment=experiment, ticket=ticket) for _ in range(2)]
+    for session in sessions:
+        services.attach_participant(session=session, ticket=ticket)
+    sizes = []
+
+    async def scenario():
+        async with GroupController(daphne_server.url, username="big", password=PASSWORD,
+                                   experimenter_code=gs.experimenter_code) as ctl:  # fmt: skip
+            async with _participant_socket(daphne_server, gs, sessions[0]) as ann, \
+                    _participant_socket(daphne_server, gs, sessions[1]) as bob:  # fmt: skip
+                for ws in (ann, bob):
+                    await _state_where(ws, lambda s: s["phase"] == "waiting")
+                await ctl.start()
+                for step, patch in enumerate([{"a": "x" * 30_000}, {"b": "é" * 7_000}], start=1):
+                    state = await ctl.set_context(patch)
+                    sizes.append(len(json.dumps(state, separators=(",", ":")).encode()))
+                    await ctl.advance()
+                    for ws in (ann, bob):
+                        view = await _state_where(ws, lambda s, step=step: s["step"] == step)
+                        assert "context" not in view and view["me"]["status"] != "kicked"
+                final = await ctl.wait_for(lambda s: s["step"] == 2)
+                assert final["context"] == {"a": "x" * 30_000, "b": "é" * 7_000}
+
+    with ThreadPoolExecutor(1) as thread:  # its own event loop, whatever Playwright left running here
+        thread.submit(asyncio.run, scenario()).result()
+    assert sizes[0] > 30_000 and sizes[1] > 65_536  # both long length forms were on the wire
