@@ -27,36 +27,41 @@ def get_group_session(group_session_id: int) -> GroupSession:
         raise GroupError(f"No group session {group_session_id}.", code="not_found") from None
 
 
-_statements: dict[str, str] = {}  # statements written once per database vendor
+_statements: dict[tuple[str, str], str] = {}  # (name, database vendor) -> SQL
 
 
-def _members_statement() -> str:
+def _statement(name: str, write) -> str:
+    """The SQL ``write(quote_name)`` returns, written once per database vendor from the
+    models' metadata (the reads every change and every snapshot make: at N = 1000 the
+    ORM's ``values_list`` of the memberships cost 3.3-4.3 ms of CPU against 1.7 ms for
+    the same rows by hand, bench/analysis.md)."""
+    key = (name, connection.vendor)
+    if key not in _statements:
+        _statements[key] = write(connection.ops.quote_name)
+    return _statements[key]
+
+
+def _members_sql(q) -> str:
     """The membership rows of one group session, in joining order, with whether each
-    run has ended. Written once from the models' metadata: every change and every
-    snapshot reads all N rows, and at N = 1000 the ORM's ``values_list`` cost 9 ms of
-    CPU against 2 ms for the same rows by hand (bench/analysis.md, fan-out)."""
-    vendor = connection.vendor
-    if vendor not in _statements:
-        from runner.models import Session
+    run has ended."""
+    from runner.models import Session
 
-        q = connection.ops.quote_name
-        m, s = q(Membership._meta.db_table), q(Session._meta.db_table)
-        col = {f.name: q(f.column) for f in Membership._meta.concrete_fields}
-        ended = q(Session._meta.get_field("end").column)
-        _statements[vendor] = (
-            f"SELECT m.{col['pseudonym']}, m.{col['status']}, s.{ended} IS NOT NULL, "
-            f"m.{col['connections']}, m.{col['form']}, m.{col['responded_step']}, m.{col['acked_version']}, "
-            f"m.{col['session']} FROM {m} m INNER JOIN {s} s ON s.{q(Session._meta.pk.column)} = m.{col['session']} "
-            f"WHERE m.{col['group_session']} = %s ORDER BY m.{col['joined']}, m.{col['id']}"
-        )
-    return _statements[vendor]
+    m, s = q(Membership._meta.db_table), q(Session._meta.db_table)
+    col = {f.name: q(f.column) for f in Membership._meta.concrete_fields}
+    ended = q(Session._meta.get_field("end").column)
+    return (
+        f"SELECT m.{col['pseudonym']}, m.{col['status']}, s.{ended} IS NOT NULL, "
+        f"m.{col['connections']}, m.{col['form']}, m.{col['responded_step']}, m.{col['acked_version']}, "
+        f"m.{col['session']} FROM {m} m INNER JOIN {s} s ON s.{q(Session._meta.pk.column)} = m.{col['session']} "
+        f"WHERE m.{col['group_session']} = %s ORDER BY m.{col['joined']}, m.{col['id']}"
+    )
 
 
 def load_state(group_session: GroupSession) -> tuple[GroupState, dict[str, int]]:
     """The pure state of ``group_session`` and each pseudonym's runner session id."""
     participants, session_ids = {}, {}
     with connection.cursor() as cursor:
-        cursor.execute(_members_statement(), [group_session.pk])
+        cursor.execute(_statement("members", _members_sql), [group_session.pk])
         rows = cursor.fetchall()
     kicked, finished = Membership.Status.KICKED, Membership.Status.FINISHED
     for pseudonym, status, ended, connections, form, responded_step, acked_version, session_id in rows:
@@ -132,27 +137,23 @@ def step_log(group_session_id: int, *, limit: int | None = None) -> list[dict]:
     as the console shows them (experimenter view only)."""
     limit = settings.GROUP_CONSOLE_LOG_ENTRIES if limit is None else limit
     with connection.cursor() as cursor:  # with every snapshot: written once, like load_state's
-        cursor.execute(_step_log_statement(), [int(group_session_id), int(limit)])
+        cursor.execute(_statement("step_log", _step_log_sql), [int(group_session_id), int(limit)])
         rows = cursor.fetchall()
     return [{"at_ms": at_ms, "action": action, "step": step, "by": by or None} for at_ms, action, step, by in rows]
 
 
-def _step_log_statement() -> str:
-    key = f"step_log:{connection.vendor}"
-    if key not in _statements:
-        from django.contrib.auth import get_user_model
+def _step_log_sql(q) -> str:
+    """The latest step-log rows of one group session with their experimenter's name."""
+    from django.contrib.auth import get_user_model
 
-        q = connection.ops.quote_name
-        user = get_user_model()
-        col = {f.name: q(f.column) for f in StepLog._meta.concrete_fields}
-        username = q(user._meta.get_field("username").column)
-        _statements[key] = (
-            f"SELECT l.{col['at_ms']}, l.{col['action']}, l.{col['step']}, u.{username}"
-            f" FROM {q(StepLog._meta.db_table)} l LEFT OUTER JOIN {q(user._meta.db_table)} u"
-            f" ON u.{q(user._meta.pk.column)} = l.{col['by']}"
-            f" WHERE l.{col['group_session']} = %s ORDER BY l.{col['at_ms']} DESC, l.{col['id']} DESC LIMIT %s"
-        )
-    return _statements[key]
+    user = get_user_model()
+    col = {f.name: q(f.column) for f in StepLog._meta.concrete_fields}
+    return (
+        f"SELECT l.{col['at_ms']}, l.{col['action']}, l.{col['step']}, u.{q(user._meta.get_field('username').column)}"
+        f" FROM {q(StepLog._meta.db_table)} l LEFT OUTER JOIN {q(user._meta.db_table)} u"
+        f" ON u.{q(user._meta.pk.column)} = l.{col['by']}"
+        f" WHERE l.{col['group_session']} = %s ORDER BY l.{col['at_ms']} DESC, l.{col['id']} DESC LIMIT %s"
+    )
 
 
 _SHARED_KEYS = (
