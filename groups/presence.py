@@ -17,17 +17,16 @@ for ``GROUP_PRESENCE_FLUSH_SECONDS`` and writes it with one call per group sessi
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from realtime.broadcast import FLUSH_SECONDS, broadcast_state
 
 from . import state as sm
-from .models import GroupSession, Membership
+from .models import GroupSession
 from .selectors import load_state
-from .services import _lock, _update_memberships, now_ms, publish_on_commit
+from .services import _lock, _update_memberships, now_ms, publish_on_commit, update_members_from
 from .state import GroupError
 
 
@@ -53,32 +52,14 @@ def record_acks(*, group_session: GroupSession | int, acks: dict[str, int]) -> i
 def _raise_acks(group_session_id: int, current_version: int, acks: dict[str, int]) -> int:
     """``acked_version = v`` where ``v`` is above it and at most ``current_version``;
     the number of rows changed."""
-    table = connection.ops.quote_name(Membership._meta.db_table)
-    assign = f"UPDATE {table} SET acked_version = v.a"
-    where = (
-        f"WHERE {table}.group_session_id = %s AND {table}.pseudonym = v.p"
-        f" AND v.a > {table}.acked_version AND v.a <= %s"
+    return update_members_from(
+        group_session_id,
+        (("p", "text"), ("a", "bigint")),
+        [(str(p), int(v)) for p, v in acks.items()],
+        "acked_version = v.a",
+        where="AND v.a > acked_version AND v.a <= %s",
+        params=(current_version,),
     )
-    items = [(str(p), int(v)) for p, v in acks.items()]
-    changed = 0
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            rows = json.dumps([{"p": p, "a": v} for p, v in items])
-            cursor.execute(
-                f"{assign} FROM jsonb_to_recordset(%s::jsonb) AS v(p text, a bigint) {where}",
-                [rows, group_session_id, current_version],
-            )
-            return cursor.rowcount
-        for start in range(0, len(items), 500):  # SQLite >= 3.33: UPDATE ... FROM a VALUES list
-            chunk = items[start : start + 500]
-            values = ", ".join(["(%s, %s)"] * len(chunk))
-            cursor.execute(
-                f"WITH v(p, a) AS (VALUES {values}) {assign} FROM v {where}",
-                [*(x for row in chunk for x in row), group_session_id, current_version],
-            )
-            cursor.execute("SELECT changes()")  # sqlite3 gives no rowcount for a statement opening with WITH
-            changed += cursor.fetchone()[0]
-    return changed
 
 
 def record_presence(

@@ -17,7 +17,7 @@ from project.core.rows import Select
 
 from .hooks import Group, load_context
 from .models import GroupSession, Membership, StepLog
-from .state import TERMINAL, GroupError, GroupState, Participant
+from .state import TERMINAL, GroupError, GroupState, Participant, is_behind
 
 
 def get_group_session(group_session_id: int) -> GroupSession:
@@ -98,16 +98,15 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
     """``snapshot()`` of a state already in hand: a change that has just committed
     ``state`` publishes it without reading all N membership rows back (the context and
     the step log are read: they are not part of ``state``)."""
-    participant_version = state.participant_version
     participants = [
         {
             "id": pid,
-            "connected": p.connections > 0,
+            "connected": p.connected,
             "status": p.status,
             "form": p.form,
             "responded_step": p.responded_step,
             "acked_version": p.acked_version,
-            "behind": p.acked_version < participant_version,  # state.is_behind, N times
+            "behind": is_behind(state, pid),
         }
         for pid, p in state.participants.items()
     ]

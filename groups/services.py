@@ -361,41 +361,57 @@ def record_ack(*, group_session: GroupSession | int, participant: str, version: 
 
 def _update_memberships(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> None:
     """Write every changed participant row in one statement, not one query per row (an
-    advance after everyone answered, or a batch of acks, changes every row):
-    PostgreSQL joins a ``jsonb_to_recordset`` of the rows (one parameter), SQLite
-    (>= 3.33) a ``VALUES`` list (500 rows per statement)."""
-    import json
-
-    from django.db import connection
-
+    advance after everyone answered changes every row)."""
     changed = [
         (pid, p.connections, p.status, p.form, p.responded_step, p.acked_version)
         for pid, p in new.participants.items()
         if old.participants.get(pid) != p
     ]
-    if not changed:
-        return
-    table = connection.ops.quote_name(Membership._meta.db_table)
-    assign = (
-        f"UPDATE {table} SET connections = v.c, status = v.s, form = v.f, responded_step = v.r, acked_version = v.a"
+    update_members_from(
+        gs.pk,
+        (("p", "text"), ("c", "int"), ("s", "text"), ("f", "text"), ("r", "int"), ("a", "bigint")),
+        changed,
+        "connections = v.c, status = v.s, form = v.f, responded_step = v.r, acked_version = v.a",
     )
-    where = f"WHERE {table}.group_session_id = %s AND {table}.pseudonym = v.p"
+
+
+def update_members_from(group_session_id: int, columns, rows: list[tuple], assign: str, *, where: str = "",
+                        params: tuple = ()) -> int:  # fmt: skip
+    """``UPDATE`` the memberships of one group session from ``rows`` (tuples in the order
+    of ``columns``, ``(name, PostgreSQL type)`` pairs, the first the pseudonym) in one
+    statement: ``assign`` is the SET list and ``where`` more conditions, both naming the
+    row's values ``v.<name>`` (``params`` fill the ``%s`` in ``where``). PostgreSQL joins
+    a ``jsonb_to_recordset`` of the rows (one parameter), SQLite (>= 3.33) a ``VALUES``
+    list (500 rows per statement). Returns how many memberships changed."""
+    import json
+
+    from django.db import connection
+
+    if not rows:
+        return 0
+    names = [name for name, _ in columns]
+    table = connection.ops.quote_name(Membership._meta.db_table)
+    update = f"UPDATE {table} SET {assign}"
+    match = f"WHERE {table}.group_session_id = %s AND {table}.pseudonym = v.{names[0]} {where}"
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            rows = json.dumps([dict(zip("pcsfra", row, strict=True)) for row in changed])
+            recordset = ", ".join(f"{name} {kind}" for name, kind in columns)
             cursor.execute(
-                f"{assign} FROM jsonb_to_recordset(%s::jsonb) AS v(p text, c int, s text, f text, r int, a bigint) "
-                f"{where}",
-                [rows, gs.pk],
+                f"{update} FROM jsonb_to_recordset(%s::jsonb) AS v({recordset}) {match}",
+                [json.dumps([dict(zip(names, row, strict=True)) for row in rows]), group_session_id, *params],
             )
-            return
-        for start in range(0, len(changed), 500):
-            chunk = changed[start : start + 500]
-            values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+            return cursor.rowcount
+        changed = 0
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            values = ", ".join(["(" + ", ".join(["%s"] * len(names)) + ")"] * len(chunk))
             cursor.execute(
-                f"WITH v(p, c, s, f, r, a) AS (VALUES {values}) {assign} FROM v {where}",
-                [*(x for row in chunk for x in row), gs.pk],
+                f"WITH v({', '.join(names)}) AS (VALUES {values}) {update} FROM v {match}",
+                [*(x for row in chunk for x in row), group_session_id, *params],
             )
+            cursor.execute("SELECT changes()")  # sqlite3 gives no rowcount for a statement opening with WITH
+            changed += cursor.fetchone()[0]
+        return changed
 
 
 def _membership(session) -> Membership:

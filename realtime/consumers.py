@@ -114,10 +114,14 @@ class _GroupConsumer(AsyncWebsocketConsumer):
     async def send_json(self, content: dict):
         await self.send(text_data=json.dumps(content, separators=(",", ":")))
 
+    def write_direct(self, text: str) -> bool:
+        """Write a pre-serialised frame straight onto the socket, where daphne's
+        connection allows it now (``realtime.wire``); False when it did not."""
+        return self.writer is not None and self.writer.write_text(text)
+
     async def send_text(self, text: str) -> None:
-        """Send a pre-serialised frame: straight onto the socket where daphne's
-        connection allows it (``realtime.wire``), else through the ASGI send."""
-        if self.writer is None or not self.writer.write_text(text):
+        """Send a pre-serialised frame: ``write_direct``, else through the ASGI send."""
+        if not self.write_direct(text):
             await self.send(text_data=text)
 
     # Subclass API
@@ -238,7 +242,7 @@ class ParticipantConsumer(_GroupConsumer):
         ):
             self.resends += 1
             self.sent_at = now
-            if self.writer is None or not self.writer.write_text(self.last_text):
+            if not self.write_direct(self.last_text):
                 asyncio.ensure_future(self.send(text_data=self.last_text))
 
 

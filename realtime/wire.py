@@ -94,21 +94,20 @@ class DirectWriter:
         self.direct = 0  # frames the kernel took whole during the pass
         self.buffered = 0  # frames (or their rest) left to Twisted's buffer
 
-    def usable(self) -> bool:
+    def _between_messages(self) -> bool:
+        """Open, not inside a message of autobahn's, not compressed."""
         p = self.protocol
-        return (
-            p.state == p.STATE_OPEN
-            and p.send_state == p.SEND_STATE_GROUND
-            and p._perMessageCompress is None
-            and _plain_tcp(p.transport)
-        )
+        return p.state == p.STATE_OPEN and p.send_state == p.SEND_STATE_GROUND and p._perMessageCompress is None
+
+    def usable(self) -> bool:
+        return self._between_messages() and _plain_tcp(self.protocol.transport)
 
     def write_text(self, text: str) -> bool:
         """Send ``text`` as one frame; False (nothing written) when this connection
         cannot take a direct frame now (closing, compressed, mid-message): the
         caller then uses the ASGI send, which knows what to do."""
         p = self.protocol
-        if p.state != p.STATE_OPEN or p.send_state != p.SEND_STATE_GROUND or p._perMessageCompress is not None:
+        if not self._between_messages():
             return False
         transport = p.transport
         if transport is None or not transport.connected or transport.disconnecting:
