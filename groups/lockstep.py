@@ -8,14 +8,16 @@ time with ``run.group`` at that step (``group.step``, ``group.shared_params``), 
 every participant sees the same shared trial parameters. The page carries the
 current step in a hidden field and listens on the participant socket.
 
-Answering (POST, inside the runner's ``submit_form`` transaction): the step is
+Answering (POST, inside the runner's transaction that stores the answer): the step is
 checked against an unlocked read first (a stale answer is refused at once); the rows
-get the group session, step and shared parameters (``Outcome.row_fields``); then,
-last in the transaction (``Outcome.before_commit``), ``groups.services.record_response``
-locks the group session, checks the step again and records the answer, refusing a
-step that is no longer current (``StepRefused``, a RunError: the transaction rolls
-back, so nothing is stored). Holding the lock only from there to the commit lets
-the answers of a whole group be stored side by side;
+get the group session, step and shared parameters (``Outcome.row_fields``); the
+answer is recorded with its group session by ``groups.answers`` as the outcome's
+``BatchStep``: the runner calls ``check_responses`` for this answer and the others to
+the same group session that arrived with it (``runner.batching``), which locks the
+group session, checks the step again and refuses a step that is no longer current
+(``StepRefused``, a RunError: nothing of that answer is stored), then ``finish`` after
+the rows are written. Holding the lock only from there to the commit lets the
+answers of a whole group be stored side by side;
 an answer to the step at which the experimenter exited the loop leaves the loop;
 the clock offset the page estimated over the participant socket is kept with the
 session (``keep_clock_estimate``).
@@ -28,11 +30,11 @@ import math
 from django import forms
 
 from runner.errors import RunError
-from runner.handlers import Outcome, Prepared
+from runner.handlers import BatchStep, Outcome, Prepared
 from runner.handlers.base import JSPSYCH_FIELD, JsPsychDataField
 from runner.handlers.builtin import GroupTrialHandler
 
-from . import selectors, services
+from . import answers, selectors, services
 from .state import GroupError
 
 STEP_FIELD = "_group_step"
@@ -42,6 +44,8 @@ MAX_CLOCK_RTT_MS = 60_000
 WAITING_TEMPLATE = "groups/waiting.html"
 REMOVED_TEMPLATE = "groups/removed.html"
 TRIAL_TEMPLATE = "groups/trial.html"
+_PRELOADED = "_lockstep_view"  # a run's TrialView read by LockstepGroupTrial.preload
+_UNSET = object()
 
 
 class StepRefused(RunError):
@@ -74,7 +78,8 @@ def _view(page) -> selectors.TrialView | None:
     """The participant's lockstep position, read once per request (the runner's ``page``
     lives for one request; the answer's own check under the lock reads it again)."""
     if not hasattr(page, "_lockstep_view"):
-        page._lockstep_view = selectors.trial_for(page.session)
+        preloaded = page.session.__dict__.pop(_PRELOADED, _UNSET)
+        page._lockstep_view = selectors.trial_for(page.session) if preloaded is _UNSET else preloaded
     return page._lockstep_view
 
 
@@ -192,23 +197,27 @@ class LockstepGroupTrial(GroupTrialHandler):
             outcome.leave_loop = True
         outcome.row_fields = {"group_session_id": view.group_session_id, "step": step,
                               "shared_params": view.shared_params}  # fmt: skip
-        answers = outcome.answers
-
-        def record() -> None:
-            # Last in the runner's transaction: the group session is locked only from here
-            # to the commit, so answers to one group session overlap until this point.
-            try:
-                services.record_response(session=page.session, step=step, answers=answers, view=view)
-            except GroupError as exc:
-                _refuse(exc)
-
-        outcome.before_commit.append(record)
+        # Recorded with the group session last in the transaction that stores the rows (the
+        # group session is locked only from there to the commit), together with the other
+        # answers to this group session that arrived with it (runner.batching).
+        outcome.batch_step = BatchStep(
+            key=("group_session", view.group_session_id),
+            check=answers.check_responses,
+            item=answers.Answer.of(session=page.session, step=step, answers=outcome.answers, view=view),
+            refuse=_refusal_error,
+        )
         return outcome
+
+    @classmethod
+    def preload(cls, sessions) -> None:
+        """Read the lockstep position of many runs answering together in one statement."""
+        for session, view in zip(sessions, selectors.trial_views(sessions), strict=True):
+            session.__dict__[_PRELOADED] = view
 
 
 def _refusal(view: selectors.TrialView | None, step: int) -> str:
     """Why ``groups.state`` would refuse this answer, judged on an unlocked read ("" if
-    it would not): the same codes as ``services.record_response``."""
+    it would not): the same codes as ``answers.check_responses``."""
     if view is None:
         return "not_in_group"
     if view.phase in ("ended", "aborted"):
@@ -220,12 +229,18 @@ def _refusal(view: selectors.TrialView | None, step: int) -> str:
     return "stale_step" if view.step != step else ""
 
 
-def _refuse(exc: GroupError) -> None:
-    raise StepRefused(
+def _refusal_error(exc: GroupError) -> StepRefused:
+    refused = StepRefused(
         "The group has already moved on from this trial, so this answer was not stored. "
         "Open the study page again to continue.",
         code=exc.code,
-    ) from exc
+    )
+    refused.__cause__ = exc
+    return refused
+
+
+def _refuse(exc: GroupError) -> None:
+    raise _refusal_error(exc)
 
 
 def register() -> None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import copy
 import secrets
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -23,15 +21,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from project.core.rows import Select
-from realtime.broadcast import ANSWER_FLUSH_SECONDS, broadcast_state, publish_state
+from project.core.rows import Select, update_from
+from realtime.broadcast import broadcast_state, publish_state
 
 from . import hooks
 from . import state as sm
 from .codes import new_code
 from .context import get_store
 from .models import Group, GroupSession, Membership, StepLog
-from .selectors import TrialView, load_state
+from .selectors import load_state
 from .state import GroupError
 
 LOGGED_EVENTS = {"started", "advanced", "paused", "resumed", "exit_loop", "ended", "aborted", "kicked", "context_set"}
@@ -379,39 +377,14 @@ def update_members_from(group_session_id: int, columns, rows: list[tuple], assig
                         params: tuple = ()) -> int:  # fmt: skip
     """``UPDATE`` the memberships of one group session from ``rows`` (tuples in the order
     of ``columns``, ``(name, PostgreSQL type)`` pairs, the first the pseudonym) in one
-    statement: ``assign`` is the SET list and ``where`` more conditions, both naming the
-    row's values ``v.<name>`` (``params`` fill the ``%s`` in ``where``). PostgreSQL joins
-    a ``jsonb_to_recordset`` of the rows (one parameter), SQLite (>= 3.33) a ``VALUES``
-    list (500 rows per statement). Returns how many memberships changed."""
-    import json
-
+    statement (``project.core.rows.update_from``): ``assign`` is the SET list and
+    ``where`` more conditions, both naming the row's values ``v.<name>`` (``params`` fill
+    the ``%s`` in ``where``). Returns how many memberships changed."""
     from django.db import connection
 
-    if not rows:
-        return 0
-    names = [name for name, _ in columns]
     table = connection.ops.quote_name(Membership._meta.db_table)
-    update = f"UPDATE {table} SET {assign}"
-    match = f"WHERE {table}.group_session_id = %s AND {table}.pseudonym = v.{names[0]} {where}"
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            recordset = ", ".join(f"{name} {kind}" for name, kind in columns)
-            cursor.execute(
-                f"{update} FROM jsonb_to_recordset(%s::jsonb) AS v({recordset}) {match}",
-                [json.dumps([dict(zip(names, row, strict=True)) for row in rows]), group_session_id, *params],
-            )
-            return cursor.rowcount
-        changed = 0
-        for start in range(0, len(rows), 500):
-            chunk = rows[start : start + 500]
-            values = ", ".join(["(" + ", ".join(["%s"] * len(names)) + ")"] * len(chunk))
-            cursor.execute(
-                f"WITH v({', '.join(names)}) AS (VALUES {values}) {update} FROM v {match}",
-                [*(x for row in chunk for x in row), group_session_id, *params],
-            )
-            cursor.execute("SELECT changes()")  # sqlite3 gives no rowcount for a statement opening with WITH
-            changed += cursor.fetchone()[0]
-        return changed
+    match = f"{table}.group_session_id = %s AND {table}.pseudonym = v.{columns[0][0]} {where}"
+    return update_from(Membership._meta.db_table, columns, rows, assign, match, (group_session_id, *params))
 
 
 def _membership(session) -> Membership:
@@ -434,153 +407,3 @@ def participant_finished(*, session) -> None:
     membership = Membership.objects.filter(session=session).first()
     if membership is not None and membership.status != Membership.Status.KICKED:
         _apply(membership.group_session_id, sm.Finish(membership.pseudonym))
-
-
-@dataclass(frozen=True)
-class RecordedStep:
-    """What the runner stores with each Response row of a group_trial answer."""
-
-    group_session_id: int
-    step: int
-    shared_params: dict
-    exit_loop: bool = False  # the experimenter exited the loop at this step: the answer leaves it
-
-
-def record_response(
-    *, session, step: int, answers: dict | None = None, view: TrialView | None = None
-) -> RecordedStep:
-    """Accept ``session``'s answer to lockstep ``step``; run ``on_response`` (and
-    ``on_all_responded`` for the last one); publish.
-
-    Call it INSIDE the transaction that stores the Response rows, as late as possible
-    (the runner calls it last, from ``Outcome.before_commit``): the group session stays
-    locked until that transaction commits, and a refusal (raised) means nothing must be
-    stored. Idempotent for a repeated step.
-    Raises ``GroupError``: ``stale_step`` (not the current step), ``not_started``,
-    ``ended``, ``kicked``, ``not_in_group``.
-
-    ``view``: the participant's ``selectors.trial_for`` the caller already read (saves
-    reading the membership twice; its ids are checked again under the lock).
-    """
-    if view is None:
-        membership = _membership(session)
-        membership_id, group_session_id = membership.pk, membership.group_session_id
-    else:
-        membership_id, group_session_id = view.membership_id, view.group_session_id
-    # Inside the caller's transaction no savepoint of its own (two statements fewer for
-    # every answer): a refusal raises before anything is written here.
-    with transaction.atomic() if not transaction.get_connection().in_atomic_block else nullcontext():
-        gs = _lock(group_session_id)
-        # Only this participant's row: every change of a membership is made under the
-        # group session's lock, so what is read now is what the lock protects.
-        row = _answering_member(membership_id, session.pk, gs.pk)
-        if row is None:
-            raise GroupError("This run is not part of a group session.", code="not_in_group")
-        pseudonym, status, ended, connections, form, responded_step, acked_version = row
-        if ended is not None and status != Membership.Status.KICKED:
-            status = Membership.Status.FINISHED  # as selectors.load_state derives it
-        me = sm.Participant(connections, status, form, responded_step, acked_version)
-        old = _state_of(gs, {pseudonym: me})
-        new, events = sm.transition(old, sm.Respond(pseudonym, step), now_ms=now_ms())  # refusals raise
-        if new is old:  # a repeated answer to this step: nothing changes
-            return _recorded(gs, step)
-        mine = new.participants[pseudonym]
-        gs.version, gs.participant_version, gs.changed_ms = new.version, new.participant_version, new.changed_ms
-        # The last answer of the step? Counted under the lock, so of all the answers
-        # racing for it exactly one sees nobody left (the others committed before it).
-        all_responded = not _respond(gs, membership_id, mine, step)
-        group = hooks.Group(gs, None)  # participants read from the database only if a hook asks
-        info = hooks.ParticipantInfo(pseudonym, session.pk, mine.status, mine.responded_step, mine.connected)
-        hooks.call_quietly("on_response", gs.experiment, group, info, dict(answers or {}))
-        if all_responded:  # after this participant's on_response, which it should see
-            hooks.call_quietly("on_all_responded", gs.experiment, group)
-        if group.context.dirty:
-            checkpoint_context(gs)  # what the hooks wrote survives a Redis restart
-        # The console's count of answers: one snapshot per burst of answers (they come together).
-        transaction.on_commit(partial(broadcast_state, gs.pk, within=ANSWER_FLUSH_SECONDS))
-        return _recorded(gs, step)
-
-
-def _answering_member(membership_id: int, session_id: int, group_session_id: int) -> tuple | None:
-    """(pseudonym, status, run end, connections, form, responded_step, acked_version) of the
-    membership, if it is still ``session``'s in that group session. Written out: it runs
-    under the group session's lock for every answer (project/core/rows.py)."""
-    from django.db import connection
-
-    from runner.models import Session
-
-    quote = connection.ops.quote_name
-    sql = (
-        'SELECT m."pseudonym", m."status", s."end", m."connections", m."form", m."responded_step", m."acked_version"'
-        f' FROM {quote(Membership._meta.db_table)} m INNER JOIN {quote(Session._meta.db_table)} s'
-        ' ON s."id" = m."session_id" WHERE m."id" = %s AND m."session_id" = %s AND m."group_session_id" = %s'
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [membership_id, session_id, group_session_id])
-        return cursor.fetchone()
-
-
-def _recorded(gs: GroupSession, step: int) -> RecordedStep:
-    exit_loop = gs.exit_loop_step is not None and gs.exit_loop_step == gs.step
-    return RecordedStep(gs.pk, step, dict(gs.shared_params or {}), exit_loop)
-
-
-def _state_of(gs: GroupSession, participants: dict) -> sm.GroupState:
-    """The pure state of locked ``gs`` with only ``participants`` (not every membership)."""
-    return sm.GroupState(
-        phase=gs.phase, step=gs.step, version=gs.version, participant_version=gs.participant_version,
-        changed_ms=gs.changed_ms, exit_loop_step=gs.exit_loop_step, participants=participants,
-    )  # fmt: skip
-
-
-def _respond(gs: GroupSession, membership_id: int, mine: sm.Participant, step: int) -> bool:
-    """Write the answering membership's new status and ``gs``'s new version, and say
-    whether someone in the group (not removed, not finished, run not over) still has not
-    answered ``step``: one round trip to the database, made under the group session's
-    lock by every answer (each statement more there is a wait for all the others).
-
-    The membership written here is left out of the count, so the statement's own update
-    not being visible to its count does not matter; see ``still_answering_query``."""
-    from django.db import connection
-
-    count, params = still_answering_query(gs.pk, step, exclude=membership_id)
-    if connection.vendor != "postgresql":  # SQLite has no UPDATE in WITH: three statements
-        Membership.objects.filter(pk=membership_id).update(status=mine.status, responded_step=mine.responded_step)
-        gs.save(update_fields=["version", "participant_version", "changed_ms"])
-        with connection.cursor() as cursor:
-            cursor.execute(count, params)
-            return cursor.fetchone() is not None
-    quote = connection.ops.quote_name
-    sql = (
-        f"WITH m AS (UPDATE {quote(Membership._meta.db_table)} SET status = %s, responded_step = %s WHERE id = %s),"
-        f" g AS (UPDATE {quote(GroupSession._meta.db_table)} SET version = %s, participant_version = %s,"
-        f" changed_ms = %s WHERE id = %s) SELECT ({count})"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [mine.status, mine.responded_step, membership_id,
-                             gs.version, gs.participant_version, gs.changed_ms, gs.pk, *params])  # fmt: skip
-        return cursor.fetchone()[0] is not None
-
-
-def still_answering_query(group_session_id: int, step: int, *, exclude: int) -> tuple[str, list]:
-    """Someone in the group session still has to answer ``step`` (a row, else none);
-    membership ``exclude`` (the one answering now) left out. Tests read its plan.
-
-    One statement whatever the group's size: this group's memberships (by index), each
-    one's run checked by primary key, stopping at the first found (a list of the group's
-    run ids sent back to the database made N answers cost N squared). The run is
-    checked in a scalar subquery, which PostgreSQL never turns into a join: as an
-    ``EXISTS``, stale statistics made it scan every run ever stored (46 ms instead of
-    0.3 ms with 20,000 runs, under the lock, for every answer)."""
-    from django.db import connection
-
-    from runner.models import Session
-
-    quote = connection.ops.quote_name
-    membership, run = quote(Membership._meta.db_table), quote(Session._meta.db_table)
-    sql = (
-        f"SELECT 1 FROM {membership} m WHERE m.group_session_id = %s AND m.id <> %s"
-        " AND m.status NOT IN (%s, %s) AND (m.responded_step IS NULL OR m.responded_step <> %s)"
-        f' AND (SELECT s."end" FROM {run} s WHERE s.id = m.session_id) IS NULL LIMIT 1'
-    )
-    return sql, [group_session_id, exclude, Membership.Status.KICKED, Membership.Status.FINISHED, step]

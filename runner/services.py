@@ -269,73 +269,122 @@ class SubmitResult:
     page: Any = None
 
 
-def submit_form(
-    *,
-    session_id: int,
-    order: int,
-    visit: int,
-    nonce: str,
-    data,
-    client_time_ms: int | None = None,
-    tz: str = "",
-    absolute_url: Callable[[str], str] = lambda path: path,
-) -> SubmitResult:
+@dataclass(frozen=True)
+class Submission:
+    """One POSTed visit, as ``submit_form`` (and ``runner.batching``) take it."""
+
+    session_id: int
+    order: int
+    visit: int
+    nonce: str
+    data: Any
+    client_time_ms: int | None = None
+    tz: str = ""
+    absolute_url: Callable[[str], str] = lambda path: path
+
+
+@dataclass
+class Taken:
+    """A valid answer processed in memory (``take``): nothing written yet."""
+
+    session: Session
+    page: Page
+    outcome: Any
+    rows: list
+    positions: list
+    ident: dict
+
+
+def submit_form(*, session_id: int, order: int, visit: int, nonce: str, data, client_time_ms: int | None = None,
+                tz: str = "", absolute_url: Callable[[str], str] = lambda path: path) -> SubmitResult:  # fmt: skip
     """Store one visit's answers and move on. Locks the Session row.
 
     Refuses (stores nothing) a POST whose (order, visit, nonce) is not the visit on screen;
     a repeat of the last stored visit is reported as ``duplicate``. Stores one Response per
     question and per jsPsych trial (unique per session/form_order/visit/item), applies
     subject fields and the data policy, then the loop rule and the next form's callbacks,
-    then the handler's ``Outcome.before_commit`` steps, all in one transaction.
-    Raises ``CallbackFailed`` or ``runner.policy.PolicyViolation``.
+    then the handler's ``Outcome.batch_step`` (as a batch of one) and ``before_commit``
+    steps, all in one transaction. ``runner.batching`` stores many answers arriving
+    together the same way in one transaction.
+    Raises ``CallbackFailed``, ``runner.policy.PolicyViolation`` or the ``RunError`` of a
+    handler or batch step refusing the answer.
     """
+    submission = Submission(session_id, order, visit, nonce, data, client_time_ms, tz, absolute_url)
     with transaction.atomic():
         session = _lock_session(session_id)
-        state = session.state
-        current = state.get("current")
-        ident = {"order": order, "visit": visit, "nonce": nonce}
-        if state.get("finished") or not current or any(current.get(k) != v for k, v in ident.items()):
-            return SubmitResult("duplicate" if state.get("last_done") == ident else "stale")
-        positions = selectors.positions(session.experiment)
-        position = selectors.position_at(positions, order)
-        if position is None or position.order != order:  # the experiment changed under the run
-            return SubmitResult("stale")
-        handler = get_handler(position.handler)
-        page = Page(session=session, position=position, current=current,
-                    form_questions=selectors.form_questions(position.form), total_forms=len(positions))
-        form = handler.build_form(page, data)
-        if not form.is_valid():
-            return SubmitResult("invalid", form=form, page=page)
-        outcome = handler.process(page, form, data)
-        now = timezone.now()
-        _record_client(session, tz=tz, client_time_ms=client_time_ms, now=now)
-        trials = sanitize_trials(session.experiment, outcome.trials)
-        rows = build_rows(page=page, outcome=outcome, trials=trials, now=now, client_time_ms=client_time_ms)
-        Response.objects.bulk_create(rows, ignore_conflicts=True)
+        taken = take(session, submission)
+        if isinstance(taken, SubmitResult):
+            return taken
+        outcome = taken.outcome
+        Response.objects.bulk_create(taken.rows, ignore_conflicts=True)
         if outcome.subject_fields:
             apply_subject_fields(session=session, fields=outcome.subject_fields)
         if outcome.verify_email:
+            current = session.state["current"]
             current["email_sent"] = True
             _send_login_email(session=session, current=current, email=outcome.verify_email, absolute_url=absolute_url)
         if outcome.stay:
             session.save()
             _before_commit(outcome)
             return SubmitResult("stay")
-        state["last_done"] = ident
-        if outcome.end_session:
-            progress.finish(session, declined=True)
-        else:
-            leave = outcome.leave_loop or (data.get("_action") == "break_loop" and position.break_loop_button)
-            progress.advance(session, order, leave_loop=leave, positions=positions)
+        move_on(taken, data)
         session.save()
         _before_commit(outcome)
     return SubmitResult("stored")
 
 
+def take(session: Session, submission: Submission, *, positions=None, questions=None) -> Taken | SubmitResult:
+    """Check and process one POSTed visit of the locked ``session`` in memory: the visit on
+    screen, the handler's form and ``process``, the rows to store. Writes nothing (the
+    session instance gets the client's time zone and clock). ``positions`` (the
+    experiment's) and ``questions(form)`` are for callers that read them once for many."""
+    state = session.state
+    current = state.get("current")
+    ident = {"order": submission.order, "visit": submission.visit, "nonce": submission.nonce}
+    if state.get("finished") or not current or any(current.get(k) != v for k, v in ident.items()):
+        return SubmitResult("duplicate" if state.get("last_done") == ident else "stale")
+    positions = positions if positions is not None else selectors.positions(session.experiment)
+    position = selectors.position_at(positions, submission.order)
+    if position is None or position.order != submission.order:  # the experiment changed under the run
+        return SubmitResult("stale")
+    handler = get_handler(position.handler)
+    form_questions = (questions or selectors.form_questions)(position.form)
+    page = Page(session=session, position=position, current=current, form_questions=form_questions,
+                total_forms=len(positions))  # fmt: skip
+    form = handler.build_form(page, submission.data)
+    if not form.is_valid():
+        return SubmitResult("invalid", form=form, page=page)
+    outcome = handler.process(page, form, submission.data)
+    now = timezone.now()
+    _record_client(session, tz=submission.tz, client_time_ms=submission.client_time_ms, now=now)
+    trials = sanitize_trials(session.experiment, outcome.trials)
+    rows = build_rows(page=page, outcome=outcome, trials=trials, now=now, client_time_ms=submission.client_time_ms)
+    return Taken(session, page, outcome, rows, positions, ident)
+
+
+def move_on(taken: Taken, data) -> None:
+    """After the visit's rows: mark it done and enter the next visit (the loop rule and the
+    next form's callbacks) or end the run. Sets the session instance; the caller saves."""
+    session, outcome, position = taken.session, taken.outcome, taken.page.position
+    session.state["last_done"] = taken.ident
+    if outcome.end_session:
+        progress.finish(session, declined=True)
+    else:
+        leave = outcome.leave_loop or (data.get("_action") == "break_loop" and position.break_loop_button)
+        progress.advance(session, position.order, leave_loop=leave, positions=taken.positions)
+
+
 def _before_commit(outcome) -> None:
-    """The handler's last steps (``Outcome.before_commit``), still inside the transaction."""
-    for step in outcome.before_commit:
-        step()
+    """The handler's last steps, still inside the transaction: its ``batch_step`` as a
+    batch of one (raising its refusal), then ``Outcome.before_commit``."""
+    step = outcome.batch_step
+    if step is not None:
+        checked = step.check([step.item])
+        if checked.refusals[0] is not None:
+            raise step.refuse(checked.refusals[0])
+        checked.finish()
+    for call in outcome.before_commit:
+        call()
 
 
 def _record_client(session: Session, *, tz: str, client_time_ms: int | None, now) -> None:

@@ -121,3 +121,76 @@ class Select:
             if part.via is not None:  # cached on its parent, as select_related does
                 part.via.set_cached_value(instances[part.path[:-1]], instance)
         return instances[()]
+
+
+def update_from(table: str, columns, rows: list[tuple], assign: str, match: str, params: tuple = ()) -> int:
+    """``UPDATE table`` from ``rows`` (tuples in the order of ``columns``, ``(name,
+    PostgreSQL type)`` pairs) in one statement: ``assign`` is the SET list and ``match``
+    the WHERE clause, both naming a row's values ``v.<name>`` (``params`` fill the ``%s``
+    in ``match``). PostgreSQL joins a ``jsonb_to_recordset`` of the rows (one parameter;
+    values must be JSON), SQLite (>= 3.33) a ``VALUES`` list (500 rows per statement;
+    values as the database stores them). Returns how many rows changed."""
+    import json
+
+    from django.db import connection
+
+    if not rows:
+        return 0
+    names = [name for name, _ in columns]
+    quote = connection.ops.quote_name
+    table = quote(table)
+    update = f"UPDATE {table} SET {assign}"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            recordset = ", ".join(f"{quote(name)} {kind}" for name, kind in columns)
+            cursor.execute(
+                f"{update} FROM jsonb_to_recordset(%s::jsonb) AS v({recordset}) WHERE {match}",
+                [json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=_json_value), *params],
+            )
+            return cursor.rowcount
+        changed = 0
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            values = ", ".join(["(" + ", ".join(["%s"] * len(names)) + ")"] * len(chunk))
+            cursor.execute(
+                f"WITH v({', '.join(quote(n) for n in names)}) AS (VALUES {values}) {update} FROM v WHERE {match}",
+                [*(x for row in chunk for x in row), *params],
+            )
+            cursor.execute("SELECT changes()")  # sqlite3 gives no rowcount for a statement opening with WITH
+            changed += cursor.fetchone()[0]
+        return changed
+
+
+def save_fields(instances: list[Model], fields: list[str]) -> int:
+    """Save ``fields`` of many instances of one model in one statement (``update_from``),
+    where ``Model.save(update_fields=...)`` would send one each. Values go through each
+    field's ``get_db_prep_save`` on SQLite and as JSON on PostgreSQL (JSON fields as their
+    value, dates as ISO text). Returns how many rows changed."""
+    from django.db import connection
+
+    if not instances:
+        return 0
+    meta = instances[0]._meta
+    concrete = [meta.get_field(name) for name in fields]
+    key = meta.pk
+    columns = [(key.column, key.db_type(connection))] + [(f.column, f.db_type(connection)) for f in concrete]
+    postgres = connection.vendor == "postgresql"
+
+    def value(f, instance):
+        raw = getattr(instance, f.attname)
+        return raw if postgres else f.get_db_prep_save(raw, connection)
+
+    rows = [(value(key, i), *(value(f, i) for f in concrete)) for i in instances]
+    quote = connection.ops.quote_name
+    assign = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in concrete)
+    match = f"{quote(meta.db_table)}.{quote(key.column)} = v.{quote(key.column)}"
+    return update_from(meta.db_table, columns, rows, assign, match)
+
+
+def _json_value(value):
+    """Dates in full (DjangoJSONEncoder cuts datetimes to milliseconds), then as Django's."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    return DjangoJSONEncoder().default(value)

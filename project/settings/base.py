@@ -174,6 +174,11 @@ GROUP_PRESENCE_FLUSH_SECONDS = env_float("GROUP_PRESENCE_FLUSH_SECONDS", 0.15)
 # Answers are broadcast (the console's count, "n of m ready") at most this long after
 # they are stored, a burst of answers as one snapshot.
 GROUP_ANSWER_FLUSH_SECONDS = env_float("GROUP_ANSWER_FLUSH_SECONDS", 0.1)
+# The answers of a group experiment waiting at the same moment in one process are stored
+# by one transaction, at most this many (runner/batching.py); RUN_ANSWER_BATCH=0 stores
+# each alone.
+RUN_ANSWER_BATCH = env_bool("RUN_ANSWER_BATCH", True)
+RUN_ANSWER_BATCH_MAX = env_int("RUN_ANSWER_BATCH_MAX", 200)
 # How many of the latest step-log entries the experimenter's snapshot (console) carries.
 GROUP_CONSOLE_LOG_ENTRIES = env_int("GROUP_CONSOLE_LOG_ENTRIES", 20)
 

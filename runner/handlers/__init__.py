@@ -18,7 +18,7 @@ returns a fresh instance per call; handlers keep no per-request state on ``self`
 
 from __future__ import annotations
 
-from .base import BaseHandler, Outcome, Page, Prepared
+from .base import BaseHandler, BatchStep, Outcome, Page, Prepared
 
 _REGISTRY: dict[str, type[BaseHandler]] = {}
 
@@ -62,6 +62,7 @@ from . import builtin, people  # noqa: E402,F401  (registers the built-in handle
 
 __all__ = [
     "BaseHandler",
+    "BatchStep",
     "Outcome",
     "Page",
     "Prepared",

@@ -16,6 +16,7 @@ inside one transaction.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,26 @@ class Outcome:
     #: locks something shared, so that the lock is held only until the commit just after
     #: (the lockstep handler records the answer with its group session here).
     before_commit: list = field(default_factory=list)
+    #: Shared work that the answers arriving together do once (runner.batching), e.g. the
+    #: lockstep handler's recording with its group session: see :class:`BatchStep`.
+    batch_step: BatchStep | None = None
+
+
+@dataclass(frozen=True)
+class BatchStep:
+    """Work an answer shares with others of the same ``key``, done once for all of them
+    in the transaction that stores them (one answer alone is a batch of one).
+
+    ``check(items)`` (the ``item`` of every answer of the key, in order) locks and decides
+    without writing; it returns an object whose ``refusals[i]`` is the exception refusing
+    item ``i`` (None: accepted) and whose ``finish()`` writes the accepted ones. The
+    runner stores nothing of a refused answer and raises ``refuse(exception)`` for it; it
+    calls ``finish()`` after storing the accepted answers' rows and runs."""
+
+    key: tuple
+    check: Callable[[list], Any]
+    item: Any
+    refuse: Callable[[Exception], Exception] = staticmethod(lambda exc: exc)
 
 
 def _check_stimulus(stimulus_id) -> None:
@@ -155,6 +176,11 @@ class BaseHandler:
         if stimulus_id is not None and not isinstance(stimulus_id, int):
             stimulus_id = getattr(stimulus_id, "pk", None)
         return Prepared(timeline=timeline, stimulus_id=stimulus_id)
+
+    @classmethod
+    def preload(cls, sessions: list) -> None:
+        """Before the answers of ``sessions`` (visits of this handler, arriving together)
+        are processed: read in one go what ``process`` would read for each (none here)."""
 
     def skip_visit(self, page: Page) -> str | None:
         """Asked before a visit is shown (GET): ``"leave_loop"`` ends the loop without

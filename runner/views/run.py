@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from runner import selectors, services
+from runner import batching, selectors, services
 from runner.errors import NoRunError, RunError
 from runner.models import Session
 from runner.run_cookie import read_run_token, set_run_cookie
@@ -103,7 +103,7 @@ def _post(request, session):
         policy_errors = ()
     post = request.POST
     try:
-        result = services.submit_form(
+        submission = services.Submission(
             session_id=session.pk,
             order=_int(post.get("_order"), -1),
             visit=_int(post.get("_visit"), -1),
@@ -113,6 +113,8 @@ def _post(request, session):
             tz=post.get("_tz", "").replace("\x00", "").strip(),
             absolute_url=request.build_absolute_uri,
         )
+        # A live group's answers come together: stored in batches (runner/batching.py).
+        result = batching.submit(submission, key=session.experiment_id if session.experiment.is_group else None)
     except policy_errors as exc:
         field = getattr(exc, "field", "")
         return error_page(request, RunError(

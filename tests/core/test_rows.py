@@ -184,3 +184,33 @@ def test_session_from_cookies(session):
     assert session_from_cookies({cookie_name(eid): "not-a-token"}, eid) is None
     other = ExperimentFactory()
     assert session_from_cookies({cookie_name(other.pk): session.run_token}, other.pk) is None
+
+
+def test_save_fields_writes_many_rows_in_one_statement_as_save_would():
+    """project.core.rows.save_fields: JSON (nested, unicode, quotes), aware datetimes and
+    None, text and floats round-trip exactly; other columns and other rows are untouched."""
+    from project.core.rows import save_fields
+
+    runs = SessionFactory.create_batch(3, timezone="UTC", user_agent="kept")
+    untouched = SessionFactory(timezone="Asia/Tokyo")
+    when = datetime(2026, 12, 1, 23, 59, 58, 123456, tzinfo=UTC)
+    wanted = [
+        {"state": {"a": [1, {"b": "ü \"quoted\" ✓"}], "n": None}, "end": when, "timezone": "Europe/Berlin",
+         "clock_offset_ms": -12.5, "current_order": 3},
+        {"state": {}, "end": None, "timezone": "", "clock_offset_ms": None, "current_order": 1},
+        {"state": {"x": 1.25}, "end": when, "timezone": "America/New_York", "clock_offset_ms": 0.0,
+         "current_order": 2},
+    ]  # fmt: skip
+    for run, fields in zip(runs, wanted, strict=True):
+        for name, value in fields.items():
+            setattr(run, name, value)
+    with CaptureQueriesContext(connection) as queries:
+        changed = save_fields(runs, list(wanted[0]))
+    assert changed == 3
+    assert len([q for q in queries.captured_queries if q["sql"].startswith(("UPDATE", "WITH"))]) == 1
+    for run, fields in zip(runs, wanted, strict=True):
+        fresh = Session.objects.get(pk=run.pk)
+        assert {name: getattr(fresh, name) for name in fields} == fields
+        assert fresh.user_agent == "kept"
+    assert Session.objects.get(pk=untouched.pk).timezone == "Asia/Tokyo"
+    assert save_fields([], ["state"]) == 0

@@ -13,7 +13,7 @@ import pytest
 from django.db import connection, transaction
 from django.test import Client
 
-from groups import selectors, services
+from groups import answers, selectors, services
 from groups.models import GroupSession, StepLog
 from groups.state import GroupError
 from runner.models import Response
@@ -204,7 +204,7 @@ def answer_at_once(gs, sessions, monkeypatch, *, locking: bool) -> list[str]:
     read their own row before any writes it and looks for who is still answering (if the
     lock lets them), which is the race for "the last answer"."""
     barrier = threading.Barrier(len(sessions), timeout=1.5)
-    original = services._respond
+    original = answers._respond
 
     def still_answering_together(*args, **kwargs):
         try:
@@ -213,17 +213,17 @@ def answer_at_once(gs, sessions, monkeypatch, *, locking: bool) -> list[str]:
             pass
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(services, "_respond", still_answering_together)
+    monkeypatch.setattr(answers, "_respond", still_answering_together)
     if not locking:
         monkeypatch.setattr(
-            services, "_lock", lambda g: GroupSession.objects.select_related("experiment").get(pk=services._pk(g))
+            answers, "_lock", lambda g: GroupSession.objects.select_related("experiment").get(pk=services._pk(g))
         )
     outcomes, lock = [], threading.Lock()
 
     def answer(session):
         try:
             with transaction.atomic():
-                services.record_response(session=session, step=0, answers={"i": session.pk})
+                answers.record_response(session=session, step=0, answers={"i": session.pk})
             with lock:
                 outcomes.append("ok")
         except GroupError as exc:
@@ -290,12 +290,12 @@ def test_an_advance_waits_for_answers_being_accepted(crowd, flow, staff):
     thread = threading.Thread(target=advance)
     thread.start()
     with transaction.atomic():
-        services.record_response(session=sessions[0], step=0)
+        answers.record_response(session=sessions[0], step=0)
         accepted.set()
         time.sleep(0.3)  # the advance is blocked on the lock now
         committed = time.monotonic()
     thread.join(30)
     assert advanced and advanced[0] >= committed
     with pytest.raises(GroupError) as info:
-        services.record_response(session=sessions[1], step=0)
+        answers.record_response(session=sessions[1], step=0)
     assert info.value.code == "stale_step"

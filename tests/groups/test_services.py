@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from groups import selectors, services
+from groups import answers, selectors, services
 from groups.context import get_store
 from groups.models import GroupSession, Membership, StepLog
 from groups.state import GroupError
@@ -82,10 +82,10 @@ def test_full_lockstep_round(gs, join, staff, flow):
     gs.refresh_from_db()
     assert gs.phase == "running" and gs.started is not None
     assert gs.shared_params == {"color": "red", "step": 0}
-    rec = services.record_response(session=s1, step=0, answers={"rating": 3})
+    rec = answers.record_response(session=s1, step=0, answers={"rating": 3})
     assert rec.shared_params == {"color": "red", "step": 0} and rec.step == 0
-    services.record_response(session=s1, step=0, answers={"rating": 3})  # double submit: one event
-    services.record_response(session=s2, step=0, answers={"rating": 5})
+    answers.record_response(session=s1, step=0, answers={"rating": 3})  # double submit: one event
+    answers.record_response(session=s2, step=0, answers={"rating": 5})
     assert [c[0] for c in flow.CALLS].count("on_response") == 2
     assert ("on_all_responded", gs.pk, 0, 0) in flow.CALLS
     assert selectors.snapshot(gs.pk)["all_responded"] is True
@@ -93,7 +93,7 @@ def test_full_lockstep_round(gs, join, staff, flow):
     gs.refresh_from_db()
     assert gs.step == 1 and gs.shared_params == {"color": "green", "step": 1}
     with pytest.raises(GroupError) as info:
-        services.record_response(session=s1, step=0)
+        answers.record_response(session=s1, step=0)
     assert info.value.code == "stale_step"
     log = list(StepLog.objects.filter(group_session=gs).values_list("action", "step", "shared_params"))
     assert log == [("started", 0, {"color": "red", "step": 0}), ("advanced", 1, {"color": "green", "step": 1})]
@@ -150,13 +150,13 @@ def test_abort_before_start(gs, flow):
 def test_kick_removes_from_lockstep(gs, join, staff):
     (s1, _m1), (s2, m2) = join(), join()
     services.group_session_start(group_session=gs, by=staff)
-    services.record_response(session=s1, step=0)
+    answers.record_response(session=s1, step=0)
     services.group_session_kick(group_session=gs, participant=m2.pseudonym, by=staff)
     snap = selectors.snapshot(gs.pk)
     assert snap["all_responded"] is True and snap["active"] == 1
     assert {p["id"]: p["status"] for p in snap["participants"]}[m2.pseudonym] == "kicked"
     with pytest.raises(GroupError) as info:
-        services.record_response(session=s2, step=0)
+        answers.record_response(session=s2, step=0)
     assert info.value.code == "kicked"
     assert selectors.trial_for(s2).kicked
 
@@ -197,7 +197,7 @@ def test_presence_ack_and_location(gs, join, staff):
 def test_finished_participant_no_longer_blocks(gs, join, staff):
     (s1, _), (s2, _) = join(), join()
     services.group_session_start(group_session=gs, by=staff)
-    services.record_response(session=s1, step=0)
+    answers.record_response(session=s1, step=0)
     services.participant_finished(session=s2)
     assert selectors.snapshot(gs.pk)["all_responded"] is True
 
@@ -207,7 +207,7 @@ def test_versions_strictly_increase_and_snapshot_is_consistent(gs, join, staff):
     versions = [selectors.snapshot(gs.pk)["version"]]
     for call in (
         lambda: services.group_session_start(group_session=gs, by=staff),
-        lambda: services.record_response(session=s1, step=0),
+        lambda: answers.record_response(session=s1, step=0),
         lambda: services.group_session_advance(group_session=gs, step=0, by=staff),
         lambda: services.group_session_set_context(group_session=gs, patch={"x": 1}, by=staff),
     ):
@@ -232,7 +232,7 @@ def test_trial_for(gs, join, staff):
     services.group_session_start(group_session=gs, by=staff)
     view = selectors.trial_for(s1)
     assert not view.must_wait and view.shared_params["color"] == "red"
-    services.record_response(session=s1, step=0)
+    answers.record_response(session=s1, step=0)
     assert selectors.trial_for(s1).must_wait
 
 
@@ -242,7 +242,7 @@ def test_hooks_see_responses(gs, join, staff, flow):
 
     s1, m1 = join()
     services.group_session_start(group_session=gs, by=staff)
-    services.record_response(session=s1, step=0)
+    answers.record_response(session=s1, step=0)
     Response.objects.create(
         session=s1,
         experiment=gs.experiment,
@@ -275,7 +275,7 @@ def test_exit_loop_flags_every_active_run(gs, join, staff, django_capture_on_com
 def test_a_finished_run_counts_as_finished(gs, join, staff):
     (s1, _), (s2, _) = join(), join()
     services.group_session_start(group_session=gs, by=staff)
-    services.record_response(session=s1, step=0)
+    answers.record_response(session=s1, step=0)
     s2.end = timezone.now()
     s2.save(update_fields=["end"])
     snap = selectors.snapshot(gs.pk)
@@ -285,8 +285,8 @@ def test_a_finished_run_counts_as_finished(gs, join, staff):
 def test_on_response_of_the_last_answer_runs_before_on_all_responded(gs, join, staff, flow):
     (s1, m1), (s2, m2) = join(), join()
     services.group_session_start(group_session=gs, by=staff)
-    services.record_response(session=s1, step=0, answers={"rating": 3})
-    services.record_response(session=s2, step=0, answers={"rating": 5})
+    answers.record_response(session=s1, step=0, answers={"rating": 3})
+    answers.record_response(session=s2, step=0, answers={"rating": 5})
     order = [c[0] if c[0] != "on_response" else (c[0], c[2]) for c in flow.CALLS if c[0] != "on_advance"]
     assert order[-3:] == [("on_response", m1.pseudonym), ("on_response", m2.pseudonym), "on_all_responded"]
 
@@ -298,6 +298,6 @@ def test_context_written_by_hooks_is_checkpointed_at_once(gs, join, staff):
     gs.refresh_from_db()
     assert gs.context == {f"joined_{m1.pseudonym}": True}
     services.group_session_start(group_session=gs, by=staff)
-    services.record_response(session=s1, step=0, answers={"rating": 3})
+    answers.record_response(session=s1, step=0, answers={"rating": 3})
     gs.refresh_from_db()
     assert gs.context["last"] == m1.pseudonym

@@ -9,7 +9,7 @@ import json
 import pytest
 from django.conf import settings
 
-from groups import selectors, services
+from groups import answers, selectors, services
 
 from .conftest import communicator
 
@@ -241,8 +241,8 @@ async def test_response_over_http_path_updates_console(world, call):
     await boss.connect()
     await boss.receive_json_from()
     await call(services.group_session_start, group_session=world.gs.pk, by=world.staff)
-    await call(services.record_response, session=world.sessions[0], step=0)
-    await call(services.record_response, session=world.sessions[1], step=0)
+    await call(answers.record_response, session=world.sessions[0], step=0)
+    await call(answers.record_response, session=world.sessions[1], step=0)
     state = await state_where(boss, lambda s: s["all_responded"])
     assert state["ready"] == 2
     await boss.disconnect()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from groups import selectors, services
+from groups import answers, selectors, services
 from realtime.schemas import ExperimenterState, ParticipantState
 
 from .test_consumers import state_where
@@ -83,8 +83,8 @@ async def test_every_action_pushes_what_a_fresh_snapshot_shows(world, call):
 
     await v.action("start", services.group_session_start, group_session=gs, by=staff)
     await v.action("location", services.record_location, session=ann_session, form="trial")
-    await v.action("respond", services.record_response, session=ann_session, step=0, answers={"x": 1})
-    await v.action("respond", services.record_response, session=bob_session, step=0, answers={"x": 2})
+    await v.action("respond", answers.record_response, session=ann_session, step=0, answers={"x": 1})
+    await v.action("respond", answers.record_response, session=bob_session, step=0, answers={"x": 2})
     moved = await v.action("advance", services.group_session_advance, group_session=gs, step=0, by=staff)
     assert moved["step"] == 1
     await v.action("set_context", services.group_session_set_context, group_session=gs, patch={"round": 2}, by=staff)

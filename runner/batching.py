@@ -1,0 +1,236 @@
+"""Answers that arrive together, stored by one transaction.
+
+When the experimenter advances a live group, every participant answers within the same
+second or two. Stored one by one, each answer is its own transaction: about ten
+statements, a commit, and the group session's row lock held until that commit, so the
+answers of a group queue behind each other (bench/analysis.md: 500 answers at once took
+p99 5-8 s, nearly all of it statements and commits). Here the answers of one
+experiment that are waiting at the same moment in one server process are stored
+together (:func:`submit_batch`): their runs locked in one statement, the lockstep
+positions read in one, the group session locked, read and written once
+(``Outcome.batch_step``), every row in one INSERT, every run in one UPDATE, one commit.
+
+Who runs a batch (:class:`Combiner`): the first answer to arrive runs its own at once,
+a batch of one (so a lone answer waits for nobody); the answers that arrive while it
+runs queue up and go together as the next batch, run by one of their own request
+threads. Nothing is ever delayed on purpose: batches are as large as the load makes them.
+
+Each answer keeps what storing it alone would give it: the same checks, results and
+refusals (a stale, invalid or refused answer stores nothing of its own and the others
+are stored), and any answer the batch cannot take the same way is stored alone after
+it: one with personal fields, an emailed link or a visit that stays on screen, a second
+POST of the same run in the batch, or every answer of a batch that failed unexpectedly
+(a callback raising while entering the next visit, a database error), whose
+transaction is rolled back first, so nothing of it remains.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from project.core.rows import Select, save_fields
+from runner import selectors, services
+from runner.errors import RunError
+from runner.handlers import get_handler
+from runner.models import Response, Session
+
+logger = logging.getLogger("runner.batching")
+
+#: A batch's result for an answer it did not store: store it alone (``submit_form``).
+ALONE = "alone"
+#: The run fields an answer changes (``take`` / ``move_on``), saved for a batch in one UPDATE.
+SESSION_FIELDS = ["state", "current_order", "end", "timezone", "clock_offset_ms"]
+
+
+def submit(submission: services.Submission, *, key) -> services.SubmitResult:
+    """Store ``submission`` with the other answers of ``key`` (an experiment) waiting in
+    this process (``key=None``: alone); the same result, or exception, as
+    ``services.submit_form``."""
+    if key is None or not getattr(settings, "RUN_ANSWER_BATCH", True):
+        return _alone(submission)
+    result = COMBINER.submit(key, submission)
+    if result == ALONE:
+        return _alone(submission)
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _alone(s: services.Submission) -> services.SubmitResult:
+    return services.submit_form(session_id=s.session_id, order=s.order, visit=s.visit, nonce=s.nonce, data=s.data,
+                                client_time_ms=s.client_time_ms, tz=s.tz, absolute_url=s.absolute_url)  # fmt: skip
+
+
+def submit_batch(submissions: list[services.Submission]) -> list:
+    """Store many answers in one transaction. For each: a ``SubmitResult``, the exception
+    storing it alone would raise (a refusal), or :data:`ALONE`."""
+    results: list = [ALONE] * len(submissions)
+    try:
+        with transaction.atomic():
+            _store(submissions, results)
+    except Exception as exc:  # rolled back: each is stored alone, as if there had been no batch
+        logger.warning("A batch of %d answers was rolled back (%s); storing them one by one.",
+                       len(submissions), type(exc).__name__)  # fmt: skip
+        return [ALONE] * len(submissions)
+    return results
+
+
+def _locked_runs(ids: list[int]) -> list[Session]:
+    placeholders = ", ".join(["%s"] * len(ids))
+    # In id order, as every batch and every answer alone lock runs (then the group session).
+    return Select(Session, related=("experiment",), where=f't0."id" IN ({placeholders}) ORDER BY t0."id"',
+                  lock="FOR UPDATE OF t0").all(*ids)  # fmt: skip
+
+
+def _store(submissions: list[services.Submission], results: list) -> None:
+    runs = {run.pk: run for run in _locked_runs(sorted({s.session_id for s in submissions}))}
+    positions, questions = _Cache(selectors.positions), _Cache(selectors.form_questions)
+    _preload(runs.values(), positions)
+    taken: dict[int, services.Taken] = {}
+    seen = set()
+    for index, submission in enumerate(submissions):
+        run = runs.get(submission.session_id)
+        if run is None or run.pk in seen:  # gone, or a second POST of the run: alone, after this batch
+            continue
+        seen.add(run.pk)
+        try:
+            outcome = services.take(run, submission, positions=positions(run.experiment), questions=questions)
+        except RunError as exc:  # the handler refused it (stale step, ...): nothing of it is written
+            results[index] = exc
+            continue
+        if isinstance(outcome, services.SubmitResult):
+            results[index] = outcome  # stale, duplicate, invalid
+        elif _batchable(outcome.outcome):
+            taken[index] = outcome
+    checked = _check_steps(taken, results)
+    for index, one in taken.items():
+        services.move_on(one, submissions[index].data)
+    Response.objects.bulk_create([row for one in taken.values() for row in one.rows], ignore_conflicts=True)
+    save_fields([one.session for one in taken.values()], SESSION_FIELDS)
+    for step in checked:
+        step.finish()
+    for index, one in taken.items():
+        for call in one.outcome.before_commit:
+            call()
+        results[index] = services.SubmitResult("stored")
+
+
+def _batchable(outcome) -> bool:
+    """Stored the same way inside a batch: no personal fields, no email, moves on."""
+    return not (outcome.subject_fields or outcome.verify_email or outcome.stay)
+
+
+def _check_steps(taken: dict, results: list) -> list:
+    """Each batch step once for all its answers; refused answers leave ``taken``."""
+    by_key: dict = {}
+    for index, one in taken.items():
+        step = one.outcome.batch_step
+        if step is not None:
+            by_key.setdefault((step.key, step.check), []).append(index)
+    checked = []
+    for (_, check), indexes in by_key.items():
+        outcome = check([taken[i].outcome.batch_step.item for i in indexes])
+        for index, refusal in zip(indexes, outcome.refusals, strict=True):
+            if refusal is not None:
+                results[index] = taken.pop(index).outcome.batch_step.refuse(refusal)
+        checked.append(outcome)
+    return checked
+
+
+def _preload(runs, positions) -> None:
+    """Let each handler read for all its answers at once (``BaseHandler.preload``)."""
+    by_handler: dict = {}
+    for run in runs:
+        current = run.state.get("current")
+        position = current and selectors.position_at(positions(run.experiment), current.get("order"))
+        if position is not None:
+            by_handler.setdefault(type(get_handler(position.handler)), []).append(run)
+    for handler, sessions in by_handler.items():
+        handler.preload(sessions)
+
+
+class _Cache:
+    """``read(model)`` once per model instance (by primary key) within a batch."""
+
+    def __init__(self, read):
+        self.read, self.found = read, {}
+
+    def __call__(self, instance):
+        if instance.pk not in self.found:
+            self.found[instance.pk] = self.read(instance)
+        return self.found[instance.pk]
+
+
+@dataclass
+class _Job:
+    submission: services.Submission
+    done: threading.Event = field(default_factory=threading.Event)
+    result: object = None
+    lead: bool = False  # woken to run the next batch, not with a result
+
+
+class Combiner:
+    """Batches of the answers waiting for the same key (see the module's docstring)."""
+
+    def __init__(self, run=None, max_size: int | None = None):
+        self.run = run or submit_batch
+        self.max_size = max_size
+        self._lock = threading.Lock()
+        self._waiting: dict = {}  # key -> [_Job]
+        self._leading: set = set()  # keys whose batches a thread is running
+
+    def submit(self, key, submission):
+        job = _Job(submission)
+        with self._lock:
+            self._waiting.setdefault(key, []).append(job)
+            lead = key not in self._leading
+            self._leading.add(key)
+        if not lead:
+            _release_connection()  # the leader writes; a waiting request holds no pool slot
+            job.done.wait()
+            if not job.lead:
+                return job.result
+        # This thread leads: its answer is first in line, so in this batch.
+        batch = self._take(key)
+        results = [ALONE] * len(batch)
+        try:
+            results = self.run([j.submission for j in batch])
+        finally:  # whatever happens, nobody is left waiting
+            for other, result in zip(batch, results, strict=True):
+                other.result = result
+                if other is not job:
+                    other.done.set()
+            self._hand_over(key)
+        return job.result
+
+    def _take(self, key) -> list[_Job]:
+        size = self.max_size or getattr(settings, "RUN_ANSWER_BATCH_MAX", 200)
+        with self._lock:
+            waiting = self._waiting[key]
+            batch, self._waiting[key] = waiting[:size], waiting[size:]
+        return batch
+
+    def _hand_over(self, key) -> None:
+        """This thread's answer is done: the next batch is run by a waiting answer's thread."""
+        with self._lock:
+            waiting = self._waiting.get(key)
+            if not waiting:
+                self._waiting.pop(key, None)
+                self._leading.discard(key)
+                return
+            waiting[0].lead = True
+            waiting[0].done.set()
+
+
+def _release_connection() -> None:
+    """Give this thread's database connection back (to the pool) while it waits."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+COMBINER = Combiner()
