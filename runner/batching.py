@@ -146,8 +146,10 @@ def _preload(runs, positions) -> None:
     """Let each handler read for all its answers at once (``BaseHandler.preload``)."""
     by_handler: dict = {}
     for run in runs:
-        current = run.state.get("current")
-        position = current and selectors.position_at(positions(run.experiment), current.get("order"))
+        current = run.state.get("current") or {}
+        if run.state.get("finished") or not isinstance(current.get("order"), int):
+            continue  # nothing on screen to answer: take() says so
+        position = selectors.position_at(positions(run.experiment), current["order"])
         if position is not None:
             by_handler.setdefault(type(get_handler(position.handler)), []).append(run)
     for handler, sessions in by_handler.items():

@@ -20,6 +20,7 @@ from runner.models import Response
 from tests.runner.builders import build_lockstep_experiment, current, start
 
 pytestmark = pytest.mark.django_db
+WARMTH = ["Yes", "No", "Yes", "No"]
 
 
 def _world(size: int, staff):
@@ -59,13 +60,13 @@ def _batch_queries(size: int, staff) -> tuple[list, list[str]]:
 def test_a_batch_stores_every_answer_and_moves_every_run_on(staff, flow):
     gs, runs = _world(4, staff)
     before = [current(run) for run in runs]
-    results = batching.submit_batch([_submission(run, warm=w) for run, w in zip(runs, "Yes No Yes No".split())])
+    results = batching.submit_batch([_submission(run, warm=w) for run, w in zip(runs, WARMTH, strict=True)])
     assert _kinds(results) == ["stored"] * 4
     rows = Response.objects.filter(group_session_id=gs.pk).order_by("session_id")
     assert [(r.session_id, r.item, r.value, r.step) for r in rows] == [
-        (run.pk, "warm", w, 0) for run, w in zip(runs, "Yes No Yes No".split())
+        (run.pk, "warm", w, 0) for run, w in zip(runs, WARMTH, strict=True)
     ]
-    for run, old in zip(runs, before):
+    for run, old in zip(runs, before, strict=True):
         run.refresh_from_db()
         assert run.state["last_done"] == {k: old[k] for k in ("order", "visit", "nonce")}
         assert run.state["current"]["visit"] == old["visit"] + 1  # the loop's next visit
@@ -163,8 +164,9 @@ def test_answers_through_the_view_are_batched_per_experiment(staff, flow, monkey
     seen = []
     monkeypatch.setattr(batching.COMBINER, "run", lambda subs: seen.append(len(subs)) or batching.submit_batch(subs))
     cur = current(run)
-    response = browser.post(f"/run/{experiment.pk}/", {"_order": cur["order"], "_visit": cur["visit"],
-                                                       "_nonce": cur["nonce"], "q-warm": "Yes", "q-_group_step": "0"})  # fmt: skip
+    post = {"_order": cur["order"], "_visit": cur["visit"], "_nonce": cur["nonce"], "q-warm": "Yes",
+            "q-_group_step": "0"}
+    response = browser.post(f"/run/{experiment.pk}/", post)
     assert response.status_code == 302
     assert seen == [1]
     assert Response.objects.filter(session=run, step=0).count() == 1
@@ -203,3 +205,17 @@ def test_two_processes_batching_at_once_store_everything_and_one_sees_the_last_a
     assert [c[0] for c in flow.CALLS].count("on_all_responded") == 1
     with transaction.atomic():
         assert GroupSession.objects.get(pk=gs.pk).version >= len(runs)
+
+
+def test_a_run_with_nothing_on_screen_is_told_stale_and_the_batch_goes_on(staff, flow):
+    gs, runs = _world(3, staff)
+    done, empty, ok = runs
+    late = _submission(done)
+    done.state["finished"] = True
+    done.save(update_fields=["state"])
+    blank = _submission(empty)
+    empty.state.pop("current")
+    empty.save(update_fields=["state"])
+    results = batching.submit_batch([late, blank, _submission(ok)])
+    assert _kinds(results) == ["stale", "stale", "stored"]
+    assert list(Response.objects.filter(group_session_id=gs.pk).values_list("session_id", flat=True)) == [ok.pk]
