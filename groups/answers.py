@@ -25,14 +25,14 @@ from types import MappingProxyType
 
 from django.db import connection, transaction
 
-from project.core.rows import update_from
+from project.core.rows import pipelined, update_from
 from realtime.broadcast import ANSWER_FLUSH_SECONDS, broadcast_state
 
 from . import hooks
 from . import state as sm
 from .models import GroupSession, Membership
 from .selectors import TrialView
-from .services import _lock, _membership, checkpoint_context, now_ms
+from .services import _LOCKED, _membership, checkpoint_context, now_ms
 from .state import GroupError
 
 
@@ -78,6 +78,7 @@ class CheckedResponses:
     state: sm.GroupState
     #: accepted answers that change something: (index, pseudonym, membership id)
     changed: list[tuple[int, str, int]] = field(default_factory=list)
+    all_responded: bool = False  # nobody else is still answering (set by write)
 
     def recorded(self) -> RecordedStep:
         gs = self.gs
@@ -87,6 +88,12 @@ class CheckedResponses:
     def finish(self) -> None:
         """Write the accepted answers and run their hooks (inside the same transaction,
         after the caller stored their rows, so ``on_all_responded`` sees them)."""
+        self.write()
+        self.announce()
+
+    def write(self) -> None:
+        """The first half of :meth:`finish`: the memberships and the group session, and
+        whether anyone is still answering (no hooks: safe in ``rows.pipelined``)."""
         if not self.changed:
             return  # repeats of answers already recorded: nothing changes
         gs, new = self.gs, self.state
@@ -95,7 +102,14 @@ class CheckedResponses:
                    for _, pid, mid in self.changed]  # fmt: skip
         # The last answer of the step? Counted under the lock, so of all the batches
         # racing for it exactly one sees nobody left (the others committed before it).
-        all_responded = not _respond(gs, members, gs.step)
+        self.all_responded = not _respond(gs, members, gs.step)
+
+    def announce(self) -> None:
+        """The second half of :meth:`finish`: the hooks, the context checkpoint, the
+        console's snapshot after the commit."""
+        if not self.changed:
+            return
+        gs, new, all_responded = self.gs, self.state, self.all_responded
         group = hooks.Group(gs, None)  # participants read from the database only if a hook asks
         for index, pid, _ in self.changed:
             item, mine = self.items[index], new.participants[pid]
@@ -115,12 +129,16 @@ def check_responses(items: list[Answer]) -> CheckedResponses:
     that will store the accepted answers' rows, then :meth:`CheckedResponses.finish`.
     Refusal codes: ``stale_step`` (not the current step), ``not_started``, ``ended``,
     ``kicked``, ``not_in_group``. A repeated answer to a step is accepted (idempotent)."""
-    gs = _lock(items[0].group_session_id)
-    if any(item.group_session_id != gs.pk for item in items):
+    group_session_id = items[0].group_session_id
+    if any(item.group_session_id != group_session_id for item in items):
         raise ValueError("check_responses: answers of more than one group session")
     # Only the answering participants' rows: every change of a membership is made under
-    # the group session's lock, so what is read now is what the lock protects.
-    rows = _answering_members(gs.pk, [(item.membership_id, item.session.pk) for item in items])
+    # the group session's lock, and PostgreSQL runs the read after the lock is granted
+    # (the two travel together, one round trip), so what is read is what the lock protects.
+    with pipelined():
+        locked = _locked(group_session_id)
+        members = _answering_members(group_session_id, [(item.membership_id, item.session.pk) for item in items])
+        gs, rows = locked(), members()
     state = sm.GroupState(
         phase=gs.phase, step=gs.step, version=gs.version, participant_version=gs.participant_version,
         changed_ms=gs.changed_ms, exit_loop_step=gs.exit_loop_step, participants=MappingProxyType({}),
@@ -170,10 +188,25 @@ def record_response(
         return checked.recorded()
 
 
-def _answering_members(group_session_id: int, keys: list[tuple[int, int]]) -> dict:
-    """{(membership id, session id): (pseudonym, Participant)} of the memberships that are
-    still those sessions' in that group session, in one statement. Written out: it runs
-    under the group session's lock (project/core/rows.py)."""
+def _locked(group_session_id: int):
+    """Send the group session's lock (``services._lock``); return a function giving the
+    locked row (raising ``GroupError`` ``not_found``)."""
+    rows = _LOCKED.send(group_session_id)
+
+    def locked() -> GroupSession:
+        found = rows()
+        if not found:
+            raise GroupError(f"No group session {group_session_id}.", code="not_found")
+        return found[0]
+
+    return locked
+
+
+def _answering_members(group_session_id: int, keys: list[tuple[int, int]]):
+    """Send the read of the memberships that are still those sessions' in that group
+    session (one statement); return a function giving {(membership id, session id):
+    (pseudonym, Participant)}. Written out: it runs under the group session's lock
+    (project/core/rows.py)."""
     from runner.models import Session
 
     quote = connection.ops.quote_name
@@ -184,13 +217,18 @@ def _answering_members(group_session_id: int, keys: list[tuple[int, int]]) -> di
         f' FROM {quote(Membership._meta.db_table)} m INNER JOIN {quote(Session._meta.db_table)} s'
         f' ON s."id" = m."session_id" WHERE m."group_session_id" = %s AND m."id" IN ({", ".join(["%s"] * len(ids))})'
     )
-    found = {}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [group_session_id, *ids])
-        for mid, sid, pseudonym, status, ended, connections, form, responded_step, acked in cursor.fetchall():
-            if ended is not None and status != Membership.Status.KICKED:
-                status = Membership.Status.FINISHED  # as selectors.load_state derives it
-            found[(mid, sid)] = (pseudonym, sm.Participant(connections, status, form, responded_step, acked))
+    cursor = connection.cursor()
+    cursor.execute(sql, [group_session_id, *ids])
+
+    def found() -> dict:
+        members = {}
+        with cursor:
+            for mid, sid, pseudonym, status, ended, connections, form, responded_step, acked in cursor.fetchall():
+                if ended is not None and status != Membership.Status.KICKED:
+                    status = Membership.Status.FINISHED  # as selectors.load_state derives it
+                members[(mid, sid)] = (pseudonym, sm.Participant(connections, status, form, responded_step, acked))
+        return members
+
     return found
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection, transaction
 
-from project.core.rows import Select, save_fields
+from project.core.rows import Select, pipelined, save_fields
 from runner import selectors, services
 from runner.errors import RunError
 from runner.handlers import get_handler
@@ -80,16 +80,23 @@ def submit_batch(submissions: list[services.Submission]) -> list:
     return results
 
 
-def _locked_runs(ids: list[int]) -> list[Session]:
+def _locked_runs(ids: list[int]):
     placeholders = ", ".join(["%s"] * len(ids))
     # In id order, as every batch and every answer alone lock runs (then the group session).
     return Select(Session, related=("experiment",), where=f't0."id" IN ({placeholders}) ORDER BY t0."id"',
-                  lock="FOR UPDATE OF t0").all(*ids)  # fmt: skip
+                  lock="FOR UPDATE OF t0").send(*ids)  # fmt: skip
 
 
 def _store(submissions: list[services.Submission], results: list) -> None:
-    runs = {run.pk: run for run in _locked_runs(sorted({s.session_id for s in submissions}))}
     positions, questions = _Cache(selectors.positions), _Cache(selectors.form_questions)
+    experiments = {s.experiment_id for s in submissions}
+    with pipelined():  # the runs and their experiment's forms in one round trip
+        runs = _locked_runs(sorted({s.session_id for s in submissions}))
+        forms = selectors.positions_of(experiments.pop()) if len(experiments) == 1 and None not in experiments \
+            else None  # fmt: skip
+        runs = {run.pk: run for run in runs()}
+        if forms is not None:
+            positions.found[forms.experiment_id] = forms()
     _preload(runs.values(), positions)
     taken: dict[int, services.Taken] = {}
     seen = set()
@@ -110,10 +117,13 @@ def _store(submissions: list[services.Submission], results: list) -> None:
     checked = _check_steps(taken, results)
     for index, one in taken.items():
         services.move_on(one, submissions[index].data)
-    Response.objects.bulk_create([row for one in taken.values() for row in one.rows], ignore_conflicts=True)
-    save_fields([one.session for one in taken.values()], SESSION_FIELDS)
-    for step in checked:
-        step.finish()
+    with pipelined():  # rows, runs and the group writes in one round trip
+        Response.objects.bulk_create([row for one in taken.values() for row in one.rows], ignore_conflicts=True)
+        save_fields([one.session for one in taken.values()], SESSION_FIELDS, count=False)
+        for step in checked:
+            step.write()
+    for step in checked:  # hooks run outside the pipeline: their errors raise where they happen
+        step.announce()
     for index, one in taken.items():
         for call in one.outcome.before_commit:
             call()

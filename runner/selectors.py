@@ -19,6 +19,18 @@ def positions(experiment: Experiment) -> list[ExperimentXForm]:
     return _POSITIONS.all(experiment.pk)
 
 
+def positions_of(experiment_id: int):
+    """Send the read of ``positions`` of an experiment by its id; return a function giving
+    them (``rows.Select.send``), with the id as its ``experiment_id``."""
+    rows = _POSITIONS.send(experiment_id)
+
+    def found() -> list[ExperimentXForm]:
+        return rows()
+
+    found.experiment_id = experiment_id
+    return found
+
+
 def steps_of(positions_: list[ExperimentXForm]) -> list[Step]:
     return [Step(p.order, p.repeat, p.goto) for p in positions_]
 

@@ -281,6 +281,7 @@ class Submission:
     client_time_ms: int | None = None
     tz: str = ""
     absolute_url: Callable[[str], str] = lambda path: path
+    experiment_id: int | None = None  # the run's, if the caller knows it (a batch reads its forms sooner)
 
 
 @dataclass

@@ -15,6 +15,7 @@ Only for plain lookups by key: anything with a filter of its own belongs in the 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,12 +90,23 @@ class Select:
         return self._compiled
 
     def all(self, *params) -> list:
+        return self.send(*params)()
+
+    def send(self, *params):
+        """Send the statement now and return a function that reads its rows (as
+        :meth:`all` returns them) when called: inside :func:`pipelined`, statements sent
+        one after another travel together and are waited for once."""
         sql, parts, converters = self._compile()
         connection = connections[self.using]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        return [self._load(row, parts, converters, connection) for row in rows]
+        cursor = connection.cursor()
+        cursor.execute(sql, params)
+
+        def rows() -> list:
+            with cursor:
+                found = cursor.fetchall()
+            return [self._load(row, parts, converters, connection) for row in found]
+
+        return rows
 
     def first(self, *params):
         """The first row's instance, or None (the ``where`` says the order)."""
@@ -123,7 +135,8 @@ class Select:
         return instances[()]
 
 
-def update_from(table: str, columns, rows: list[tuple], assign: str, match: str, params: tuple = ()) -> int:
+def update_from(table: str, columns, rows: list[tuple], assign: str, match: str, params: tuple = (), *,
+                count: bool = True) -> int | None:  # fmt: skip
     """``UPDATE table`` from ``rows`` (tuples in the order of ``columns``, ``(name,
     PostgreSQL type)`` pairs) in one statement: ``assign`` is the SET list and ``match``
     the WHERE clause, both naming a row's values ``v.<name>`` (``params`` fill the ``%s``
@@ -147,7 +160,7 @@ def update_from(table: str, columns, rows: list[tuple], assign: str, match: str,
                 f"{update} FROM jsonb_to_recordset(%s::jsonb) AS v({recordset}) WHERE {match}",
                 [json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=_json_value), *params],
             )
-            return cursor.rowcount
+            return cursor.rowcount if count else None
         changed = 0
         for start in range(0, len(rows), 500):
             chunk = rows[start : start + 500]
@@ -161,11 +174,12 @@ def update_from(table: str, columns, rows: list[tuple], assign: str, match: str,
         return changed
 
 
-def save_fields(instances: list[Model], fields: list[str]) -> int:
+def save_fields(instances: list[Model], fields: list[str], *, count: bool = True) -> int | None:
     """Save ``fields`` of many instances of one model in one statement (``update_from``),
     where ``Model.save(update_fields=...)`` would send one each. Values go through each
     field's ``get_db_prep_save`` on SQLite and as JSON on PostgreSQL (JSON fields as their
-    value, dates as ISO text). Returns how many rows changed."""
+    value, dates as ISO text). Returns how many rows changed (``count=False``: None, not
+    waiting for the statement, e.g. inside ``pipelined``)."""
     from django.db import connection
 
     if not instances:
@@ -184,7 +198,7 @@ def save_fields(instances: list[Model], fields: list[str]) -> int:
     quote = connection.ops.quote_name
     assign = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in concrete)
     match = f"{quote(meta.db_table)}.{quote(key.column)} = v.{quote(key.column)}"
-    return update_from(meta.db_table, columns, rows, assign, match)
+    return update_from(meta.db_table, columns, rows, assign, match, count=count)
 
 
 def _json_value(value):
@@ -194,3 +208,20 @@ def _json_value(value):
     from django.core.serializers.json import DjangoJSONEncoder
 
     return DjangoJSONEncoder().default(value)
+
+
+@contextmanager
+def pipelined(using: str = "default"):
+    """Statements sent inside are not waited for one by one: on PostgreSQL the
+    connection is in pipeline mode (psycopg 3), each result is read when it is first
+    fetched and the rest at the end; elsewhere nothing changes. For a few independent
+    statements of one transaction (a batch of answers, runner/batching.py): under load
+    every round trip is also a wait for the GIL. Not for code that expects a failing
+    statement to raise where it is executed (hooks, savepoints)."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        yield
+        return
+    connection.ensure_connection()
+    with connection.connection.pipeline():
+        yield

@@ -112,6 +112,7 @@ def _post(request, session):
             client_time_ms=_int(post.get("_client_ms")),
             tz=post.get("_tz", "").replace("\x00", "").strip(),
             absolute_url=request.build_absolute_uri,
+            experiment_id=session.experiment_id,
         )
         # A live group's answers come together: stored in batches (runner/batching.py).
         result = batching.submit(submission, key=session.experiment_id if session.experiment.is_group else None)

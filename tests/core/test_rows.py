@@ -214,3 +214,16 @@ def test_save_fields_writes_many_rows_in_one_statement_as_save_would():
         assert fresh.user_agent == "kept"
     assert Session.objects.get(pk=untouched.pk).timezone == "Asia/Tokyo"
     assert save_fields([], ["state"]) == 0
+
+
+def test_statements_sent_together_give_each_its_own_rows(session):
+    """project.core.rows.pipelined + Select.send: results read in any order, each its own
+    (PostgreSQL's pipeline mode; elsewhere the statements simply run one by one)."""
+    from project.core.rows import pipelined
+
+    other = SessionFactory()
+    select = Select(Session, related=("experiment",), where=BY_PK)
+    with transaction.atomic(), pipelined():
+        first, second = select.send(session.pk), select.send(other.pk)
+        assert [s.pk for s in second()] == [other.pk]
+        assert values(first()[0]) == values(Session.objects.get(pk=session.pk))

@@ -216,7 +216,7 @@ def answer_at_once(gs, sessions, monkeypatch, *, locking: bool) -> list[str]:
     monkeypatch.setattr(answers, "_respond", still_answering_together)
     if not locking:
         monkeypatch.setattr(
-            answers, "_lock", lambda g: GroupSession.objects.select_related("experiment").get(pk=services._pk(g))
+            answers, "_locked", lambda pk: lambda: GroupSession.objects.select_related("experiment").get(pk=pk)
         )
     outcomes, lock = [], threading.Lock()
 
