@@ -144,24 +144,26 @@ def check_responses(items: list[Answer]) -> CheckedResponses:
         changed_ms=gs.changed_ms, exit_loop_step=gs.exit_loop_step, participants=MappingProxyType({}),
     )  # fmt: skip
     checked = CheckedResponses(gs, items, [None] * len(items), state)
-    now = now_ms()
+    now, answered = now_ms(), {}
     for index, item in enumerate(items):
         row = rows.get((item.membership_id, item.session.pk))
         if row is None:
             checked.refusals[index] = GroupError("This run is not part of a group session.", code="not_in_group")
             continue
         pseudonym, me = row
-        if pseudonym not in checked.state.participants:
-            checked.state = replace(checked.state, participants=MappingProxyType(
-                {**checked.state.participants, pseudonym: me}))  # fmt: skip
+        # Each answer on a state of its own participant only (the versions carried on):
+        # a state of every participant so far would be copied once per answer (K squared).
+        one = replace(state, participants=MappingProxyType({pseudonym: answered.get(pseudonym, me)}))
         try:
-            new, _ = sm.transition(checked.state, sm.Respond(pseudonym, item.step), now_ms=now)
+            new, _ = sm.transition(one, sm.Respond(pseudonym, item.step), now_ms=now)
         except GroupError as exc:
             checked.refusals[index] = exc
             continue
-        if new is not checked.state:
-            checked.state = new
+        if new is not one:
+            answered[pseudonym] = new.participants[pseudonym]
+            state = new
             checked.changed.append((index, pseudonym, item.membership_id))
+    checked.state = replace(state, participants=MappingProxyType(answered))
     return checked
 
 
