@@ -7,10 +7,11 @@ answers that arrived together):
 - :func:`check_responses` locks the group session, reads the answering memberships and
   runs the state machine's ``Respond`` for each, in memory: it says which answers are
   refused (``GroupError``: the runner stores nothing of those) and changes nothing;
-- :meth:`CheckedResponses.finish` then writes the accepted ones (memberships and the
-  group session in one statement, which also counts who is still answering), runs
-  ``on_response`` for each and ``on_all_responded`` once if nobody is left, checkpoints
-  the context the hooks wrote, and asks for one console snapshot after the commit.
+- :meth:`CheckedResponses.write` then writes the accepted ones (memberships and the
+  group session in one statement, which also counts who is still answering), and
+  :meth:`CheckedResponses.announce` runs ``on_response`` for each and
+  ``on_all_responded`` once if nobody is left, checkpoints the context the hooks wrote,
+  and asks for one console snapshot after the commit.
 
 A batch of K answers costs the group session one lock, one read and one write instead
 of K of each (bench/analysis.md, answers at once).
@@ -70,7 +71,8 @@ class Answer:
 @dataclass
 class CheckedResponses:
     """The outcome of :func:`check_responses`: ``refusals[i]`` is the ``GroupError`` of
-    answer ``i`` (None if accepted); :meth:`finish` records the accepted ones."""
+    answer ``i`` (None if accepted); :meth:`write` and then :meth:`announce` record the
+    accepted ones (``runner.handlers.BatchStep``)."""
 
     gs: GroupSession
     items: list[Answer]
@@ -85,15 +87,10 @@ class CheckedResponses:
         return RecordedStep(gs.pk, gs.step, dict(gs.shared_params or {}),
                             gs.exit_loop_step is not None and gs.exit_loop_step == gs.step)  # fmt: skip
 
-    def finish(self) -> None:
-        """Write the accepted answers and run their hooks (inside the same transaction,
-        after the caller stored their rows, so ``on_all_responded`` sees them)."""
-        self.write()
-        self.announce()
-
     def write(self) -> None:
-        """The first half of :meth:`finish`: the memberships and the group session, and
-        whether anyone is still answering (no hooks: safe in ``rows.pipelined``)."""
+        """Write the accepted answers (inside the transaction, after the caller stored
+        their rows): the memberships and the group session, and whether anyone is still
+        answering. No hooks, so safe in ``rows.pipelined``."""
         if not self.changed:
             return  # repeats of answers already recorded: nothing changes
         gs, new = self.gs, self.state
@@ -105,8 +102,8 @@ class CheckedResponses:
         self.all_responded = not _respond(gs, members, gs.step)
 
     def announce(self) -> None:
-        """The second half of :meth:`finish`: the hooks, the context checkpoint, the
-        console's snapshot after the commit."""
+        """After :meth:`write`: the hooks (``on_all_responded`` sees the rows stored), the
+        context checkpoint, the console's snapshot after the commit."""
         if not self.changed:
             return
         gs, new, all_responded = self.gs, self.state, self.all_responded
@@ -126,7 +123,8 @@ class CheckedResponses:
 def check_responses(items: list[Answer]) -> CheckedResponses:
     """Lock the group session of ``items`` (all of one group session) and decide each
     answer under the lock, in order, changing nothing. Call it inside the transaction
-    that will store the accepted answers' rows, then :meth:`CheckedResponses.finish`.
+    that will store the accepted answers' rows, then :meth:`CheckedResponses.write` and
+    :meth:`CheckedResponses.announce`.
     Refusal codes: ``stale_step`` (not the current step), ``not_started``, ``ended``,
     ``kicked``, ``not_in_group``. A repeated answer to a step is accepted (idempotent)."""
     group_session_id = items[0].group_session_id
@@ -172,7 +170,7 @@ def record_response(
 ) -> RecordedStep:
     """Accept ``session``'s answer to lockstep ``step``; run ``on_response`` (and
     ``on_all_responded`` for the last one); publish. One answer of
-    :func:`check_responses` and ``finish``.
+    :func:`check_responses`, ``write`` and ``announce``.
 
     Call it INSIDE the transaction that stores the Response rows, as late as possible:
     the group session stays locked until that transaction commits, and a refusal
@@ -186,7 +184,8 @@ def record_response(
         checked = check_responses([item])
         if checked.refusals[0] is not None:
             raise checked.refusals[0]
-        checked.finish()
+        checked.write()
+        checked.announce()
         return checked.recorded()
 
 

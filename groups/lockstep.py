@@ -15,9 +15,9 @@ answer is recorded with its group session by ``groups.answers`` as the outcome's
 ``BatchStep``: the runner calls ``check_responses`` for this answer and the others to
 the same group session that arrived with it (``runner.batching``), which locks the
 group session, checks the step again and refuses a step that is no longer current
-(``StepRefused``, a RunError: nothing of that answer is stored), then ``finish`` after
-the rows are written. Holding the lock only from there to the commit lets the
-answers of a whole group be stored side by side;
+(``StepRefused``, a RunError: nothing of that answer is stored), then ``write`` and
+``announce`` after the rows are written. Holding the lock only from there to the
+commit lets the answers of a whole group be stored side by side;
 an answer to the step at which the experimenter exited the loop leaves the loop;
 the clock offset the page estimated over the participant socket is kept with the
 session (``keep_clock_estimate``).

@@ -383,7 +383,8 @@ def _before_commit(outcome) -> None:
         checked = step.check([step.item])
         if checked.refusals[0] is not None:
             raise step.refuse(checked.refusals[0])
-        checked.finish()
+        checked.write()
+        checked.announce()
     for call in outcome.before_commit:
         call()
 

@@ -97,9 +97,10 @@ class BatchStep:
 
     ``check(items)`` (the ``item`` of every answer of the key, in order) locks and decides
     without writing; it returns an object whose ``refusals[i]`` is the exception refusing
-    item ``i`` (None: accepted) and whose ``finish()`` writes the accepted ones. The
-    runner stores nothing of a refused answer and raises ``refuse(exception)`` for it; it
-    calls ``finish()`` after storing the accepted answers' rows and runs."""
+    item ``i`` (None: accepted). The runner stores nothing of a refused answer and raises
+    ``refuse(exception)`` for it; after storing the accepted answers' rows and runs it
+    calls the object's ``write()`` (statements only, which a batch sends together with its
+    own, ``project.core.rows.pipelined``), then ``announce()`` (hooks and the like)."""
 
     key: tuple
     check: Callable[[list], Any]
