@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from project.core.rows import Select
+from project.core.rows import Select, select_in
 
 from .hooks import Group, load_context
 from .models import GroupSession, Membership, StepLog
@@ -299,7 +299,6 @@ class TrialView:
 # Read on every request of a group run (project/core/rows.py says why by hand); a run
 # is in one group session at most (Membership.session is one-to-one).
 _MEMBERSHIP = Select(Membership, related=("group_session",), where='t0."session_id" = %s')
-_MEMBERSHIPS_OF: dict[int, Select] = {}
 
 
 def trial_for(session) -> TrialView | None:
@@ -327,11 +326,8 @@ def trial_views(sessions) -> list[TrialView | None]:
     """``trial_for`` of many runs (answering together) in one statement, in their order."""
     if not sessions:
         return []
-    placeholders = ", ".join(["%s"] * len(sessions))
-    if len(sessions) not in _MEMBERSHIPS_OF:  # one statement per batch size (runner.batching caps it)
-        _MEMBERSHIPS_OF[len(sessions)] = Select(Membership, related=("group_session",),
-                                                where=f't0."session_id" IN ({placeholders})')  # fmt: skip
-    found = {m.session_id: m for m in _MEMBERSHIPS_OF[len(sessions)].all(*(s.pk for s in sessions))}
+    select = select_in(Membership, "session_id", len(sessions), related=("group_session",))
+    found = {m.session_id: m for m in select.all(*(s.pk for s in sessions))}
     return [_trial_view(found[s.pk]) if s.pk in found else None for s in sessions]
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection, transaction
 
-from project.core.rows import Select, pipelined, save_fields
+from project.core.rows import pipelined, save_fields, select_in
 from runner import selectors, services
 from runner.errors import RunError
 from runner.handlers import get_handler
@@ -52,18 +52,13 @@ def submit(submission: services.Submission, *, key) -> services.SubmitResult:
     this process (``key=None``: alone); the same result, or exception, as
     ``services.submit_form``."""
     if key is None or not getattr(settings, "RUN_ANSWER_BATCH", True):
-        return _alone(submission)
+        return services.submit(submission)
     result = COMBINER.submit(key, submission)
     if result == ALONE:
-        return _alone(submission)
+        return services.submit(submission)
     if isinstance(result, BaseException):
         raise result
     return result
-
-
-def _alone(s: services.Submission) -> services.SubmitResult:
-    return services.submit_form(session_id=s.session_id, order=s.order, visit=s.visit, nonce=s.nonce, data=s.data,
-                                client_time_ms=s.client_time_ms, tz=s.tz, absolute_url=s.absolute_url)  # fmt: skip
 
 
 def submit_batch(submissions: list[services.Submission]) -> list:
@@ -81,22 +76,21 @@ def submit_batch(submissions: list[services.Submission]) -> list:
 
 
 def _locked_runs(ids: list[int]):
-    placeholders = ", ".join(["%s"] * len(ids))
     # In id order, as every batch and every answer alone lock runs (then the group session).
-    return Select(Session, related=("experiment",), where=f't0."id" IN ({placeholders}) ORDER BY t0."id"',
-                  lock="FOR UPDATE OF t0").send(*ids)  # fmt: skip
+    select = select_in(Session, "id", len(ids), related=("experiment",), order='t0."id"', lock="FOR UPDATE OF t0")
+    return select.send(*ids)
 
 
 def _store(submissions: list[services.Submission], results: list) -> None:
     positions, questions = _Cache(selectors.positions), _Cache(selectors.form_questions)
     experiments = {s.experiment_id for s in submissions}
+    known = experiments.pop() if len(experiments) == 1 else None  # the answers' experiment, if the view said
     with pipelined():  # the runs and their experiment's forms in one round trip
         runs = _locked_runs(sorted({s.session_id for s in submissions}))
-        forms = selectors.positions_of(experiments.pop()) if len(experiments) == 1 and None not in experiments \
-            else None  # fmt: skip
+        forms = selectors.positions_of(known) if known is not None else None
         runs = {run.pk: run for run in runs()}
         if forms is not None:
-            positions.found[forms.experiment_id] = forms()
+            positions.found[known] = forms()
     _preload(runs.values(), positions)
     taken: dict[int, services.Taken] = {}
     seen = set()

@@ -21,14 +21,8 @@ def positions(experiment: Experiment) -> list[ExperimentXForm]:
 
 def positions_of(experiment_id: int):
     """Send the read of ``positions`` of an experiment by its id; return a function giving
-    them (``rows.Select.send``), with the id as its ``experiment_id``."""
-    rows = _POSITIONS.send(experiment_id)
-
-    def found() -> list[ExperimentXForm]:
-        return rows()
-
-    found.experiment_id = experiment_id
-    return found
+    them (``rows.Select.send``: inside ``rows.pipelined`` it travels with other reads)."""
+    return _POSITIONS.send(experiment_id)
 
 
 def steps_of(positions_: list[ExperimentXForm]) -> list[Step]:

@@ -310,9 +310,14 @@ def submit_form(*, session_id: int, order: int, visit: int, nonce: str, data, cl
     Raises ``CallbackFailed``, ``runner.policy.PolicyViolation`` or the ``RunError`` of a
     handler or batch step refusing the answer.
     """
-    submission = Submission(session_id, order, visit, nonce, data, client_time_ms, tz, absolute_url)
+    return submit(Submission(session_id, order, visit, nonce, data, client_time_ms, tz, absolute_url))
+
+
+def submit(submission: Submission) -> SubmitResult:
+    """``submit_form`` of a :class:`Submission`."""
+    data, absolute_url = submission.data, submission.absolute_url
     with transaction.atomic():
-        session = _lock_session(session_id)
+        session = _lock_session(submission.session_id)
         taken = take(session, submission)
         if isinstance(taken, SubmitResult):
             return taken

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from django.db import connections
@@ -133,6 +134,17 @@ class Select:
             if part.via is not None:  # cached on its parent, as select_related does
                 part.via.set_cached_value(instances[part.path[:-1]], instance)
         return instances[()]
+
+
+@lru_cache(maxsize=512)
+def select_in(model: type[Model], column: str, count: int, *, related: tuple[str, ...] = (), order: str = "",
+              lock: str = "") -> Select:  # fmt: skip
+    """The :class:`Select` of ``model`` rows whose ``column`` is one of ``count`` values
+    (``IN (%s, ...)``, then ``ORDER BY order``), kept per count: a batch of answers reads
+    its runs by id this way (runner/batching.py), compiled once per batch size."""
+    placeholders = ", ".join(["%s"] * count)
+    where = f't0."{column}" IN ({placeholders})' + (f" ORDER BY {order}" if order else "")
+    return Select(model, related=related, where=where, lock=lock)
 
 
 def update_from(table: str, columns, rows: list[tuple], assign: str, match: str, params: tuple = (), *,

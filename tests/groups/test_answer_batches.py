@@ -188,7 +188,7 @@ def test_two_processes_batching_at_once_store_everything_and_one_sees_the_last_a
             barrier.wait()
             result = combiners[i % 2].submit(gs.experiment_id, submission)
             if result == batching.ALONE:
-                result = batching._alone(submission)
+                result = runner_services.submit(submission)
         finally:
             connection.close()
         with lock:

@@ -93,12 +93,12 @@ def _catch(call, results):
 
 @pytest.mark.parametrize("key", [None])
 def test_answers_of_experiments_that_are_not_group_ones_are_stored_alone(monkeypatch, key):
-    monkeypatch.setattr(batching, "_alone", lambda s: ("alone", s))
+    monkeypatch.setattr(batching.services, "submit", lambda s: ("alone", s))
     monkeypatch.setattr(batching.COMBINER, "run", lambda subs: pytest.fail("batched"))
     assert batching.submit("submission", key=key) == ("alone", "submission")
 
 
 def test_batching_can_be_turned_off(settings, monkeypatch):
     settings.RUN_ANSWER_BATCH = False
-    monkeypatch.setattr(batching, "_alone", lambda s: ("alone", s))
+    monkeypatch.setattr(batching.services, "submit", lambda s: ("alone", s))
     assert batching.submit("submission", key=3) == ("alone", "submission")
