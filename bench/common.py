@@ -260,6 +260,7 @@ def load_average() -> list[float]:
 
 
 PY_SPY_EXTRA = os.environ.get("BENCH_PY_SPY_ARGS", "").split()  # e.g. "--gil": only the thread holding the GIL
+PY_SPY_RATE = os.environ.get("BENCH_PY_SPY_RATE", "200")  # samples per second
 
 
 class py_spy:  # noqa: N801 - used like a function
@@ -269,8 +270,8 @@ class py_spy:  # noqa: N801 - used like a function
         binary = Path(PY).with_name("py-spy")
         self.path = f"{prefix}.txt"
         self.proc = subprocess.Popen(
-            [str(binary), "record", "-p", str(pid), "-o", self.path, "--format", "raw", "-r", "200", "--nonblocking",
-             *PY_SPY_EXTRA],
+            [str(binary), "record", "-p", str(pid), "-o", self.path, "--format", "raw", "-r", PY_SPY_RATE,
+             "--nonblocking", *PY_SPY_EXTRA],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         time.sleep(0.5)

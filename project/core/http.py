@@ -1,27 +1,56 @@
-"""Django's ASGI handler, with each request's middleware and view run in ONE thread.
+"""Django's ASGI handler, with each request's Django part run in ONE hop to a kept thread.
 
 Django's own ``ASGIHandler`` runs the middleware chain in async mode: every
 synchronous middleware (all of ours and Django's are) is entered through
 ``sync_to_async`` for its request half and again for its response half, so a
 request crossed between the event loop and its thread about fifteen times before
-the view ran. Under load each crossing waits for the loop and for the GIL: with
-500 answers posted at once, those crossings were a large part of what one answer
-cost (bench/submit.py; docs/performance.md).
+the view ran. Even with the chain run synchronously, Django's handler still crosses
+three times per request (``request_started``, the view, ``response.close()``), and
+``ThreadSensitiveContext`` starts a new thread for every request and joins it at the
+end. With 500 requests at once, those threads and crossings cost about as much as
+the requests' own work (bench/submit.py: the home page's p99 for 500 GETs at once
+was 1.07-1.40 s with them, 0.54-0.67 s without; docs/performance.md).
 
-``ThreadedASGIHandler`` keeps everything Django's handler does around a request
-(reading the body into a spooled file, ``request_started``/``request_finished``,
-disconnect handling, streaming responses) and replaces only the middleware-and-view
-step by the synchronous chain (``BaseHandler.get_response``: the same middleware,
-URL resolution and error handling that WSGI servers use), called once in the
-request's thread. Async views still work: the synchronous chain runs them with
-``async_to_sync``, as under WSGI.
+``ThreadedASGIHandler`` keeps what Django's handler does around a request (the body
+read into a spooled file, ``request_started``/``request_finished``, the same
+middleware, URL resolution and error handling as under WSGI, disconnects, streaming
+and async views) and runs the whole Django part of a request in one call on a pool
+of kept threads (:func:`request_threads`, ``HTTP_THREADS``), as a threaded WSGI
+server does: ``request_started``, the request, the chain and view, ``close()`` and
+``request_finished``, then the loop sends the bytes. Sync streaming content is
+iterated in that same thread (a server-side cursor stays on its connection) and its
+chunks sent as they come; async content is iterated on the loop, as Django's
+handler does. Async views run through ``async_to_sync``, as under WSGI.
 """
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
-from django.core.handlers.asgi import ASGIHandler
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import FileResponse
+from django.urls import set_script_prefix
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def request_threads() -> ThreadPoolExecutor:
+    """The threads that serve requests, kept and reused (as a threaded WSGI server's):
+    at most ``HTTP_THREADS`` requests run their Django part at once, the others wait
+    their turn on the event loop."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=settings.HTTP_THREADS, thread_name_prefix="http")
+        return _executor
 
 
 class ThreadedASGIHandler(ASGIHandler):
@@ -29,14 +58,96 @@ class ThreadedASGIHandler(ASGIHandler):
         super(ASGIHandler, self).__init__()  # BaseHandler: no async middleware chain
         self.load_middleware(is_async=False)
 
-    async def run_get_response(self, request):
-        # thread_sensitive: the request's own thread (ASGIHandler.__call__ opens a
-        # ThreadSensitiveContext per request), where any later sync work of it runs too.
-        response = await sync_to_async(self.get_response, thread_sensitive=True)(request)
-        response._handler_class = self.__class__
-        if isinstance(response, FileResponse):  # as ASGIHandler: the server chunks
-            response.block_size = self.chunk_size
-        return response
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope, receive, send):
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        work = asyncio.ensure_future(in_request_thread(self._serve, scope, body_file, send))
+        work.add_done_callback(lambda _: body_file.close())  # once the thread is done with it
+        disconnect = asyncio.ensure_future(self.listen_for_disconnect(receive))
+        try:
+            await asyncio.wait([work, disconnect], return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():  # the client left: its thread still finishes (and closes) the response
+                send = None
+            outcome = await asyncio.shield(work)
+        finally:
+            disconnect.cancel()
+            if disconnect.done() and not disconnect.cancelled():
+                disconnect.exception()  # RequestAborted: read, so asyncio does not log it as lost
+        if outcome is None:  # sent already (sync streaming content)
+            return
+        response, head = outcome
+        if send is not None:
+            await send(head)
+            if response.streaming:  # async content: iterated on the loop, as Django's handler does
+                await self.send_response_body(response, send)
+            else:
+                for chunk, last in self.chunk_bytes(response.content):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+        if response.streaming:
+            await in_request_thread(response.close)
+
+    def _serve(self, scope, body_file, send):
+        """The request's whole Django part, in one thread: ``request_started``, the
+        request, middleware and view, then (but for async streaming content, sent by the
+        loop) ``close()`` and ``request_finished``. Sync streaming content is iterated here
+        and its chunks sent as they come, so its iterator stays in the thread that made
+        it (a server-side cursor does)."""
+        set_script_prefix(get_script_prefix(scope))
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+            response._handler_class = self.__class__
+            if isinstance(response, FileResponse):  # as ASGIHandler: the server chunks
+                response.block_size = self.chunk_size
+        head = {"type": "http.response.start", "status": response.status_code, "headers": _headers(response)}
+        if response.streaming and not response.is_async:
+            try:
+                if send is not None:
+                    send = async_to_sync(send)
+                    send(head)
+                    for part in response:
+                        for chunk, _ in self.chunk_bytes(part):
+                            send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    send({"type": "http.response.body"})
+            finally:
+                response.close()
+            return None
+        if not response.streaming:
+            response.close()
+        return response, head
+
+    async def send_response_body(self, response, send):
+        """Async streaming content, chunk by chunk (as ``ASGIHandler.send_response``)."""
+        async with aclosing(aiter(response)) as content:
+            async for part in content:
+                for chunk, _ in self.chunk_bytes(part):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body"})
+
+
+async def in_request_thread(func, *args):
+    """``func(*args)`` in one of the request threads (asgiref's ``sync_to_async``: the
+    context goes with it, and ``async_to_sync`` in it runs on this loop)."""
+    return await sync_to_async(func, thread_sensitive=False, executor=request_threads())(*args)
+
+
+def _headers(response) -> list:
+    """The response's headers and cookies as ASGI wants them (as ``ASGIHandler.send_response``)."""
+    headers = []
+    for header, value in response.items():
+        headers.append((header.encode("ascii") if isinstance(header, str) else bytes(header),
+                        value.encode("latin1") if isinstance(value, str) else bytes(value)))  # fmt: skip
+    for cookie in response.cookies.values():
+        headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
+    return headers
 
 
 def warm_up() -> int:

@@ -104,6 +104,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
         "max_size": env_int("DATABASE_POOL_MAX", 20),
         "timeout": env_int("DATABASE_POOL_TIMEOUT", 60),
     }
+# Threads that run requests' Django part (middleware and view), kept and reused; more
+# requests at once wait their turn on the event loop (project/core/http.py).
+HTTP_THREADS = env_int("HTTP_THREADS", 256)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")

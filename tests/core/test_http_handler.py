@@ -1,9 +1,11 @@
 """The ASGI handler that serves Django (project.core.http.ThreadedASGIHandler): each
-request's middleware and view run in one thread, and everything Django's own ASGI
-handler does around them still happens: middleware, async and streaming views,
-CSRF refusals, Django's 404 page."""
+request's Django part runs in one call on a kept thread, and everything Django's own
+ASGI handler does around it still happens: middleware, async and streaming views,
+CSRF refusals, Django's 404 page, request_started/request_finished, disconnects."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from channels.testing import HttpCommunicator
@@ -88,3 +90,59 @@ async def test_a_missing_static_file_is_a_404_not_a_server_error(tmp_path):
     missing = await _get(app, "GET", "/static/nope.css")
     assert (missing["status"], missing["body"]) == (404, b"Not Found")
     assert (await _get(app, "POST", "/static/site.css"))["status"] == 405
+
+
+@override_settings(ROOT_URLCONF="tests.core.http_urls")
+async def test_requests_reuse_kept_threads_and_return_their_database_connection():
+    """No thread is started per request (500 at once spent as much on starting and
+    joining threads as on the requests), and each request ends with Django's
+    request_finished: its database connection closed (back to the pool)."""
+    from django.core import signals
+
+    finished = []
+    receiver = lambda **kwargs: finished.append(kwargs["sender"])  # noqa: E731
+    signals.request_finished.connect(receiver)
+    try:
+        app = ThreadedASGIHandler()
+        threads = {(await _get(app, "GET", "/thread/"))["body"] for _ in range(20)}
+    finally:
+        signals.request_finished.disconnect(receiver)
+    assert len(finished) == 20 and set(finished) == {ThreadedASGIHandler}
+    assert len(threads) < 20  # one request at a time: the same few kept threads
+
+
+@override_settings(ROOT_URLCONF="tests.core.http_urls")
+async def test_more_requests_at_once_than_threads_are_all_served(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from project.core import http
+
+    monkeypatch.setattr(http, "_executor", ThreadPoolExecutor(max_workers=3))
+    app = ThreadedASGIHandler()
+    got = await asyncio.gather(*(_get(app, "GET", "/slow/?s=0.05") for _ in range(12)))
+    assert [r["status"] for r in got] == [200] * 12
+    assert len({r["body"] for r in got}) == 1
+
+
+@override_settings(ROOT_URLCONF="tests.core.http_urls")
+async def test_sync_streaming_content_is_read_in_the_thread_that_made_it():
+    from tests.core.http_urls import SEEN
+
+    SEEN.clear()
+    response = await _get(ThreadedASGIHandler(), "GET", "/sync-stream/")
+    assert response["body"] == b"chunk 0\nchunk 1\nchunk 2\n"
+    assert SEEN["chunk_threads"] == [True, True, True]
+
+
+@override_settings(ROOT_URLCONF="tests.core.http_urls")
+async def test_a_client_that_leaves_mid_view_gets_nothing_and_the_view_still_ends_cleanly():
+    from tests.core.http_urls import SEEN
+
+    SEEN.clear()
+    communicator = HttpCommunicator(ThreadedASGIHandler(), "GET", "/slow/?s=0.3", headers=[(b"host", b"testserver")])
+    await communicator.send_input({"type": "http.request", "body": b""})
+    await asyncio.sleep(0.05)
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait(5)  # the application returned
+    assert await communicator.receive_nothing(0.2)
+    assert SEEN == {"slow_finished": True, "slow_closed": True}
