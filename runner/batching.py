@@ -29,13 +29,14 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import connection, transaction
 
-from project.core.rows import pipelined, save_fields, select_in
+from project.core.rows import Select, pipelined, save_fields
 from runner import selectors, services
-from runner.errors import RunError
+from runner.errors import NoRunError, RunError
 from runner.handlers import get_handler
 from runner.models import Response, Session
 
@@ -75,10 +76,31 @@ def submit_batch(submissions: list[services.Submission]) -> list:
     return results
 
 
-def _locked_runs(ids: list[int]):
-    # In id order, as every batch and every answer alone lock runs (then the group session).
-    select = select_in(Session, "id", len(ids), related=("experiment",), order='t0."id"', lock="FOR UPDATE OF t0")
-    return select.send(*ids)
+def _locked_runs(submissions: list[services.Submission]):
+    """Send the statement that locks the batch's runs, each named by its id or by its
+    run cookie's token (within the answer's experiment), in id order: as every batch and
+    every answer alone lock runs (then the group session)."""
+    ids = sorted({s.session_id for s in submissions if s.session_id is not None})
+    tokens: dict[int, set[str]] = {}
+    for s in submissions:
+        if s.session_id is None and s.run_token and s.experiment_id is not None:
+            tokens.setdefault(s.experiment_id, set()).add(s.run_token)
+    shape = (len(ids), tuple(len(t) for t in tokens.values()))
+    params = [*ids]
+    for experiment, named in tokens.items():
+        params += [*sorted(named), experiment]
+    return _runs_select(shape).send(*params)
+
+
+@lru_cache(maxsize=256)
+def _runs_select(shape: tuple[int, tuple[int, ...]]) -> Select:
+    """The locking ``Select`` of runs for ``shape``: (how many ids, how many tokens per experiment)."""
+    ids, tokens = shape
+    marks = lambda n: ", ".join(["%s"] * n)  # noqa: E731
+    named = [f't0."id" IN ({marks(ids)})'] if ids else []
+    named += [f'(t0."run_token" IN ({marks(n)}) AND t0."experiment_id" = %s)' for n in tokens]
+    where = f'({" OR ".join(named) or "1 = 0"}) ORDER BY t0."id"'
+    return Select(Session, related=("experiment",), where=where, lock="FOR UPDATE OF t0")
 
 
 def _store(submissions: list[services.Submission], results: list) -> None:
@@ -86,16 +108,23 @@ def _store(submissions: list[services.Submission], results: list) -> None:
     experiments = {s.experiment_id for s in submissions}
     known = experiments.pop() if len(experiments) == 1 else None  # the answers' experiment, if the view said
     with pipelined():  # the runs and their experiment's forms in one round trip
-        runs = _locked_runs(sorted({s.session_id for s in submissions}))
+        runs = _locked_runs(submissions)
         forms = selectors.positions_of(known) if known is not None else None
         runs = {run.pk: run for run in runs()}
         if forms is not None:
             positions.found[known] = forms()
+    by_token = {(run.experiment_id, run.run_token): run for run in runs.values()}
     _preload(runs.values(), positions)
     taken: dict[int, services.Taken] = {}
     seen = set()
     for index, submission in enumerate(submissions):
-        run = runs.get(submission.session_id)
+        if submission.session_id is None:
+            run = by_token.get((submission.experiment_id, submission.run_token))
+            if run is None:  # the cookie names no run of this experiment
+                results[index] = NoRunError.in_this_browser()
+                continue
+        else:
+            run = runs.get(submission.session_id)
         if run is None or run.pk in seen:  # gone, or a second POST of the run: alone, after this batch
             continue
         seen.add(run.pk)

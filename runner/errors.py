@@ -34,6 +34,16 @@ class NoRunError(RunError):
 
     status = 403
 
+    @classmethod
+    def in_this_browser(cls) -> NoRunError:
+        """The error of a browser whose run cookie names no run of the experiment."""
+        return cls(
+            "We could not find your session in this browser. Please open the study link you were given again "
+            "(sessions are kept per browser; private windows forget them).",
+            code="no_run",
+            title="Session not found",
+        )
+
 
 class CallbackFailed(RunError):
     """An experiment callback raised; the surrounding transaction is rolled back.

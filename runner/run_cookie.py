@@ -51,8 +51,11 @@ def read_run_token(cookies: Mapping[str, str], experiment_id: int) -> str | None
 def session_from_cookies(cookies: Mapping[str, str], experiment_id: int):
     """The runner Session named by the run cookie for ``experiment_id``, or None."""
     token = read_run_token(cookies, experiment_id)
-    if not token:
-        return None
+    return session_by_token(token, experiment_id) if token else None
+
+
+def session_by_token(token: str, experiment_id: int):
+    """The runner Session of ``experiment_id`` whose run token is ``token``, or None."""
     return _by_token().first(token, experiment_id)  # the subject (encrypted fields) read when used
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from project.core.rows import Select
 from runner.flow import Step
 from runner.models import Experiment, ExperimentXForm, FormXQuestion, Session
@@ -48,6 +50,25 @@ def experiment_or_none(experiment_id: int) -> Experiment | None:
     return Experiment.objects.filter(pk=experiment_id).first()
 
 
+#: How long this process trusts what it read of an experiment's kind (``is_group``).
+KIND_SECONDS = 30.0
+_kinds: dict[int, tuple[bool, float]] = {}
+
+
+def is_group(experiment_id: int) -> bool:
+    """Whether the experiment runs live groups, as read at most ``KIND_SECONDS`` ago by
+    this process (False for an unknown id). Only for choosing how answers are stored:
+    both ways give an answer the same result, so a stale value costs time, never data."""
+    known = _kinds.get(experiment_id)
+    now = time.monotonic()
+    if known is None or now - known[1] > KIND_SECONDS:
+        found = Experiment.objects.filter(pk=experiment_id).values_list("is_group", flat=True).first()
+        if found is None:  # not kept: the ids in addresses are anyone's to make up
+            return False
+        known = _kinds[experiment_id] = (found, now)
+    return known[0]
+
+
 def session_responses(session: Session):
     from runner.models import Response
 
@@ -57,6 +78,7 @@ def session_responses(session: Session):
 __all__ = [
     "experiment_or_none",
     "form_questions",
+    "is_group",
     "position_at",
     "positions",
     "session_for_request",

@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 
 from project.core.rows import Select
 from runner import progress, selectors
-from runner.errors import TicketError
+from runner.errors import NoRunError, TicketError
 from runner.handlers import BaseHandler, Page, get_handler
 from runner.models import Experiment, Response, Session, Subject, Ticket
 from runner.personal import email_hmac, prolific_pid_hmac
@@ -271,9 +271,11 @@ class SubmitResult:
 
 @dataclass(frozen=True)
 class Submission:
-    """One POSTed visit, as ``submit_form`` (and ``runner.batching``) take it."""
+    """One POSTed visit, as ``submit_form`` (and ``runner.batching``) take it. The run is
+    ``session_id``, or (``session_id=None``) the run of ``experiment_id`` whose cookie
+    holds ``run_token``: a batch finds the runs of all its answers in one statement."""
 
-    session_id: int
+    session_id: int | None
     order: int
     visit: int
     nonce: str
@@ -282,6 +284,7 @@ class Submission:
     tz: str = ""
     absolute_url: Callable[[str], str] = lambda path: path
     experiment_id: int | None = None  # the run's, if the caller knows it (a batch reads its forms sooner)
+    run_token: str = ""
 
 
 @dataclass
@@ -317,7 +320,7 @@ def submit(submission: Submission) -> SubmitResult:
     """``submit_form`` of a :class:`Submission`."""
     data, absolute_url = submission.data, submission.absolute_url
     with transaction.atomic():
-        session = _lock_session(submission.session_id)
+        session = _lock_session(_session_id(submission))
         taken = take(session, submission)
         if isinstance(taken, SubmitResult):
             return taken
@@ -337,6 +340,18 @@ def submit(submission: Submission) -> SubmitResult:
         session.save()
         _before_commit(outcome)
     return SubmitResult("stored")
+
+
+def _session_id(submission: Submission) -> int:
+    """The id of the submission's run; ``NoRunError`` when its token names no run of its experiment."""
+    if submission.session_id is not None:
+        return submission.session_id
+    from runner.run_cookie import session_by_token
+
+    session = session_by_token(submission.run_token, submission.experiment_id) if submission.run_token else None
+    if session is None:
+        raise NoRunError.in_this_browser()
+    return session.pk
 
 
 def take(session: Session, submission: Submission, *, positions=None, questions=None) -> Taken | SubmitResult:

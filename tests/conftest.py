@@ -55,6 +55,16 @@ def _service_gate(request):
             missing_service("Chromium is not installed (apt-get install -y chromium)")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_experiment_kinds():
+    """Each test reads experiments' kinds anew (``runner.selectors.is_group`` keeps them
+    30 s; SQLite gives a rolled-back test's ids to the next test's experiments)."""
+    from runner import selectors
+
+    selectors._kinds.clear()
+    yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _close_stray_connections(django_db_setup, django_db_blocker):
     """On PostgreSQL, end connections that worker threads (Channels' database

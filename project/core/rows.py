@@ -137,14 +137,11 @@ class Select:
 
 
 @lru_cache(maxsize=512)
-def select_in(model: type[Model], column: str, count: int, *, related: tuple[str, ...] = (), order: str = "",
-              lock: str = "") -> Select:  # fmt: skip
+def select_in(model: type[Model], column: str, count: int, *, related: tuple[str, ...] = ()) -> Select:
     """The :class:`Select` of ``model`` rows whose ``column`` is one of ``count`` values
-    (``IN (%s, ...)``, then ``ORDER BY order``), kept per count: a batch of answers reads
-    its runs by id this way (runner/batching.py), compiled once per batch size."""
+    (``IN (%s, ...)``), kept per count: compiled once per batch size."""
     placeholders = ", ".join(["%s"] * count)
-    where = f't0."{column}" IN ({placeholders})' + (f" ORDER BY {order}" if order else "")
-    return Select(model, related=related, where=where, lock=lock)
+    return Select(model, related=related, where=f't0."{column}" IN ({placeholders})')
 
 
 def update_from(table: str, columns, rows: list[tuple], assign: str, match: str, params: tuple = (), *,

@@ -69,32 +69,31 @@ def start(request, experiment_id: int):
     return response
 
 
-def _no_run() -> NoRunError:
-    return NoRunError(
-        "We could not find your session in this browser. Please open the study link you were given again "
-        "(sessions are kept per browser; private windows forget them).",
-        code="no_run",
-        title="Session not found",
-    )
-
-
 @never_cache
 @require_http_methods(["GET", "POST"])
 def run_page(request, experiment_id: int):
     """``/run/<id>/``: the current visit. POST carries ``_order``, ``_visit`` and ``_nonce``."""
+    if request.method == "POST" and selectors.is_group(experiment_id):
+        # A live group's answers come together: stored in batches (runner/batching.py),
+        # which find their runs by the cookies' tokens, all in one statement.
+        token = read_run_token(request.COOKIES, experiment_id)
+        if token is None:
+            return error_page(request, NoRunError.in_this_browser())
+        return _post(request, experiment_id, run_token=token)
     session = selectors.session_for_request(request, experiment_id)
     if session is None:
-        return error_page(request, _no_run())
+        return error_page(request, NoRunError.in_this_browser())
+    if request.method == "POST":
+        return _post(request, experiment_id, session=session)
     try:
-        if request.method == "POST":
-            return _post(request, session)
         session = services.ensure_current(session_id=session.pk)
     except RunError as exc:
         return error_page(request, exc, experiment=session.experiment)
     return render_visit(request, session)
 
 
-def _post(request, session):
+def _post(request, experiment_id: int, *, session=None, run_token: str = ""):
+    """Store the POSTed visit of ``session``, or (batched) of the run whose token the cookie holds."""
     try:
         from runner.policy import InvalidPolicy, PolicyViolation
 
@@ -102,33 +101,38 @@ def _post(request, session):
     except ImportError:
         policy_errors = ()
     post = request.POST
+    submission = services.Submission(
+        session_id=session.pk if session is not None else None,
+        run_token=run_token,
+        order=_int(post.get("_order"), -1),
+        visit=_int(post.get("_visit"), -1),
+        nonce=post.get("_nonce", ""),
+        data=post,
+        client_time_ms=_int(post.get("_client_ms")),
+        tz=post.get("_tz", "").replace("\x00", "").strip(),
+        absolute_url=request.build_absolute_uri,
+        experiment_id=experiment_id,
+    )
+    experiment = session.experiment if session is not None else None
     try:
-        submission = services.Submission(
-            session_id=session.pk,
-            order=_int(post.get("_order"), -1),
-            visit=_int(post.get("_visit"), -1),
-            nonce=post.get("_nonce", ""),
-            data=post,
-            client_time_ms=_int(post.get("_client_ms")),
-            tz=post.get("_tz", "").replace("\x00", "").strip(),
-            absolute_url=request.build_absolute_uri,
-            experiment_id=session.experiment_id,
-        )
-        # A live group's answers come together: stored in batches (runner/batching.py).
-        result = batching.submit(submission, key=session.experiment_id if session.experiment.is_group else None)
+        result = batching.submit(submission, key=experiment_id if session is None else None)
     except policy_errors as exc:
         field = getattr(exc, "field", "")
         return error_page(request, RunError(
             f"This study is set up not to keep some of the data it tried to save ({field or exc}). "
             "Please contact the research team.",
             code="policy_violation", status=400, title="This answer cannot be saved",
-        ), experiment=session.experiment)
+        ), experiment=experiment or selectors.experiment_or_none(experiment_id))  # fmt: skip
+    except RunError as exc:
+        return error_page(request, exc, experiment=experiment or selectors.experiment_or_none(experiment_id))
     if result.kind == "invalid":
-        session.refresh_from_db()
+        session = selectors.session_for_request(request, experiment_id)  # as stored now
+        if session is None:
+            return error_page(request, NoRunError.in_this_browser())
         return render_visit(request, session, page=result.page, form=result.form)
     if result.kind == "stale":
         messages.warning(request, STALE_MESSAGE)
-    return redirect("runner:run", experiment_id=session.experiment_id)
+    return redirect("runner:run", experiment_id=experiment_id)
 
 
 @never_cache

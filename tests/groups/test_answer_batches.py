@@ -219,3 +219,81 @@ def test_a_run_with_nothing_on_screen_is_told_stale_and_the_batch_goes_on(staff,
     results = batching.submit_batch([late, blank, _submission(ok)])
     assert _kinds(results) == ["stale", "stale", "stored"]
     assert list(Response.objects.filter(group_session_id=gs.pk).values_list("session_id", flat=True)) == [ok.pk]
+
+
+def _by_token(submission: runner_services.Submission, run, *, token=None, experiment_id=None):
+    """The same answer named as the view names it: by the run cookie's token."""
+    from dataclasses import replace
+
+    return replace(submission, session_id=None, run_token=run.run_token if token is None else token,
+                   experiment_id=run.experiment_id if experiment_id is None else experiment_id)  # fmt: skip
+
+
+def test_a_batch_finds_its_runs_by_their_cookies_tokens_in_the_same_statements(staff, flow):
+    gs, runs = _world(5, staff)
+    by_id, *named = runs
+    submissions = [_submission(by_id), *(_by_token(_submission(run), run) for run in named)]
+    with CaptureQueriesContext(connection) as queries:
+        results = batching.submit_batch(submissions)
+    assert _kinds(results) == ["stored"] * 5
+    assert _stored(gs) == 5
+    statements = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    _, by_ids = _batch_queries(5, staff)
+    assert len(statements) == len(by_ids)  # runs by id and by token: locked by one statement all the same
+
+
+def test_a_token_that_names_no_run_of_the_experiment_is_no_run_and_the_others_are_stored(staff, flow):
+    from runner.errors import NoRunError
+
+    gs, runs = _world(4, staff)
+    other = build_lockstep_experiment(2, group_flow="tests.groups.flow_fixture")
+    ok, forged, elsewhere, also_ok = runs
+    results = batching.submit_batch([
+        _by_token(_submission(ok), ok),
+        _by_token(_submission(forged), forged, token="not-a-token-of-anyone"),
+        _by_token(_submission(elsewhere), elsewhere, experiment_id=other.pk),  # its token, another experiment's URL
+        _by_token(_submission(also_ok), also_ok),
+    ])  # fmt: skip
+    assert _kinds(results)[0] == _kinds(results)[3] == "stored"
+    for refused in results[1:3]:
+        assert isinstance(refused, NoRunError) and refused.code == "no_run"
+    assert sorted(Response.objects.filter(group_session_id=gs.pk).values_list("session_id", flat=True)) == sorted(
+        [ok.pk, also_ok.pk]
+    )
+    for run in (forged, elsewhere):
+        run.refresh_from_db()
+        assert "last_done" not in run.state
+
+
+def test_an_answer_by_token_stored_alone_finds_its_run_or_is_no_run(staff, flow):
+    from runner.errors import NoRunError
+
+    gs, runs = _world(2, staff)
+    assert runner_services.submit(_by_token(_submission(runs[0]), runs[0])).kind == "stored"
+    with pytest.raises(NoRunError):
+        runner_services.submit(_by_token(_submission(runs[1]), runs[1], token="forged"))
+    assert list(Response.objects.filter(group_session_id=gs.pk).values_list("session_id", flat=True)) == [runs[0].pk]
+
+
+def test_a_forged_run_cookie_on_a_group_answer_gets_the_session_not_found_page(staff, flow):
+    experiment = build_lockstep_experiment(5, group_flow="tests.groups.flow_fixture")
+    gs = services.start_group_session(experiment=experiment, experimenter=staff)
+    browser = Client()
+    run = start(browser, experiment, gs.ticket)
+    services.group_session_start(group_session=gs, by=staff)
+    cur = current(run)
+    post = {"_order": cur["order"], "_visit": cur["visit"], "_nonce": cur["nonce"], "q-warm": "Yes",
+            "q-_group_step": "0"}  # fmt: skip
+    from runner.run_cookie import cookie_name
+
+    forged = Client()
+    forged.cookies[cookie_name(experiment.pk)] = "x" * 43
+    page = forged.post(f"/run/{experiment.pk}/", post)
+    assert page.status_code == 403 and b"Session not found" in page.content
+    no_cookie = Client().post(f"/run/{experiment.pk}/", post)
+    assert no_cookie.status_code == 403 and b"Session not found" in no_cookie.content
+    assert not Response.objects.filter(session=run).exists()
+    invalid = browser.post(f"/run/{experiment.pk}/", {**post, "q-warm": "Perhaps"})  # re-rendered with its errors
+    assert invalid.status_code == 200 and b"invalid-feedback" in invalid.content
+    assert browser.post(f"/run/{experiment.pk}/", post).status_code == 302
+    assert Response.objects.filter(session=run, step=0).count() == 1

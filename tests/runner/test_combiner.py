@@ -102,3 +102,34 @@ def test_batching_can_be_turned_off(settings, monkeypatch):
     settings.RUN_ANSWER_BATCH = False
     monkeypatch.setattr(batching.services, "submit", lambda s: ("alone", s))
     assert batching.submit("submission", key=3) == ("alone", "submission")
+
+
+@pytest.mark.django_db
+def test_the_kind_of_an_experiment_is_read_once_and_a_stale_one_costs_no_answer(monkeypatch):
+    """``selectors.is_group`` picks the batched way for a group's answers without a
+    statement per POST; a kind read before the experiment changed gives the answer the
+    same result (here a solo answer goes through a batch), and unknown ids are not kept."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from runner import selectors
+    from runner.models import Response
+    from tests.runner.builders import build_experiment, start, submit
+
+    experiment = build_experiment([{"questions": [{"key": "warm"}]}, {"handler": "form_end_session"}])
+    assert selectors.is_group(experiment.pk) is False
+    with CaptureQueriesContext(connection) as queries:
+        assert selectors.is_group(experiment.pk) is False
+    assert len(queries) == 0
+    assert selectors.is_group(10**9) is False and 10**9 not in selectors._kinds
+    browser = Client()
+    run = start(browser, experiment)
+    monkeypatch.setitem(selectors._kinds, experiment.pk, (True, time.monotonic()))  # as if it had been a group's
+    batches = []
+    monkeypatch.setattr(batching.COMBINER, "run", lambda subs: batches.append(len(subs)) or batching.submit_batch(subs))
+    assert submit(browser, run, {"warm": "Yes"}).status_code == 302
+    assert batches == [1]
+    assert list(Response.objects.filter(session=run).values_list("item", "value")) == [("warm", "Yes")]
+    monkeypatch.setattr(selectors, "KIND_SECONDS", 0.0)  # read again: solo, so stored alone
+    assert selectors.is_group(experiment.pk) is False
