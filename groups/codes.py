@@ -48,11 +48,26 @@ def code_in_use(code: str, *, now=None) -> bool:
     )
 
 
+#: The PostgreSQL advisory lock that makes choosing codes and storing them one step.
+CODES_LOCK = 0x67726F7570  # "group"
+
+
 def new_code(*, avoid: set[str] | frozenset = frozenset(), attempts: int = 50) -> str:
     """A code no unexpired group session uses (as either kind) and not in ``avoid``.
+    Call it in the transaction that stores the code: until that transaction ends, no
+    other one can choose a code (on PostgreSQL an advisory lock, ``CODES_LOCK``; SQLite
+    runs one write transaction at a time), so two sessions started at the same moment
+    never get the same code.
 
     Raises ``GroupError(code="codes_exhausted")`` if ``attempts`` draws all collide.
     """
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        if not connection.in_atomic_block:
+            raise RuntimeError("new_code() must run in the transaction that stores the code")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CODES_LOCK])
     for _ in range(attempts):
         code = random_code()
         if code not in avoid and not code_in_use(code):

@@ -56,6 +56,57 @@ def test_new_code_gives_up_with_machine_code(monkeypatch):
     assert info.value.code == "codes_exhausted"
 
 
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_sessions_started_at_the_same_moment_never_share_a_code(monkeypatch):
+    """Both draw the same first code; the second to choose waits until the first has
+    stored it, sees it taken and draws again (without the lock both checked before
+    either stored, and both got AAAA)."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from groups import services
+
+    experiment = ExperimentFactory(is_group=True)
+    draws, lock = {}, threading.Lock()
+
+    def drawn():  # each thread: AAAA first, then codes of its own
+        with lock:
+            mine = draws.setdefault(threading.get_ident(), iter(["AAAA", *(f"{c}{c}{c}{c}" for c in "BCDEFGHJ")]))
+            return next(mine)
+
+    in_use = codes.code_in_use
+
+    def slow_check(code, **kwargs):  # widen the moment between the check and the commit
+        found = in_use(code, **kwargs)
+        time.sleep(0.2)
+        return found
+
+    monkeypatch.setattr(codes, "random_code", drawn)
+    monkeypatch.setattr(codes, "code_in_use", slow_check)
+    barrier = threading.Barrier(2, timeout=5)
+    started = []
+
+    def start():
+        try:
+            barrier.wait()
+            started.append(services.start_group_session(experiment=experiment))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert len(started) == 2
+    every = [c for gs in started for c in (gs.participant_code, gs.experimenter_code)]
+    assert len(set(every)) == 4, every
+    assert "AAAA" in every
+
+
 def test_rate_limit_counts_failures_per_address():
     cache.clear()
     for _ in range(settings.CODE_ATTEMPTS_PER_MINUTE):
