@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import aclosing
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
@@ -80,16 +79,11 @@ class ThreadedASGIHandler(ASGIHandler):
             disconnect.cancel()
             if disconnect.done() and not disconnect.cancelled():
                 disconnect.exception()  # RequestAborted: read, so asyncio does not log it as lost
-        if outcome is None:  # sent already (sync streaming content)
+        response = outcome
+        if response is None:  # sent already (sync streaming content)
             return
-        response, head = outcome
-        if send is not None:
-            await send(head)
-            if response.streaming:  # async content: iterated on the loop, as Django's handler does
-                await self.send_response_body(response, send)
-            else:
-                for chunk, last in self.chunk_bytes(response.content):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": not last})
+        if send is not None:  # Django's own: bytes, or async content iterated on the loop
+            await self.send_response(response, send)
         if response.streaming:
             await in_request_thread(response.close)
 
@@ -107,30 +101,20 @@ class ThreadedASGIHandler(ASGIHandler):
             response._handler_class = self.__class__
             if isinstance(response, FileResponse):  # as ASGIHandler: the server chunks
                 response.block_size = self.chunk_size
-        head = {"type": "http.response.start", "status": response.status_code, "headers": _headers(response)}
         if response.streaming and not response.is_async:
             try:
-                if send is not None:
-                    send = async_to_sync(send)
-                    send(head)
-                    for part in response:
-                        for chunk, _ in self.chunk_bytes(part):
-                            send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    send({"type": "http.response.body"})
+                send = async_to_sync(send)
+                send({"type": "http.response.start", "status": response.status_code, "headers": _headers(response)})
+                for part in response:
+                    for chunk, _ in self.chunk_bytes(part):
+                        send({"type": "http.response.body", "body": chunk, "more_body": True})
+                send({"type": "http.response.body"})
             finally:
                 response.close()
             return None
         if not response.streaming:
             response.close()
-        return response, head
-
-    async def send_response_body(self, response, send):
-        """Async streaming content, chunk by chunk (as ``ASGIHandler.send_response``)."""
-        async with aclosing(aiter(response)) as content:
-            async for part in content:
-                for chunk, _ in self.chunk_bytes(part):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body"})
+        return response
 
 
 async def in_request_thread(func, *args):
@@ -140,7 +124,8 @@ async def in_request_thread(func, *args):
 
 
 def _headers(response) -> list:
-    """The response's headers and cookies as ASGI wants them (as ``ASGIHandler.send_response``)."""
+    """The response's headers and cookies as ASGI wants them (as ``ASGIHandler.send_response``
+    builds them, which sync streaming content, sent from the request's thread, cannot use)."""
     headers = []
     for header, value in response.items():
         headers.append((header.encode("ascii") if isinstance(header, str) else bytes(header),
