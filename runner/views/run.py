@@ -113,18 +113,18 @@ def _post(request, experiment_id: int, *, session=None, run_token: str = ""):
         absolute_url=request.build_absolute_uri,
         experiment_id=experiment_id,
     )
-    experiment = session.experiment if session is not None else None
     try:
         result = batching.submit(submission, key=experiment_id if session is None else None)
-    except policy_errors as exc:
-        field = getattr(exc, "field", "")
-        return error_page(request, RunError(
-            f"This study is set up not to keep some of the data it tried to save ({field or exc}). "
-            "Please contact the research team.",
-            code="policy_violation", status=400, title="This answer cannot be saved",
-        ), experiment=experiment or selectors.experiment_or_none(experiment_id))  # fmt: skip
-    except RunError as exc:
-        return error_page(request, exc, experiment=experiment or selectors.experiment_or_none(experiment_id))
+    except (*policy_errors, RunError) as exc:
+        if isinstance(exc, policy_errors):
+            field = getattr(exc, "field", "")
+            exc = RunError(
+                f"This study is set up not to keep some of the data it tried to save ({field or exc}). "
+                "Please contact the research team.",
+                code="policy_violation", status=400, title="This answer cannot be saved",
+            )  # fmt: skip
+        experiment = session.experiment if session is not None else selectors.experiment_or_none(experiment_id)
+        return error_page(request, exc, experiment=experiment)
     if result.kind == "invalid":
         session = selectors.session_for_request(request, experiment_id)  # as stored now
         if session is None:
