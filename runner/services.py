@@ -24,6 +24,7 @@ from runner.handlers import BaseHandler, Page, get_handler
 from runner.models import Experiment, Response, Session, Subject, Ticket
 from runner.personal import email_hmac, prolific_pid_hmac
 from runner.responses import build_rows, sanitize_trials
+from runner.run_cookie import session_by_token
 
 logger = logging.getLogger("runner.services")
 EMAIL_SALT = "runner.email-login"
@@ -346,8 +347,6 @@ def _session_id(submission: Submission) -> int:
     """The id of the submission's run; ``NoRunError`` when its token names no run of its experiment."""
     if submission.session_id is not None:
         return submission.session_id
-    from runner.run_cookie import session_by_token
-
     session = session_by_token(submission.run_token, submission.experiment_id) if submission.run_token else None
     if session is None:
         raise NoRunError.in_this_browser()
