@@ -18,6 +18,7 @@ from runner import batching
 from runner import services as runner_services
 from runner.models import Response
 from tests.runner.builders import build_lockstep_experiment, current, start
+from tests.threads import in_threads
 
 pytestmark = pytest.mark.django_db
 WARMTH = ["Yes", "No", "Yes", "No"]
@@ -184,22 +185,14 @@ def test_two_processes_batching_at_once_store_everything_and_one_sees_the_last_a
 
     def answer(i, run):
         submission = _submission(run)
-        try:
-            barrier.wait()
-            result = combiners[i % 2].submit(gs.experiment_id, submission)
-            if result == batching.ALONE:
-                result = runner_services.submit(submission)
-        finally:
-            connection.close()
+        barrier.wait()
+        result = combiners[i % 2].submit(gs.experiment_id, submission)
+        if result == batching.ALONE:
+            result = runner_services.submit(submission)
         with lock:
             results.append(result)
 
-    threads = [threading.Thread(target=answer, args=(i, run)) for i, run in enumerate(runs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
+    in_threads([lambda i=i, run=run: answer(i, run) for i, run in enumerate(runs)], timeout=60)
     assert _kinds(results) == ["stored"] * len(runs)
     assert _stored(gs) == len(runs)
     assert [c[0] for c in flow.CALLS].count("on_all_responded") == 1

@@ -65,9 +65,8 @@ def test_two_sessions_started_at_the_same_moment_never_share_a_code(monkeypatch)
     import threading
     import time
 
-    from django.db import connection
-
     from groups import services
+    from tests.threads import in_threads
 
     experiment = ExperimentFactory(is_group=True)
     draws, lock = {}, threading.Lock()
@@ -90,17 +89,10 @@ def test_two_sessions_started_at_the_same_moment_never_share_a_code(monkeypatch)
     started = []
 
     def start():
-        try:
-            barrier.wait()
-            started.append(services.start_group_session(experiment=experiment))
-        finally:
-            connection.close()
+        barrier.wait()
+        started.append(services.start_group_session(experiment=experiment))
 
-    threads = [threading.Thread(target=start) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
+    in_threads([start, start], timeout=20)
     assert len(started) == 2
     every = [c for gs in started for c in (gs.participant_code, gs.experimenter_code)]
     assert len(set(every)) == 4, every

@@ -18,6 +18,7 @@ from groups.models import GroupSession, StepLog
 from groups.state import GroupError
 from runner.models import Response
 from tests.runner.builders import build_lockstep_experiment, start
+from tests.threads import in_threads
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -46,14 +47,8 @@ def race(gs, staff, monkeypatch, *, locking: bool):
             outcomes.append("ok")
         except GroupError as exc:
             outcomes.append(exc.code)
-        finally:
-            connection.close()
 
-    threads = [threading.Thread(target=press) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads([press, press])
     return sorted(outcomes)
 
 
@@ -121,15 +116,9 @@ class Lab:
         except BaseException as exc:  # reported by answer_all(): a thread's failure is the test's
             self.errors.append(exc)
             raise
-        finally:
-            connection.close()
 
-    def _run(self, threads) -> None:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(90)
-        assert not any(t.is_alive() for t in threads)
+    def _run(self, calls) -> None:
+        in_threads(calls, timeout=90)
         assert not self.errors, self.errors
 
     def answer_all(self, *, early: int = PARTICIPANTS, while_advancing: list | None = None) -> list[str]:
@@ -137,7 +126,7 @@ class Lab:
         anything else happens, then the others at the same instant (one barrier) as the
         ``while_advancing`` experimenter calls. Returns the advances' outcomes."""
         extra = while_advancing or []
-        self._run([threading.Thread(target=self.answer, args=(i,)) for i in range(early)])
+        self._run([lambda i=i: self.answer(i) for i in range(early)])
         barrier = threading.Barrier(PARTICIPANTS - early + len(extra), timeout=30)
         outcomes: list[str] = []
 
@@ -148,11 +137,9 @@ class Lab:
                 outcomes.append("ok")
             except GroupError as exc:
                 outcomes.append(exc.code)
-            finally:
-                connection.close()
 
-        racing = [threading.Thread(target=self.answer, args=(i, barrier.wait)) for i in range(early, PARTICIPANTS)]
-        self._run(racing + [threading.Thread(target=advance, args=(fn,)) for fn in extra])
+        racing = [lambda i=i: self.answer(i, barrier.wait) for i in range(early, PARTICIPANTS)]
+        self._run(racing + [lambda fn=fn: advance(fn) for fn in extra])
         return sorted(outcomes)
 
 
@@ -229,15 +216,8 @@ def answer_at_once(gs, sessions, monkeypatch, *, locking: bool) -> list[str]:
         except GroupError as exc:
             with lock:
                 outcomes.append(exc.code)
-        finally:
-            connection.close()
 
-    threads = [threading.Thread(target=answer, args=(s,)) for s in sessions]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not any(t.is_alive() for t in threads)
+    in_threads([lambda s=s: answer(s) for s in sessions], timeout=60)
     return outcomes
 
 

@@ -3,10 +3,10 @@
 import threading
 
 import pytest
-from django.db import connection
 
 from runner.models import Response, Session
 from runner.services import submit_form
+from tests.threads import in_threads
 
 from .builders import build_experiment, current, start
 
@@ -22,19 +22,12 @@ def test_simultaneous_double_submit_stores_once(transactional_db, client):
     results = []
 
     def post(answer):
-        try:
-            barrier.wait()
-            result = submit_form(session_id=session.pk, order=cur["order"], visit=cur["visit"], nonce=cur["nonce"],
-                                 data={"q-likes": answer})
-            results.append(result.kind)
-        finally:
-            connection.close()
+        barrier.wait()
+        result = submit_form(session_id=session.pk, order=cur["order"], visit=cur["visit"], nonce=cur["nonce"],
+                             data={"q-likes": answer})
+        results.append(result.kind)
 
-    threads = [threading.Thread(target=post, args=(a,)) for a in ("Yes", "No", "Yes", "No")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    in_threads([lambda a=a: post(a) for a in ("Yes", "No", "Yes", "No")])
     assert sorted(results) == ["duplicate", "duplicate", "duplicate", "stored"]
     assert Response.objects.filter(session=session, item="likes").count() == 1
     assert Session.objects.get(pk=session.pk).state["current"]["order"] == 2
