@@ -29,7 +29,7 @@ def sync_view(request):
 
 
 def thread_view(request):
-    return HttpResponse(str(threading.get_ident()))
+    return HttpResponse(threading.current_thread().name)  # a thread started anew has a new name
 
 
 def _sync_parts(view_thread):
