@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.contrib import admin
+from django.templatetags.static import static as static_url
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from project.core import views as core_views
 
@@ -11,6 +13,8 @@ admin.site.index_title = "Experiments, sessions and data"
 urlpatterns = [
     path("", core_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),
+    # Browsers ask for /favicon.ico on pages without an icon link (the editor's admin pages).
+    path("favicon.ico", RedirectView.as_view(url=static_url("img/favicon.ico"), permanent=True)),
     path("editor/exports/", include("exports.urls")),
     path("editor/", admin.site.urls),
     path("run/", include("runner.urls")),
