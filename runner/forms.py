@@ -18,6 +18,10 @@ from runner.models import DataFormat, WidgetType
 PREFIX = "q"
 #: Fields posted under their plain name (the rest are ``q-<question key>``).
 CONTROL_FIELDS = {"_jspsych"}
+#: Posted once per slider the participant has not moved (the page drops it on the first move):
+#: a range input always has a value, so the midpoint would otherwise be stored as an answer.
+UNTOUCHED_FIELD = "_untouched"
+SLIDER_REQUIRED_MESSAGE = "An answer is required: please move the slider."
 TEXT_MAX_LENGTH = 500
 TEXTAREA_MAX_LENGTH = 10_000
 
@@ -40,6 +44,8 @@ def _number_field(fmt: DataFormat, *, required: bool, widget: str, label: str) -
     if widget == WidgetType.SLIDER:
         input_widget.input_type = "range"
     kwargs = {"required": required, "label": label, "widget": input_widget}
+    if widget == WidgetType.SLIDER:
+        kwargs["error_messages"] = {"required": SLIDER_REQUIRED_MESSAGE}
     if lo is not None:
         kwargs["min_value"] = lo
     if hi is not None:
@@ -86,7 +92,7 @@ def question_field(question, *, required: bool) -> forms.Field:
     if widget in (WidgetType.NUMERIC, WidgetType.SLIDER) or fmt.df_type in (DataFormat.Type.INT, DataFormat.Type.FLOAT):
         return _number_field(fmt, required=required, widget=widget, label=label)
     if widget == WidgetType.TEXTAREA:
-        return forms.CharField(
+        return TextareaField(
             required=required, label=label, max_length=TEXTAREA_MAX_LENGTH,
             widget=forms.Textarea(attrs={"class": "form-control", "rows": 4}),
         )
@@ -96,12 +102,37 @@ def question_field(question, *, required: bool) -> forms.Field:
     )
 
 
-class QuestionsForm(forms.Form):
-    """The questions of one form, in order. ``cleaned_answers()`` gives JSON-ready values."""
+class TextareaField(forms.CharField):
+    """Multi-line text whose length is counted as the browser counts it: a form submission
+    sends each line break as CRLF, which ``maxlength`` (and the participant) count as one
+    character. Stored with ``\n`` line breaks."""
 
-    def __init__(self, *args, form_questions=(), **kwargs):
+    def to_python(self, value):
+        value = super().to_python(value)
+        return value.replace("\r\n", "\n").replace("\r", "\n") if isinstance(value, str) else value
+
+
+def _without_untouched(data, form_questions):
+    """``data`` without the values of sliders the page reports as never moved."""
+    if not data or not hasattr(data, "getlist") or UNTOUCHED_FIELD not in data:
+        return data
+    sliders = {f"{PREFIX}-{fxq.question.key}" for fxq in form_questions if fxq.question.widget == WidgetType.SLIDER}
+    untouched = sliders.intersection(data.getlist(UNTOUCHED_FIELD))
+    if not untouched:
+        return data
+    data = data.copy()
+    for name in untouched:
+        data.pop(name, None)
+    return data
+
+
+class QuestionsForm(forms.Form):
+    """The questions of one form, in order. ``cleaned_answers()`` gives JSON-ready values.
+    A slider the participant never moved has no value (see ``UNTOUCHED_FIELD``)."""
+
+    def __init__(self, data=None, *args, form_questions=(), **kwargs):
         kwargs.setdefault("prefix", PREFIX)
-        super().__init__(*args, **kwargs)
+        super().__init__(_without_untouched(data, form_questions), *args, **kwargs)
         self.form_questions = list(form_questions)
         for fxq in self.form_questions:
             field = question_field(fxq.question, required=fxq.required)

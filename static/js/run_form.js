@@ -1,4 +1,5 @@
-/* Ensemble Live participant form: time zone and client clock on submit, slider read-outs,
+/* Ensemble Live participant form: time zone and client clock on submit, slider read-outs
+   (a slider counts as answered once moved),
    one submission per click (the server also refuses repeats). */
 (function () {
   "use strict";
@@ -13,11 +14,19 @@
     setHidden("_tz", Intl.DateTimeFormat().resolvedOptions().timeZone || "");
   } catch (e) { /* old browser: no time zone */ }
 
+  // A slider has no answer until it is moved: the server drops the value of every slider
+  // still named by an "_untouched" marker, and the read-out says "not set" until then.
   form.querySelectorAll("input[type=range]").forEach(function (slider) {
     var out = form.querySelector('output[for="' + slider.id + '"]');
-    var show = function () { if (out) out.textContent = slider.value; };
-    slider.addEventListener("input", show);
-    show();
+    var marker = form.querySelector('input[data-untouched-for="' + slider.id + '"]');
+    if (marker) slider.classList.add("slider-untouched");
+    var touch = function () {
+      if (out) out.textContent = slider.value;
+      slider.classList.remove("slider-untouched");
+      if (marker) { marker.remove(); marker = null; }
+    };
+    slider.addEventListener("input", touch);
+    slider.addEventListener("change", touch);
   });
 
   var sending = false;

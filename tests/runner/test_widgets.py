@@ -98,3 +98,64 @@ def test_every_widget_through_the_run_page(client):
     values = dict(Response.objects.values_list("item", "value"))
     assert values == {"colour": "Blue", "fruits": ["Apple", "Plum"], "country": "FR", "nick": "Kim", "story": None,
                       "age": 30, "mood": 5}
+
+
+# ---- sliders count only once moved; textareas count as the browser counts ---------------
+SEVEN = {"min": 1, "max": 7, "step": 1}
+
+
+def _posted(**fields):
+    """Data as a browser posts it (a QueryDict: repeated names, immutable)."""
+    from django.http import QueryDict
+
+    data = QueryDict(mutable=True)
+    for name, value in fields.items():
+        data.setlist(name, value if isinstance(value, list) else [value])
+    data._mutable = False
+    return data
+
+
+def test_untouched_optional_slider_stores_nothing():
+    # The browser posts the midpoint of a range input it never moved, with the page's marker.
+    form = _form("slider", "int", range_=SEVEN, required=False, data=_posted(**{"q-a": "4", "_untouched": "q-a"}))
+    assert form.is_valid(), form.errors
+    assert form.cleaned_answers() == {"a": None}
+
+
+def test_untouched_required_slider_is_refused():
+    form = _form("slider", "int", range_=SEVEN, data=_posted(**{"q-a": "4", "_untouched": "q-a"}))
+    assert not form.is_valid()
+    assert str(form.errors["a"][0]) == "An answer is required: please move the slider."
+
+
+def test_moved_slider_stores_what_was_set():
+    form = _form("slider", "int", range_=SEVEN, data=_posted(**{"q-a": "4"}))
+    assert form.is_valid() and form.cleaned_answers() == {"a": 4}
+
+
+def test_untouched_marker_drops_only_sliders():
+    form = _form("numeric", "int", range_=SEVEN, data=_posted(**{"q-a": "4", "_untouched": "q-a"}))
+    assert form.is_valid() and form.cleaned_answers() == {"a": 4}
+
+
+def test_slider_page_marks_it_untouched_until_it_has_a_value():
+    from django.template.loader import render_to_string
+
+    fresh = _form("slider", "int", range_=SEVEN)
+    html = render_to_string("runner/includes/question.html", {"field": fresh["a"]})
+    assert 'name="_untouched" value="q-a"' in html and "not set" in html
+    moved = _form("slider", "int", range_=SEVEN, data=_posted(**{"q-a": "6"}))
+    html = render_to_string("runner/includes/question.html", {"field": moved["a"]})
+    assert "_untouched" not in html and ">6</output>" in html
+
+
+def test_textarea_counts_line_breaks_as_the_browser_does():
+    # 100 lines of 99 characters and a last "z": 10,000 characters in the browser's count
+    # (maxlength), 10,099 on the wire, where each of the 99 line breaks is CRLF.
+    posted = "\r\n".join(["x" * 99] * 100) + "z"
+    assert len(posted) == 10_099 and len(posted.replace("\r\n", "\n")) == 10_000
+    form = _form("textarea", "text", data=_posted(**{"q-a": posted}))
+    assert form.is_valid(), form.errors
+    assert form.cleaned_answers()["a"] == posted.replace("\r\n", "\n")
+    over = _form("textarea", "text", data=_posted(**{"q-a": posted + "y"}))
+    assert not over.is_valid()
