@@ -6,6 +6,7 @@ run tokens never appear at all; responses are read-only.
 
 from __future__ import annotations
 
+import json
 from contextvars import ContextVar
 
 from django.contrib import admin
@@ -147,6 +148,18 @@ class SessionAdmin(admin.ModelAdmin):
         return False
 
 
+def answer_text(value) -> str:
+    """An answer as a person reads it: choices joined by commas (not a Python list),
+    structured values as JSON, nothing as "-"."""
+    if value is None:
+        return "-"
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
 @admin.register(Response)
 class ResponseAdmin(admin.ModelAdmin):
     """Answers as stored; nobody edits data in the editor."""
@@ -155,10 +168,20 @@ class ResponseAdmin(admin.ModelAdmin):
     list_filter = (("experiment", admin.RelatedOnlyFieldListFilter),)
     list_select_related = ("session", "form", "session__experiment")
     search_fields = ("item",)
+    exclude = ("value",)
+    readonly_fields = ("answer",)
 
     @admin.display(description="value")
     def short_value(self, obj):
-        return Truncator(str(obj.value)).chars(60) if obj.value is not None else "-"
+        return Truncator(answer_text(obj.value)).chars(60)
+
+    @admin.display(description="value")
+    def answer(self, obj):
+        """The whole answer, wrapped: a long text stays inside the page."""
+        return format_html(
+            '<div style="white-space: pre-wrap; overflow-wrap: anywhere; max-width: 60rem">{}</div>',
+            answer_text(obj.value),
+        )
 
     def has_add_permission(self, request):
         return False

@@ -267,3 +267,14 @@ def _change_data(experiment, **columns) -> dict:
                 row[column] = values[link.order]
         data.update({f"experiment_forms-{i}-{key}": value for key, value in row.items()})
     return data
+
+
+def test_responses_read_as_answers_not_python(admin_client, data):
+    session, trial = data["session"], Form.objects.get(owner=data["experiment"], name="trial")
+    ResponseFactory(session=session, form=trial, item="instruments", value=["Piano", "Guitar"], visit=2)
+    long_text = "word " * 400
+    essay = ResponseFactory(session=session, form=trial, item="essay", value=long_text, visit=3)
+    listing = admin_client.get(reverse("admin:runner_response_changelist")).content.decode()
+    assert "Piano, Guitar" in listing and "[&#x27;Piano&#x27;" not in listing
+    detail = admin_client.get(reverse("admin:runner_response_change", args=[essay.pk])).content.decode()
+    assert "overflow-wrap: anywhere" in detail and long_text.strip() in detail
