@@ -76,6 +76,19 @@ def _initial_from_preset(preset: ExportPreset) -> dict:
     return {"format": preset.format, "columns": preset.columns, "preset_name": preset.name, **preset.filters}
 
 
+def _initial_choices(request, presets, job: ExportJob | None) -> dict:
+    """The form as the experimenter left it: a chosen preset's choices, else those of the
+    export just started (the page it redirects to), else the defaults."""
+    preset_id = request.GET.get("preset")
+    if preset_id and preset_id.isdigit():
+        preset = next((p for p in presets if p.pk == int(preset_id)), None)
+        if preset is not None:
+            return _initial_from_preset(preset)
+    if job is not None:
+        return {"format": job.format, "columns": job.columns or registry.default_columns(), **job.filters}
+    return {}
+
+
 @_require(*DATA_PERMS)
 @require_http_methods(["GET", "POST"])
 def experiment_page(request, slug: str):
@@ -109,18 +122,12 @@ def experiment_page(request, slug: str):
                 return redirect(f"{reverse('exports:experiment', args=[slug])}?job={job.pk}")
             except services.ExportError as exc:
                 form.add_error(None, str(exc))
-    else:
-        initial = {}
-        preset_id = request.GET.get("preset")
-        if preset_id and preset_id.isdigit():
-            preset = next((p for p in presets if p.pk == int(preset_id)), None)
-            if preset is not None:
-                initial = _initial_from_preset(preset)
-        form = ExportForm(initial=initial)
     job = None
     job_id = request.GET.get("job")
     if job_id and job_id.isdigit():
         job = ExportJob.objects.filter(pk=int(job_id), experiment=experiment).first()
+    if request.method != "POST":
+        form = ExportForm(initial=_initial_choices(request, presets, job))
     context = {
         "experiment": experiment,
         "form": form,

@@ -114,3 +114,17 @@ def test_exclusion_page(browser, solo):
     assert Session.objects.get(pk=101).exclusion_reason == "bot"
     browser.post(action, {"action": "exclude_subject", "reason": "withdrew"})
     assert Session.objects.get(pk=101).subject.excluded
+
+
+def test_page_after_an_export_keeps_its_choices(browser, solo):
+    """After "Export", the page it lands on shows the format, columns and filters just used
+    (not the defaults), and the job's line in "Recent exports" can follow its card."""
+    url = reverse("exports:experiment", args=[solo.slug])
+    response = browser.post(url, {"format": "psychds", "columns": ["participant", "session"], "finished_only": "on"})
+    job = ExportJob.objects.get()
+    page = browser.get(response["Location"]).content.decode()
+    assert '<option value="psychds" selected>' in page and '<option value="csv-long" selected>' not in page
+    value_box = page[page.index('value="value"') : page.index('value="value"') + 80]
+    assert "checked" not in value_box
+    assert 'name="finished_only" id="f-finished" checked' in page
+    assert f'data-export-job="{job.pk}"' in page and f'id="export-job" data-job="{job.pk}"' in page

@@ -28,6 +28,7 @@
       }
     }
     error.textContent = job.error || "";
+    showInRecentList(job);
     if (job.status === "done") {
       bar.classList.add("bg-success");
       download.href = job.download;
@@ -36,6 +37,19 @@
       bar.classList.add("bg-danger");
     } else {
       setTimeout(poll, 1000);
+    }
+  }
+  // The same job in the "Recent exports" list says what the card says.
+  function showInRecentList(job) {
+    const item = document.querySelector('[data-export-job="' + box.dataset.job + '"]');
+    if (!item) return;
+    item.querySelector("[data-export-job-status]").textContent = job.status;
+    const link = item.querySelector("[data-export-job-download]");
+    if (job.status === "done" && job.download && !link.querySelector("a")) {
+      const a = document.createElement("a");
+      a.href = job.download;
+      a.textContent = "download";
+      link.append("· ", a);
     }
   }
   poll();
