@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import codes, selectors, services
+from . import codes, projector, selectors, services
 from .forms import CodeForm, GroupForm, StartSessionForm
 from .models import StepLog
 from .state import GroupError
@@ -81,13 +81,37 @@ def session_status(request, group_session_id: int):
         "gs": gs,
         "snapshot": selectors.snapshot(gs.pk),
         "ws_path": f"/ws/group/{gs.pk}/experimenter/",
-        "join_url": request.build_absolute_uri(
-            f"{reverse('groups:attach_participant')}?{urlencode({'experiment': gs.experiment_id})}"
+        "join_url": projector.join_url(
+            request.build_absolute_uri(reverse("groups:attach_participant")), experiment_id=gs.experiment_id
         ),
         # Without JavaScript; the console script renders the snapshot's live ``step_log``.
         "log": _step_log_rows(gs),
     }
     return render(request, "groups/console.html", context)
+
+
+@experimenter_required
+def session_projector(request, group_session_id: int):
+    """The wall view: the participant code large enough to read across a room, the join
+    link and its QR code (code filled in), and how many have joined, live. The
+    experimenter code is not on it."""
+    gs, allowed = _controlled(request, group_session_id)
+    if not allowed:
+        messages.info(request, "Enter the experimenter code of this group session to show it.")
+        return redirect("groups:attach_experimenter")
+    base = request.build_absolute_uri(reverse("groups:attach_participant"))
+    join = projector.join_url(base, experiment_id=gs.experiment_id)
+    with_code = projector.join_url(base, experiment_id=gs.experiment_id, code=gs.participant_code)
+    snapshot = selectors.snapshot(gs.pk)
+    context = {
+        "gs": gs,
+        "joined": sum(1 for p in snapshot.get("participants", []) if p.get("status") != "kicked"),
+        "ws_path": f"/ws/group/{gs.pk}/experimenter/",
+        "join_url": join,
+        "qr_url": with_code,
+        "qr_svg": projector.qr_svg(with_code),
+    }
+    return render(request, "groups/projector.html", context)
 
 
 @experimenter_required

@@ -145,5 +145,16 @@
     }, 1000);
   });
 
+  // The experimenter code shows only when asked for (a projected console shows the room).
+  var reveal = $("[data-reveal-code]");
+  if (reveal) {
+    reveal.addEventListener("click", function () {
+      var code = $("#experimenter-code");
+      var shown = code.classList.toggle("d-none") === false;
+      reveal.setAttribute("aria-expanded", String(shown));
+      reveal.textContent = shown ? "Hide experimenter code" : "Show experimenter code";
+    });
+  }
+
   render(current);
 })();
