@@ -30,6 +30,7 @@ def main(n: int) -> dict:
     from django.core.management import call_command
     from django.test import Client
 
+    from exports import pseudonyms
     from groups import services
     from groups.models import Membership
     from runner.models import Experiment, Session, Ticket
@@ -46,8 +47,9 @@ def main(n: int) -> dict:
     sessions = Session.objects.bulk_create([Session(experiment=experiment, ticket=ticket) for _ in range(n)])
     taken: set[str] = set()
     memberships = []
+    scope = pseudonyms.scope_for(experiment)
     for session in sessions:
-        pseudonym = services._new_pseudonym(taken)
+        pseudonym = services.participant_pseudonym(session, taken, scope=scope)
         taken.add(pseudonym)
         memberships.append(Membership(group_session=gs, session=session, pseudonym=pseudonym, form="trial"))
     Membership.objects.bulk_create(memberships, batch_size=500)

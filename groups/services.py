@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import copy
-import secrets
 import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -21,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from exports import pseudonyms
 from project.core.rows import Select, update_from
 from realtime.broadcast import broadcast_state, publish_state
 
@@ -206,11 +206,22 @@ def attach_experimenter(*, group_session: GroupSession, user) -> None:
     group_session.experimenters.add(user)
 
 
-def _new_pseudonym(taken) -> str:
-    while True:
-        pseudonym = "P" + "".join(secrets.choice(settings.GROUP_CODE_ALPHABET) for _ in range(6))
-        if pseudonym not in taken:
-            return pseudonym
+#: Characters of the export pseudonym that the console, the context and hooks show.
+DISPLAY_PSEUDONYM_LENGTH = 7
+
+
+def participant_pseudonym(session, taken, *, scope: str | None = None) -> str:
+    """The id a participant has in a group session: the start of the pseudonym its run has
+    in every export (``exports.pseudonyms``), ``DISPLAY_PSEUDONYM_LENGTH`` characters, or
+    more where that start is ``taken`` in the group session. So a context entry or a
+    console row joins to the exported rows by prefix. ``scope``: the experiment's
+    pseudonym scope, when the caller has it already."""
+    scope = scope or pseudonyms.scope_for(session.experiment)
+    full = pseudonyms.pseudonym(pseudonyms.subject_key(session.subject_id, session.pk), scope)
+    for length in range(DISPLAY_PSEUDONYM_LENGTH, len(full) + 1):
+        if full[:length] not in taken:
+            return full[:length]
+    raise GroupError("This run is in the group session already.", code="forbidden")
 
 
 def attach_participant(*, session, ticket) -> Membership:
@@ -237,7 +248,7 @@ def attach_participant(*, session, ticket) -> Membership:
         if gs.expires <= timezone.now():
             raise GroupError("This group session has expired.", code="expired")
         old, session_ids = load_state(gs)
-        pseudonym = _new_pseudonym(old.participants)
+        pseudonym = participant_pseudonym(session, old.participants)
         membership = Membership.objects.create(group_session=gs, session=session, pseudonym=pseudonym)
         session_ids[pseudonym] = session.pk
 
