@@ -41,13 +41,10 @@ def session_start(request):
     initial = {k: request.GET[k] for k in ("group", "experiment") if request.GET.get(k, "").isdigit()}
     form = StartSessionForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        if form.cleaned_data["group"] is None:  # "New group…": create it, then come back
-            query = urlencode({"experiment": form.cleaned_data["experiment"].pk})
-            return redirect(f"{reverse('groups:create')}?{query}")
         try:
             gs = services.start_group_session(
                 experiment=form.cleaned_data["experiment"],
-                group=form.cleaned_data["group"],
+                group=form.chosen_group(),
                 size=form.cleaned_data["size"],
                 experimenter=request.user,
             )

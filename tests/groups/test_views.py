@@ -48,10 +48,28 @@ def test_create_group_then_start_session(staff_client, experiment):
     assert gs.group == group and gs.expected_size == 3
 
 
-def test_start_without_group_goes_to_create(staff_client, experiment):
+def test_start_creates_a_new_group_inline(staff_client, experiment):
+    response = staff_client.post(
+        "/group/session/start/", {"experiment": experiment.pk, "group": "", "new_group": "Lab 2, Tuesday"}
+    )
+    gs = GroupSession.objects.get()
+    assert response["Location"] == f"/group/session/status/{gs.pk}/"
+    assert gs.group == Group.objects.get(name="Lab 2, Tuesday")
+
+
+def test_start_without_a_group(staff_client, experiment):
     response = staff_client.post("/group/session/start/", {"experiment": experiment.pk, "group": ""})
-    assert response["Location"] == f"/group/create/?experiment={experiment.pk}"
-    assert not GroupSession.objects.exists()
+    gs = GroupSession.objects.get()
+    assert response["Location"] == f"/group/session/status/{gs.pk}/" and gs.group is None
+
+
+def test_start_refuses_a_group_and_a_new_one(staff_client, experiment):
+    group = Group.objects.create(name="Lab A")
+    response = staff_client.post(
+        "/group/session/start/", {"experiment": experiment.pk, "group": group.pk, "new_group": "Lab B"}
+    )
+    assert response.status_code == 200 and "not both" in response.content.decode()
+    assert not GroupSession.objects.exists() and not Group.objects.filter(name="Lab B").exists()
 
 
 def test_start_lists_only_group_experiments(staff_client, experiment):
