@@ -8,7 +8,7 @@ from django.utils.text import Truncator
 
 from runner.models import DataFormat, Form, FormXQuestion, Question
 
-from .forms import DataFormatAdminForm
+from .forms import DataFormatAdminForm, QuestionAdminForm
 
 
 class FormXQuestionInline(admin.TabularInline):
@@ -40,6 +40,7 @@ class FormAdmin(admin.ModelAdmin):
 
 @admin.register(Question)
 class QuestionAdmin(admin.ModelAdmin):
+    form = QuestionAdminForm
     list_display = ("key", "short_text", "widget", "data_format", "owner")
     list_filter = ("widget", ("owner", admin.RelatedOnlyFieldListFilter))
     search_fields = ("key", "text")

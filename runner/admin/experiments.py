@@ -1,8 +1,9 @@
 """Editor pages for experiments (with their form sequence) and studies.
 
-Extra pages on an experiment: "Create tickets" (<id>/tickets/), "Download
-definition" (<id>/definition.yaml); on the list: "Load definition" (load/) and
-the "Copy experiment" action.
+Extra pages on an experiment: the survey builder (<id>/builder/, runner/builder.py),
+"Preview" (<id>/preview/), "Create tickets" (<id>/tickets/), "Download definition"
+(<id>/definition.yaml); on the list: "New survey" (new-survey/), "Load definition"
+(load/) and the "Copy experiment" action.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from runner.definitions import DefinitionError, dump_experiment, load_text
 from runner.editing import copy_experiment, delete_experiment
 from runner.models import Experiment, ExperimentXForm, ExperimentXStimulus, Study, StudyXExperiment
 from runner.tickets import create_tickets, run_url
+from runner.views import builder as builder_views
 
 from .forms import (
     CreateTicketsForm,
@@ -123,9 +125,32 @@ class ExperimentAdmin(admin.ModelAdmin):
             for experiment in queryset:
                 delete_experiment(experiment=experiment)
 
+    def _builder(self, fn):
+        """A survey-builder view for one experiment, for editors who may change it."""
+
+        def view(request, pk):
+            experiment = get_object_or_404(Experiment, pk=pk)
+            if not self.has_change_permission(request, experiment):
+                raise PermissionDenied
+            return fn(request, experiment)
+
+        return self.admin_site.admin_view(view)
+
+    def _new_survey_view(self, request):
+        if not (self.has_add_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+        return builder_views.new_survey(request)
+
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
+            path("new-survey/", view(self._new_survey_view), name="runner_experiment_new_survey"),
+            path("<int:pk>/builder/", self._builder(builder_views.builder_page), name="runner_experiment_builder"),
+            path("<int:pk>/builder/save/", self._builder(builder_views.builder_save),
+                 name="runner_experiment_builder_save"),
+            path("<int:pk>/builder/preview/", self._builder(builder_views.builder_preview),
+                 name="runner_experiment_builder_preview"),
+            path("<int:pk>/preview/", self._builder(builder_views.preview_run), name="runner_experiment_preview_run"),
             path("load/", view(self.load_definition_view), name="runner_experiment_load"),
             path("<int:pk>/tickets/", view(self.create_tickets_view), name="runner_experiment_tickets"),
             path("<int:pk>/definition.yaml", view(self.download_definition_view), name="runner_experiment_definition"),

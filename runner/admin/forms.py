@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from runner.callbacks import CallbackError, resolve_callable, resolve_module
 from runner.definitions import loop_errors
-from runner.models import DataFormat, Experiment, ExperimentXForm, Handler
+from runner.definitions.schema import widget_format_problem
+from runner.models import DataFormat, Experiment, ExperimentXForm, Handler, Question
 from runner.tickets import CREATABLE_TYPES, MAX_TICKETS_PER_CALL
 
 
@@ -129,6 +130,25 @@ class DataFormatAdminForm(forms.ModelForm):
         twin = DataFormat.objects.filter(signature=signature).exclude(pk=self.instance.pk).first()
         if twin is not None:
             raise ValidationError(f"An identical data format already exists (#{twin.pk}: {twin}); use that one.")
+        return cleaned
+
+
+class QuestionAdminForm(forms.ModelForm):
+    """A question's widget must suit its data format by the loader's rule
+    (``widget_format_problem``), so every experiment the editor saves dumps to a
+    definition file that loads again."""
+
+    class Meta:
+        model = Question
+        fields = ["key", "text", "widget", "data_format"]
+
+    def clean(self):
+        cleaned = super().clean()
+        widget, fmt = cleaned.get("widget"), cleaned.get("data_format")
+        if widget and fmt is not None:
+            problem = widget_format_problem(widget, fmt.df_type, fmt.choices, fmt.range)
+            if problem:
+                raise ValidationError({"data_format": f"{problem} (data format #{fmt.pk}: {fmt})."})
         return cleaned
 
 

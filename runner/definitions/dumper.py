@@ -93,8 +93,14 @@ def experiment_to_definition(experiment: Experiment) -> ExperimentDef:
 
 def definition_yaml(definition: ExperimentDef) -> str:
     """The YAML text of a definition."""
+    return mapping_yaml(definition_to_dict(definition))
+
+
+def mapping_yaml(data: dict) -> str:
+    """A definition given as a plain mapping (e.g. from the survey builder) as YAML text,
+    in the style of a dumped file, so that the loader's line numbers point into it."""
     body = yaml.dump(
-        definition_to_dict(definition),
+        data,
         Dumper=_Dumper,
         sort_keys=False,
         allow_unicode=True,

@@ -187,3 +187,26 @@ def definition_to_dict(definition: ExperimentDef) -> dict[str, Any]:
     names_by_order = {i: name for i, name in enumerate(names, start=1)} if unique else {}
     out["forms"] = [_form_dict(f, names_by_order) for f in definition.forms]
     return out
+
+
+def widget_format_problem(widget: str, df_type: str, choices, range_) -> str | None:
+    """Why a question of ``widget`` cannot store answers of this data format, or None.
+
+    The rule the loader applies to a file (a file's widget implies its format), put for
+    the editor, where a question and a data format are chosen apart: whatever the editor
+    accepts must dump to a file that loads again."""
+    has_range = bool(range_) and "min" in range_ and "max" in range_
+    if widget in CHOICE_TYPES:
+        if df_type != DataFormat.Type.ENUM or not choices:
+            return f"a {widget} question needs a data format of type enum with choices"
+        return None
+    if widget in RANGE_TYPES:
+        if df_type not in (DataFormat.Type.INT, DataFormat.Type.FLOAT):
+            return f"a {widget} question stores numbers: choose a data format of type int or float"
+        if widget == WidgetType.SLIDER and not has_range:
+            return "a slider needs a range: {min: ..., max: ...}"
+        return None
+    expected = data_format_for(widget, [], {})[0]
+    if df_type != expected or choices or range_:
+        return f"a {widget} question needs a data format of type {expected} (no choices, no range)"
+    return None
