@@ -85,9 +85,8 @@ def test_build_a_survey_and_preview_it(daphne_server, new_page, transactional_db
     page.locator("[data-save-status]", has_text="Saved (updated)").wait_for()
     assert page.locator("[data-errors]").is_hidden()
     page.screenshot(path=str(artifacts / "builder-saved.png"), full_page=True)
-    keys = list(
-        experiment.experiment_forms.first().form.form_questions.order_by("order").values_list("question__key", flat=True)
-    )
+    questions = experiment.experiment_forms.first().form.form_questions.order_by("order")
+    keys = list(questions.values_list("question__key", flat=True))
     assert keys == ["mood", "hand", "pets", "city", "name", "story", "age"]
 
     # Preview run: a new tab runs the saved survey as a test participant.
