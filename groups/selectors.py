@@ -340,3 +340,16 @@ def run_group(*, session) -> Group | None:
     if membership is None:
         return None
     return Group(membership.group_session, None)
+
+
+def step_answers(gs: GroupSession, pseudonym: str) -> list[dict] | None:
+    """What the participant ``pseudonym`` answered at the group session's current step
+    (items and values, jsPsych trials as their response), for the console's "answers"
+    on demand; None for a pseudonym not in this group session. Reads only."""
+    from runner.models import Response
+
+    membership = Membership.objects.filter(group_session=gs, pseudonym=pseudonym).only("session_id").first()
+    if membership is None:
+        return None
+    rows = Response.objects.filter(session_id=membership.session_id, group_session=gs, step=gs.step)
+    return [{"item": item, "value": value} for item, value in rows.order_by("id").values_list("item", "value")]

@@ -112,6 +112,18 @@ def session_projector(request, group_session_id: int):
 
 
 @experimenter_required
+def session_answers(request, group_session_id: int):
+    """The console's "answers" of one participant at the current step, as JSON."""
+    gs, allowed = _controlled(request, group_session_id)
+    if not allowed:
+        return HttpResponseForbidden("Not attached to this group session.")
+    answers = selectors.step_answers(gs, request.GET.get("participant", "")[:32])
+    if answers is None:
+        return JsonResponse({"ok": False, "code": "not_found", "message": "No such participant here."}, status=404)
+    return JsonResponse({"ok": True, "step": gs.step, "answers": answers})
+
+
+@experimenter_required
 @require_POST
 def session_notes(request, group_session_id: int):
     gs, allowed = _controlled(request, group_session_id)

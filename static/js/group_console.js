@@ -11,31 +11,74 @@
   function text(el, value) { if (el) el.textContent = value; }
   function cell(row, value) { var td = document.createElement("td"); td.textContent = value; row.appendChild(td); return td; }
 
+  function people(s) { return s.participants.filter(function (p) { return p.status !== "kicked"; }); }
+  // Everyone still in the session has finished their run: nothing is left to advance.
+  function allFinished(s) {
+    var inSession = people(s);
+    return inSession.length > 0 && inSession.every(function (p) { return p.status === "finished"; });
+  }
+  // When the current step began (the newest start/advance entry of the step log).
+  function stepStartMs(s) {
+    var entry = (s.step_log || []).filter(function (e) {
+      return e.step === s.step && (e.action === "started" || e.action === "advanced");
+    })[0];
+    return entry ? entry.at_ms : null;
+  }
+
   function render(s) {
     current = s;
     text($("[data-phase]"), s.phase);
     text($("[data-step]"), s.step);
     var phaseClass = {waiting: "secondary", running: "success", paused: "warning", ended: "dark", aborted: "danger"};
     $("[data-phase]").className = "ms-auto badge fs-6 text-bg-" + (phaseClass[s.phase] || "secondary");
-    var live = s.phase === "running" || s.phase === "paused";
     var over = s.phase === "ended" || s.phase === "aborted";
+    var done = !over && allFinished(s);
+    renderControls(s, over, done);
+    text($("[data-ready]"), statusLine(s, over, done));
+    $("[data-all-finished]").classList.toggle("d-none", !done);
+    text($("[data-shared]"), compactJson(s.shared_params));
+    text($("[data-context]"), compactJson(s.context));
+    renderLog(s.step_log);
+    renderParticipants(s, over);
+  }
+
+  function renderControls(s, over, done) {
+    var live = s.phase === "running" || s.phase === "paused";
     var enable = {
       start: s.phase === "waiting",
-      advance: s.phase === "running" && s.all_responded,
-      "advance-anyway": s.phase === "running" && !s.all_responded,
-      pause: s.phase === "running",
+      advance: s.phase === "running" && s.all_responded && !done,
+      "advance-anyway": s.phase === "running" && !s.all_responded && !done,
+      pause: s.phase === "running" && !done,
       resume: s.phase === "paused",
-      exit_loop: live && !s.exit_loop,
+      exit_loop: live && !s.exit_loop && !done,
       end: live,
       abort: !over,
       set_context: !over
     };
     root.querySelectorAll("[data-cmd]").forEach(function (b) { b.disabled = !enable[b.dataset.cmd]; });
-    text($("[data-ready]"), s.ready + " of " + s.active + " ready" + (s.size ? " (expected " + s.size + ")" : "") +
-      (s.exit_loop ? " · loop exit signalled" : ""));
-    text($("[data-shared]"), JSON.stringify(s.shared_params, null, 2));
-    text($("[data-context]"), JSON.stringify(s.context, null, 2));
-    renderLog(s.step_log);
+    ["start", "advance", "advance-anyway", "pause", "resume", "exit_loop"].forEach(function (cmd) {
+      $('[data-cmd="' + cmd + '"]').classList.toggle("d-none", done);
+    });
+    var end = $('[data-cmd="end"]');
+    end.classList.toggle("btn-success", done);
+    end.classList.toggle("btn-outline-danger", !done);
+  }
+
+  // Indented JSON with short arrays of plain values kept on one line ([0, "P55XWZV", 4]).
+  function compactJson(value) {
+    return JSON.stringify(value, null, 2).replace(/\[\s+([^\[\]{}]*?)\s+\]/g, function (all, inner) {
+      return "[" + inner.replace(/,\n\s*/g, ", ") + "]";
+    });
+  }
+
+  function statusLine(s, over, done) {
+    if (over) return s.phase === "ended" ? "The session has ended." : "The session was aborted.";
+    if (done) return "All " + people(s).length + " finished.";
+    return s.ready + " of " + s.active + " ready" + (s.size ? " (expected " + s.size + ")" : "") +
+      (s.exit_loop ? " · loop exit signalled" : "");
+  }
+
+  function renderParticipants(s, over) {
     var body = $("[data-participants]");
     body.innerHTML = "";
     if (!s.participants.length) {
@@ -43,31 +86,92 @@
       cell(empty, "Nobody yet.").colSpan = 7;
       body.appendChild(empty);
     }
+    var since = s.phase === "running" ? stepStartMs(s) : null;
     s.participants.forEach(function (p) {
-      var tr = document.createElement("tr");
-      tr.dataset.participant = p.id;
-      if (p.status === "kicked") tr.className = "text-decoration-line-through text-body-secondary";
-      cell(tr, p.id).className = "font-monospace";
-      var dot = cell(tr, p.connected ? "● online" : "○ offline");
-      dot.className = p.connected ? "text-success" : "text-body-secondary";
-      cell(tr, p.status);
-      cell(tr, p.form || "–");
-      cell(tr, p.responded_step === null ? "–" : p.responded_step);
-      var ack = cell(tr, p.behind ? "behind (v" + p.acked_version + ")" : "up to date");
-      ack.className = p.behind ? "text-warning-emphasis" : "text-success";
-      var actions = cell(tr, "");
-      if (p.status !== "kicked" && !over) {
-        var kick = document.createElement("button");
-        kick.className = "btn btn-sm btn-outline-danger";
-        kick.textContent = "Kick";
-        kick.addEventListener("click", function () {
-          if (window.confirm("Remove " + p.id + " from the group session?")) send(P.msg.kick(p.id));
-        });
-        actions.appendChild(kick);
-      }
-      body.appendChild(tr);
+      body.appendChild(participantRow(s, p, over, since));
+      if (openAnswers[p.id]) body.appendChild(answersRow(p.id));
     });
   }
+
+  function participantRow(s, p, over, since) {
+    var tr = document.createElement("tr");
+    var gone = p.status === "kicked", finished = p.status === "finished";
+    tr.dataset.participant = p.id;
+    if (gone) tr.className = "text-decoration-line-through text-body-secondary";
+    cell(tr, p.id).className = "font-monospace";
+    var dot = cell(tr, p.connected ? "● online" : "○ offline");
+    dot.className = p.connected ? "text-success" : "text-body-secondary";
+    cell(tr, p.status);
+    cell(tr, p.form || "–").className = "d-none d-md-table-cell";
+    var onStep = cell(tr, finished ? "finished" : p.responded_step === s.step ? "answered" : "–");
+    if (!finished && !gone && p.responded_step !== s.step && since !== null) {
+      onStep.dataset.since = since;  // ticks: time on this step so far
+      onStep.textContent = elapsed(since);
+    }
+    var ack = cell(tr, finished || gone ? "–" : p.behind ? "behind (v" + p.acked_version + ")" : "up to date");
+    ack.className = "d-none d-md-table-cell " + (p.behind && !finished && !gone ? "text-warning-emphasis" : "text-success");
+    var actions = document.createElement("div");
+    actions.className = "d-flex flex-wrap gap-1 justify-content-end";
+    if (!gone) actions.appendChild(answersButton(p.id));
+    if (!gone && !finished && !over) actions.appendChild(kickButton(p.id));
+    cell(tr, "").appendChild(actions);
+    return tr;
+  }
+
+  function kickButton(id) {
+    var kick = document.createElement("button");
+    kick.className = "btn btn-sm btn-outline-danger";
+    kick.textContent = "Kick";
+    kick.addEventListener("click", function () {
+      if (window.confirm("Remove " + id + " from the group session?")) send(P.msg.kick(id));
+    });
+    return kick;
+  }
+
+  // ---- a participant's answers at the current step, on demand -------------------------
+  var openAnswers = {};
+  function answersButton(id) {
+    var b = document.createElement("button");
+    b.className = "btn btn-sm btn-outline-secondary";
+    b.textContent = openAnswers[id] ? "Hide answers" : "Answers";
+    b.setAttribute("aria-expanded", String(!!openAnswers[id]));
+    b.addEventListener("click", function () {
+      if (openAnswers[id]) delete openAnswers[id]; else openAnswers[id] = {loading: true};
+      render(current);
+      if (openAnswers[id]) loadAnswers(id);
+    });
+    return b;
+  }
+  function loadAnswers(id) {
+    fetch(root.dataset.answersUrl + "?participant=" + encodeURIComponent(id), {credentials: "same-origin"})
+      .then(function (r) { return r.json(); })
+      .then(function (data) { if (openAnswers[id]) { openAnswers[id] = data; render(current); } })
+      .catch(function () { if (openAnswers[id]) { openAnswers[id] = {message: "Could not load (offline?)"}; render(current); } });
+  }
+  function answersRow(id) {
+    var tr = document.createElement("tr");
+    tr.dataset.answersFor = id;
+    var td = cell(tr, "");
+    td.colSpan = 7;
+    td.className = "small bg-body-tertiary";
+    var data = openAnswers[id];
+    if (data.loading) td.textContent = "Loading…";
+    else if (!data.ok) td.textContent = data.message || "Not available.";
+    else if (!data.answers.length) td.textContent = "No answer at step " + data.step + " yet.";
+    else td.textContent = "Step " + data.step + ": " + data.answers.map(function (a) {
+      var v = a.value;
+      return a.item + " = " + (Array.isArray(v) ? v.join(", ") : typeof v === "object" && v !== null ? JSON.stringify(v) : v);
+    }).join(" · ");
+    return tr;
+  }
+
+  function elapsed(sinceMs) {
+    var seconds = Math.max(0, Math.round((socket.serverNow() - sinceMs) / 1000));
+    return "for " + Math.floor(seconds / 60) + ":" + two(seconds % 60);
+  }
+  window.setInterval(function () {
+    root.querySelectorAll("[data-since]").forEach(function (c) { c.textContent = elapsed(Number(c.dataset.since)); });
+  }, 1000);
 
   function two(n) { return (n < 10 ? "0" : "") + n; }
   function clock(ms) { var d = new Date(ms); return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds()); }
@@ -93,7 +197,12 @@
   function showError(message) { text($("[data-error]"), message || ""); }
 
   var socket = new P.GroupSocket(root.dataset.wsPath, {
-    onState: function (s) { showError(""); render(s); },
+    onState: function (s) {
+      showError("");
+      var stepChanged = current && current.step !== s.step;
+      render(s);
+      Object.keys(openAnswers).forEach(function (id) { if (stepChanged || !openAnswers[id].loading) loadAnswers(id); });
+    },
     onError: function (e) { showError(e.message + " (" + e.code + ")"); },
     onStatus: function (status) {
       var badge = $("[data-link]");

@@ -122,14 +122,26 @@ def test_console_and_three_participants_run_the_colour_demo(daphne_server, new_p
             if step == 1:
                 person.screenshot(path=str(artifacts / f"demo-{device}-slider.png"), full_page=True)
             answer(person, rating(i, step), last=step == STEPS - 1)
-        wait_console(console, "() => !document.querySelector('[data-cmd=advance]').disabled")
-        if step == 1:
-            console.screenshot(path=str(artifacts / "demo-console-running.png"), full_page=True)
         if step < STEPS - 1:
+            wait_console(console, "() => !document.querySelector('[data-cmd=advance]').disabled")
+            if step == 1:
+                console.locator("[data-participants] tr").first.get_by_role("button", name="Answers").click()
+                row = console.locator("[data-answers-for]").first
+                row.get_by_text(f"Step 1: warmth = {rating(0, 1)}").wait_for()
+                console.screenshot(path=str(artifacts / "demo-console-running.png"), full_page=True)
             console.get_by_role("button", name="Advance", exact=True).click()
     console.locator("[data-step-log] li", has_text="advanced · step 2").wait_for()  # the live step log
+    # Everyone is on the end page: the console says so and offers End, not Advance or Kick.
+    wait_console(console, "() => document.querySelector('[data-ready]').textContent === 'All 3 finished.'")
+    assert console.locator("[data-all-finished]").is_visible()
+    assert console.get_by_role("button", name="Advance", exact=True).is_hidden()
+    assert console.get_by_role("button", name="Kick").count() == 0
+    assert console.get_by_role("button", name="End", exact=True).is_enabled()
+    assert "behind" not in console.locator("[data-participants]").inner_text()
+    console.screenshot(path=str(artifacts / "demo-console-all-finished.png"), full_page=True)
     console.get_by_role("button", name="End", exact=True).click()
     console.locator("[data-phase]", has_text="ended").wait_for()
+    assert console.locator("[data-ready]").inner_text() == "The session has ended."  # no stale notices
     people[1].screenshot(path=str(artifacts / "demo-phone-end.png"), full_page=True)
     console.screenshot(path=str(artifacts / "demo-console-ended.png"), full_page=True)
 

@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from exports import pseudonyms
 from groups import answers, selectors, services
 from groups.context import get_store
 from groups.models import GroupSession, Membership, StepLog
@@ -42,7 +43,9 @@ def test_start_group_session_refuses_solo_experiment(db):
 
 def test_attach_participant_is_idempotent_and_runs_on_join(gs, join, flow):
     session, membership = join()
-    assert membership.pseudonym.startswith("P") and len(membership.pseudonym) == 7
+    key = pseudonyms.subject_key(session.subject_id, session.pk)
+    full = pseudonyms.pseudonym(key, pseudonyms.scope_for(gs.experiment))
+    assert len(membership.pseudonym) == 7 and full.startswith(membership.pseudonym)  # the export pseudonym's start
     again = services.attach_participant(session=session, ticket=gs.ticket)
     assert again.pk == membership.pk
     assert Membership.objects.filter(group_session=gs).count() == 1

@@ -149,3 +149,22 @@ def test_attach_experimenter(client, gs):
     assert response["Location"] == f"/group/session/status/{gs.pk}/"
     assert gs.experimenters.filter(pk=other.pk).exists()
     assert client.get(response["Location"]).status_code == 200
+
+
+def test_console_answers_of_one_participant_at_the_current_step(staff_client, gs, join, client):
+    from tests.factories import ResponseFactory
+
+    session, membership = join()
+    other, _ = join()
+    ResponseFactory(session=session, item="warmth", value=5, group_session=gs, step=gs.step)
+    ResponseFactory(session=session, item="pets", value=["Cat", "Dog"], group_session=gs, step=gs.step, visit=2)
+    ResponseFactory(session=session, item="warmth", value=1, group_session=gs, step=gs.step + 1, visit=3)  # not now
+    ResponseFactory(session=other, item="warmth", value=2, group_session=gs, step=gs.step)  # someone else
+    url = f"/group/session/status/{gs.pk}/answers/"
+    data = staff_client.get(url, {"participant": membership.pseudonym}).json()
+    assert data == {"ok": True, "step": gs.step,
+                    "answers": [{"item": "warmth", "value": 5}, {"item": "pets", "value": ["Cat", "Dog"]}]}  # fmt: skip
+    assert staff_client.get(url, {"participant": "NOBODY"}).status_code == 404
+    stranger = get_user_model().objects.create_user("stranger", password="pw-123456", is_staff=True)
+    client.force_login(stranger)  # staff, but not attached to this group session
+    assert client.get(url, {"participant": membership.pseudonym}).status_code == 403
