@@ -56,6 +56,9 @@ class ExperimentXFormInline(admin.TabularInline):
     verbose_name = "form in the sequence"
     verbose_name_plural = "form sequence (loops: put repeat and goto on the loop's last form)"
 
+    class Media:
+        css = {"all": ["css/editor.css"]}
+
 
 class ExperimentXStimulusInline(admin.TabularInline):
     model = ExperimentXStimulus
