@@ -1,0 +1,188 @@
+"""The jsPsych dialect in Chromium (issue 17): functions and timeline builders from the
+package's jspsych.js, timeline variables, a survey plugin beside our own questions, and a
+failing timeline that the participant, the server log and the experimenter see.
+
+The experiment package is ``tests/e2e/packages/rtport`` (its folder on EXPERIMENTS_PATH
+of the server these tests start)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from runner.models import Response, Session, TimelineFailure
+from tests.factories import TicketFactory
+from tests.runner.builders import build_experiment
+
+pytestmark = [pytest.mark.browser]
+
+PACKAGES = Path(__file__).resolve().parent / "packages"
+CB = "rtport.timelines"
+
+
+@pytest.fixture(scope="module")
+def server(live_server_factory):
+    """A server that finds the ``rtport`` package (EXPERIMENTS_PATH)."""
+    return live_server_factory(env={"EXPERIMENTS_PATH": str(PACKAGES)})
+
+
+def _experiment(script: str, questions=None, **kwargs):
+    return build_experiment(
+        [{"name": "task", "handler": "form_generic", "stimulus_script": f"{CB}.{script}",
+          "questions": questions or []},
+         {"name": "end", "handler": "form_end_session"}],
+        **kwargs,
+    )  # fmt: skip
+
+
+def _start(page, server, experiment):
+    ticket = TicketFactory(experiment=experiment)
+    page.goto(f"{server.url}/run/{experiment.pk}/start/?tc={ticket.code}")
+
+
+def _trials(experiment) -> list[dict]:
+    rows = Response.objects.filter(experiment=experiment, item__startswith="jspsych:").order_by("trial_index")
+    return [r.jspsych_data for r in rows]
+
+
+def _respond_to_circles(page, count: int, keys: list[str]):
+    for i in range(count):
+        page.wait_for_selector(".rt-stim")
+        colour = page.locator(".rt-stim").get_attribute("style")
+        page.keyboard.press(keys[i])
+        page.wait_for_selector(".rt-stim", state="detached")
+        yield colour
+
+
+def test_timeline_variables_randomize_order_and_named_on_finish(transactional_db, server, page, artifacts, tmp_path):
+    experiment = _experiment("rt_task")
+    _start(page, server, experiment)
+    page.wait_for_selector("#rt-welcome")
+    page.keyboard.press("x")
+    page.wait_for_selector(".rt-stim")
+    page.screenshot(path=str(artifacts / "dialect-rt-task.png"), full_page=True)
+    shown = list(_respond_to_circles(page, 2, ["f", "f"]))
+    page.wait_for_selector("[data-end-page]")
+    trials = _trials(experiment)
+    responses = [t for t in trials if t.get("task") == "response"]
+    assert len(trials) == 5 and len(responses) == 2
+    assert {t["colour"] for t in responses} == {"blue", "orange"}  # each timeline variable row once
+    for trial, style in zip(responses, shown, strict=True):
+        assert trial["trial_type"] == "html-keyboard-response" and trial["response"] == "f"
+        assert isinstance(trial["rt"], int | float) and isinstance(trial["time_elapsed"], int | float)
+        assert trial["correct_response"] == ("f" if "1f5fbf" in style else "j")  # timelineVariable inside data
+        assert trial["correct"] is (trial["correct_response"] == "f")  # set by the registered on_finish
+    _assert_exports(experiment, tmp_path, keys=("trial_type", "response", "rt", "time_elapsed", "correct"))
+
+
+def _read_zip(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def _assert_exports(experiment, tmp_path, *, keys):
+    """Every key is a column of csv-long, csv-wide and psychds, each described in its dictionary."""
+    from exports.services import run_export
+
+    for fmt in ("csv-long", "csv-wide", "psychds"):
+        files = _read_zip(run_export(experiment=experiment, fmt=fmt, out=tmp_path / f"{fmt}.zip").path)
+        tables = {n: list(csv.reader(io.StringIO(d.decode()))) for n, d in files.items() if n.endswith(".csv")}
+        data = {n: t for n, t in tables.items() if "dictionary" not in n}
+        dictionaries = {n: t for n, t in tables.items() if "dictionary" in n}
+        header = [c for t in data.values() for c in t[0]]
+        described = {row[0]: row[1] for t in dictionaries.values() for row in t[1:]}
+        for key in keys:
+            columns = [c for c in header if c == f"jspsych.{key}" or c.startswith(f"jspsych.{key}__")
+                       or (c.startswith("jspsych.t") and c.split(".", 2)[-1].split("__")[0] == key)]  # fmt: skip
+            assert columns, f"{fmt}: no column for jsPsych key {key!r} in {header}"
+            for column in columns:
+                assert described.get(column, "").strip(), f"{fmt}: {column} has no dictionary entry"
+        if fmt == "psychds":
+            root = next(iter(files)).split("/")[0]
+            measured = {v["name"] for v in json.loads(files[f"{root}/dataset_description.json"])["variableMeasured"]}
+            assert set(header) <= measured
+
+
+def test_conditional_and_loop_functions_from_the_package(transactional_db, server, page):
+    experiment = _experiment("conditions_and_loops")
+    _start(page, server, experiment)
+    for done in range(2):
+        page.wait_for_selector(f"#looped-{done}")
+        assert page.locator("#skipped").count() == 0
+        page.get_by_role("button", name="Next").click()
+    page.wait_for_selector("[data-end-page]")
+    trials = _trials(experiment)
+    assert [t["trial_type"] for t in trials] == ["html-button-response"] * 2 + ["call-function"]
+    assert ["looped-0" in trials[0]["stimulus"], "looped-1" in trials[1]["stimulus"]] == [True, True]  # dynamic
+    assert trials[2]["value"] == "loops:2"  # call-function's func, after on_start ran in both rounds
+
+
+def test_registered_timeline_builder(transactional_db, server, page, artifacts):
+    experiment = _experiment("built")
+    _start(page, server, experiment)
+    page.wait_for_selector("#rt-welcome")
+    page.keyboard.press("x")
+    list(_respond_to_circles(page, 2, ["f", "j"]))
+    page.wait_for_selector("#rt-debrief")
+    page.screenshot(path=str(artifacts / "dialect-builder-debrief.png"), full_page=True)
+    page.get_by_role("button", name="Done").click()
+    page.wait_for_selector("[data-end-page]")
+    trials = _trials(experiment)
+    assert [t["trial_type"] for t in trials].count("html-keyboard-response") == 5
+    responses = [t for t in trials if t.get("task") == "response"]
+    assert sorted(t["correct_response"] for t in responses) == ["f", "j"]
+    assert all(isinstance(t["correct"], bool) for t in responses)
+    assert trials[-1]["trial_type"] == "html-button-response"
+
+
+def test_survey_likert_then_our_questions_on_the_same_page(transactional_db, server, page, artifacts):
+    experiment = _experiment("likert", questions=[{"key": "sleep", "choices": ["Yes", "No"]}])
+    _start(page, server, experiment)
+    page.wait_for_selector("#jspsych-survey-likert-form")
+    assert page.locator("form[data-run-form] #jspsych-host").count() == 0  # the host is beside our form
+    page.get_by_label("Somewhat").check()
+    page.screenshot(path=str(artifacts / "dialect-likert.png"), full_page=True)
+    page.locator("#jspsych-survey-likert-next").click()
+    page.wait_for_selector("#questions", state="visible")
+    page.get_by_label("Yes", exact=True).check()
+    page.get_by_role("button", name="Next").click()
+    page.wait_for_selector("[data-end-page]")
+    rows = {r.item: r for r in Response.objects.filter(experiment=experiment)}
+    assert rows["sleep"].value == "Yes"
+    likert = rows["jspsych:0"].jspsych_data
+    assert likert["trial_type"] == "survey-likert" and likert["response"] == {"alert": 2}
+    assert isinstance(likert["rt"], int | float)
+
+
+def test_unknown_function_stops_the_page_reports_it_and_stores_nothing(transactional_db, server, page, artifacts):
+    experiment = _experiment("unknown_function", questions=[{"key": "sleep", "choices": ["Yes", "No"]}])
+    _start(page, server, experiment)
+    panel = page.wait_for_selector("[data-timeline-error]:not(.d-none)")
+    assert "noSuchFunction" in panel.inner_text()
+    assert page.locator("form[data-run-form]").count() == 0  # nothing left to submit
+    page.screenshot(path=str(artifacts / "dialect-unknown-function.png"), full_page=True)
+    failure = _wait_for(lambda: TimelineFailure.objects.filter(experiment=experiment).first())
+    assert failure.kind == "unknown_function" and "noSuchFunction" in failure.message
+    session = Session.objects.get(experiment=experiment)
+    assert failure.session_id == session.pk and failure.form_order == 1
+    assert not Response.objects.filter(experiment=experiment).exists()
+    log = _wait_for(lambda: next((line for line in server.log().splitlines() if "timeline failed" in line), None))
+    assert f"experiment={experiment.slug}" in log and "form=task" in log and "kind=unknown_function" in log
+    assert session.run_token not in server.log()
+
+
+def _wait_for(probe, timeout: float = 10.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("timed out")
