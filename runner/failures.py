@@ -12,6 +12,7 @@ that run skip the form (:func:`skip_form`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -50,9 +51,10 @@ def _clean(text: str) -> str:
     return text.strip()[: TimelineFailure.MESSAGE_MAX]
 
 
-def _rate_limited(session_id: int) -> bool:
-    """True once ``JSPSYCH_FAILURES_PER_MINUTE`` reports came from this run within a minute."""
-    key = f"jspsych-failures:{session_id}"
+def _rate_limited(session: Session) -> bool:
+    """True once ``JSPSYCH_FAILURES_PER_MINUTE`` reports came from this run within a minute
+    (counted in the cache under a digest of the run token, never the token itself)."""
+    key = "jspsych-failures:" + hashlib.sha256(session.run_token.encode()).hexdigest()[:24]
     cache.add(key, 0, timeout=60)
     try:
         count = cache.incr(key)
@@ -81,7 +83,7 @@ def record(*, session: Session, report: Report) -> TimelineFailure:
     if (current.get("order"), current.get("visit"), current.get("nonce")) != (report.order, report.visit,
                                                                              report.nonce):  # fmt: skip
         raise FailureRefused("That page is no longer the one on screen.", code="not_current", status=409)
-    if _rate_limited(session.pk):
+    if _rate_limited(session):
         raise FailureRefused("Too many reports from this page.", code="rate_limited", status=429)
     from runner import selectors
 

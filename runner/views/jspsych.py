@@ -10,6 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import user_passes_test
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
@@ -96,5 +97,5 @@ def skip_failure(request, failure_id: int):
         messages.error(request, result[0]["message"])
     target = request.POST.get("next", "")
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        target = f"/admin/runner/experiment/{failure.experiment_id}/change/"
+        target = reverse("admin:runner_experiment_change", args=[failure.experiment_id])
     return redirect(target)
