@@ -186,3 +186,56 @@ def _wait_for(probe, timeout: float = 10.0):
             return found
         time.sleep(0.1)
     raise AssertionError("timed out")
+
+
+GROUP_PASSWORD = "pw-dialect-123456"
+
+
+def test_group_console_shows_the_failure_and_skips_the_form(transactional_db, server, new_page, artifacts):
+    """A group participant's timeline names an unknown function: the console shows a notice;
+    the experimenter skips the form; the participant's "Try again" moves on; nothing stored."""
+    from django.contrib.auth import get_user_model
+
+    from groups import services as group_services
+
+    lead = get_user_model().objects.create_user("lead", password=GROUP_PASSWORD, is_staff=True)
+    experiment = build_experiment(
+        [{"name": "trial", "handler": "group_trial", "stimulus_script": f"{CB}.unknown_function",
+          "questions": [{"key": "warm", "choices": ["Yes", "No"]}]},
+         {"name": "end", "handler": "form_end_session"}],
+        is_group=True,
+    )  # fmt: skip
+    gs = group_services.start_group_session(experiment=experiment, size=1, experimenter=lead)
+    console = new_page()
+    console.on("dialog", lambda dialog: dialog.accept())
+    console.goto(f"{server.url}/group/session/status/{gs.pk}/")
+    console.fill("#id_username", "lead")
+    console.fill("#id_password", GROUP_PASSWORD)
+    console.locator("input[type=submit], button[type=submit]").first.click()
+    console.wait_for_url(f"**/group/session/status/{gs.pk}/")
+    console.locator("[data-link]", has_text="online").wait_for()
+
+    person = new_page()
+    person.goto(f"{server.url}/run/{experiment.pk}/start/")
+    person.fill("#id_code", gs.participant_code.lower())
+    person.get_by_role("button", name="Join").click()
+    person.get_by_text("Waiting for the experimenter to start").wait_for()
+    console.wait_for_function("() => document.querySelector('[data-ready]').textContent.startsWith('1 of 1')")
+    console.get_by_role("button", name="Start", exact=True).click()
+
+    panel = person.wait_for_selector("[data-timeline-error]:not(.d-none)", timeout=20_000)
+    assert "noSuchFunction" in panel.inner_text()
+    person.screenshot(path=str(artifacts / "dialect-group-error-page.png"), full_page=True)
+    notice = console.locator("[data-failures] li", has_text="noSuchFunction")
+    notice.wait_for(timeout=15_000)
+    pseudonym = Session.objects.get(experiment=experiment).group_membership.pseudonym
+    assert pseudonym in notice.inner_text() and "unknown_function" in notice.inner_text()
+    console.screenshot(path=str(artifacts / "dialect-console-notice.png"), full_page=True)
+    assert f"group_session={gs.pk}" in server.log()
+
+    notice.get_by_role("button", name=f"Skip this form for {pseudonym}").click()
+    console.locator("[data-failures] li", has_text="skipped").wait_for()
+    person.get_by_role("button", name="Try again").click()
+    person.wait_for_selector("[data-end-page]")
+    assert not Response.objects.filter(experiment=experiment).exists()
+    assert TimelineFailure.objects.get(experiment=experiment).skipped_by == lead
