@@ -160,7 +160,8 @@
     (timeline || []).forEach(function (node) {
       if (!node || typeof node !== "object") return;
       if (Array.isArray(node.timeline)) preloadReports(node.timeline, fail);
-      if (typeof node.type === "string" && pluginSlug(node.type) === "preload" && !node.continue_after_error) {
+      var name = node.type && node.type.info && node.type.info.name;  // after normalizeTimeline: the class
+      if (name === "preload" && !node.continue_after_error) {
         var own = node.on_error;
         node.on_error = function (file) {
           if (typeof own === "function") own(file);

@@ -239,3 +239,21 @@ def test_group_console_shows_the_failure_and_skips_the_form(transactional_db, se
     person.wait_for_selector("[data-end-page]")
     assert not Response.objects.filter(experiment=experiment).exists()
     assert TimelineFailure.objects.get(experiment=experiment).skipped_by == lead
+
+
+@pytest.mark.parametrize(("script", "kind", "text"), [
+    ("throws", "exception", "boom from the package"),
+    ("missing_media", "media", "no-such-image.png"),
+])
+def test_exceptions_and_missing_media_stop_the_page(transactional_db, server, page, script, kind, text):
+    experiment = _experiment(script)
+    _start(page, server, experiment)
+    if script == "throws":
+        page.wait_for_selector("#first")
+        page.keyboard.press("a")
+    panel = page.wait_for_selector("[data-timeline-error]:not(.d-none)")
+    assert text in panel.inner_text()
+    failure = _wait_for(lambda: TimelineFailure.objects.filter(experiment=experiment).first())
+    assert failure.kind == kind and text in failure.message
+    assert page.locator("#second").count() == 0
+    assert not Response.objects.filter(experiment=experiment).exists()

@@ -11,6 +11,7 @@
   });
 
   E.register("never", function () { return false; });
+  E.register("boom", function () { throw new Error("boom from the package"); });
 
   var loops = 0;
   E.register("countLoop", function () { loops += 1; });

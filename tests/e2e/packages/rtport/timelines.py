@@ -60,3 +60,15 @@ def likert(run):
 def unknown_function(run):
     """Names a function jspsych.js does not register: the page must stop."""
     return [{"type": "html-keyboard-response", "stimulus": "<p>x</p>", "on_finish": {"function": "noSuchFunction"}}]
+
+
+def throws(run):
+    """A registered on_finish that throws: the page stops after the first trial."""
+    return [{"type": "html-keyboard-response", "stimulus": "<p id='first'>x</p>", "on_finish": {"function": "boom"}},
+            {"type": "html-keyboard-response", "stimulus": "<p id='second'>y</p>"}]
+
+
+def missing_media(run):
+    """A preload trial whose image does not exist."""
+    return [{"type": "preload", "images": ["/static/no-such-image.png"]},
+            {"type": "image-keyboard-response", "stimulus": "/static/no-such-image.png"}]
