@@ -171,6 +171,16 @@
     });
   }
 
+  /* loadPlugins, with an error naming the plugin that is not vendored. */
+  function requirePlugins(names, base) {
+    return Promise.all(names.map(function (n) {
+      return loadPlugins([n], base).catch(function () {
+        throw classified("unknown_plugin", new Error('Unknown jsPsych plugin "' + n + '" (no ' +
+          pluginScriptUrl(base, n) + " among the vendored plugins)"));
+      });
+    }));
+  }
+
   function tagged(kind) {
     return function (err) { throw classified(kind, err); };
   }
@@ -222,7 +232,7 @@
     var base = host.dataset.pluginBase || "/static/jsPsych/plugins/";
     var own = (host.dataset.packagePlugins || "").split(",").filter(Boolean);
     var E = global.EnsembleJsPsych;
-    loadPlugins(own, base).catch(tagged("unknown_plugin")).then(function () {
+    requirePlugins(own, base).then(function () {
       if (host.dataset.packageScript) return loadScript(host.dataset.packageScript).catch(tagged("script"));
     }).then(function () {
       page.jsPsych = global.initJsPsych({ display_element: host, on_finish: finisher(page, hasQuestions) });
@@ -231,7 +241,7 @@
       global.jsPsych = page.jsPsych;
       E.jsPsych = page.jsPsych;
       var timeline = E.resolveTimeline(JSON.parse(source.textContent), page.jsPsych);
-      return loadPlugins(pluginNames(timeline), base).catch(tagged("unknown_plugin")).then(function () {
+      return requirePlugins(pluginNames(timeline), base).then(function () {
         var ready;
         try { ready = normalizeTimeline(timeline, function (name) { return global[name]; }); }
         catch (err) { throw classified("unknown_plugin", err); }

@@ -72,3 +72,8 @@ def missing_media(run):
     """A preload trial whose image does not exist."""
     return [{"type": "preload", "images": ["/static/no-such-image.png"]},
             {"type": "image-keyboard-response", "stimulus": "/static/no-such-image.png"}]
+
+
+def unknown_plugin(run):
+    """Names a plugin that is not vendored."""
+    return [{"type": "no-such-plugin", "stimulus": "x"}]
