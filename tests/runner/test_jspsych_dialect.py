@@ -199,3 +199,29 @@ def test_only_experimenters_may_skip(csrf_client, db, client):
     client.force_login(staff)  # staff, but neither editor of experiments nor attached to a group session
     assert client.post(f"/run/editor/failures/{failure.pk}/skip/").status_code == 403
     assert current(session)["order"] == 1
+
+
+def test_the_console_lists_failures_only_to_its_experimenter(db, client):
+    from groups import services as group_services
+    from tests.factories import SessionFactory
+
+    experiment = _experiment(is_group=True)
+    lead = get_user_model().objects.create_user("lead", password="pw-12345678", is_staff=True)
+    other = get_user_model().objects.create_user("other", password="pw-12345678", is_staff=True)
+    gs = group_services.start_group_session(experiment=experiment, size=1, experimenter=lead)
+    from runner.models import Ticket
+
+    session = SessionFactory(experiment=experiment, ticket=Ticket.objects.get(pk=gs.ticket_id))
+    pseudonym = group_services.attach_participant(session=session, ticket=session.ticket).pseudonym
+    session.state = {"current": {"order": 1, "visit": 1, "nonce": "n1"}}
+    session.save()
+    failures.record(session=session, report=failures.Report(order=1, visit=1, nonce="n1", kind="media",
+                                                            message="could not load /a.png"))  # fmt: skip
+    url = f"/group/session/status/{gs.pk}/failures/"
+    client.force_login(other)
+    assert client.get(url).status_code == 403
+    client.force_login(lead)
+    [row] = client.get(url).json()["failures"]
+    assert (row["participant"], row["kind"], row["form"], row["skipped"]) == (pseudonym, "media", "task", False)
+    assert row["skip_url"] == f"/run/editor/failures/{row['id']}/skip/"
+    assert client.post(row["skip_url"], HTTP_ACCEPT="application/json").json() == {"ok": True}  # attached: may skip
