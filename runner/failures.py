@@ -21,7 +21,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from runner import progress
+from runner import progress, selectors
 from runner.errors import RunError
 from runner.models import Session, TimelineFailure
 
@@ -85,8 +85,6 @@ def record(*, session: Session, report: Report) -> TimelineFailure:
         raise FailureRefused("That page is no longer the one on screen.", code="not_current", status=409)
     if _rate_limited(session):
         raise FailureRefused("Too many reports from this page.", code="rate_limited", status=429)
-    from runner import selectors
-
     position = selectors.position_at(selectors.positions(session.experiment), report.order)
     if position is None:
         raise FailureRefused("That page is no longer the one on screen.", code="not_current", status=409)

@@ -106,10 +106,9 @@
   /* The page stops: nothing is submitted, the participant sees the failure page with
      "Try again", and the server hears of it once (runner/failures.py). */
   function failure(page) {
-    var reported = false;
     return function fail(err) {
+      if (page.failed || page.done) return;  // after the timeline: the questions are not the task's
       err = classified("exception", err);
-      if (page.failed) return;
       page.failed = true;
       if (page.jsPsych) {
         try { page.jsPsych.pluginAPI.cancelAllKeyboardResponses(); page.jsPsych.pluginAPI.clearAllTimeouts(); }
@@ -128,8 +127,7 @@
       } else {
         showProblem(page.host, "This part of the study could not start. Please reload the page. (" + err.message + ")");
       }
-      if (!reported && page.host.dataset.failureUrl && global.fetch) {
-        reported = true;
+      if (page.host.dataset.failureUrl && global.fetch) {
         global.fetch(page.host.dataset.failureUrl, {
           method: "POST", credentials: "same-origin",
           headers: { "Content-Type": "application/json", "X-CSRFToken": page.csrf },
@@ -189,6 +187,7 @@
     var host = page.host, form = page.form, questions = document.getElementById("questions");
     return function () {
       if (page.failed) return;
+      page.done = true;
       var json = JSON.stringify(page.jsPsych.data.get().values());
       var size = byteLength(json);
       var max = parseInt(host.dataset.maxBytes || "0", 10);
@@ -224,7 +223,8 @@
     var questions = document.getElementById("questions");
     var hasQuestions = !!(questions && questions.querySelector("[data-question]"));
     if (host.dataset.done === "1") return;  // re-shown after a validation error: task already done
-    var page = { host: host, form: form, failed: false, jsPsych: null, csrf: field(form, "csrfmiddlewaretoken"),
+    var page = { host: host, form: form, failed: false, done: false, jsPsych: null,
+                 csrf: field(form, "csrfmiddlewaretoken"),
                  ident: { order: parseInt(field(form, "_order"), 10), visit: parseInt(field(form, "_visit"), 10),
                           nonce: field(form, "_nonce") } };
     var fail = failure(page);
