@@ -258,3 +258,16 @@ def test_exceptions_media_and_unknown_plugins_stop_the_page(transactional_db, se
     assert failure.kind == kind and text in failure.message
     assert page.locator("#second").count() == 0
     assert not Response.objects.filter(experiment=experiment).exists()
+
+
+def test_an_error_after_the_timeline_leaves_the_questions_alone(transactional_db, server, page):
+    experiment = _experiment("late_error", questions=[{"key": "sleep", "choices": ["Yes", "No"]}])
+    _start(page, server, experiment)
+    page.wait_for_selector("#questions", state="visible")
+    page.wait_for_timeout(800)  # the timer has thrown by now
+    assert page.locator("[data-timeline-error]").is_hidden()
+    page.get_by_label("Yes", exact=True).check()
+    page.get_by_role("button", name="Next").click()
+    page.wait_for_selector("[data-end-page]")
+    assert Response.objects.filter(experiment=experiment, item="sleep").exists()
+    assert not TimelineFailure.objects.filter(experiment=experiment).exists()

@@ -12,6 +12,7 @@
 
   E.register("never", function () { return false; });
   E.register("boom", function () { throw new Error("boom from the package"); });
+  E.register("throwLater", function () { setTimeout(function () { throw new Error("late"); }, 300); return 1; });
 
   var loops = 0;
   E.register("countLoop", function () { loops += 1; });

@@ -77,3 +77,8 @@ def missing_media(run):
 def unknown_plugin(run):
     """Names a plugin that is not vendored."""
     return [{"type": "no-such-plugin", "stimulus": "x"}]
+
+
+def late_error(run):
+    """A call-function whose timer throws after the timeline has finished."""
+    return [{"type": "call-function", "func": {"function": "throwLater"}}]
