@@ -125,6 +125,7 @@
         var retry = panel.querySelector("[data-timeline-retry]");
         if (retry) retry.addEventListener("click", function () { global.location.reload(); });
       } else {
+        page.host.classList.remove("d-none");
         showProblem(page.host, "This part of the study could not start. Please reload the page. (" + err.message + ")");
       }
       if (page.host.dataset.failureUrl && global.fetch) {
