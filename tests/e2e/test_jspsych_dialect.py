@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -97,8 +98,8 @@ def _assert_exports(experiment, tmp_path, *, keys):
         header = [c for t in data.values() for c in t[0]]
         described = {row[0]: row[1] for t in dictionaries.values() for row in t[1:]}
         for key in keys:
-            columns = [c for c in header if c == f"jspsych.{key}" or c.startswith(f"jspsych.{key}__")
-                       or (c.startswith("jspsych.t") and c.split(".", 2)[-1].split("__")[0] == key)]  # fmt: skip
+            pattern = rf"jspsych\.t\d+\.{key}__f1_v1" if fmt == "csv-wide" else rf"jspsych\.{key}"
+            columns = [c for c in header if re.fullmatch(pattern, c)]
             assert columns, f"{fmt}: no column for jsPsych key {key!r} in {header}"
             for column in columns:
                 assert described.get(column, "").strip(), f"{fmt}: {column} has no dictionary entry"
