@@ -57,7 +57,8 @@ class Page:
         return self.current["visit"]
 
     @property
-    def timeline(self) -> list | None:
+    def timeline(self) -> list | dict | None:
+        """The trial list, or a timeline builder ``{"timeline": name, "params": {...}}``."""
         return self.current.get("timeline")
 
     @property
