@@ -169,7 +169,7 @@ class LockstepGroupTrial(GroupTrialHandler):
             context.update(timeline=timeline, jspsych_field=field)
         return context
 
-    def _timeline_for(self, page) -> list | None:
+    def _timeline_for(self, page) -> list | dict | None:
         script = page.position.stimulus_script
         if not script:
             return None

@@ -11,6 +11,7 @@ urlpatterns = [
     path("session/status/<int:group_session_id>/notes/", views.session_notes, name="session_notes"),
     path("session/status/<int:group_session_id>/answers/", views.session_answers, name="session_answers"),
     path("session/projector/<int:group_session_id>/", views.session_projector, name="session_projector"),
+    path("session/status/<int:group_session_id>/failures/", views.session_failures, name="session_failures"),
     path("session/attach/participant/", views.attach_participant, name="attach_participant"),
     path("session/attach/experimenter/", views.attach_experimenter, name="attach_experimenter"),
 ]

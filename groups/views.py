@@ -136,6 +136,26 @@ def session_notes(request, group_session_id: int):
     return JsonResponse({"ok": True})
 
 
+@experimenter_required
+def session_failures(request, group_session_id: int):
+    """The console's notices: timelines that failed on this group session's participants'
+    pages (runner/failures.py), newest first, with the participant's console pseudonym."""
+    from runner import failures
+
+    gs, allowed = _controlled(request, group_session_id)
+    if not allowed:
+        return HttpResponseForbidden("Not attached to this group session.")
+    rows = failures.recent(group_session_id=gs.pk)
+    names = dict(gs.memberships.filter(session_id__in={f.session_id for f in rows}).values_list("session_id",
+                                                                                                "pseudonym"))
+    return JsonResponse({"failures": [
+        {"id": f.pk, "participant": names.get(f.session_id, "?"), "form": f.form.name, "visit": f.visit,
+         "kind": f.kind, "message": f.message, "at": f.created.isoformat(), "skipped": f.skipped_at is not None,
+         "skip_url": reverse("runner:skip_failure", args=[f.pk])}
+        for f in rows
+    ]})  # fmt: skip
+
+
 def _rate_limited(request, kind: str):
     return render(
         request, "groups/rate_limited.html", {"limit": settings.CODE_ATTEMPTS_PER_MINUTE, "kind": kind}, status=429

@@ -156,6 +156,10 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 
 # Folders searched for experiment packages (callbacks, group flows).
 EXPERIMENTS_PATH = [BASE_DIR / "experiments"] + [Path(p) for p in env_list("EXPERIMENTS_PATH", [], sep=os.pathsep)]
+#: Reports of jsPsych timelines that failed in the browser (runner/failures.py): per run and
+#: minute, and the largest report body accepted.
+JSPSYCH_FAILURES_PER_MINUTE = env_int("JSPSYCH_FAILURES_PER_MINUTE", 10)
+JSPSYCH_FAILURE_MAX_BYTES = env_int("JSPSYCH_FAILURE_MAX_BYTES", 4096)
 
 # Limits and timeouts (STYLE.md 11: they are settings).
 TICKET_SECRET_BYTES = 24  # 192 bits, URL-safe base64 -> 32 characters

@@ -107,6 +107,17 @@ class ExperimentAdmin(admin.ModelAdmin):
     def n_finished(self, obj):
         return obj._finished
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The editor page also counts the experiment's failed jsPsych timelines and lists the
+        latest, each open one with "skip this form for that run" (runner/failures.py)."""
+        from runner import failures
+
+        extra_context = dict(extra_context or {})
+        if str(object_id).isdigit():
+            extra_context["timeline_failures"] = failures.counts(int(object_id))
+            extra_context["recent_failures"] = failures.recent(experiment_id=int(object_id), limit=10)
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def get_deleted_objects(self, objs, request):
         """As the admin's, except that an experiment's own form links do not block deleting it."""
         to_delete, counts, perms_needed, _ = super().get_deleted_objects(objs, request)

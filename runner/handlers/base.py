@@ -33,7 +33,9 @@ JSPSYCH_FIELD = "_jspsych"
 class Prepared:
     """What entering a visit produced (kept in ``session.state['current']``)."""
 
-    timeline: list | None = None
+    #: A list of trial dicts, or ``{"timeline": "<builder>", "params": {...}}`` naming a
+    #: timeline builder registered by the package's jspsych.js.
+    timeline: list | dict | None = None
     stimulus_id: int | None = None
     html: str | None = None
     empty: bool = False
@@ -55,7 +57,8 @@ class Page:
         return self.current["visit"]
 
     @property
-    def timeline(self) -> list | None:
+    def timeline(self) -> list | dict | None:
+        """The trial list, or a timeline builder ``{"timeline": name, "params": {...}}``."""
         return self.current.get("timeline")
 
     @property
@@ -115,6 +118,17 @@ def _check_stimulus(stimulus_id) -> None:
         raise BadCallbackResult(f"stimulus id {stimulus_id!r} does not exist")
 
 
+def _check_builder(spec: dict) -> None:
+    """``{"timeline": "name", "params": {...}}``: a registered timeline builder and its parameters."""
+    extra = set(spec) - {"timeline", "params"}
+    if extra:
+        raise BadCallbackResult(f"a timeline builder takes only 'timeline' and 'params', not {sorted(extra)}")
+    if not isinstance(spec.get("timeline"), str) or not spec["timeline"].strip():
+        raise BadCallbackResult("'timeline' must name a builder registered in the package's jspsych.js")
+    if not isinstance(spec.get("params", {}), dict):
+        raise BadCallbackResult("'params' of a timeline builder must be a dict")
+
+
 class BaseHandler:
     """Questions, optionally after a jsPsych timeline from the stimulus script."""
 
@@ -147,8 +161,9 @@ class BaseHandler:
             raise CallbackFailed(script, form_order=run.position.order) from exc
 
     def interpret(self, result) -> Prepared:
-        """Map a stimulus script's return value: a timeline list, ``(timeline, stimulus_id)``,
-        a stimulus id, an HTML string, or None."""
+        """Map a stimulus script's return value: a timeline list, a registered timeline builder
+        (``{"timeline": "name", "params": {...}}``, either in place of the list), ``(timeline,
+        stimulus_id)``, a stimulus id, an HTML string, or None."""
         if result is None:
             return Prepared()
         if isinstance(result, tuple):
@@ -156,7 +171,7 @@ class BaseHandler:
                 raise BadCallbackResult("expected (timeline, stimulus_id)")
             timeline, stimulus_id = result
             return self._timeline(timeline, stimulus_id)
-        if isinstance(result, list):
+        if isinstance(result, list | dict):
             return self._timeline(result, None)
         if isinstance(result, int) and not isinstance(result, bool):
             return Prepared(stimulus_id=result)
@@ -166,8 +181,10 @@ class BaseHandler:
 
     @staticmethod
     def _timeline(timeline, stimulus_id) -> Prepared:
-        if not isinstance(timeline, list):
-            raise BadCallbackResult("a timeline must be a list of trial dicts")
+        if isinstance(timeline, dict):
+            _check_builder(timeline)
+        elif not isinstance(timeline, list):
+            raise BadCallbackResult("a timeline must be a list of trial dicts or {'timeline': 'name', 'params': {...}}")
         if not timeline:
             return Prepared(empty=True)
         try:

@@ -16,6 +16,7 @@ from .design import (
     StudyXExperiment,
     WidgetType,
 )
+from .failures import TimelineFailure
 from .runs import Response, Session, Subject, Ticket
 from .stimuli import Attribute, AttributeXAttribute, ExperimentXStimulus, Stimulus, StimulusXAttribute
 
@@ -38,5 +39,6 @@ __all__ = [
     "StudyXExperiment",
     "Subject",
     "Ticket",
+    "TimelineFailure",
     "WidgetType",
 ]

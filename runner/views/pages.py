@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.shortcuts import render
 
-from runner import selectors
+from runner import jspsych_package, selectors
 from runner.errors import RunError
 from runner.flow import loop_containing
 from runner.handlers import Page, get_handler
@@ -77,4 +77,7 @@ def render_visit(request, session, *, page=None, form=None, status: int = 200):
         "show_break_loop": bool(position.break_loop_button and position.repeat is not None),
     }
     context.update(handler.get_context(page, form))
+    if context.get("timeline"):  # (a group trial's timeline comes from get_context)
+        context["jspsych_max_bytes"] = jspsych_limits()["bytes"]
+        context["jspsych_package"] = jspsych_package.page_script(session.experiment_id, position.stimulus_script)
     return render(request, handler.template_name, context, status=status)

@@ -93,49 +93,167 @@
     return unescape(encodeURIComponent(text)).length;
   }
 
+  function classified(kind, err) {
+    var out = err instanceof Error ? err : new Error(String(err && err.message || err));
+    if (err && err.type === "error" && err.target) {  // an Event: a media file that did not load
+      out = new Error("could not load " + (err.target.currentSrc || err.target.src || "a media file"));
+      kind = "media";
+    }
+    if (!out.kind) out.kind = kind;
+    return out;
+  }
+
+  /* The page stops: nothing is submitted, the participant sees the failure page with
+     "Try again", and the server hears of it once (runner/failures.py). */
+  function failure(page) {
+    return function fail(err) {
+      if (page.failed || page.done) return;  // after the timeline: the questions are not the task's
+      err = classified("exception", err);
+      page.failed = true;
+      if (page.jsPsych) {
+        try { page.jsPsych.pluginAPI.cancelAllKeyboardResponses(); page.jsPsych.pluginAPI.clearAllTimeouts(); }
+        catch (e) { /* half-started: nothing to cancel */ }
+      }
+      page.host.innerHTML = "";
+      page.host.classList.add("d-none");
+      page.form.remove();  // nothing of this page can be submitted now
+      var panel = document.querySelector("[data-timeline-error]");
+      if (panel) {
+        var detail = panel.querySelector("[data-timeline-error-message]");
+        if (detail) detail.textContent = err.message;
+        panel.classList.remove("d-none");
+        var retry = panel.querySelector("[data-timeline-retry]");
+        if (retry) retry.addEventListener("click", function () { global.location.reload(); });
+      } else {
+        page.host.classList.remove("d-none");
+        showProblem(page.host, "This part of the study could not start. Please reload the page. (" + err.message + ")");
+      }
+      if (page.host.dataset.failureUrl && global.fetch) {
+        global.fetch(page.host.dataset.failureUrl, {
+          method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRFToken": page.csrf },
+          body: JSON.stringify({ order: page.ident.order, visit: page.ident.visit, nonce: page.ident.nonce,
+                                 kind: err.kind, message: String(err.message).slice(0, 500) }),
+        }).catch(function () { /* offline: the participant still sees the page */ });
+      }
+    };
+  }
+
+  /* Errors outside jsPsych's promise chain: event handlers, timers, media elements. */
+  function watch(page, fail) {
+    global.addEventListener("error", function (event) {
+      var el = event.target;
+      if (el && el !== global && el.tagName) {  // a resource of an element (scripts report their own)
+        if (/^(IMG|AUDIO|VIDEO|SOURCE)$/.test(el.tagName) && page.host.contains(el)) {
+          fail(classified("media", new Error("could not load " + (el.currentSrc || el.src || el.tagName))));
+        }
+        return;
+      }
+      fail(classified("exception", event.error || new Error(event.message)));
+    }, true);
+    global.addEventListener("unhandledrejection", function (event) { fail(classified("exception", event.reason)); });
+  }
+
+  /* A preload trial that cannot load a file reports it (unless it is told to go on). */
+  function preloadReports(timeline, fail) {
+    (timeline || []).forEach(function (node) {
+      if (!node || typeof node !== "object") return;
+      if (Array.isArray(node.timeline)) preloadReports(node.timeline, fail);
+      var name = node.type && node.type.info && node.type.info.name;  // after normalizeTimeline: the class
+      if (name === "preload" && !node.continue_after_error) {
+        var own = node.on_error;
+        node.on_error = function (file) {
+          if (typeof own === "function") own(file);
+          fail(classified("media", new Error("could not preload " + (file && file.source || file))));
+        };
+      }
+    });
+  }
+
+  /* loadPlugins, with an error naming the plugin that is not vendored. */
+  function requirePlugins(names, base) {
+    return Promise.all(names.map(function (n) {
+      return loadPlugins([n], base).catch(function () {
+        throw classified("unknown_plugin", new Error('Unknown jsPsych plugin "' + n + '" (no ' +
+          pluginScriptUrl(base, n) + " among the vendored plugins)"));
+      });
+    }));
+  }
+
+  function tagged(kind) {
+    return function (err) { throw classified(kind, err); };
+  }
+
+  function finisher(page, hasQuestions) {
+    var host = page.host, form = page.form, questions = document.getElementById("questions");
+    return function () {
+      if (page.failed) return;
+      page.done = true;
+      var json = JSON.stringify(page.jsPsych.data.get().values());
+      var size = byteLength(json);
+      var max = parseInt(host.dataset.maxBytes || "0", 10);
+      if (max > 0 && size > max) {  // the server would refuse it: say so instead of posting
+        showProblem(host, "The task produced more data (" + (size / 1e6).toFixed(1) + " MB) than this " +
+          "study can store (" + (max / 1e6).toFixed(1) + " MB). Please contact the research team.");
+        return;
+      }
+      form.querySelector("input[data-jspsych-data]").value = json;
+      host.classList.add("d-none");
+      if (hasQuestions) {
+        questions.classList.remove("d-none");
+        var first = questions.querySelector("input, select, textarea");
+        if (first) first.focus();
+      } else if (form.requestSubmit) {
+        form.requestSubmit(form.querySelector("button[name=_action][value=next]") || undefined);
+      } else {
+        form.submit();
+      }
+    };
+  }
+
+  function field(form, name) {
+    var input = form.querySelector('input[name="' + name + '"]');
+    return input ? input.value : "";
+  }
+
   function run() {
     var source = document.getElementById("jspsych-timeline");
     var host = document.getElementById("jspsych-host");
     var form = document.querySelector("form[data-run-form]");
     if (!source || !host || !form) return;
-    var output = form.querySelector("input[data-jspsych-data]");
     var questions = document.getElementById("questions");
     var hasQuestions = !!(questions && questions.querySelector("[data-question]"));
     if (host.dataset.done === "1") return;  // re-shown after a validation error: task already done
-    var timeline = JSON.parse(source.textContent);
+    var page = { host: host, form: form, failed: false, done: false, jsPsych: null,
+                 csrf: field(form, "csrfmiddlewaretoken"),
+                 ident: { order: parseInt(field(form, "_order"), 10), visit: parseInt(field(form, "_visit"), 10),
+                          nonce: field(form, "_nonce") } };
+    var fail = failure(page);
+    watch(page, fail);
     var base = host.dataset.pluginBase || "/static/jsPsych/plugins/";
-    loadPlugins(pluginNames(timeline), base).then(function () {
-      var jsPsych = global.initJsPsych({
-        display_element: host,
-        on_finish: function () {
-          var json = JSON.stringify(jsPsych.data.get().values());
-          var size = byteLength(json);
-          var max = parseInt(host.dataset.maxBytes || "0", 10);
-          if (max > 0 && size > max) {  // the server would refuse it: say so instead of posting
-            showProblem(host, "The task produced more data (" + (size / 1e6).toFixed(1) + " MB) than this " +
-              "study can store (" + (max / 1e6).toFixed(1) + " MB). Please contact the research team.");
-            return;
-          }
-          output.value = json;
-          host.classList.add("d-none");
-          if (hasQuestions) {
-            questions.classList.remove("d-none");
-            var first = questions.querySelector("input, select, textarea");
-            if (first) first.focus();
-          } else if (form.requestSubmit) {
-            form.requestSubmit(form.querySelector("button[name=_action][value=next]") || undefined);
-          } else {
-            form.submit();
-          }
-        },
+    var own = (host.dataset.packagePlugins || "").split(",").filter(Boolean);
+    var E = global.EnsembleJsPsych;
+    requirePlugins(own, base).then(function () {
+      if (host.dataset.packageScript) return loadScript(host.dataset.packageScript).catch(tagged("script"));
+    }).then(function () {
+      page.jsPsych = global.initJsPsych({ display_element: host, on_finish: finisher(page, hasQuestions) });
+      // The running instance under the name jsPsych's own examples give it (replacing the
+      // library's v6 "migration" placeholder), so ported functions work unchanged.
+      global.jsPsych = page.jsPsych;
+      E.jsPsych = page.jsPsych;
+      var timeline = E.resolveTimeline(JSON.parse(source.textContent), page.jsPsych);
+      return requirePlugins(pluginNames(timeline), base).then(function () {
+        var ready;
+        try { ready = normalizeTimeline(timeline, function (name) { return global[name]; }); }
+        catch (err) { throw classified("unknown_plugin", err); }
+        preloadReports(ready, fail);
+        if (page.failed) return;
+        return page.jsPsych.run(ready);
       });
-      return jsPsych.run(normalizeTimeline(timeline, function (name) { return global[name]; }));
-    }).catch(function (err) {
-      showProblem(host, "This part of the study could not start. Please reload the page. (" + err.message + ")");
-    });
+    }).catch(fail);
   }
 
-  global.EnsembleJsPsych = {
+  global.EnsembleJsPsych = Object.assign(global.EnsembleJsPsych || {}, {
     pluginSlug: pluginSlug,
     pluginGlobalName: pluginGlobalName,
     pluginScriptUrl: pluginScriptUrl,
@@ -143,7 +261,7 @@
     normalizeTimeline: normalizeTimeline,
     byteLength: byteLength,
     run: run,
-  };
+  });
   if (typeof document !== "undefined") {
     if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", run);
     else run();
