@@ -178,6 +178,10 @@ for _proxy in TRUSTED_PROXIES:
         ipaddress.ip_network(_proxy, strict=False)
     except ValueError as _exc:
         raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an address or network") from _exc
+# Largest request body, in bytes: refused with 413 before it is read (project/core/bodies.py,
+# project/core/http.py). The largest legitimate one is the stimulus import: a 500 MiB zip
+# plus a 20 MiB CSV table (runner/editor_views.py) plus the form around them.
+MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 521 * 1024 * 1024)
 # Largest WebSocket frame a client may send; a larger one closes the socket (4009).
 WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 64 * 1024)
 
