@@ -4,11 +4,8 @@ started as `make run` starts it (`python -m project.serve`)."""
 
 from __future__ import annotations
 
-import os
 import select
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -18,11 +15,10 @@ from pathlib import Path
 import pytest
 from django.test import override_settings
 
-from bench.common import free_port
 from project.core.http import ThreadedASGIHandler
+from tests.core.serving import live_server
 from tests.core.test_http_handler import _get
 
-ROOT = Path(__file__).resolve().parents[2]
 MB = 1024 * 1024
 LIMIT = 250 * MB  # the server's limit in these tests: above the 200 MB posts, below 300 MB
 ZEROS = bytes(MB)
@@ -37,37 +33,8 @@ def _rss_mb(pid: int) -> float:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bodies")
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.settings.base",
-        "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
-        "ENSEMBLE_VAR_DIR": str(tmp / "var"),
-        "MAX_REQUEST_BYTES": str(LIMIT),
-        "DEBUG": "0",
-    }
-    env.pop("REDIS_URL", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
-    log = tmp / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "project.serve", "-b", "127.0.0.1", "-p", str(port), "asgi:application"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-                time.sleep(0.2)
-        yield {"port": port, "pid": proc.pid, "log": log}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    with live_server(tmp_path_factory.mktemp("bodies"), MAX_REQUEST_BYTES=str(LIMIT), DEBUG="0") as running:
+        yield running
 
 
 def _post(port: int, size: int, *, chunked: bool = False, declared: int | None = None, send: int | None = None):
