@@ -66,7 +66,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "project.core.middleware.ContentSecurityPolicyMiddleware",
 ]
+# Our pages' Content-Security-Policy (project/core/middleware.py); unset: the modest default
+# (frame-ancestors, object-src, base-uri), empty: none.
+CONTENT_SECURITY_POLICY = os.environ.get("CONTENT_SECURITY_POLICY")
 
 ROOT_URLCONF = "project.urls"
 ASGI_APPLICATION = "asgi.application"
