@@ -105,6 +105,10 @@ return n
 _DECR_SCRIPT = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end return 0"
 
 
+class CountersUnavailable(Exception):
+    """The attempt counters (Redis) do not answer: no code is evaluated uncounted."""
+
+
 @dataclass(frozen=True)
 class Client:
     """Who is typing codes: ``browser`` (the cookie's id, or the address's cookie-less
@@ -181,12 +185,21 @@ def _redis(url: str):
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
+def _redis_call(command: str, *args):
+    import redis
+
+    try:
+        return getattr(_redis(settings.REDIS_URL), command)(*args)
+    except redis.RedisError as exc:
+        raise CountersUnavailable(type(exc).__name__) from exc
+
+
 def _count(key: str, delta: int) -> int:
     """Add ``delta`` (+1 or -1) to a counter and return it, atomically across processes;
     the first count starts a 60-second window, a give-back never creates a counter."""
     if settings.REDIS_URL:
         script = _INCR_SCRIPT if delta > 0 else _DECR_SCRIPT
-        return int(_redis(settings.REDIS_URL).eval(script, 1, cache.make_and_validate_key(key), _WINDOW_SECONDS))
+        return int(_redis_call("eval", script, 1, cache.make_and_validate_key(key), _WINDOW_SECONDS))
     try:  # the in-process cache (one process): each incr/decr holds its lock
         return cache.incr(key, delta)
     except ValueError:
@@ -197,7 +210,7 @@ def _count(key: str, delta: int) -> int:
 
 def _peek(key: str) -> int:
     if settings.REDIS_URL:
-        return int(_redis(settings.REDIS_URL).get(cache.make_and_validate_key(key)) or 0)
+        return int(_redis_call("get", cache.make_and_validate_key(key)) or 0)
     return cache.get(key) or 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -16,6 +17,8 @@ from . import codes, selectors, services
 from .forms import CodeForm, GroupForm, StartSessionForm
 from .models import StepLog
 from .state import GroupError
+
+logger = logging.getLogger(__name__)
 
 experimenter_required = user_passes_test(lambda u: u.is_active and u.is_staff, login_url=settings.LOGIN_URL)
 
@@ -109,6 +112,15 @@ def _rate_limited(request, kind: str):
 
 
 def _attach(request, kind: str, find, on_found, template: str, context: dict):
+    """The attach page, or 503 (nothing evaluated) while the attempt counters are down."""
+    try:
+        return _attach_counted(request, kind, find, on_found, template, context)
+    except codes.CountersUnavailable:
+        logger.warning("group codes: attempt counters unavailable; %s code refused unchecked", kind)
+        return render(request, "groups/codes_unavailable.html", status=503)
+
+
+def _attach_counted(request, kind: str, find, on_found, template: str, context: dict):
     """The attach flow both pages share: a browser or address over its limit gets 429
     (also for a right code, until its minute is over); a post is counted before its code
     is looked at (``codes.begin_attempt``), a right one given back."""

@@ -159,3 +159,13 @@ def test_experimenter_codes_are_counted_apart(staff, gs):
     exp_url = "/group/session/attach/experimenter/"
     assert client.post(exp_url, {"code": "ZZZZ"}).status_code == 400
     assert client.post(exp_url, {"code": gs.experimenter_code}).status_code == 302
+
+
+@pytest.mark.django_db
+@override_settings(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens there: the counters are down
+def test_while_the_counters_are_down_no_code_is_evaluated(gs, caplog):
+    client = Client(REMOTE_ADDR=_address())
+    for response in (client.get(URL), client.post(URL, {"code": gs.participant_code})):
+        assert response.status_code == 503
+        assert b'data-error-code="codes_unavailable"' in response.content
+    assert "attempt counters unavailable" in caplog.text and gs.participant_code not in caplog.text

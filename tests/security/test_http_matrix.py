@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 SURVEY = [{"name": "one", "questions": [{"key": "likes"}]}, {"name": "end", "handler": "form_end_session"}]
 MISSING = 987654  # an id no row has
-CSRF_PAGE = b"CSRF verification failed"
+CSRF_PAGE = b'data-error-code="csrf"'  # templates/403_csrf.html
 NO_RUN = b'data-error-code="no_run"'
 
 
