@@ -1,5 +1,5 @@
-"""ASGI entry point: HTTP (Django, with static files served by Starlette's
-StaticFiles so daphne needs no proxy) and WebSockets (Channels).
+"""ASGI entry point: HTTP (Django, with static files and imported stimuli served by
+Starlette's StaticFiles so daphne needs no proxy) and WebSockets (Channels).
 
 Run with ``daphne asgi:application``. Start-up stops with a clear message and a
 non-zero exit when the encryption key cannot read the database (exit 3) or a test
@@ -39,15 +39,17 @@ from project.core.http import get_http_application  # noqa: E402
 
 django_http = get_http_application()  # Django, middleware and view in one thread per request
 
-from project.core.static import StaticMount  # noqa: E402
+from project.core.static import StaticMount, stimuli_directory, stimulus_headers  # noqa: E402
 from realtime.asgi import websocket_application  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": StaticMount(django_http, prefix=settings.STATIC_URL, directory=settings.STATIC_ROOT),
-        "websocket": websocket_application,
-    }
-)
+# Stimuli are served in every mode, sandboxed (project/core/static.py); the rest of
+# MEDIA_ROOT (exports) is not served at all: exports have their permission-checked view.
+http_application = StaticMount(
+    StaticMount(django_http, prefix=settings.STATIC_URL, directory=settings.STATIC_ROOT),
+    prefix=f"{settings.MEDIA_URL}stimuli/", directory=stimuli_directory(settings.MEDIA_ROOT), headers=stimulus_headers,
+)  # fmt: skip
+
+application = ProtocolTypeRouter({"http": http_application, "websocket": websocket_application})
 
 from project.core.gc_tuning import tune_for_serving  # noqa: E402
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -16,6 +17,8 @@ from . import codes, projector, selectors, services
 from .forms import CodeForm, GroupForm, StartSessionForm
 from .models import StepLog
 from .state import GroupError
+
+logger = logging.getLogger(__name__)
 
 experimenter_required = user_passes_test(lambda u: u.is_active and u.is_staff, login_url=settings.LOGIN_URL)
 
@@ -157,48 +160,67 @@ def session_failures(request, group_session_id: int):
 
 
 def _rate_limited(request, kind: str):
-    return render(
-        request, "groups/rate_limited.html", {"limit": settings.CODE_ATTEMPTS_PER_MINUTE, "kind": kind}, status=429
-    )
+    context = {"limit": settings.CODE_ATTEMPTS_PER_MINUTE, "kind": kind}
+    return render(request, "groups/rate_limited.html", context, status=429)
+
+
+def _attach(request, kind: str, find, on_found, template: str, context: dict):
+    """The attach page, or 503 (nothing evaluated) while the attempt counters are down."""
+    try:
+        return _attach_counted(request, kind, find, on_found, template, context)
+    except codes.CountersUnavailable:
+        logger.warning("group codes: attempt counters unavailable; %s code refused unchecked", kind)
+        return render(request, "groups/codes_unavailable.html", status=503)
+
+
+def _attach_counted(request, kind: str, find, on_found, template: str, context: dict):
+    """The attach flow both pages share: a browser or address over its limit gets 429
+    (also for a right code, until its minute is over); a post is counted before its code
+    is looked at (``codes.begin_attempt``), a right one given back."""
+    client = codes.identify(request)
+    form = CodeForm(request.POST or None, initial={"code": request.GET.get("code", "")})
+    if request.method != "POST":
+        if codes.is_rate_limited(kind=kind, client=client):
+            return codes.remember_browser(client, _rate_limited(request, kind))
+        return codes.remember_browser(client, render(request, template, {"form": form, **context}))
+    if not codes.begin_attempt(kind=kind, client=client):
+        return codes.remember_browser(client, _rate_limited(request, kind))
+    found = find(form.cleaned_data["code"]) if form.is_valid() else None
+    response = on_found(found) if found is not None else None
+    if response is not None:
+        codes.attempt_succeeded(kind=kind, client=client)
+        return codes.remember_browser(client, response)
+    if form.is_valid():
+        form.add_error("code", context.pop("wrong_code"))
+    return codes.remember_browser(client, render(request, template, {"form": form, **context}, status=400))
 
 
 def attach_participant(request):
     """The participant-code page. ``?experiment=<id>`` limits codes to that experiment."""
     raw_exp = request.GET.get("experiment") or request.POST.get("experiment") or ""
     experiment_id = int(raw_exp) if raw_exp.isdigit() else None
-    address = codes.client_address(request)
-    if codes.is_rate_limited(kind=codes.PARTICIPANT, address=address):
-        return _rate_limited(request, codes.PARTICIPANT)
-    form = CodeForm(request.POST or None, initial={"code": request.GET.get("code", "")})
-    status = 200
-    if request.method == "POST":
-        gs = None
-        if form.is_valid():
-            gs = selectors.find_by_participant_code(form.cleaned_data["code"], experiment_id=experiment_id)
-        if gs is not None and gs.ticket is not None:
-            return redirect(f"/run/{gs.experiment_id}/start/?{urlencode({'tc': gs.ticket.code})}")
-        codes.record_failure(kind=codes.PARTICIPANT, address=address)
-        if form.is_valid():
-            form.add_error("code", "No open group session has this code. Check it with the experimenter.")
-        status = 400
-    return render(request, "groups/attach_participant.html", {"form": form, "experiment_id": experiment_id},
-                  status=status)  # fmt: skip
+
+    def enter(gs):
+        if gs.ticket is None:
+            return None
+        return redirect(f"/run/{gs.experiment_id}/start/?{urlencode({'tc': gs.ticket.code})}")
+
+    return _attach(
+        request, codes.PARTICIPANT,
+        lambda code: selectors.find_by_participant_code(code, experiment_id=experiment_id), enter,
+        "groups/attach_participant.html",
+        {"experiment_id": experiment_id,
+         "wrong_code": "No open group session has this code. Check it with the experimenter."},
+    )  # fmt: skip
 
 
 @experimenter_required
 def attach_experimenter(request):
-    address = codes.client_address(request)
-    if codes.is_rate_limited(kind=codes.EXPERIMENTER, address=address):
-        return _rate_limited(request, codes.EXPERIMENTER)
-    form = CodeForm(request.POST or None)
-    status = 200
-    if request.method == "POST":
-        gs = selectors.find_by_experimenter_code(form.cleaned_data["code"]) if form.is_valid() else None
-        if gs is not None:
-            services.attach_experimenter(group_session=gs, user=request.user)
-            return redirect("groups:session_status", group_session_id=gs.pk)
-        codes.record_failure(kind=codes.EXPERIMENTER, address=address)
-        if form.is_valid():
-            form.add_error("code", "No unexpired group session has this experimenter code.")
-        status = 400
-    return render(request, "groups/attach_experimenter.html", {"form": form}, status=status)
+    def enter(gs):
+        services.attach_experimenter(group_session=gs, user=request.user)
+        return redirect("groups:session_status", group_session_id=gs.pk)
+
+    return _attach(
+        request, codes.EXPERIMENTER, selectors.find_by_experimenter_code, enter, "groups/attach_experimenter.html",
+        {"wrong_code": "No unexpired group session has this experimenter code."},
+    )  # fmt: skip

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib import admin
 from django.templatetags.static import static as static_url
 from django.urls import include, path
@@ -21,7 +20,5 @@ urlpatterns = [
     path("group/", include("groups.urls")),
 ]
 
-if settings.DEBUG:
-    from django.conf.urls.static import static
-
-    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+# Nothing under MEDIA_URL is served by Django: stimuli are served (sandboxed) by asgi.py
+# in every mode, and exports only through their permission-checked download view.

@@ -12,15 +12,16 @@ the requests' own work (bench/submit.py: the home page's p99 for 500 GETs at onc
 was 1.07-1.40 s with them, 0.54-0.67 s without; docs/performance.md).
 
 ``ThreadedASGIHandler`` keeps what Django's handler does around a request (the body
-read into a spooled file, ``request_started``/``request_finished``, the same
-middleware, URL resolution and error handling as under WSGI, disconnects, streaming
-and async views) and runs the whole Django part of a request in one call on a pool
-of kept threads (:func:`request_threads`, ``HTTP_THREADS``), as a threaded WSGI
-server does: ``request_started``, the request, the chain and view, ``close()`` and
+read into a spooled file, refused with 413 once over ``MAX_REQUEST_BYTES``;
+``request_started``/``request_finished``, the same middleware, URL resolution and
+error handling as under WSGI, disconnects, streaming and async views) and runs the
+whole Django part of a request in one call on a pool of kept threads
+(:func:`request_threads`, ``HTTP_THREADS``), as a threaded WSGI server does:
+``request_started``, the request, the chain and view, ``close()`` and
 ``request_finished``, then the loop sends the bytes. Sync streaming content is
 iterated in that same thread (a server-side cursor stays on its connection) and its
-chunks sent as they come; async content is iterated on the loop, as Django's
-handler does. Async views run through ``async_to_sync``, as under WSGI.
+chunks sent as they come; async content is iterated on the loop, as Django's handler
+does. Async views run through ``async_to_sync``, as under WSGI.
 """
 
 from __future__ import annotations
@@ -63,10 +64,14 @@ class ThreadedASGIHandler(ASGIHandler):
         await self.handle(scope, receive, send)
 
     async def handle(self, scope, receive, send):
+        if _declared_length(scope) > settings.MAX_REQUEST_BYTES:
+            return await _send_too_large(send)  # before a byte of the body is read
         try:
-            body_file = await self.read_body(receive)
+            body_file = await self.read_body(_limited(receive))
         except RequestAborted:
             return
+        except BodyTooLarge:
+            return await _send_too_large(send)
         work = asyncio.ensure_future(in_request_thread(self._serve, scope, body_file, send))
         work.add_done_callback(lambda _: body_file.close())  # once the thread is done with it
         disconnect = asyncio.ensure_future(self.listen_for_disconnect(receive))
@@ -115,6 +120,43 @@ class ThreadedASGIHandler(ASGIHandler):
         if not response.streaming:
             response.close()
         return response
+
+
+class BodyTooLarge(Exception):
+    """The body passed ``MAX_REQUEST_BYTES`` while it was read."""
+
+
+def _declared_length(scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() else 0  # a malformed length: the server's to refuse
+    return 0
+
+
+def _limited(receive):
+    """``receive`` that raises ``BodyTooLarge`` once the body passes ``MAX_REQUEST_BYTES``
+    (a chunked body has no length to check first), so no more of it is spooled."""
+    received = 0
+
+    async def limited_receive():
+        nonlocal received
+        message = await receive()
+        received += len(message.get("body", b""))
+        if received > settings.MAX_REQUEST_BYTES:
+            raise BodyTooLarge
+        return message
+
+    return limited_receive
+
+
+async def _send_too_large(send) -> None:
+    from project.core.bodies import too_large_page
+
+    body = too_large_page()
+    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]  # fmt: skip
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def in_request_thread(func, *args):

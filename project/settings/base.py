@@ -6,6 +6,7 @@ channel layer and context store, and local secrets generated into ``var/`` (git-
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -65,7 +66,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "project.core.middleware.ContentSecurityPolicyMiddleware",
 ]
+# Our pages' Content-Security-Policy (project/core/middleware.py); unset: the modest default
+# (frame-ancestors, object-src, base-uri), empty: none.
+CONTENT_SECURITY_POLICY = os.environ.get("CONTENT_SECURITY_POLICY")
 
 ROOT_URLCONF = "project.urls"
 ASGI_APPLICATION = "asgi.application"
@@ -142,6 +147,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+# Where a login without a usable ``next=`` lands: the editor (Django's default,
+# /accounts/profile/, does not exist here).
+LOGIN_REDIRECT_URL = "admin:index"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -166,7 +174,22 @@ TICKET_SECRET_BYTES = 24  # 192 bits, URL-safe base64 -> 32 characters
 GROUP_CODE_LENGTH = 4
 GROUP_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L
 GROUP_SESSION_HOURS = env_int("GROUP_SESSION_HOURS", 12)
+# Wrong group codes allowed per minute: per browser (SPEC 2), and per client address, higher,
+# so that one participant's typos never lock out a room behind one NAT (groups/codes.py).
 CODE_ATTEMPTS_PER_MINUTE = env_int("CODE_ATTEMPTS_PER_MINUTE", 10)
+CODE_ATTEMPTS_PER_MINUTE_PER_ADDRESS = env_int("CODE_ATTEMPTS_PER_MINUTE_PER_ADDRESS", 100)
+# Reverse proxies (addresses or networks) whose X-Forwarded-For is believed; from anyone
+# else the header is ignored and the connecting address counts.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an address or network") from _exc
+# Largest request body, in bytes: refused with 413 before it is read (project/core/bodies.py,
+# project/core/http.py). The largest legitimate one is the stimulus import: a 500 MiB zip
+# plus a 20 MiB CSV table (runner/editor_views.py) plus the form around them.
+MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 521 * 1024 * 1024)
 # Largest WebSocket frame a client may send; a larger one closes the socket (4009).
 WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 64 * 1024)
 

@@ -99,14 +99,18 @@ def test_two_sessions_started_at_the_same_moment_never_share_a_code(monkeypatch)
     assert "AAAA" in every
 
 
-def test_rate_limit_counts_failures_per_address():
+def test_rate_limit_counts_failures_per_browser_and_address():
     cache.clear()
+    one = codes.Client(browser="a:10.0.0.1", address="10.0.0.1")
     for _ in range(settings.CODE_ATTEMPTS_PER_MINUTE):
-        assert not codes.is_rate_limited(kind="participant", address="10.0.0.1")
-        codes.record_failure(kind="participant", address="10.0.0.1")
-    assert codes.is_rate_limited(kind="participant", address="10.0.0.1")
-    assert not codes.is_rate_limited(kind="participant", address="10.0.0.2")
-    assert not codes.is_rate_limited(kind="experimenter", address="10.0.0.1")
+        assert not codes.is_rate_limited(kind="participant", client=one)
+        assert codes.begin_attempt(kind="participant", client=one)
+    assert codes.is_rate_limited(kind="participant", client=one)
+    assert not codes.begin_attempt(kind="participant", client=one)
+    assert not codes.is_rate_limited(kind="participant", client=codes.Client(browser="a:10.0.0.2", address="10.0.0.2"))
+    assert not codes.is_rate_limited(kind="experimenter", client=one)
+    # another browser at the same address: its own count, the address's is shared
+    assert not codes.is_rate_limited(kind="participant", client=codes.Client(browser="b:x", address="10.0.0.1"))
 
 
 @pytest.mark.django_db
