@@ -12,7 +12,10 @@ for ``GROUP_PRESENCE_FLUSH_SECONDS`` and writes it with one call per group sessi
   (not in the database thread the next advance is waiting for).
 - ``record_presence``: connection changes (and any acks with them) through the
   state machine, as one change: one lock, two queries for all the rows, one
-  console-only version, published from the state in hand.
+  console-only version, published from the state in hand. Each process writes the
+  number of sockets it holds (absolute) under its lease id in ``ProcessConnections``
+  (whose rows add up to ``Membership.connections``), so that
+- ``sweep_processes`` can take a dead process's share off (``realtime.leases``).
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ Acknowledgements and presence changes are collected by the hub and written in
 one service call per group session every ``GROUP_PRESENCE_FLUSH_SECONDS``
 (``groups.services.record_presence``), which makes one console-only change: the
 console view is coalesced instead of one database write and one broadcast per ack.
+Connections are written as the number of sockets this process holds, under the hub's
+lease id (``realtime.leases``), so that another process can take them off if this one
+dies.
 """
 
 from __future__ import annotations

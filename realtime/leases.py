@@ -26,7 +26,7 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-LEASE_SECONDS = float(getattr(settings, "GROUP_PRESENCE_LEASE_SECONDS", 10.0))
+LEASE_SECONDS = float(getattr(settings, "GROUP_PRESENCE_LEASE_SECONDS", 5.0))
 
 
 def new_process_id() -> str:

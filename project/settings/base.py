@@ -179,8 +179,9 @@ GROUP_PRESENCE_TIMEOUT_SECONDS = env_float("GROUP_PRESENCE_TIMEOUT_SECONDS", 8.0
 GROUP_PRESENCE_FLUSH_SECONDS = env_float("GROUP_PRESENCE_FLUSH_SECONDS", 0.15)
 # Each server process holds a lease (a Redis key with this time to live, renewed every
 # quarter of it) on the participant sockets it counted; when a process dies, another
-# takes its connections off the console within 1.75 times this (realtime/leases.py).
-GROUP_PRESENCE_LEASE_SECONDS = env_float("GROUP_PRESENCE_LEASE_SECONDS", 10.0)
+# takes its connections off the console within 1.75 times this (realtime/leases.py):
+# 5 s keeps it within the 10 s in which a vanished browser shows as offline.
+GROUP_PRESENCE_LEASE_SECONDS = env_float("GROUP_PRESENCE_LEASE_SECONDS", 5.0)
 if GROUP_PRESENCE_LEASE_SECONDS <= 0:
     raise ImproperlyConfigured(f"GROUP_PRESENCE_LEASE_SECONDS must be above 0, not {GROUP_PRESENCE_LEASE_SECONDS}")
 # Answers are broadcast (the console's count, "n of m ready") at most this long after

@@ -25,7 +25,7 @@ from tests.factories import ExperimentFactory, SessionFactory
 
 PASSWORD = "pw-presence-123456"
 LEASE_SECONDS = 2.0
-PEOPLE = 10
+PEOPLE = 20
 
 
 def _connected(state: dict) -> int:
