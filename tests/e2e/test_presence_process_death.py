@@ -72,5 +72,5 @@ def test_console_forgets_the_sockets_of_a_killed_process(live_server_factory, tr
     finally:
         server_b.stop()
     print(f"console right {elapsed:.2f} s after the kill (lease {LEASE_SECONDS} s)")
-    assert elapsed <= 2 * LEASE_SECONDS + 1.5
+    assert elapsed <= 2 * LEASE_SECONDS + 2.0
     assert list(Membership.objects.filter(group_session=gs).values_list("connections", flat=True)) == [0] * PEOPLE
