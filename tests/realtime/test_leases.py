@@ -147,3 +147,30 @@ async def test_without_redis_a_starting_hub_sweeps_what_earlier_processes_left(w
     await _until(lambda: _connections(world.gs) == {ann: 0, bob: 0})
     assert await database_sync_to_async(_owners)(world.gs) == set()
     await boss.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_lease_found_gone_makes_the_hub_recount_under_a_new_id(world):
+    """The hub's own task notices its lease gone (here: deleted, as a Redis restart or a
+    stall past the lease would) at its next renewal and recounts; the console's counts
+    stay as they were."""
+    ann = world.participant(0)
+    await ann.connect()
+    await state_where(ann, lambda s: True)
+    hub = get_hub()
+    await hub.drain()
+    old = hub.process
+    store = leases.leases()
+    if isinstance(store, leases.RedisLeases):
+        await store.client.delete(store.prefix + old)
+    else:
+        leases.LocalLeases._expiry.pop(old)
+    await store.close()
+    deadline = asyncio.get_running_loop().time() + leases.LEASE_SECONDS
+    while hub.process == old:
+        assert asyncio.get_running_loop().time() < deadline, "the lost lease was not noticed"
+        await asyncio.sleep(0.05)
+    await hub.drain()
+    assert await database_sync_to_async(_owners)(world.gs) == {hub.process}
+    assert (await database_sync_to_async(_connections)(world.gs))[world.pseudonyms[0]] == 1
+    await ann.disconnect()
