@@ -93,6 +93,25 @@ class Membership(models.Model):
         return f"{self.pseudonym} in {self.group_session_id}"
 
 
+class ProcessConnections(models.Model):
+    """How many sockets of one participant one server process holds, as counted into
+    ``Membership.connections`` (which is the sum of these rows). ``process`` is the
+    process's lease id (``realtime.leases``): when its lease expires (the process died),
+    another process subtracts its rows and deletes them (``groups.presence``)."""
+
+    group_session = models.ForeignKey(GroupSession, on_delete=models.CASCADE, related_name="+")
+    pseudonym = models.CharField(max_length=32)
+    process = models.CharField(max_length=32, db_index=True)
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["group_session", "pseudonym", "process"], name="process_connections_unique"
+            ),
+        ]
+
+
 class StepLog(models.Model):
     group_session = models.ForeignKey(GroupSession, on_delete=models.CASCADE, related_name="step_log")
     step = models.IntegerField()

@@ -12,11 +12,15 @@ for ``GROUP_PRESENCE_FLUSH_SECONDS`` and writes it with one call per group sessi
   (not in the database thread the next advance is waiting for).
 - ``record_presence``: connection changes (and any acks with them) through the
   state machine, as one change: one lock, two queries for all the rows, one
-  console-only version, published from the state in hand.
+  console-only version, published from the state in hand. Each process writes the
+  number of sockets it holds (absolute) under its lease id in ``ProcessConnections``
+  (whose rows add up to ``Membership.connections``), so that
+- ``sweep_processes`` can take a dead process's share off (``realtime.leases``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 
 from django.db import transaction
@@ -24,7 +28,7 @@ from django.db import transaction
 from realtime.broadcast import FLUSH_SECONDS, broadcast_state
 
 from . import state as sm
-from .models import GroupSession
+from .models import GroupSession, ProcessConnections
 from .selectors import load_state
 from .services import _lock, _update_memberships, now_ms, publish_on_commit, update_members_from
 from .state import GroupError
@@ -63,11 +67,25 @@ def _raise_acks(group_session_id: int, current_version: int, acks: dict[str, int
 
 
 def record_presence(
-    *, group_session: GroupSession | int, acks: dict[str, int] | None = None, connections: dict[str, int] | None = None
+    *,
+    group_session: GroupSession | int,
+    acks: dict[str, int] | None = None,
+    connections: dict[str, int] | None = None,
+    process: str = "",
+    held: dict[str, int] | None = None,
+    retired: Iterable[str] = (),
 ) -> sm.GroupState | None:
     """Apply a batch of acknowledgements (pseudonym -> highest version received) and
-    connection changes (pseudonym -> +n opened / -n closed sockets) as ONE change:
-    one lock, two queries for all the rows, one console-only version, one broadcast.
+    connection changes as ONE change: one lock, one read of the rows, one console-only
+    version, one broadcast.
+
+    Connections come as ``held`` (pseudonym -> how many sockets server process
+    ``process`` holds now: absolute, so a write that is repeated or retried is right),
+    ``retired`` (processes whose connections are over: a dead process's, or this
+    process's own earlier lease ids) or, without a process, ``connections`` (pseudonym
+    -> +n opened / -n closed). What each process has counted is kept in
+    ``ProcessConnections`` in the same transaction, so a dead process's share can be
+    taken off later (``sweep_processes``).
 
     This is what sockets use (``realtime.broadcast.Hub`` collects acks and presence
     for ``GROUP_PRESENCE_FLUSH_SECONDS``), instead of one transaction per ack.
@@ -75,15 +93,16 @@ def record_presence(
     ``kicked`` on connect, ``bad_version``) are skipped. Returns the new state, or
     None when nothing changed. Locks the group session; raises ``not_found``.
     """
+    retired = tuple(p for p in retired if p and p != process)
     with transaction.atomic():
         gs = _lock(group_session)
         old, _ = load_state(gs)
         at = now_ms()
         rows = dict(old.participants)
         for pid, delta in (connections or {}).items():
-            action = sm.Connect(pid) if delta > 0 else sm.Disconnect(pid)
-            for _ in range(abs(delta)):
-                rows = _one(old, rows, pid, action, at)
+            rows = _connect(old, rows, pid, delta, at)
+        if held or retired:
+            rows = _count_process(gs.pk, old, rows, at, process, held or {}, retired)
         for pid, version in (acks or {}).items():
             if version <= old.version:  # never more than what was sent before this batch
                 rows = _one(old, rows, pid, sm.Ack(pid, version), at)
@@ -93,6 +112,82 @@ def record_presence(
         _save_presence(gs, old, new)
         publish_on_commit(gs, new)
         return new
+
+
+def _connect(state: sm.GroupState, rows: dict, pid: str, delta: int, at: int) -> dict:
+    """``delta`` sockets of ``pid`` opened (> 0) or closed (< 0), one by one through the
+    state machine (a count never goes below zero; a kicked participant gains none)."""
+    action = sm.Connect(pid) if delta > 0 else sm.Disconnect(pid)
+    for _ in range(abs(delta)):
+        rows = _one(state, rows, pid, action, at)
+    return rows
+
+
+def _count_process(gs_id: int, old: sm.GroupState, rows: dict, at: int, process: str, held: dict[str, int],
+                   retired: tuple[str, ...]) -> dict:  # fmt: skip
+    """``rows`` with the ``retired`` processes' connections taken off and ``process``'s
+    brought to ``held``; stores what each process now counts (``ProcessConnections``)."""
+    counted = _counted(gs_id, (process, *retired))
+    for (pid, owner), n in counted.items():
+        if owner != process:
+            rows = _connect(old, rows, pid, -n, at)
+    ledger = {}
+    for pid, n in held.items():
+        had, n = counted.get((pid, process), 0), max(n, 0)
+        before = rows[pid].connections if pid in rows else 0
+        rows = _connect(old, rows, pid, n - had, at)
+        applied = (rows[pid].connections if pid in rows else 0) - before
+        now_counted = n if n <= had else had + applied  # a kicked participant gains none
+        if now_counted != had:
+            ledger[pid] = now_counted
+    _save_ledger(gs_id, process, ledger, retired if any(o != process for _, o in counted) else ())
+    return rows
+
+
+def _counted(group_session_id: int, processes: tuple[str, ...]) -> dict[tuple[str, str], int]:
+    """(pseudonym, process) -> connections that process counted, for ``processes``."""
+    rows = ProcessConnections.objects.filter(group_session_id=group_session_id, process__in=processes)
+    return {(p, owner): n for p, owner, n in rows.values_list("pseudonym", "process", "count")}
+
+
+def _save_ledger(group_session_id: int, process: str, ledger: dict[str, int], retired: tuple[str, ...]) -> None:
+    """Store what ``process`` now counts per pseudonym (rows at zero are deleted) and
+    forget the ``retired`` processes' rows."""
+    mine = ProcessConnections.objects.filter(group_session_id=group_session_id, process=process)
+    if retired:
+        ProcessConnections.objects.filter(group_session_id=group_session_id, process__in=retired).delete()
+    if zeros := [pid for pid, n in ledger.items() if n == 0]:
+        mine.filter(pseudonym__in=zeros).delete()
+    if counts := [(pid, n) for pid, n in ledger.items() if n > 0]:
+        ProcessConnections.objects.bulk_create(
+            [ProcessConnections(group_session_id=group_session_id, pseudonym=p, process=process, count=n)
+             for p, n in counts],
+            update_conflicts=True,
+            unique_fields=["group_session", "pseudonym", "process"],
+            update_fields=["count"],
+        )  # fmt: skip
+
+
+def counting_processes(*, besides: Iterable[str] = ()) -> set[str]:
+    """The server processes that have connections counted, other than ``besides``."""
+    return set(
+        ProcessConnections.objects.exclude(process__in=list(besides)).values_list("process", flat=True).distinct()
+    )
+
+
+def sweep_processes(*, dead: Iterable[str]) -> list[int]:
+    """Take the connections of ``dead`` processes (lease expired) off every group session
+    that counts some, one ``record_presence`` each (which publishes the corrected state to
+    the console). Returns those group sessions' ids. Safe to run in several processes at
+    once: the rows are read and deleted under each group session's lock."""
+    dead = tuple(dead)
+    ids = sorted(set(ProcessConnections.objects.filter(process__in=dead).values_list("group_session_id", flat=True)))
+    for gs_id in ids:
+        try:
+            record_presence(group_session=gs_id, retired=dead)
+        except GroupError:  # deleted meanwhile (its rows went with it)
+            pass
+    return ids
 
 
 def _one(state: sm.GroupState, rows: dict, pid: str, action, at: int) -> dict:
@@ -112,5 +207,3 @@ def _save_presence(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> 
     gs.version, gs.changed_ms = new.version, new.changed_ms
     gs.save(update_fields=["version", "changed_ms"])
     _update_memberships(gs, old, new)
-
-

@@ -25,6 +25,9 @@ Acknowledgements and presence changes are collected by the hub and written in
 one service call per group session every ``GROUP_PRESENCE_FLUSH_SECONDS``
 (``groups.services.record_presence``), which makes one console-only change: the
 console view is coalesced instead of one database write and one broadcast per ack.
+Connections are written as the number of sockets this process holds, under the hub's
+lease id (``realtime.leases``), so that another process can take them off if this one
+dies.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from collections import defaultdict
 from django.conf import settings
 
 from .groups import close_subscription, state_channel
+from .leases import keep_lease, new_process_id
 
 logger = logging.getLogger(__name__)
 
@@ -297,6 +301,12 @@ class Hub:
         self._flushing: dict[int, asyncio.Task] = {}
         self._ticker: asyncio.Task | None = None
         self.resyncs = 0
+        # Presence: this process's lease id, the sockets it holds (group session ->
+        # pseudonym -> count) and earlier lease ids to take off (``realtime.leases``).
+        self.process = new_process_id()
+        self.held: dict[int, dict[str, int]] = {}
+        self._retire: dict[int, tuple[str, ...]] = {}
+        self._lease: asyncio.Task | None = None
 
     # -- membership of local sockets
     async def register(self, group_session_id: int, consumer) -> None:
@@ -304,6 +314,8 @@ class Hub:
         self.sockets[group_session_id].add(consumer)
         if self._ticker is None:
             self._ticker = self.loop.create_task(self._tick_forever())
+        if self._lease is None:
+            self._lease = self.loop.create_task(keep_lease(self))
         if uses_redis():
             if self._task is None or self._task.done():
                 self._subscribed = asyncio.Event()
@@ -447,11 +459,33 @@ class Hub:
             acks[pseudonym] = max(acks.get(pseudonym, 0), ack)
         if connections:
             deltas[pseudonym] = deltas.get(pseudonym, 0) + connections
+            counts = self.held.setdefault(group_session_id, {})
+            counts[pseudonym] = counts.get(pseudonym, 0) + connections
+            if counts[pseudonym] <= 0:
+                del counts[pseudonym]
+                if not counts:
+                    del self.held[group_session_id]
         future = self.loop.create_future()
         futures.append(future)
+        self._flush_soon(group_session_id)
+        return future
+
+    def _flush_soon(self, group_session_id: int) -> None:
         if group_session_id not in self._flushing:
             self._flushing[group_session_id] = self.loop.create_task(self._flush_later(group_session_id))
-        return future
+
+    def recount(self) -> None:
+        """This process's lease was lost (it stalled for longer than the lease, or Redis
+        restarted): another process may have taken its connections off. Count every
+        held socket again under a new lease id, the old id's rows taken off in the same
+        change."""
+        old, self.process = self.process, new_process_id()
+        for group_session_id, counts in self.held.items():
+            self._retire[group_session_id] = (*self._retire.get(group_session_id, ()), old)
+            _, deltas, _ = self._pending.setdefault(group_session_id, ({}, {}, []))
+            for pseudonym in counts:
+                deltas.setdefault(pseudonym, 0)
+            self._flush_soon(group_session_id)
 
     async def _write(self, group_session_id: int) -> bool:
         """Write the pending batch of one group session; False if it failed."""
@@ -460,11 +494,14 @@ class Hub:
         from groups.presence import record_acks, record_presence
 
         acks, deltas, futures = self._pending.pop(group_session_id)
+        retired = self._retire.pop(group_session_id, ())
         try:
-            if any(deltas.values()):
+            if any(deltas.values()) or retired:  # the counts this process holds now (absolute):
+                counts = self.held.get(group_session_id, {})  # writes run in order (one database thread)
                 new = await database_sync_to_async(record_presence)(
-                    group_session=group_session_id, acks=acks, connections=deltas
-                )
+                    group_session=group_session_id, acks=acks, process=self.process,
+                    held={pid: counts.get(pid, 0) for pid in deltas}, retired=retired,
+                )  # fmt: skip
                 version = new.version if new is not None else None
             else:  # acknowledgements only (the flood after every state): one UPDATE
                 version = await database_sync_to_async(record_acks)(group_session=group_session_id, acks=acks)
@@ -472,10 +509,12 @@ class Hub:
         except Exception:
             logger.exception("presence of group session %s not recorded", group_session_id)
             ok, version = False, None
-            if any(deltas.values()):  # connection counts must not drift: keep them for the next batch
+            if any(deltas.values()) or retired:  # connection counts must not drift: write them next batch
                 _, again, _ = self._pending.setdefault(group_session_id, ({}, {}, []))
                 for pid, delta in deltas.items():
                     again[pid] = again.get(pid, 0) + delta
+                if retired:
+                    self._retire[group_session_id] = (*retired, *self._retire.get(group_session_id, ()))
         for future in futures:
             if not future.done():
                 future.set_result(version)

@@ -204,6 +204,13 @@ GROUP_ACK_RESEND_TIMES = env_int("GROUP_ACK_RESEND_TIMES", 30)
 GROUP_PRESENCE_TIMEOUT_SECONDS = env_float("GROUP_PRESENCE_TIMEOUT_SECONDS", 8.0)
 # Acknowledgements and connection changes are written together at most this often.
 GROUP_PRESENCE_FLUSH_SECONDS = env_float("GROUP_PRESENCE_FLUSH_SECONDS", 0.15)
+# Each server process holds a lease (a Redis key with this time to live, renewed every
+# quarter of it) on the participant sockets it counted; when a process dies, another
+# takes its connections off the console within 1.75 times this (realtime/leases.py):
+# 5 s keeps it within the 10 s in which a vanished browser shows as offline.
+GROUP_PRESENCE_LEASE_SECONDS = env_float("GROUP_PRESENCE_LEASE_SECONDS", 5.0)
+if GROUP_PRESENCE_LEASE_SECONDS <= 0:
+    raise ImproperlyConfigured(f"GROUP_PRESENCE_LEASE_SECONDS must be above 0, not {GROUP_PRESENCE_LEASE_SECONDS}")
 # Answers are broadcast (the console's count, "n of m ready") at most this long after
 # they are stored, a burst of answers as one snapshot.
 GROUP_ANSWER_FLUSH_SECONDS = env_float("GROUP_ANSWER_FLUSH_SECONDS", 0.1)
