@@ -13,7 +13,7 @@ urlpatterns = [
     path("", core_views.home, name="home"),
     path("healthz", core_views.healthz, name="healthz"),
     # Browsers ask for /favicon.ico on pages without an icon link (the editor's admin pages).
-    path("favicon.ico", RedirectView.as_view(url=static_url("img/favicon.ico"), permanent=True)),
+    path("favicon.ico", RedirectView.as_view(url=static_url("img/favicon.ico"), permanent=True), name="favicon"),
     path("editor/exports/", include("exports.urls")),
     path("editor/", admin.site.urls),
     path("run/", include("runner.urls")),

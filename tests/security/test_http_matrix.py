@@ -100,6 +100,12 @@ CSRF_CASES = [
     ("admin change experiment", "boss", lambda w: f"/editor/runner/experiment/{w.b.pk}/change/",
      lambda w: {"slug": "renamed", "title": "Renamed"}),
     ("admin add ticket", "boss", lambda w: "/editor/runner/ticket/add/", lambda w: {"experiment": w.a.pk}),
+    ("timeline failure report", "p1", lambda w: f"/run/{w.a.pk}/timeline-failure/",
+     lambda w: {"kind": "plugin", "message": "forged"}),
+    ("skip a failed form", "boss", lambda w: f"/run/editor/failures/{MISSING}/skip/", lambda w: {}),
+    ("survey builder save", "boss", lambda w: f"/editor/runner/experiment/{w.a.pk}/builder/save/",
+     lambda w: {"definition": "{}"}),
+    ("survey builder preview run", "boss", lambda w: f"/editor/runner/experiment/{w.a.pk}/preview/", lambda w: {}),
     ("login", "anon", lambda w: "/editor/login/", lambda w: {"username": "boss", "password": "pw-boss-123456"}),
     ("logout", "boss", lambda w: "/editor/logout/", lambda w: {}),
 ]  # fmt: skip
@@ -195,9 +201,12 @@ def test_the_matrix_covers_every_post_endpoint():
 
     covered = {"runner:run", "groups:attach_participant", "groups:attach_experimenter", "groups:create",
                "groups:session_start", "groups:session_notes", "runner:stimulus_import", "exports:experiment",
-               "exports:delete_previews", "exports:set_exclusion"}  # fmt: skip
+               "exports:delete_previews", "exports:set_exclusion", "runner:timeline_failure",
+               "runner:skip_failure"}  # fmt: skip
     get_only = {"runner:start", "runner:verify_email", "groups:session_status", "exports:index",
-                "exports:job_status", "exports:job_download", "exports:sessions", "home", "healthz"}  # fmt: skip
+                "exports:job_status", "exports:job_download", "exports:sessions", "home", "healthz", "favicon",
+                "runner:package_script", "groups:session_answers", "groups:session_projector",
+                "groups:session_failures"}  # fmt: skip
     ours = set()
     for pattern in get_resolver().url_patterns:
         namespace = getattr(pattern, "namespace", None)
