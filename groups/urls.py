@@ -9,6 +9,7 @@ urlpatterns = [
     path("session/start/", views.session_start, name="session_start"),
     path("session/status/<int:group_session_id>/", views.session_status, name="session_status"),
     path("session/status/<int:group_session_id>/notes/", views.session_notes, name="session_notes"),
+    path("session/status/<int:group_session_id>/store/", views.session_store, name="session_store"),
     path("session/attach/participant/", views.attach_participant, name="attach_participant"),
     path("session/attach/experimenter/", views.attach_experimenter, name="attach_experimenter"),
 ]

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from . import codes, selectors, services
+from . import context as group_context
 from .forms import CodeForm, GroupForm, StartSessionForm
 from .models import StepLog
 from .state import GroupError
@@ -88,6 +89,17 @@ def session_status(request, group_session_id: int):
         "log": _step_log_rows(gs),
     }
     return render(request, "groups/console.html", context)
+
+
+@experimenter_required
+def session_store(request, group_session_id: int):
+    """Whether the context store answers, for the console's notice between snapshots
+    (while Redis is down no snapshot reaches the console; it asks every few seconds)."""
+    _gs, allowed = _controlled(request, group_session_id)
+    if not allowed:
+        return HttpResponseForbidden("Not attached to this group session.")
+    down = not group_context.store_answers()
+    return JsonResponse({"context_store": group_context.get_store().name, "down": down})
 
 
 @experimenter_required

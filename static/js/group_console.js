@@ -35,6 +35,7 @@
       (s.exit_loop ? " · loop exit signalled" : ""));
     text($("[data-shared]"), JSON.stringify(s.shared_params, null, 2));
     text($("[data-context]"), JSON.stringify(s.context, null, 2));
+    showStoreDown(!!s.context_store_down);
     renderLog(s.step_log);
     var body = $("[data-participants]");
     body.innerHTML = "";
@@ -91,6 +92,16 @@
   }
 
   function showError(message) { text($("[data-error]"), message || ""); }
+
+  // The context store's notice: from each snapshot, and asked every 5 s (while Redis is
+  // down no snapshot arrives).
+  function showStoreDown(down) { var el = $("[data-store-down]"); if (el) el.hidden = !down; }
+  window.setInterval(function () {
+    fetch(root.dataset.storeUrl, {credentials: "same-origin", cache: "no-store"})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) { if (body) showStoreDown(body.down); })
+      .catch(function () {});
+  }, 5000);
 
   var socket = new P.GroupSocket(root.dataset.wsPath, {
     onState: function (s) { showError(""); render(s); },
