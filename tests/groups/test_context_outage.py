@@ -132,3 +132,14 @@ def test_hook_writes_survive_a_redis_outage_mid_step(private_redis, monkeypatch,
     assert ctx["summary"]["ratings"] == N * STEPS
     selectors.snapshot(gs.pk)  # as every published snapshot does (this test's transaction never commits)
     assert store.get(gs.pk) == ctx
+
+
+def test_the_store_notice_is_for_the_attached_experimenter_only(gs, staff, django_user_model):
+    url = reverse("groups:session_store", args=[gs.pk])
+    other = Client()
+    other.force_login(django_user_model.objects.create_user("other", password="pw-123456", is_staff=True))
+    assert other.get(url).status_code == 403
+    mine = Client()
+    mine.force_login(staff)
+    body = mine.get(url).json()
+    assert body == {"context_store": settings.CONTEXT_STORE, "down": False}

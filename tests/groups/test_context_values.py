@@ -165,3 +165,19 @@ def test_a_failing_hook_leaves_nothing_it_wrote(bad_gs, staff, bad_flow, monkeyp
     answers.record_response(session=session, step=0, answers={})
     db, copy = _stores(gs)
     assert "half" not in db and db == copy and db["on_all_responded_ran"] is True
+
+
+def test_a_callback_writing_run_group_context_takes_the_lock_and_the_same_rule(gs, join, staff):
+    """``run.group.context`` outside a hook (a stimulus or condition script) writes as an
+    experimenter-less ``set_context``: under the lock, saved at once, logged; a bad value
+    is refused there too."""
+    session, _ = join()
+    group = selectors.run_group(session=session)
+    group.context["from_callback"] = [1, 2]
+    assert group.context["from_callback"] == [1, 2]
+    assert GroupSession.objects.get(pk=gs.pk).context["from_callback"] == [1, 2]
+    assert StepLog.objects.filter(group_session=gs, action="context_set", by=None).count() == 1
+    with pytest.raises(GroupError) as info:
+        group.context["bad"] = float("nan")
+    assert info.value.code == "bad_patch" and '"bad"' in info.value.message
+    assert "bad" not in GroupSession.objects.get(pk=gs.pk).context
