@@ -12,12 +12,15 @@ from groups.context import MemoryContextStore, RedisContextStore, merge
 
 def test_merge_semantics():
     """A patch is a shallow merge: each key replaces that key, None deletes it; the
-    result is a copy (changing it changes neither the context nor the patch)."""
+    result is a new dict holding copies of the patch's values (changing the patch
+    afterwards changes nothing), and the context merged into is left as it was."""
     first = merge({}, {"a": 1, "b": {"c": [1, 2]}})
     assert first == {"a": 1, "b": {"c": [1, 2]}}
     assert merge(first, {"a": None, "d": "x"}) == {"b": {"c": [1, 2]}, "d": "x"}
-    merge(first, {"e": 1})["b"]["c"].append(3)
-    assert first == {"a": 1, "b": {"c": [1, 2]}}
+    patch = {"e": [1]}
+    merged = merge(first, patch)
+    patch["e"].append(2)
+    assert merged["e"] == [1] and first == {"a": 1, "b": {"c": [1, 2]}}
 
 
 def _check_semantics(store):
@@ -134,3 +137,45 @@ def test_redis_restart_mid_step_loses_no_context_and_no_answer(private_redis, mo
     assert gs.context["summary"]["ratings"] == 6 and gs.context["shown"] == ["lavender", "red"]
     rows = Response.objects.filter(group_session=gs, item="warmth")
     assert sorted((r.step, r.value) for r in rows) == [(s, 2 + i + s) for s in (0, 1) for i in range(3)]
+
+
+def _values():
+    from hypothesis import strategies as st
+
+    text = st.text(alphabet=st.sampled_from(["a", "é", "\x00", "\ud800", "\\", '"', "[", "]", "{", "😀"]), max_size=6)
+    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | text
+    return st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.tuples(inner) | st.dictionaries(text | st.integers(), inner,
+                                                                                      max_size=3),
+        max_leaves=40,
+    )  # fmt: skip
+
+
+def test_merge_refuses_exactly_what_the_walk_finds_wrong(settings):
+    """The fast path of ``merge`` (the C encoder, a round trip, a bracket count) and the
+    walk that names the problem agree on every value: refused iff the walk finds
+    something, accepted as the JSON copy otherwise."""
+    import json
+
+    from hypothesis import given
+    from hypothesis import settings as hsettings
+
+    from groups.context import value_problem
+    from groups.state import GroupError
+
+    settings.GROUP_CONTEXT_MAX_DEPTH = 4
+
+    @hsettings(max_examples=200, deadline=None)
+    @given(_values())
+    def check(value):
+        problem = value_problem(value, 'context key "k"')
+        try:
+            merged = merge({}, {"k": value})
+        except GroupError as exc:
+            assert problem is not None and problem in exc.message
+        else:
+            expected = {} if value is None else {"k": json.loads(json.dumps(value))}  # None deletes
+            assert problem is None and merged == expected
+
+    check()
