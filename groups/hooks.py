@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -247,5 +249,18 @@ def call_quietly(name: str, experiment, group: Group, *args) -> None:
     except GroupError as exc:
         logger.error("%s hook of %s failed (hook_failed): %s: nothing it wrote is kept", name, experiment.slug,
                      exc.message)  # fmt: skip
-    except Exception:
+        _log_failure(group, name, exc.message)
+    except Exception as exc:
         logger.exception("%s hook of %s failed (hook_failed): nothing it wrote is kept", name, experiment.slug)
+        _log_failure(group, name, type(exc).__name__)  # its text may hold answers: the server log has it
+
+
+def _log_failure(group: Group, name: str, error: str) -> None:
+    """A ``hook_failed`` row in the step log, so the console shows it (not only the server
+    log); ``error`` names the key for a refused context value, else the exception's type."""
+    from .models import StepLog
+
+    at_ms = int(time.time() * 1000)
+    StepLog.objects.create(group_session_id=group.id, step=group.step, action="hook_failed",
+                           at=datetime.fromtimestamp(at_ms / 1000, tz=UTC), at_ms=at_ms,
+                           data={"hook": name, "error": error[:500]})  # fmt: skip

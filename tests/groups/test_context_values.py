@@ -149,6 +149,10 @@ def test_quiet_hooks_writing_a_bad_value_keep_nothing_and_say_which_key(bad_gs, 
     failures = [r.getMessage() for r in caplog.records if "hook_failed" in r.getMessage()]
     assert len(failures) == 1 and hook in failures[0] and '"bad"' in failures[0]
     assert "secret" not in caplog.text
+    # and the console's step log shows it
+    row = StepLog.objects.get(group_session=gs, action="hook_failed")
+    assert row.data["hook"] == hook and '"bad"' in row.data["error"] and "secret" not in row.data["error"]
+    assert selectors.snapshot(gs.pk)["step_log"][0]["action"] in ("hook_failed", "started")
 
 
 def test_a_failing_hook_leaves_nothing_it_wrote(bad_gs, staff, bad_flow, monkeypatch):
@@ -165,6 +169,8 @@ def test_a_failing_hook_leaves_nothing_it_wrote(bad_gs, staff, bad_flow, monkeyp
     answers.record_response(session=session, step=0, answers={})
     db, copy = _stores(gs)
     assert "half" not in db and db == copy and db["on_all_responded_ran"] is True
+    row = StepLog.objects.get(group_session=gs, action="hook_failed")
+    assert row.data == {"hook": "on_response", "error": "RuntimeError"} and row.step == 0
 
 
 def test_a_callback_writing_run_group_context_takes_the_lock_and_the_same_rule(gs, join, staff):
