@@ -10,8 +10,10 @@ answers that arrived together):
 - :meth:`CheckedResponses.write` then writes the accepted ones (memberships and the
   group session in one statement, which also counts who is still answering), and
   :meth:`CheckedResponses.announce` runs ``on_response`` for each and
-  ``on_all_responded`` once if nobody is left, checkpoints the context the hooks wrote,
-  and asks for one console snapshot after the commit.
+  ``on_all_responded`` once if nobody is left, saves the context the hooks wrote in the
+  same transaction (the database is the context's record: an answer is stored with its
+  hooks' effects or not at all, whether or not Redis answers), and asks for one console
+  snapshot after the commit.
 
 A batch of K answers costs the group session one lock, one read and one write instead
 of K of each (bench/analysis.md, answers at once).
@@ -107,15 +109,16 @@ class CheckedResponses:
         if not self.changed:
             return
         gs, new, all_responded = self.gs, self.state, self.all_responded
-        group = hooks.Group(gs, None)  # participants read from the database only if a hook asks
+        # participants read from the database only if a hook asks; the context is the locked row's
+        group = hooks.Group(gs, None, locked=True)
         for index, pid, _ in self.changed:
             item, mine = self.items[index], new.participants[pid]
             info = hooks.ParticipantInfo(pid, item.session.pk, mine.status, mine.responded_step, mine.connected)
             hooks.call_quietly("on_response", gs.experiment, group, info, dict(item.answers))
         if all_responded:  # after every on_response, which it should see
             hooks.call_quietly("on_all_responded", gs.experiment, group)
-        if group.context.dirty:
-            checkpoint_context(gs)  # what the hooks wrote survives a Redis restart
+        if group.context.dirty:  # in the answer's transaction: durable with it, Redis or not
+            checkpoint_context(gs, group)
         # The console's count of answers: one snapshot per burst of answers (they come together).
         transaction.on_commit(partial(broadcast_state, gs.pk, within=ANSWER_FLUSH_SECONDS))
 

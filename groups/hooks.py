@@ -10,14 +10,19 @@ An experiment's ``group_flow`` names a module; every hook in it is optional:
 - ``on_end(group)`` when the session ends or is aborted (``group.phase`` says which).
 
 ``on_advance`` failing refuses the step change (``GroupError`` code ``hook_failed``);
-the other hooks are logged and never cost a participant an answer.
+the other hooks are logged and never cost a participant an answer. A failing hook
+leaves nothing of what it wrote (its savepoint and its context writes are undone).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -25,7 +30,7 @@ from django.db import transaction
 
 from runner.callbacks import CallbackError, resolve_module
 
-from .context import get_store
+from .context import merge, value_problem
 from .state import GroupError, GroupState
 
 logger = logging.getLogger(__name__)
@@ -46,39 +51,65 @@ class ParticipantInfo:
         return self.id
 
 
-def load_context(group_session) -> dict:
-    """The live context; restored from the database checkpoint if the store lost it."""
-    store = get_store()
-    value = store.get(group_session.pk)
-    if value is None:
-        value = store.restore(group_session.pk, group_session.context or {})
-    return value
+def _copy(value):
+    return json.loads(json.dumps(value))
 
 
 class GroupContext:
-    """``group.context``: reads and patches go to the context store (atomic per patch).
+    """``group.context``: ``ctx["k"]``, ``ctx.get("k")``, ``dict(ctx)`` read; ``ctx["k"] = v``,
+    ``del ctx["k"]`` and ``ctx.patch({...})`` write (``None`` in a patch deletes the key).
+    A read returns a copy: change a value by assigning it.
 
-    ``ctx["k"]``, ``ctx.get("k")``, ``dict(ctx)`` read; ``ctx["k"] = v``, ``del ctx["k"]``
-    and ``ctx.patch({...})`` write (``None`` in a patch deletes the key).
-    """
+    ``locked`` (the hooks' group, under the group session's lock): reads and writes go
+    to a working copy of the locked row's ``GroupSession.context``, which the services
+    save in the transaction of the change (``dirty``), so a hook's writes are as durable
+    as the answer or step change that ran it and need no context store. Otherwise (a
+    callback's ``run.group``) a write is an experimenter-less ``set_context``: it locks
+    the group session and is saved at once. Every write goes through
+    ``groups.context.merge``: a value the context cannot hold raises ``GroupError``
+    ``bad_patch`` naming the key, and nothing of that patch is kept."""
 
-    def __init__(self, group_session):
+    def __init__(self, group_session, *, locked: bool = False):
         self._gs = group_session
-        self.dirty = False  # written through this object: the services checkpoint it
+        self._locked = locked
+        self._value: dict | None = None
+        self.dirty = False  # written through this object: the services save it
+
+    @property
+    def value(self) -> dict:
+        """The working copy itself (not a copy): for the services that save it."""
+        if self._value is None:
+            self._value = dict(self._gs.context or {})
+        return self._value
 
     def snapshot(self) -> dict:
-        return load_context(self._gs)
+        return _copy(self.value)
 
     def patch(self, patch: dict) -> dict:
-        load_context(self._gs)  # make sure a lost context is restored before merging
+        if not self._locked:
+            from .services import group_session_set_context
+
+            self._value = group_session_set_context(group_session=self._gs.pk, patch=patch)
+            return _copy(self._value)
+        self._value = merge(self.value, patch)
         self.dirty = True
-        return get_store().patch(self._gs.pk, patch)
+        return _copy(self._value)
+
+    @contextmanager
+    def undo_on_error(self):
+        """What a failing hook wrote is dropped with it (its savepoint is rolled back)."""
+        kept = (self._value, self.dirty)
+        try:
+            yield
+        except BaseException:
+            self._value, self.dirty = kept
+            raise
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self.snapshot().get(key, default)
+        return _copy(self.value[key]) if key in self.value else default
 
     def __getitem__(self, key: str) -> Any:
-        return self.snapshot()[key]
+        return _copy(self.value[key])
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.patch({key: value})
@@ -87,10 +118,13 @@ class GroupContext:
         self.patch({key: None})
 
     def __contains__(self, key: str) -> bool:
-        return key in self.snapshot()
+        return key in self.value
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.snapshot())
+        return iter(list(self.value))
+
+    def __len__(self) -> int:
+        return len(self.value)
 
     def keys(self):
         return self.snapshot().keys()
@@ -99,7 +133,7 @@ class GroupContext:
         return self.snapshot().items()
 
     def __repr__(self):
-        return f"GroupContext({self.snapshot()!r})"
+        return f"GroupContext({self.value!r})"
 
 
 class Group:
@@ -113,8 +147,10 @@ class Group:
     experiment's params), ``experiment`` (its slug), ``size`` (expected size or None).
     """
 
-    def __init__(self, group_session, state: GroupState | None, session_ids: dict[str, int] | None = None):
-        """``participants`` is built when a hook first reads it (most changes run no hook
+    def __init__(self, group_session, state: GroupState | None, session_ids: dict[str, int] | None = None, *,
+                 locked: bool = False):  # fmt: skip
+        """``locked``: made under the group session's lock (the hooks'), see ``GroupContext``.
+        ``participants`` is built when a hook first reads it (most changes run no hook
         that does, and at N = 1000 the list costs milliseconds under the group session's
         lock): from ``state``, or with ``state=None`` read from the database (the answer
         path, which does not load every membership under the lock)."""
@@ -131,7 +167,7 @@ class Group:
         self.experiment: str = group_session.experiment.slug
         self.size: int | None = group_session.expected_size
         self.shared_params: dict = dict(group_session.shared_params or {})
-        self.context = GroupContext(group_session)
+        self.context = GroupContext(group_session, locked=locked)
 
     @staticmethod
     def _participants_of(state: GroupState, session_ids: dict[str, int]) -> list[ParticipantInfo]:
@@ -183,7 +219,7 @@ def call_advance(group: Group, experiment) -> dict:
     if fn is None:
         return {}
     try:
-        with transaction.atomic():
+        with transaction.atomic(), group.context.undo_on_error():
             params = fn(group)
     except Exception as exc:
         logger.exception("on_advance of %s failed", experiment.slug)
@@ -194,16 +230,37 @@ def call_advance(group: Group, experiment) -> dict:
         return {}
     if not isinstance(params, dict):
         raise GroupError("on_advance must return a dict of shared trial parameters.", code="hook_failed")
+    problem = value_problem(params, "on_advance's shared parameters")  # stored with the step
+    if problem:
+        raise GroupError(f"The experiment's on_advance hook failed: {problem}.", code="hook_failed")
     return params
 
 
-def call_quietly(name: str, experiment, *args) -> None:
-    """Run an optional hook; log (never raise) its errors, inside its own savepoint."""
+def call_quietly(name: str, experiment, group: Group, *args) -> None:
+    """Run an optional hook; log (never raise) its errors, inside its own savepoint: a
+    failing hook leaves nothing, neither rows nor context writes (a refused context value
+    is logged as ``hook_failed`` with the key it names)."""
     fn = getattr(hook_module(experiment), name, None)
     if fn is None:
         return
     try:
-        with transaction.atomic():
-            fn(*args)
-    except Exception:
-        logger.exception("%s hook of %s failed", name, experiment.slug)
+        with transaction.atomic(), group.context.undo_on_error():
+            fn(group, *args)
+    except GroupError as exc:
+        logger.error("%s hook of %s failed (hook_failed): %s: nothing it wrote is kept", name, experiment.slug,
+                     exc.message)  # fmt: skip
+        _log_failure(group, name, exc.message)
+    except Exception as exc:
+        logger.exception("%s hook of %s failed (hook_failed): nothing it wrote is kept", name, experiment.slug)
+        _log_failure(group, name, type(exc).__name__)  # its text may hold answers: the server log has it
+
+
+def _log_failure(group: Group, name: str, error: str) -> None:
+    """A ``hook_failed`` row in the step log, so the console shows it (not only the server
+    log); ``error`` names the key for a refused context value, else the exception's type."""
+    from .models import StepLog
+
+    at_ms = int(time.time() * 1000)
+    StepLog.objects.create(group_session_id=group.id, step=group.step, action="hook_failed",
+                           at=datetime.fromtimestamp(at_ms / 1000, tz=UTC), at_ms=at_ms,
+                           data={"hook": name, "error": error[:500]})  # fmt: skip

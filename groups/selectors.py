@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from project.core.rows import Select, select_in
 
-from .hooks import Group, load_context
+from . import context as group_context
+from .hooks import Group
 from .models import GroupSession, Membership, StepLog
 from .state import TERMINAL, GroupError, GroupState, Participant, is_behind
 
@@ -96,8 +97,10 @@ def snapshot(group_session_id: int) -> dict:
 
 def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
     """``snapshot()`` of a state already in hand: a change that has just committed
-    ``state`` publishes it without reading all N membership rows back (the context and
-    the step log are read: they are not part of ``state``)."""
+    ``state`` publishes it without reading all N membership rows back (the step log is
+    read: it is not part of ``state``). The context is the row's (the database is its
+    record); building the snapshot syncs the context store's copy from it
+    (``groups.context.sync``), which replays it after a Redis restart or outage."""
     participants = [
         {
             "id": pid,
@@ -126,7 +129,9 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
         "active": len(state.active),
         "all_responded": state.all_responded,
         "participants": participants,
-        "context": load_context(gs),
+        "context": gs.context or {},
+        # The console's notice: the store's copy could not be written from this row.
+        "context_store_down": not group_context.sync(gs.pk, gs.context or {}, gs.version),
         "step_log": step_log(gs.pk),
     }
 

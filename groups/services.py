@@ -27,7 +27,7 @@ from realtime.broadcast import broadcast_state, publish_state
 from . import hooks
 from . import state as sm
 from .codes import new_code
-from .context import get_store
+from .context import merge
 from .models import Group, GroupSession, Membership, StepLog
 from .selectors import load_state
 from .state import GroupError
@@ -88,10 +88,12 @@ def publish_on_commit(gs: GroupSession, new: sm.GroupState) -> None:
     transaction.on_commit(partial(publish_state, copy.copy(gs), new))
 
 
-def checkpoint_context(gs: GroupSession, *, save: bool = True) -> dict:
-    """Copy the live context into ``GroupSession.context`` (caller holds the lock);
-    ``save=False``: the caller saves the field with its others."""
-    gs.context = hooks.load_context(gs)
+def checkpoint_context(gs: GroupSession, group: hooks.Group, *, save: bool = True) -> dict:
+    """Put what the hooks of ``group`` left in the context into ``GroupSession.context``
+    (caller holds the lock; saved in its transaction, so it commits or rolls back with
+    the change; the context store's copy follows from the committed row, see
+    ``groups.context``). ``save=False``: the caller saves the field with its others."""
+    gs.context = group.context.value
     if save:
         gs.save(update_fields=["context"])
     return gs.context
@@ -100,11 +102,11 @@ def checkpoint_context(gs: GroupSession, *, save: bool = True) -> dict:
 def _after(gs, new, session_ids, events, by, first=None) -> list[str]:
     """Step log, shared parameters, checkpoints and hooks for ``events``. ``first(group, new)``
     (e.g. ``on_response``) runs before the hooks the events call (``on_all_responded``).
-    The context is checkpointed whenever a hook wrote it, so a Redis restart loses nothing.
-    Returns the fields of ``gs`` it set (saved by the caller)."""
+    The context is saved whenever a hook wrote it, in this transaction: the database is
+    its record (``groups.context``). Returns the fields of ``gs`` it set (saved by the caller)."""
     kinds = {e.kind for e in events}
     fields = []
-    group = hooks.Group(gs, new, session_ids)
+    group = hooks.Group(gs, new, session_ids, locked=True)
     if first is not None:
         first(group, new)
     if kinds & STEP_EVENTS:
@@ -115,7 +117,7 @@ def _after(gs, new, session_ids, events, by, first=None) -> list[str]:
     if kinds & {"ended", "aborted"}:
         hooks.call_quietly("on_end", gs.experiment, group)
     if kinds & (STEP_EVENTS | {"ended", "aborted", "context_set"}) or group.context.dirty:
-        checkpoint_context(gs, save=False)  # after the hooks, so what they wrote is kept
+        checkpoint_context(gs, group, save=False)  # after the hooks, so what they wrote is kept
         fields.append("context")
     for event in events:
         if event.kind in LOGGED_EVENTS:
@@ -195,7 +197,6 @@ def start_group_session(
         )  # fmt: skip
         if experimenter is not None:
             gs.experimenters.add(experimenter)
-        get_store().set(gs.pk, {})
     return gs
 
 
@@ -319,13 +320,16 @@ def group_session_abort(*, group_session: GroupSession | int, by=None) -> sm.Gro
 
 
 def group_session_set_context(*, group_session: GroupSession | int, patch: dict, by=None) -> dict:
-    """Merge ``patch`` into the shared context (``None`` deletes a key) and checkpoint
-    it. Returns the new context. Raises ``bad_patch``, ``ended``."""
+    """Merge ``patch`` into the shared context (``None`` deletes a key), saved in the
+    database in this transaction (the context store's copy follows once it commits).
+    Returns the new context. Raises ``bad_patch`` (not an object of string keys, or a
+    value the context cannot hold: ``groups.context.merge`` names the key; nothing is
+    written anywhere), ``ended``."""
     with transaction.atomic():
         gs = _lock(group_session)
         old, session_ids = load_state(gs)
-        sm.transition(old, sm.SetContext(patch), now_ms=now_ms())  # validate before touching the store
-        hooks.GroupContext(gs).patch(patch)
+        sm.transition(old, sm.SetContext(patch), now_ms=now_ms())  # phase and shape first
+        gs.context = merge(gs.context or {}, patch)  # refused before anything is written
         _transition_locked(gs, old, session_ids, sm.SetContext(patch), by=by)
         return gs.context
 

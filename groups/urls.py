@@ -12,6 +12,7 @@ urlpatterns = [
     path("session/status/<int:group_session_id>/answers/", views.session_answers, name="session_answers"),
     path("session/projector/<int:group_session_id>/", views.session_projector, name="session_projector"),
     path("session/status/<int:group_session_id>/failures/", views.session_failures, name="session_failures"),
+    path("session/status/<int:group_session_id>/store/", views.session_store, name="session_store"),
     path("session/attach/participant/", views.attach_participant, name="attach_participant"),
     path("session/attach/experimenter/", views.attach_experimenter, name="attach_experimenter"),
 ]

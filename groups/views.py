@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from . import codes, projector, selectors, services
+from . import context as group_context
 from .forms import CodeForm, GroupForm, StartSessionForm
 from .models import StepLog
 from .state import GroupError
@@ -124,6 +125,17 @@ def session_answers(request, group_session_id: int):
     if answers is None:
         return JsonResponse({"ok": False, "code": "not_found", "message": "No such participant here."}, status=404)
     return JsonResponse({"ok": True, "step": gs.step, "answers": answers})
+
+
+@experimenter_required
+def session_store(request, group_session_id: int):
+    """Whether the context store answers, for the console's notice between snapshots
+    (while Redis is down no snapshot reaches the console; it asks every few seconds)."""
+    _gs, allowed = _controlled(request, group_session_id)
+    if not allowed:
+        return HttpResponseForbidden("Not attached to this group session.")
+    down = not group_context.store_answers()
+    return JsonResponse({"context_store": group_context.get_store().name, "down": down})
 
 
 @experimenter_required

@@ -143,6 +143,7 @@ class ExperimenterState(_StateBase):
     participant_version: int
     participants: list[ParticipantRow]
     context: dict[str, Any]
+    context_store_down: bool = False  # the context store's copy could not be written (console notice)
     step_log: list[StepLogEntry]  # newest first, the latest GROUP_CONSOLE_LOG_ENTRIES
 
 

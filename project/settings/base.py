@@ -140,6 +140,9 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CONTEXT_STORE = "memory"
 CONTEXT_KEY_PREFIX = os.environ.get("CONTEXT_KEY_PREFIX", "ensemble:ctx")
+# What a group context may hold (groups/context.py): nesting levels, and its size as JSON.
+GROUP_CONTEXT_MAX_DEPTH = env_int("GROUP_CONTEXT_MAX_DEPTH", 32)
+GROUP_CONTEXT_MAX_BYTES = env_int("GROUP_CONTEXT_MAX_BYTES", 1024 * 1024)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -38,6 +38,7 @@
     $("[data-all-finished]").classList.toggle("d-none", !done);
     text($("[data-shared]"), compactJson(s.shared_params));
     text($("[data-context]"), compactJson(s.context));
+    showStoreDown(!!s.context_store_down);
     renderLog(s.step_log);
     renderParticipants(s, over);
   }
@@ -195,6 +196,16 @@
   }
 
   function showError(message) { text($("[data-error]"), message || ""); }
+
+  // The context store's notice: from each snapshot, and asked every 5 s (while Redis is
+  // down no snapshot arrives).
+  function showStoreDown(down) { var el = $("[data-store-down]"); if (el) el.hidden = !down; }
+  window.setInterval(function () {
+    fetch(root.dataset.storeUrl, {credentials: "same-origin", cache: "no-store"})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) { if (body) showStoreDown(body.down); })
+      .catch(function () {});
+  }, 5000);
 
   var socket = new P.GroupSocket(root.dataset.wsPath, {
     onState: function (s) {

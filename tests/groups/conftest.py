@@ -10,6 +10,17 @@ from tests.factories import ExperimentFactory, SessionFactory, TicketFactory
 from . import flow_fixture
 
 
+@pytest.fixture(autouse=True)
+def _context_store_health():
+    """Each test starts with the context store taken as answering (a test that stopped
+    a private redis-server leaves this process's back-off behind)."""
+    from groups.context import _Health
+
+    _Health.down_since, _Health.retry_at = None, 0.0
+    yield
+    _Health.down_since, _Health.retry_at = None, 0.0
+
+
 @pytest.fixture
 def flow():
     flow_fixture.CALLS.clear()
