@@ -102,9 +102,17 @@
     var questions = document.getElementById("questions");
     var hasQuestions = !!(questions && questions.querySelector("[data-question]"));
     if (host.dataset.done === "1") return;  // re-shown after a validation error: task already done
-    var timeline = JSON.parse(source.textContent);
+    var timeline;
     var base = host.dataset.pluginBase || "/static/jsPsych/plugins/";
-    loadPlugins(pluginNames(timeline), base).then(function () {
+    var compat = global.EnsembleJsPsychCompat;  // jspsych_compat.js: v6 habits, plugin CSS, keys
+    new Promise(function (resolve) {
+      var parsed = JSON.parse(source.textContent);
+      resolve(compat ? compat.translateTimeline(parsed) : parsed);
+    }).then(function (translated) {
+      timeline = translated;
+      if (compat) compat.loadStyles(pluginNames(timeline), base);
+      return loadPlugins(pluginNames(timeline), base);
+    }).then(function () {
       var jsPsych = global.initJsPsych({
         display_element: host,
         on_finish: function () {
@@ -129,6 +137,7 @@
           }
         },
       });
+      if (compat) compat.keepKeys(host);
       return jsPsych.run(normalizeTimeline(timeline, function (name) { return global[name]; }));
     }).catch(function (err) {
       showProblem(host, "This part of the study could not start. Please reload the page. (" + err.message + ")");

@@ -88,6 +88,8 @@ def _open(new_page, server, media, experiment):
         route.fulfill(status=200, body=body, headers={"Content-Type": content_type})
 
     page.context.route(f"{server.url}/plugin-media/*", serve)
+    page.elsewhere = []  # requests to other origins (fonts, CDNs): a page must need none
+    page.on("request", lambda r: None if r.url.startswith((server.url, "data:", "blob:")) else page.elsewhere.append(r.url))
     page.add_init_script(REGISTER_FUNCTIONS)
     ticket = TicketFactory(experiment=experiment)
     page.goto(f"{server.url}/run/{experiment.pk}/start/?tc={ticket.code}")
@@ -159,4 +161,5 @@ def test_plugin_trial_runs_and_stores_its_documented_data(case: Case, transactio
     for key, value in case.expect.items():
         assert data[key] == value, (case.plugin, key, data[key])
     assert row.value == data.get("response")
+    assert page.elsewhere == []
     assert isinstance(data["time_elapsed"], int | float) and data["time_elapsed"] > 0
