@@ -25,8 +25,8 @@
 
   var REFUSED_PARAMETERS = {
     is_html: "jsPsych 8 has separate html-* plugins: use e.g. type 'html-keyboard-response' instead of is_html",
-    margin_vertical: "jsPsych 8 dropped margin_vertical: use button_layout ('grid'/'flex'), grid_rows/grid_columns or CSS",
-    margin_horizontal: "jsPsych 8 dropped margin_horizontal: use button_layout ('grid'/'flex'), grid_rows/grid_columns or CSS",
+    margin_vertical: "jsPsych 8 dropped it: use button_layout ('grid'/'flex'), grid_rows/grid_columns or CSS",
+    margin_horizontal: "jsPsych 8 dropped it: use button_layout ('grid'/'flex'), grid_rows/grid_columns or CSS",
     response_ends_trial_after_audio: "use trial_ends_after_audio (jsPsych 8)",
   };
 
@@ -54,9 +54,14 @@
     return E && E.pluginSlug ? E.pluginSlug(type) : String(type);
   }
 
+  function isReference(value) {  // {"function": name} / {"timelineVariable": name}, resolved later
+    return !!value && typeof value === "object" && !Array.isArray(value) &&
+      ("function" in value || "timelineVariable" in value);
+  }
+
   /** "<button>%choice%</button>" (or one such string per choice) -> (choice, index) => html. */
   function buttonTemplate(value) {
-    if (typeof value === "function") return value;
+    if (typeof value === "function" || isReference(value)) return value;
     var templates = Array.isArray(value) ? value : [value];
     if (!templates.length || templates.some(function (t) { return typeof t !== "string"; })) {
       refuse("button_html", "in jsPsych 8 it is a function (choice, index) => html; write a %choice% string " +
@@ -96,8 +101,8 @@
     button.textContent = trial.button_label;
     button.addEventListener("click", function () {
       button.disabled = true;
-      var context = jsPsych.pluginAPI.audioContext();
-      var ready = context && context.state === "suspended" ? context.resume() : Promise.resolve();
+      var context = jsPsych.pluginAPI.audioContext();  // null when use_webaudio is off
+      var ready = context ? context.resume() : Promise.resolve();
       ready.then(function () { jsPsych.finishTrial({}); }, function () { jsPsych.finishTrial({}); });
     });
   };

@@ -193,7 +193,8 @@ def browser(request):
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     manager = sync_playwright().start()
-    chromium = manager.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS + list(getattr(request.module, "CHROMIUM_EXTRA_ARGS", ())))
+    args = CHROMIUM_ARGS + list(getattr(request.module, "CHROMIUM_EXTRA_ARGS", ()))
+    chromium = manager.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
     try:
         yield chromium
     finally:

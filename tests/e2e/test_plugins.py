@@ -73,15 +73,18 @@ def documented(browser, daphne_server) -> dict[str, set[str]]:
         for case in CASES:
             page.add_script_tag(url=f"{static}plugins/plugin-{case.plugin}.js")
         names = {case.plugin: global_name(case.plugin) for case in CASES}
-        keys = page.evaluate("names => Object.fromEntries(Object.entries(names).map("
-                             "([p, g]) => [p, Object.keys(window[g].info.data || {})]))", names)
+        keys = page.evaluate(
+            "names => Object.fromEntries(Object.entries(names).map("
+            "([p, g]) => [p, Object.keys(window[g].info.data || {})]))",
+            names,
+        )
         return {plugin: set(values) for plugin, values in keys.items()}
     finally:
         context.close()
 
 
-def _open(new_page, server, media, experiment):
-    page = new_page(1280, 900)
+def _open(page, server, media, experiment):
+    """Route /plugin-media/ to the generated files, then follow a new ticket's start link."""
 
     def serve(route):
         content_type, body = media[route.request.url.rsplit("/", 1)[1]]
@@ -89,7 +92,8 @@ def _open(new_page, server, media, experiment):
 
     page.context.route(f"{server.url}/plugin-media/*", serve)
     page.elsewhere = []  # requests to other origins (fonts, CDNs): a page must need none
-    page.on("request", lambda r: None if r.url.startswith((server.url, "data:", "blob:")) else page.elsewhere.append(r.url))
+    local = (server.url, "data:", "blob:")
+    page.on("request", lambda r: None if r.url.startswith(local) else page.elsewhere.append(r.url))
     page.add_init_script(REGISTER_FUNCTIONS)
     ticket = TicketFactory(experiment=experiment)
     page.goto(f"{server.url}/run/{experiment.pk}/start/?tc={ticket.code}")
@@ -136,15 +140,21 @@ def _stored_trial(experiment, plugin: str) -> Response:
     return rows[0]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda case: case.plugin)
-def test_plugin_trial_runs_and_stores_its_documented_data(case: Case, transactional_db, daphne_server, new_page,
-                                                          media, documented):
-    experiment = build_experiment(
+def _experiment(timeline: list):
+    """A solo experiment: one form whose stimulus script returns ``timeline``, then the end."""
+    return build_experiment(
         [{"name": "task", "stimulus_script": "tests.e2e.plugin_cases.timeline_from_params"},
          {"name": "end", "handler": "form_end_session"}],
-        params={"timeline": case.timeline},
+        params={"timeline": timeline},
     )  # fmt: skip
-    page = _open(new_page, daphne_server, media, experiment)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.plugin)
+def test_plugin_trial_runs_and_stores_its_documented_data(
+    case: Case, transactional_db, daphne_server, new_page, media, documented
+):
+    experiment = _experiment(case.timeline)
+    page = _open(new_page(1280, 900), daphne_server, media, experiment)
     if case.functions and not page.evaluate("typeof (window.EnsembleJsPsych || {}).register === 'function'"):
         pytest.skip("needs {'function': name} from the experiment package's jspsych.js (issue 17, dialect core)")
     try:
@@ -163,3 +173,68 @@ def test_plugin_trial_runs_and_stores_its_documented_data(case: Case, transactio
     assert row.value == data.get("response")
     assert page.elsewhere == []
     assert isinstance(data["time_elapsed"], int | float) and data["time_elapsed"] > 0
+
+
+# PyEnsemble's jsPsych 6 habits (static/js/jspsych_compat.js), in the page.
+
+COUNT_RESUMES = """(() => {
+  const resume = AudioContext.prototype.resume;
+  AudioContext.prototype.resume = function () { window.resumes = (window.resumes || 0) + 1; return resume.call(this); };
+})();"""
+
+
+def test_click_to_start_resumes_audio_before_the_audio_trial(transactional_db, daphne_server, new_page, media):
+    experiment = _experiment(
+        [
+            {
+                "type": "audio-keyboard-response",
+                "stimulus": "/plugin-media/tone.wav",
+                "prompt": "<p id='listen'>Listen</p>",
+                "choices": ["a"],
+                "click_to_start": True,
+            }
+        ]
+    )
+    page = new_page()
+    page.add_init_script(COUNT_RESUMES)
+    _open(page, daphne_server, media, experiment)
+    page.wait_for_selector("#ensemble-click-to-start")
+    assert page.evaluate("window.resumes || 0") == 0 and not page.locator("#listen").count()
+    page.get_by_role("button", name="Click to start").click()
+    page.wait_for_selector("#listen")
+    assert page.evaluate("window.resumes") >= 1
+    page.keyboard.press("a")
+    page.wait_for_selector("[data-end-page]")
+    rows = list(Response.objects.filter(experiment=experiment))
+    assert [(r.item, r.value, r.jspsych_data["trial_type"]) for r in rows] == [
+        ("jspsych:1", "a", "audio-keyboard-response")
+    ]  # the start button takes index 0 and records nothing
+
+
+def test_v6_button_html_string_is_a_template(transactional_db, daphne_server, new_page, media):
+    experiment = _experiment(
+        [
+            {
+                "type": "jspsych-html-button-response",
+                "stimulus": "<p>Tea?</p>",
+                "choices": ["Yes", "No"],
+                "button_html": "<button class='jspsych-btn v6-btn'>%choice%!</button>",
+            }
+        ]
+    )
+    page = _open(new_page(1280, 900), daphne_server, media, experiment)
+    page.wait_for_selector(".v6-btn")
+    assert page.locator(".v6-btn").all_inner_texts() == ["Yes!", "No!"]
+    page.get_by_role("button", name="No!").click()
+    page.wait_for_selector("[data-end-page]")
+    assert _stored_trial(experiment, "html-button-response").value == 1
+
+
+def test_refused_v6_plugin_says_the_jspsych8_way_and_stores_nothing(transactional_db, daphne_server, new_page, media):
+    experiment = _experiment([{"type": "video", "sources": ["/plugin-media/clip.webm"]}])
+    page = _open(new_page(1280, 900), daphne_server, media, experiment)
+    problem = page.locator("#jspsych-host .alert-danger")
+    problem.wait_for()
+    assert "jsPsych 6 plugin 'video' is not supported: use 'video-keyboard-response'" in problem.inner_text()
+    page.wait_for_timeout(300)
+    assert not Response.objects.filter(experiment=experiment).exists()
