@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.models import Response
+from runner.models import ExperimentXForm, Response
 from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.plugin_cases import CASES, Case
 from tests.e2e.plugin_media import media_files
@@ -238,3 +238,23 @@ def test_refused_v6_plugin_says_the_jspsych8_way_and_stores_nothing(transactiona
     assert "jsPsych 6 plugin 'video' is not supported: use 'video-keyboard-response'" in problem.inner_text()
     page.wait_for_timeout(300)
     assert not Response.objects.filter(experiment=experiment).exists()
+
+
+@pytest.mark.parametrize(("width", "fits"), [("normal", False), ("wide", True)])
+def test_wide_form_shows_a_1000px_stimulus_whole(width, fits, transactional_db, daphne_server, new_page, media):
+    experiment = _experiment(
+        [
+            {
+                "type": "html-keyboard-response",
+                "choices": ["a"],
+                "stimulus": "<div id='band' style='width:1000px;height:30px;background:#36c'></div>",
+            }
+        ]
+    )
+    ExperimentXForm.objects.filter(experiment=experiment, order=1).update(jspsych_width=width)
+    page = _open(new_page(1280, 900), daphne_server, media, experiment)
+    page.wait_for_selector("#band")
+    host = page.locator("#jspsych-host").bounding_box()
+    assert (host["width"] >= 1000) is fits, host
+    page.keyboard.press("a")
+    page.wait_for_selector("[data-end-page]")
