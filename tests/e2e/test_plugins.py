@@ -258,3 +258,22 @@ def test_wide_form_shows_a_1000px_stimulus_whole(width, fits, transactional_db, 
     assert (host["width"] >= 1000) is fits, host
     page.keyboard.press("a")
     page.wait_for_selector("[data-end-page]")
+
+
+def test_survey_likert_then_our_questions_on_the_same_page(transactional_db, daphne_server, new_page, media):
+    """The plugin's own <form> beside ours: both are answered and stored (the host used to sit in our form)."""
+    likert = {"type": "survey-likert", "questions": [{"prompt": "Tea?", "labels": ["no", "yes"], "name": "tea"}]}
+    experiment = build_experiment(
+        [{"name": "task", "stimulus_script": "tests.e2e.plugin_cases.timeline_from_params",
+          "questions": [{"key": "mood", "choices": ["Good", "Bad"]}]},
+         {"name": "end", "handler": "form_end_session"}],
+        params={"timeline": [likert]},
+    )  # fmt: skip
+    page = _open(new_page(1280, 900), daphne_server, media, experiment)
+    page.locator("input[name='Q0'][value='1']").click()
+    page.locator("#jspsych-survey-likert-next").click()
+    page.get_by_label("Good", exact=True).check()
+    page.get_by_role("button", name="Next").click()
+    page.wait_for_selector("[data-end-page]")
+    assert _stored_trial(experiment, "survey-likert").value == {"tea": 1}
+    assert Response.objects.get(experiment=experiment, item="mood").value == "Good"
