@@ -27,7 +27,6 @@
     is_html: "jsPsych 8 has separate html-* plugins: use e.g. type 'html-keyboard-response' instead of is_html",
     margin_vertical: "jsPsych 8 dropped it: use button_layout ('grid'/'flex'), grid_rows/grid_columns or CSS",
     margin_horizontal: "jsPsych 8 dropped it: use button_layout ('grid'/'flex'), grid_rows/grid_columns or CSS",
-    response_ends_trial_after_audio: "use trial_ends_after_audio (jsPsych 8)",
   };
 
   var REFUSED_PLUGINS = {
