@@ -46,10 +46,14 @@ class Case:
 # (the table reads best one case to a few lines)
 
 
+READY = "<p id='ready'>Ready</p>"  # a prompt to wait for: the trial is on screen and listening
+WAIT_READY = ("wait", "#ready")
+
+
 def _keyed(plugin: str, functions: bool = False, **trial) -> Case:
-    """A keyboard trial answered with "a"."""
-    return Case(plugin, [{"type": plugin, "choices": ["a"], **trial}], (("key", "a"),), {"response": "a"},
-                functions=functions)
+    """A keyboard trial answered with "a" once its prompt shows (audio and video load first)."""
+    return Case(plugin, [{"type": plugin, "choices": ["a"], "prompt": READY, **trial}], (WAIT_READY, ("key", "a")),
+                {"response": "a"}, functions=functions)
 
 
 def _buttons(plugin: str, functions: bool = False, **trial) -> Case:
@@ -79,8 +83,8 @@ CASES = [
     _slider("canvas-slider-response", stimulus={"function": "plugin_test_draw"}, functions=True),
     Case("categorize-animation",
          [{"type": "categorize-animation", "stimuli": [A, B], "key_answer": "a", "choices": ["a", "b"],
-           "frame_time": 100, "allow_response_before_complete": True, "feedback_duration": 100}],
-         (("sleep", 300), ("key", "a")), {"response": "a", "correct": True}),
+           "frame_time": 100, "allow_response_before_complete": True, "feedback_duration": 100, "prompt": READY}],
+         (WAIT_READY, ("key", "a")), {"response": "a", "correct": True}),
     Case("categorize-html",
          [{"type": "categorize-html", "stimulus": "<p id='stim'>X</p>", "key_answer": "a", "choices": ["a", "b"],
            "feedback_duration": 100}], (("wait", "#stim"), ("key", "a")), {"response": "a", "correct": True}),
@@ -130,8 +134,9 @@ CASES = [
          {"response": "q", "correct": True}),
     Case("same-different-image",
          [{"type": "same-different-image", "stimuli": [A, A], "answer": "same", "first_stim_duration": 100,
-           "gap_duration": 100}], (("sleep", 600), ("key", "q")), {"response": "q", "correct": True}),
-    Case("serial-reaction-time", [{"type": "serial-reaction-time", "target": [0, 0]}], (("key", "3"),),
+           "gap_duration": 100, "prompt": READY}], (WAIT_READY, ("key", "q")), {"response": "q", "correct": True}),
+    Case("serial-reaction-time", [{"type": "serial-reaction-time", "target": [0, 0], "prompt": READY}],
+         (WAIT_READY, ("key", "3")),
          {"response": "3", "correct": True}),
     Case("serial-reaction-time-mouse", [{"type": "serial-reaction-time-mouse", "target": [0, 1]}],
          (("click", "#jspsych-serial-reaction-time-stimulus-cell-0-1"),), {"correct": True}),
@@ -166,7 +171,7 @@ CASES = [
          absent=("item_height_deg",)),  # documented, but plugin-virtual-chinrest 3.1.0 never sets it
     Case("visual-search-circle",
          [{"type": "visual-search-circle", "target": A, "foil": B, "set_size": 3, "target_present": True,
-           "fixation_image": B, "fixation_duration": 100}], (("sleep", 400), ("key", "j")),
+           "fixation_image": B, "fixation_duration": 100}], (("wait", f"img[src='{A}']"), ("key", "j")),
          {"response": "j", "correct": True}),
 ]
 # fmt: on
