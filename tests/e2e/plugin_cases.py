@@ -96,7 +96,7 @@ CASES = [
     Case("external-html", [{"type": "external-html", "url": M + "page.html", "cont_btn": "ext-go"}],
          (("click", "#ext-go"),), {"url": M + "page.html"}),
     Case("free-sort", [{"type": "free-sort", "stimuli": [A, B], "stim_starts_inside": True, "sort_area_height": 300,
-                        "sort_area_width": 300}],
+                        "sort_area_width": 300, "stim_height": 30, "stim_width": 30}],  # small: never over the button
          (("drag", ".jspsych-free-sort-draggable", 20, 10), ("button", "Continue"))),
     Case("fullscreen", [{"type": "fullscreen", "delay_after": 0}], (("button", "Continue"),)),
     _buttons("html-button-response", stimulus="<p>Which side?</p>"),
