@@ -52,6 +52,7 @@ class ExperimentXFormInline(admin.TabularInline):
         "break_loop_button",
         "break_loop_button_text",
         "continue_button_text",
+        "jspsych_width",
     )
     verbose_name = "form in the sequence"
     verbose_name_plural = "form sequence (loops: put repeat and goto on the loop's last form)"

@@ -74,6 +74,7 @@ def experiment_to_definition(experiment: Experiment) -> ExperimentDef:
                 break_loop_button=link.break_loop_button,
                 break_loop_button_text=link.break_loop_button_text,
                 continue_button_text=link.continue_button_text,
+                jspsych_width=link.jspsych_width,
             )
         )
     return ExperimentDef(

@@ -10,6 +10,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_slug
 
+from runner.models.design import JSPSYCH_WIDTH_RANGE, jspsych_width_px
+
 from .issues import Issue
 from .nodes import YMap, YNode, YScalar, YSeq, to_plain
 
@@ -100,6 +102,19 @@ class Reader:
             self.error(node.line, f"{where} must be at least {minimum}")
             return None
         return value
+
+    def jspsych_width(self, node: YNode | None, where: str) -> str:
+        """``normal``, ``wide`` or a number of pixels, as text ("normal" when absent or wrong)."""
+        if not self.present(node):
+            return "normal"
+        value = node.value if isinstance(node, YScalar) else None
+        try:
+            jspsych_width_px(value)
+        except ValueError:
+            low, high = JSPSYCH_WIDTH_RANGE
+            self.error(node.line, f"{where} must be normal, wide or a number of pixels from {low} to {high}")
+            return "normal"
+        return str(value).strip().lower()
 
     def mapping(self, node: YNode | None, where: str) -> YMap | None:
         if not self.present(node):

@@ -42,6 +42,7 @@ FORM_KEYS = (
     "break_loop_button",
     "break_loop_button_text",
     "continue_button_text",
+    "jspsych_width",
 )
 QUESTION_KEYS = ("key", "text", "type", "choices", "range", "required")
 RANGE_KEYS = ("min", "max", "step")
@@ -52,6 +53,7 @@ CHOICE_TYPES = frozenset(str(w) for w in CHOICE_WIDGETS)
 RANGE_TYPES = frozenset(str(w) for w in RANGE_WIDGETS)
 DEFAULT_BREAK_TEXT = "Leave the loop"
 DEFAULT_CONTINUE_TEXT = "Next"
+DEFAULT_JSPSYCH_WIDTH = "normal"
 
 
 @dataclass
@@ -93,6 +95,7 @@ class FormDef:
     break_loop_button: bool = False
     break_loop_button_text: str = DEFAULT_BREAK_TEXT
     continue_button_text: str = DEFAULT_CONTINUE_TEXT
+    jspsych_width: str = DEFAULT_JSPSYCH_WIDTH  # "normal", "wide" or a number of pixels (as text)
     line: int = 0
     lines: dict[str, int] = field(default_factory=dict)  # form key -> line
 
@@ -162,6 +165,9 @@ def _form_dict(form: FormDef, names_by_order: dict[int, str]) -> dict[str, Any]:
         out["break_loop_button_text"] = form.break_loop_button_text
     if form.continue_button_text != DEFAULT_CONTINUE_TEXT:
         out["continue_button_text"] = form.continue_button_text
+    if form.jspsych_width != DEFAULT_JSPSYCH_WIDTH:
+        width = form.jspsych_width
+        out["jspsych_width"] = int(width) if width.isdigit() else width
     return out
 
 

@@ -135,6 +135,8 @@ def _read_form(reader: Reader, node: YNode, position: int) -> tuple[FormDef | No
     for key in ("break_loop_button_text", "continue_button_text"):
         if reader.present(get(key)):
             setattr(form, key, reader.string(get(key), f"{where}: {key}", form_map.line, max_length=100))
+    if reader.present(get("jspsych_width")):
+        form.jspsych_width = reader.jspsych_width(get("jspsych_width"), f"{where}: jspsych_width")
     if reader.present(get("repeat")) != reader.present(get("goto")):
         present, missing = ("repeat", "goto") if reader.present(get("repeat")) else ("goto", "repeat")
         reader.error(form_map.line_of(present), f"{where}: a loop needs both repeat and goto ({missing} is missing)")

@@ -178,6 +178,29 @@ class Experiment(models.Model):
         return f"{self.title} ({self.slug})"
 
 
+JSPSYCH_WIDTHS = {"normal": 720, "wide": 1200}  # page width in px for the named widths
+JSPSYCH_WIDTH_RANGE = (320, 2400)  # a width given in px must lie in here
+
+
+def jspsych_width_px(value) -> int:
+    """The page width in px for a ``jspsych_width`` setting: "normal", "wide" or a number of
+    pixels (an int or a string of digits). Raises ``ValueError`` naming the accepted values."""
+    text = str(value).strip().lower()
+    if text in JSPSYCH_WIDTHS:
+        return JSPSYCH_WIDTHS[text]
+    low, high = JSPSYCH_WIDTH_RANGE
+    if isinstance(value, bool) or not text.isdigit() or not low <= int(text) <= high:
+        raise ValueError(f"jspsych_width must be normal, wide or a number of pixels from {low} to {high}")
+    return int(text)
+
+
+def validate_jspsych_width(value) -> None:
+    try:
+        jspsych_width_px(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
 class ExperimentXForm(models.Model):
     """A form's place in an experiment, with its handler, callbacks and loop."""
 
@@ -196,6 +219,13 @@ class ExperimentXForm(models.Model):
     break_loop_button = models.BooleanField(default=False)
     break_loop_button_text = models.CharField(max_length=100, default="Leave the loop", blank=True)
     continue_button_text = models.CharField(max_length=100, default="Next", blank=True)
+    jspsych_width = models.CharField(
+        max_length=10,
+        default="normal",
+        validators=[validate_jspsych_width],
+        help_text="Page width: normal (720 px), wide (1200 px) or a number of pixels (320-2400), "
+        "for jsPsych stimuli wider than the normal page.",
+    )
 
     class Meta:
         ordering = ["experiment", "order"]
@@ -205,6 +235,14 @@ class ExperimentXForm(models.Model):
 
     def __str__(self):
         return f"{self.experiment.slug} #{self.order}: {self.form.name} ({self.handler})"
+
+    @property
+    def page_width_px(self) -> int:
+        """The participant page's width for this form (``jspsych_width``)."""
+        try:
+            return jspsych_width_px(self.jspsych_width)
+        except ValueError:
+            return JSPSYCH_WIDTHS["normal"]
 
     def clean(self):
         if (self.repeat is None) != (self.goto is None):

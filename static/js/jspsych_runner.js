@@ -233,6 +233,7 @@
     var base = host.dataset.pluginBase || "/static/jsPsych/plugins/";
     var own = (host.dataset.packagePlugins || "").split(",").filter(Boolean);
     var E = global.EnsembleJsPsych;
+    var compat = global.EnsembleJsPsychCompat;
     requirePlugins(own, base).then(function () {
       if (host.dataset.packageScript) return loadScript(host.dataset.packageScript).catch(tagged("script"));
     }).then(function () {
@@ -242,6 +243,11 @@
       global.jsPsych = page.jsPsych;
       E.jsPsych = page.jsPsych;
       var timeline = E.resolveTimeline(JSON.parse(source.textContent), page.jsPsych);
+      if (compat) {  // jspsych_compat.js: v6 habits, plugin CSS, keys
+        timeline = compat.translateTimeline(timeline);
+        compat.loadStyles(pluginNames(timeline), base);
+        compat.keepKeys(host);
+      }
       return requirePlugins(pluginNames(timeline), base).then(function () {
         var ready;
         try { ready = normalizeTimeline(timeline, function (name) { return global[name]; }); }

@@ -178,11 +178,12 @@ def daphne_server(live_server_factory) -> LiveServer:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(request):
     """Headless Chromium through Playwright (Debian's binary; Playwright's download is not used).
 
     Module-scoped on purpose: Playwright's sync API keeps an asyncio loop in this thread
-    while it runs, which would break async (pytest-asyncio) tests collected after e2e/."""
+    while it runs, which would break async (pytest-asyncio) tests collected after e2e/.
+    A test module may set ``CHROMIUM_EXTRA_ARGS`` (e.g. fake camera and microphone)."""
     if not os.path.exists(CHROMIUM):
         missing_service(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
@@ -192,7 +193,8 @@ def browser():
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     manager = sync_playwright().start()
-    chromium = manager.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    args = CHROMIUM_ARGS + list(getattr(request.module, "CHROMIUM_EXTRA_ARGS", ()))
+    chromium = manager.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
     try:
         yield chromium
     finally:

@@ -261,6 +261,7 @@ def _change_data(experiment, **columns) -> dict:
             "goto": link.goto if link.goto is not None else "",
             "break_loop_button_text": link.break_loop_button_text,
             "continue_button_text": link.continue_button_text,
+            "jspsych_width": link.jspsych_width,
         }
         for column, values in columns.items():
             if link.order in values:
@@ -278,3 +279,18 @@ def test_responses_read_as_answers_not_python(admin_client, data):
     assert "Piano, Guitar" in listing and "[&#x27;Piano&#x27;" not in listing
     detail = admin_client.get(reverse("admin:runner_response_change", args=[essay.pk])).content.decode()
     assert "overflow-wrap: anywhere" in detail and long_text.strip() in detail
+
+
+def test_inline_page_width_is_checked_and_saved(admin_client, probe):
+    url = reverse("admin:runner_experiment_change", args=[probe.pk])
+    before = dump_experiment(probe)
+    response = admin_client.post(url, _change_data(probe, jspsych_width={1: "huge"}))
+    assert response.status_code == 200
+    assert "jspsych_width must be normal, wide or a number of pixels from 320 to 2400" in response.content.decode()
+    probe.refresh_from_db()
+    assert dump_experiment(probe) == before
+    response = admin_client.post(url, _change_data(probe, jspsych_width={1: "wide", 2: "960"}))
+    assert response.status_code == 302
+    links = probe.experiment_forms.order_by("order")
+    assert [link.jspsych_width for link in links[:3]] == ["wide", "960", "normal"]
+    assert "jspsych_width: 960\n" in dump_experiment(probe)

@@ -137,6 +137,11 @@ def test_full_file_details_survive():
     ]
     again = ExperimentXForm.objects.get(experiment=experiment, form__name="again")
     assert (again.repeat, again.goto, again.break_loop_button_text) == (5, 3, "Enough")
+    widths = dict(ExperimentXForm.objects.filter(experiment=experiment).values_list("form__name", "jspsych_width"))
+    assert (widths["trial"], widths["feedback"], widths["again"]) == ("wide", "1000", "normal")
+    dumped = dump_experiment(experiment)
+    assert "jspsych_width: wide\n" in dumped and "jspsych_width: 1000\n" in dumped  # a number stays a number
+    assert dumped.count("jspsych_width") == 2  # the default is left out
 
 
 def test_reload_updates_in_place_and_keeps_responses(probe):

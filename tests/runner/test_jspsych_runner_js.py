@@ -58,3 +58,27 @@ def test_nested_timelines_and_v6_key_constants(result):
     first, nested = result["normalized"]
     assert first == {"type": {"name": "jsPsychHtmlKeyboardResponse"}, "choices": "NO_KEYS"}
     assert nested["timeline"][0]["type"] == {"name": "jsPsychImageKeyboardResponse"}
+
+
+def test_every_vendored_plugin_is_reachable_by_its_v6_name():
+    """Each plugin-<slug>.js (plugin-survey included) defines the global the runner derives from the
+    v6 short name and the v6 file name, and its own info.name is that short name."""
+    node = shutil.which("node")
+    if not node:
+        missing_service("node is not installed (the JS module is tested with node)")
+    slugs = sorted(p.stem.removeprefix("plugin-") for p in PLUGINS.glob("plugin-*.js"))
+    assert "survey" in slugs
+    script = (
+        "global.window = undefined; require(process.argv[1]); const E = globalThis.EnsembleJsPsych;"
+        "const slugs = JSON.parse(process.argv[2]);"
+        "console.log(JSON.stringify(slugs.map(s => [E.pluginGlobalName(s), E.pluginGlobalName('jspsych-' + s),"
+        " E.pluginScriptUrl('/p/', s)])));"
+    )
+    proc = subprocess.run([node, "-e", script, str(MODULE), json.dumps(slugs)], capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for slug, (global_name, from_file_name, url) in zip(slugs, json.loads(proc.stdout), strict=True):
+        source = (PLUGINS / f"plugin-{slug}.js").read_text()
+        assert global_name == from_file_name and source.startswith(f"var {global_name}="), slug
+        assert url == f"/p/plugin-{slug}.js"
+        assert f'name:"{slug}"' in source, slug
