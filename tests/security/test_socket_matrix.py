@@ -139,8 +139,8 @@ def test_the_matrix_covers_every_message_type():
     assert {key.split(":")[0] for key in MATRIX} == EXPERIMENTER_TYPES | PARTICIPANT_TYPES
 
 
-@pytest.fixture
-def world(transactional_db):
+@pytest.fixture(name="world")
+def world_fixture(transactional_db):
     """Two participants, an experimenter, a running group session with some context;
     and another group session with a participant of its own."""
     world = World()
