@@ -13,7 +13,9 @@ default 60) in runs of ``FUZZ_EXAMPLES`` examples. After every frame it checks:
 - a refused frame (an ``error``) changed nothing (``state_of``: group session row,
   memberships, step log, responses, context store);
 and after every example: the participant shows as connected exactly while its
-socket is open, and nothing was logged at ERROR (no traceback).
+socket is open, the context store and its database checkpoint hold the same, and
+nothing was logged at ERROR (no traceback). Schema-valid messages with random values
+are a quarter of the frames, so the accepting paths are exercised too.
 
 ``end`` and ``abort`` are only sent malformed (a valid one would end the session and
 leave every later frame refused ``ended``); the participant holding the socket is
@@ -75,6 +77,21 @@ def message_like(draw) -> dict:
     return message
 
 
+patch_keys = texts | st.sampled_from(["__exists", "seed", "", "k"])
+valid_messages = st.one_of(
+    st.sampled_from([{"type": kind} for kind in ("start", "pause", "resume", "exit_loop")]),
+    st.builds(lambda step: {"type": "advance", "step": step}, st.integers(0, 3)),
+    st.builds(
+        lambda patch: {"type": "set_context", "patch": patch},
+        st.dictionaries(patch_keys, json_values | st.none(), max_size=3),
+    ),
+    st.just({"type": "kick", "participant": "{P1}"}),
+    st.builds(lambda step: {"type": "ready", "step": step}, st.integers(0, 3)),
+    st.builds(lambda version: {"type": "ack", "version": version}, st.integers(0, 30)),
+    st.builds(lambda t: {"type": "ping", "t": t}, st.floats(allow_nan=False, allow_infinity=False)),
+)
+
+
 def _encode(value, ascii_only: bool) -> str:
     return json.dumps(value, ensure_ascii=ascii_only)  # NaN and Infinity written as such
 
@@ -85,6 +102,8 @@ def _nested(depth: int, opener: str) -> str:
 
 LIMIT = settings.WS_MAX_MESSAGE_BYTES
 frames = st.one_of(
+    st.builds(_encode, valid_messages, st.booleans()),
+    st.builds(_encode, valid_messages, st.booleans()),
     st.builds(_encode, message_like(), st.booleans()),
     st.builds(_encode, message_like(), st.booleans()),
     st.builds(_encode, json_values, st.booleans()),
@@ -177,6 +196,8 @@ class Harness:
         shown = {p["id"]: p["connected"] for p in state["participants"]}
         assert shown[self.world.pseudonyms[0]] == ("participant" in self.sockets), shown
         assert shown[self.world.pseudonyms[1]] is False, shown
+        stored = await asyncio.to_thread(state_of, self.world.gs.pk)  # the context store and its checkpoint agree
+        assert stored["context"] in (None, stored["group_session"]["context"]), stored
 
     async def close(self) -> None:
         for comm in self.sockets.values():
