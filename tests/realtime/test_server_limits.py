@@ -18,6 +18,13 @@ from tests.e2e.conftest import e2e_static_root, live_server_factory  # noqa: F40
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def test_the_launcher_closes_with_the_consumers_code():
+    from project import serve
+    from realtime import consumers
+
+    assert serve.CLOSE_TOO_LARGE == consumers.CLOSE_TOO_LARGE
+
+
 @pytest.fixture(scope="module")
 def server(live_server_factory):  # noqa: F811 - the imported fixture
     return live_server_factory()
