@@ -58,7 +58,8 @@ _SHARED_KEYS = (
 )  # fmt: skip
 
 
-_dumps = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per call
+# one encoder, not one per call; never NaN or Infinity (browsers cannot parse them): ValueError
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 _string = json.encoder.encode_basestring_ascii  # a JSON string literal (C), as json.dumps writes it
 
 

@@ -9,7 +9,11 @@ re-sends unacknowledged views every ``GROUP_ACK_RESEND_SECONDS`` and closes sock
 silent for longer than ``GROUP_PRESENCE_TIMEOUT_SECONDS`` (no task per socket).
 
 Close codes: 4001 unauthenticated, 4003 forbidden, 4004 unknown group session,
-4008 silent too long (presence timeout), 4009 frame too large, 4010 kicked.
+4008 silent too long (presence timeout), 4009 frame too large, 4010 kicked, 4011 the
+server failed (after its bookkeeping: the client reconnects). No exception leaves a
+consumer: one that would have ended it (daphne's bare 1011, with this socket still
+counted as connected) is logged, the disconnect bookkeeping runs, and the socket is
+closed 4011.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import weakref
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -35,17 +40,20 @@ from .wire import direct_writer
 logger = logging.getLogger(__name__)
 
 CLOSE_CODES = {"unauthenticated": 4001, "forbidden": 4003, "not_found": 4004, "kicked": 4010}
-CLOSE_TIMEOUT, CLOSE_TOO_LARGE, CLOSE_KICKED = 4008, 4009, 4010
+CLOSE_TIMEOUT, CLOSE_TOO_LARGE, CLOSE_KICKED, CLOSE_INTERNAL = 4008, 4009, 4010, 4011
 ACK_RESEND_SECONDS = getattr(settings, "GROUP_ACK_RESEND_SECONDS", 1.0)
 ACK_RESEND_TIMES = getattr(settings, "GROUP_ACK_RESEND_TIMES", 30)
 PRESENCE_TIMEOUT_SECONDS = getattr(settings, "GROUP_PRESENCE_TIMEOUT_SECONDS", 8.0)
+MAX_JSON_DEPTH = getattr(settings, "WS_MAX_JSON_DEPTH", 32)
+NO_CHANNEL_LAYER = "sockets-here-use-no-channel-layer"  # an alias naming no layer: Channels gives None
 
 
 class _GroupConsumer(AsyncWebsocketConsumer):
     allowed: frozenset[str] = frozenset()
     # Group sockets get their states from the process's hub, not the channel layer: no
     # channel, no per-socket Redis receive loop (an alias that names no layer gives None).
-    channel_layer_alias = "group-sockets-use-the-hub"
+    channel_layer_alias = NO_CHANNEL_LAYER
+    joined = False  # held by the hub: ``disconnect`` undoes it (also after a failed ``connect``)
 
     async def connect(self):
         self.gs_id = self.scope["url_route"]["kwargs"]["group_session_id"]
@@ -64,8 +72,8 @@ class _GroupConsumer(AsyncWebsocketConsumer):
             return
         self.writer = direct_writer(self.scope)
         self.hub = get_hub()
-        await self.hub.register(self.gs_id, self)  # before the snapshot: no change falls in between
         self.joined = True
+        await self.hub.register(self.gs_id, self)  # before the snapshot: no change falls in between
         await self.after_join()
 
     async def disconnect(self, code):
@@ -79,14 +87,31 @@ class _GroupConsumer(AsyncWebsocketConsumer):
         received frame: that sends each ack and ping through the one database thread,
         where it queues behind (and delays) the experimenter's advance. These consumers
         use the ORM only through ``database_sync_to_async``, which closes old connections
-        itself."""
+        itself. An exception never leaves it (see the module): ``fail``."""
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        try:
+            await handler(message)
+        except (StopConsumer, asyncio.CancelledError):
+            raise
+        except Exception:
+            logger.exception("group socket %s: %s failed", getattr(self, "gs_id", "?"), message["type"])
+            await self.fail(closed=message["type"] == "websocket.disconnect")
+
+    async def fail(self, *, closed: bool) -> None:
+        """After an unexpected exception: the disconnect bookkeeping, then close 4011
+        (or, when the client is already gone, end the consumer)."""
+        try:
+            await self.disconnect(CLOSE_INTERNAL)
+        except Exception:
+            logger.exception("group socket %s: disconnect bookkeeping failed", getattr(self, "gs_id", "?"))
+        if closed:
+            raise StopConsumer()
+        await self.close(code=CLOSE_INTERNAL)
 
     async def receive(self, text_data=None, bytes_data=None):
-        size = len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+        size = len(text_data.encode("utf-8", "surrogatepass")) if text_data is not None else len(bytes_data or b"")
         if size > settings.WS_MAX_MESSAGE_BYTES:
             await self.close(code=CLOSE_TOO_LARGE)
             return
@@ -96,7 +121,7 @@ class _GroupConsumer(AsyncWebsocketConsumer):
         try:
             if text_data is None:
                 raise ProtocolError("Send text frames with JSON objects.", code="bad_json")
-            message = parse_client_message(text_data, allowed=self.allowed)
+            message = parse_client_message(text_data, allowed=self.allowed, max_depth=MAX_JSON_DEPTH)
         except ProtocolError as exc:
             await self.send_json(error(exc.code, exc.message))
             return
@@ -112,7 +137,9 @@ class _GroupConsumer(AsyncWebsocketConsumer):
             await self.send_json(error("internal", "The server could not do that."))
 
     async def send_json(self, content: dict):
-        await self.send(text_data=json.dumps(content, separators=(",", ":")))
+        """Send one message; never NaN or Infinity, which browsers cannot parse (a
+        ValueError instead)."""
+        await self.send(text_data=json.dumps(content, separators=(",", ":"), allow_nan=False))
 
     def write_direct(self, text: str) -> bool:
         """Write a pre-serialised frame straight onto the socket, where daphne's
@@ -178,6 +205,7 @@ class ParticipantConsumer(_GroupConsumer):
     """
 
     allowed = PARTICIPANT_TYPES
+    counted = False  # this socket's connection was noted (+1): leaving notes -1
 
     async def authenticate(self):
         self.identity = await _authenticate_participant(self.gs_id, self.scope.get("cookies", {}))
@@ -194,11 +222,15 @@ class ParticipantConsumer(_GroupConsumer):
     async def after_join(self):
         # The first view carries the change that records this connection (written
         # together with the other connects and acks of the next FLUSH_SECONDS).
-        version = await self.hub.note(self.gs_id, self.pseudonym, connections=+1)
+        noted = self.hub.note(self.gs_id, self.pseudonym, connections=+1)
+        self.counted = True
+        version = await noted
         await self.push(await self.hub.current(self.gs_id, self.pseudonym, min_version=version or 0), force=True)
 
     async def after_leave(self):
-        self.hub.note(self.gs_id, self.pseudonym, connections=-1)
+        if self.counted:
+            self.counted = False
+            self.hub.note(self.gs_id, self.pseudonym, connections=-1)
 
     async def handle(self, message):
         if message.type == "ack":
@@ -284,9 +316,12 @@ async def _authenticate_batch(loop) -> None:
 
 
 class NotFoundConsumer(AsyncWebsocketConsumer):
-    """Any other socket path: refused with 4004 (a code, not a failed handshake)."""
+    """Any other socket path: refused with 4004 (a code, not a failed handshake),
+    without the channel layer (no channel, no Redis: nothing to receive)."""
+
+    channel_layer_alias = NO_CHANNEL_LAYER
 
     async def connect(self):
         await self.accept()
-        await self.send(text_data=json.dumps(error("not_found", "No such socket.")))
+        await self.send(text_data=json.dumps(error("not_found", "No such socket."), allow_nan=False))
         await self.close(code=4004)

@@ -8,9 +8,13 @@ discriminated union on ``type``; unknown fields are refused (``extra="forbid"``)
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, TypeAdapter, ValidationError
+
+MAX_INT = 2**31 - 1  # steps and versions fit a database integer; larger ones are invalid
+MAX_DEPTH = 32  # default nesting limit of a client message (settings.WS_MAX_JSON_DEPTH)
 
 
 class _Message(BaseModel):
@@ -26,7 +30,7 @@ class StartMsg(_Message):
 
 class AdvanceMsg(_Message):
     type: Literal["advance"]
-    step: StrictInt = Field(ge=0)
+    step: StrictInt = Field(ge=0, le=MAX_INT)
 
 
 class PauseMsg(_Message):
@@ -64,12 +68,12 @@ class KickMsg(_Message):
 
 class ReadyMsg(_Message):
     type: Literal["ready"]
-    step: StrictInt = Field(ge=0)
+    step: StrictInt = Field(ge=0, le=MAX_INT)
 
 
 class AckMsg(_Message):
     type: Literal["ack"]
-    version: StrictInt = Field(ge=0)
+    version: StrictInt = Field(ge=0, le=MAX_INT)
 
 
 # ---- either -> server -----------------------------------------------------------
@@ -80,7 +84,7 @@ class PingMsg(_Message):
     ``pong`` with ``t`` echoed and its own ``server_ms``."""
 
     type: Literal["ping"]
-    t: float
+    t: FiniteFloat
 
 
 ClientMessage = Annotated[
@@ -159,7 +163,7 @@ class ErrorMsg(_Message):
 
 class PongMsg(_Message):
     type: Literal["pong"] = "pong"
-    t: float
+    t: FiniteFloat
     server_ms: int
 
 
@@ -173,26 +177,89 @@ class ProtocolError(Exception):
         self.code = code
 
 
-def parse_client_message(text: str, *, allowed: frozenset[str] = CLIENT_TYPES) -> BaseModel:
+def parse_client_message(text: str, *, allowed: frozenset[str] = CLIENT_TYPES, max_depth: int = MAX_DEPTH) -> BaseModel:
     """Parse one client frame. Raises ``ProtocolError`` with code ``bad_json`` (not a
-    JSON object), ``unknown_type`` (no or unknown ``type``), ``not_allowed`` (a type
-    this side may not send) or ``invalid_message`` (wrong or extra fields)."""
+    JSON object, or nested too deep to parse at all), ``unknown_type`` (no or unknown
+    ``type``), ``not_allowed`` (a type this side may not send), ``bad_patch`` (a
+    ``set_context`` patch the context cannot hold: see ``unfit_value``) or
+    ``invalid_message`` (wrong or extra fields, or any of ``unfit_value``'s faults
+    elsewhere in the message)."""
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ProtocolError(f"Messages are JSON objects nested at most {max_depth} deep.", code="bad_json") from None
     except (TypeError, ValueError):
         raise ProtocolError("Messages are JSON objects.", code="bad_json") from None
     if not isinstance(data, dict):
         raise ProtocolError("Messages are JSON objects.", code="bad_json")
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in CLIENT_TYPES:
-        raise ProtocolError(f"Unknown message type {kind!r}.", code="unknown_type")
+        raise ProtocolError(f"Unknown message type {_shown(kind)}.", code="unknown_type")
     if kind not in allowed:
         raise ProtocolError(f"This socket may not send {kind!r}.", code="not_allowed")
+    fault = unfit_value(data, max_depth=max_depth)
+    if fault is not None:
+        where, problem = fault
+        in_patch = kind == "set_context" and where[:1] == ("patch",) and len(where) > 1
+        code = "bad_patch" if in_patch else "invalid_message"
+        raise ProtocolError(f"Invalid {kind!r} message: {_path(where)}: {problem}", code=code)
     try:
         return _client_adapter.validate_python(data)
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'message'}: {e['msg']}" for e in exc.errors())
         raise ProtocolError(f"Invalid {kind!r} message: {detail}", code="invalid_message") from None
+
+
+def unfit_value(value: Any, *, max_depth: int = MAX_DEPTH) -> tuple[tuple, str] | None:
+    """The first part of a parsed JSON ``value`` that no client message may carry, as
+    ``(path, problem)``, or None: nesting deeper than ``max_depth``, a number that is
+    not finite (``NaN``, ``Infinity``, ``1e400``), or a string or key with a NUL
+    character or a lone surrogate (PostgreSQL's ``jsonb`` stores neither, browsers
+    cannot parse the former). Iterative: no recursion on hostile input."""
+    stack = [(value, 0, None)]  # (item, depth, trail: (key, parent trail) or None)
+    while stack:
+        item, depth, trail = stack.pop()
+        if isinstance(item, dict | list):
+            if depth >= max_depth:
+                return _where(trail), f"nested deeper than {max_depth} levels"
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in pairs:
+                if isinstance(key, str) and (problem := _unfit_text(key)):
+                    return _where((key, trail)), f"key {problem}"
+                stack.append((child, depth + 1, (key, trail)))
+        elif isinstance(item, float) and not math.isfinite(item):
+            return _where(trail), "numbers must be finite (no NaN or Infinity)"
+        elif isinstance(item, str) and (problem := _unfit_text(item)):
+            return _where(trail), problem
+    return None
+
+
+def _where(trail) -> tuple:
+    keys = []
+    while trail is not None:
+        key, trail = trail
+        keys.append(key)
+    return tuple(reversed(keys))
+
+
+def _unfit_text(text: str) -> str | None:
+    if "\x00" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (not Unicode text)"
+    return None
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A client's value in a message back to it: short, and printable (``repr``)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _path(where: tuple) -> str:
+    return _shown(".".join(map(str, where)))[1:-1] if where else "message"
 
 
 def error(code: str, message: str) -> dict:

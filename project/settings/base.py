@@ -195,6 +195,9 @@ for _proxy in TRUSTED_PROXIES:
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", 521 * 1024 * 1024)
 # Largest WebSocket frame a client may send; a larger one closes the socket (4009).
 WS_MAX_MESSAGE_BYTES = env_int("WS_MAX_MESSAGE_BYTES", 64 * 1024)
+# Deepest nesting of a client's socket message (the message object is level 1); deeper
+# is refused (invalid_message, or bad_patch inside a set_context patch).
+WS_MAX_JSON_DEPTH = env_int("WS_MAX_JSON_DEPTH", 32)
 
 # Live group sessions (read by realtime.consumers, groups.selectors).
 # A participant state not acknowledged is sent again every GROUP_ACK_RESEND_SECONDS,

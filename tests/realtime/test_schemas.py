@@ -59,4 +59,9 @@ def test_js_mirror_matches():
     assert _js_list(source, "participant") == schemas.PARTICIPANT_TYPES
     assert _js_list(source, "server") == {"group.state", "error", "pong"}
     js_codes = {int(c) for c in re.findall(r"\b(4\d{3})\b", source.split("var FINAL")[0])}
-    assert js_codes == {*consumers.CLOSE_CODES.values(), consumers.CLOSE_TIMEOUT, consumers.CLOSE_TOO_LARGE}
+    assert js_codes == {
+        *consumers.CLOSE_CODES.values(),
+        consumers.CLOSE_TIMEOUT,
+        consumers.CLOSE_TOO_LARGE,
+        consumers.CLOSE_INTERNAL,
+    }
