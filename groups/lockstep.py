@@ -129,8 +129,16 @@ class LockstepGroupTrial(GroupTrialHandler):
     def skip_visit(self, page) -> str | None:
         """Asked by the runner before showing the visit (GET): ``"leave_loop"`` once the
         experimenter exited the loop at a step this participant answered, or the group
-        session is over."""
-        return "leave_loop" if _leaves_loop(_view(page)) else None
+        session is over; ``"skip"`` for a visit whose round the group has passed (the
+        participant missed steps: they rejoin on the group's round, and the loop ends
+        with the group's)."""
+        view = _view(page)
+        if _leaves_loop(view):
+            return "leave_loop"
+        if view is not None and view.missed_steps:
+            if page.visit < selectors.group_round(view.group_session_id, page.position.order, view.step):
+                return "skip"
+        return None
 
     # ------------------------------------------------------------ serving
     def build_form(self, page, data=None):

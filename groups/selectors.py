@@ -294,6 +294,15 @@ class TrialView:
     exit_loop: bool  # the experimenter ended the loop at this step
     kicked: bool
     membership_id: int = 0
+    last_step: int | None = None  # the last step this participant answered
+
+    @property
+    def missed_steps(self) -> bool:
+        """The group moved on past steps this participant never answered (e.g. after
+        "Advance anyway" while their tab was closed): its round may be ahead of theirs."""
+        if self.phase != "running" or self.responded or self.kicked:
+            return False
+        return self.step > 0 and (self.last_step is None or self.last_step < self.step - 1)
 
     @property
     def must_wait(self) -> bool:
@@ -324,7 +333,23 @@ def _trial_view(membership) -> TrialView:
         exit_loop=gs.exit_loop_step is not None and gs.exit_loop_step == gs.step,
         kicked=membership.status == Membership.Status.KICKED,
         membership_id=membership.pk,
+        last_step=membership.responded_step,
     )
+
+
+def group_round(group_session_id: int, form_order: int, step: int) -> int:
+    """The group's visit number of form ``form_order`` at ``step``: one past the latest
+    visit anyone of the group answered that form with at an earlier step (a form is in
+    one loop at most, passed once), or 1. A step nobody answered cannot be seen here."""
+    from runner.models import Response
+
+    latest = (
+        Response.objects.filter(group_session_id=group_session_id, form_order=form_order, step__lt=step)
+        .order_by("-visit")
+        .values_list("visit", flat=True)
+        .first()
+    )
+    return (latest or 0) + 1
 
 
 def trial_views(sessions) -> list[TrialView | None]:

@@ -264,3 +264,39 @@ def test_every_state_change_and_answer_carries_a_server_timestamp_in_ms(session_
         submitted_ms = answer.submitted_at.timestamp() * 1000
         assert log[("started", 0) if answer.step == 0 else ("advanced", 1)].at_ms <= submitted_ms + 1
         assert submitted_ms <= stamps[-1] + 1
+
+
+def test_rejoin_after_advance_anyway_is_on_the_groups_round(session_of, staff, post):
+    """Bob closes his tab during step 1; the experimenter advances anyway to step 2. Back,
+    Bob gets step 2's trial labelled with the group's round (3 of 3, not 2 of 3), his answer
+    is stored with that visit, and his loop ends with the group's."""
+    gs = session_of.gs
+    (ann, s1), (bob, s2) = session_of(), session_of()
+    services.group_session_start(group_session=gs, by=staff)
+    post(ann, s1, {"warm": "Yes"}, **step(0))
+    post(bob, s2, {"warm": "No"}, **step(0))
+    services.group_session_advance(group_session=gs, step=0, by=staff)
+    assert "Round 2 of 3" in page(bob, s2)  # then the tab closes
+    post(ann, s1, {"warm": "Yes"}, **step(1))
+    services.group_session_advance(group_session=gs, step=1, by=staff)  # "advance anyway"
+    html = page(bob, s2)
+    assert "Round 3 of 3" in html and 'name="q-_group_step"' in html and 'value="2"' in html
+    assert current(s2)["visit"] == 3
+    assert post(bob, s2, {"warm": "Yes"}, **step(2)).status_code == 302
+    assert "Round 3 of 3" in page(ann, s1)
+    post(ann, s1, {"warm": "No"}, **step(2))
+    rows = Response.objects.filter(group_session=gs, item="warm")
+    assert sorted((r.session_id == s2.pk, r.step, r.visit) for r in rows) == [
+        (False, 0, 1), (False, 1, 2), (False, 2, 3), (True, 0, 1), (True, 2, 3)
+    ]  # fmt: skip
+    for client, session in ((ann, s1), (bob, s2)):  # the loop of three is over for both
+        assert "Round" not in page(client, session) and current(session)["order"] == 2
+
+
+def test_a_participant_in_step_is_not_skipped(session_of, staff, post):
+    gs = session_of.gs
+    ann, s1 = session_of()
+    services.group_session_start(group_session=gs, by=staff)
+    post(ann, s1, {"warm": "Yes"}, **step(0))
+    services.group_session_advance(group_session=gs, step=0, by=staff)
+    assert "Round 2 of 3" in page(ann, s1) and current(s1)["visit"] == 2
