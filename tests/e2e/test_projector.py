@@ -49,6 +49,15 @@ def test_projector_view_and_hidden_experimenter_code(daphne_server, new_page, tr
     wall.get_by_role("button", name="Hide experimenter code").click()
     assert code.is_hidden()
 
+    # The console on a tablet (portrait): no sideways scrolling, the controls reachable.
+    wall.set_viewport_size({"width": 820, "height": 1180})
+    wall.reload()
+    wall.locator("[data-link]", has_text="online").wait_for()
+    assert wall.evaluate("document.documentElement.scrollWidth") <= 820
+    assert wall.get_by_role("button", name="Start", exact=True).is_visible()
+    wall.screenshot(path=str(artifacts / "console-tablet.png"), full_page=True)
+    wall.set_viewport_size({"width": 1920, "height": 1080})
+
     wall.goto(f"{base}/group/session/projector/{gs.pk}/")
     shown = wall.get_by_test_id("projector-code")
     assert shown.inner_text() == gs.participant_code
