@@ -22,6 +22,7 @@ from groups import services
 from groups.client import GroupController
 from groups.state import GroupError
 from runner.models import Ticket
+from tests.e2e.pages import attach_console
 from tests.factories import ExperimentFactory, SessionFactory
 from tests.runner.builders import build_lockstep_experiment
 
@@ -97,13 +98,7 @@ def test_console_and_participant_in_the_browser(daphne_server, new_page, transac
     base = daphne_server.url
 
     console = new_page()
-    console.goto(f"{base}/group/session/attach/experimenter/")
-    console.fill("#id_username", "lead")
-    console.fill("#id_password", PASSWORD)
-    console.locator("input[type=submit], button[type=submit]").first.click()
-    console.fill("#id_code", gs.experimenter_code.lower())
-    console.get_by_role("button", name="Attach").click()
-    console.wait_for_url(f"**/group/session/status/{gs.pk}/")
+    attach_console(console, base, gs, username="lead", password=PASSWORD)
     assert console.get_by_test_id("participant-code").inner_text() == gs.participant_code
     console.locator("[data-link]", has_text="online").wait_for()
 

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 
 from groups import services
 from runner.models import Response
+from tests.e2e.pages import attach_console
 from tests.runner.builders import build_lockstep_experiment
 
 pytestmark = [pytest.mark.browser]
@@ -15,13 +16,7 @@ PASSWORD = "pw-rejoin-123456"
 
 
 def _console(page, base, gs):
-    page.goto(f"{base}/group/session/attach/experimenter/")
-    page.fill("#id_username", "lead")
-    page.fill("#id_password", PASSWORD)
-    page.locator("input[type=submit], button[type=submit]").first.click()
-    page.fill("#id_code", gs.experimenter_code.lower())
-    page.get_by_role("button", name="Attach").click()
-    page.wait_for_url(f"**/group/session/status/{gs.pk}/")
+    attach_console(page, base, gs, username="lead", password=PASSWORD)
     page.on("dialog", lambda dialog: dialog.accept())
 
 

@@ -11,6 +11,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from groups import services
+from tests.e2e.pages import attach_console
 from tests.runner.builders import build_lockstep_experiment
 
 pytestmark = [pytest.mark.browser]
@@ -24,16 +25,6 @@ def _decode_qr(png: bytes) -> list[str]:
     return [r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))]
 
 
-def _attached_console(page, base, gs):
-    page.goto(f"{base}/group/session/attach/experimenter/")
-    page.fill("#id_username", "lead")
-    page.fill("#id_password", PASSWORD)
-    page.locator("input[type=submit], button[type=submit]").first.click()
-    page.fill("#id_code", gs.experimenter_code.lower())
-    page.get_by_role("button", name="Attach").click()
-    page.wait_for_url(f"**/group/session/status/{gs.pk}/")
-
-
 def test_projector_view_and_hidden_experimenter_code(daphne_server, new_page, transactional_db, artifacts):
     get_user_model().objects.create_user("lead", password=PASSWORD, is_staff=True)
     experiment = build_lockstep_experiment(2, title="Colour judgement")
@@ -41,7 +32,7 @@ def test_projector_view_and_hidden_experimenter_code(daphne_server, new_page, tr
     base = daphne_server.url
 
     wall = new_page(width=1920, height=1080)
-    _attached_console(wall, base, gs)
+    attach_console(wall, base, gs, username="lead", password=PASSWORD)
     code = wall.get_by_test_id("experimenter-code")
     assert code.is_hidden()  # a projected console does not show the room the experimenter code
     wall.get_by_role("button", name="Show experimenter code").click()

@@ -1,14 +1,11 @@
 """PyEnsemble / jsPsych 6 habits on jsPsych 8 (static/js/jspsych_compat.js), at the JS level (Node):
 what is translated and what is refused with a message naming the jsPsych 8 way."""
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing_service
+from tests.runner.node_js import node_result
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "static" / "js" / "jspsych_runner.js"
@@ -60,13 +57,7 @@ console.log(JSON.stringify(out));
 
 @pytest.fixture(scope="module")
 def result():
-    node = shutil.which("node")
-    if not node:
-        missing_service("node is not installed (the JS module is tested with node)")
-    proc = subprocess.run([node, "-e", SCRIPT, str(RUNNER), str(COMPAT)], capture_output=True, text=True,
-                          timeout=30)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return node_result(SCRIPT, RUNNER, COMPAT)
 
 
 def test_button_html_strings_become_templates(result):

@@ -1,14 +1,11 @@
 """The jsPsych dialect module at the JS level (Node): markers at any depth, builders, and
 the errors an unknown name raises."""
 
-import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing_service
+from tests.runner.node_js import node_result
 
 MODULE = Path(__file__).resolve().parents[2] / "static" / "js" / "jspsych_dialect.js"
 
@@ -48,12 +45,7 @@ console.log(JSON.stringify({
 
 @pytest.fixture(scope="module")
 def result():
-    node = shutil.which("node")
-    if not node:
-        missing_service("node is not installed (the JS module is tested with node)")
-    proc = subprocess.run([node, "-e", SCRIPT, str(MODULE)], capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return node_result(SCRIPT, MODULE)
 
 
 def test_markers_at_any_depth(result):

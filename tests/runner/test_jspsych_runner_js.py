@@ -1,13 +1,11 @@
 """The jsPsych runner module, at the JS level (Node): v6 plugin names map to jsPsych 8 globals."""
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing_service
+from tests.runner.node_js import node_result
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "static" / "js" / "jspsych_runner.js"
@@ -33,12 +31,7 @@ console.log(JSON.stringify(out));
 
 @pytest.fixture(scope="module")
 def result():
-    node = shutil.which("node")
-    if not node:
-        missing_service("node is not installed (the JS module is tested with node)")
-    proc = subprocess.run([node, "-e", SCRIPT, str(MODULE)], capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return node_result(SCRIPT, MODULE)
 
 
 def test_v6_and_v8_names_map_to_the_same_global(result):
@@ -63,9 +56,6 @@ def test_nested_timelines_and_v6_key_constants(result):
 def test_every_vendored_plugin_is_reachable_by_its_v6_name():
     """Each plugin-<slug>.js (plugin-survey included) defines the global the runner derives from the
     v6 short name and the v6 file name, and its own info.name is that short name."""
-    node = shutil.which("node")
-    if not node:
-        missing_service("node is not installed (the JS module is tested with node)")
     slugs = sorted(p.stem.removeprefix("plugin-") for p in PLUGINS.glob("plugin-*.js"))
     assert "survey" in slugs
     script = (
@@ -74,10 +64,8 @@ def test_every_vendored_plugin_is_reachable_by_its_v6_name():
         "console.log(JSON.stringify(slugs.map(s => [E.pluginGlobalName(s), E.pluginGlobalName('jspsych-' + s),"
         " E.pluginScriptUrl('/p/', s)])));"
     )
-    proc = subprocess.run([node, "-e", script, str(MODULE), json.dumps(slugs)], capture_output=True, text=True,
-                          timeout=30)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    for slug, (global_name, from_file_name, url) in zip(slugs, json.loads(proc.stdout), strict=True):
+    found = node_result(script, MODULE, json.dumps(slugs))
+    for slug, (global_name, from_file_name, url) in zip(slugs, found, strict=True):
         source = (PLUGINS / f"plugin-{slug}.js").read_text()
         assert global_name == from_file_name and source.startswith(f"var {global_name}="), slug
         assert url == f"/p/plugin-{slug}.js"
