@@ -104,10 +104,12 @@ def _set_up(replies: list) -> dict:
 # ---- ours -------------------------------------------------------------------------------
 
 
-async def run_ours(n: int, steps: int, workers: int, reconnect: bool) -> dict:
+async def run_ours(n: int, steps: int, workers: int, reconnect: bool, embedded: bool = False) -> dict:
+    """``embedded``: SQLite and the in-process layer (``make run``'s defaults) instead of
+    PostgreSQL and Redis."""
     import websockets
 
-    env = common.server_env(embedded=False)
+    env = common.server_env(embedded=embedded)
     common.ensure_database(env)
     group = common.prepare_group(env, n)
     server = common.Daphne(env)
@@ -139,8 +141,8 @@ async def run_ours(n: int, steps: int, workers: int, reconnect: bool) -> dict:
         if pool is not None:
             await pool.stop()
         server.stop()
-    return {"variant": "ours", "n": n, "steps": steps, "socket_per_page": reconnect, **setup,
-            **_ours_figures(results, t0), "answers": _stored(group, n, steps),
+    return {"variant": "embedded" if embedded else "ours", "n": n, "steps": steps, "socket_per_page": reconnect,
+            **setup, **_ours_figures(results, t0), "answers": _stored(env, group, n, steps),
             "load": common.load_average()}  # fmt: skip
 
 
@@ -175,16 +177,24 @@ def _ours_figures(results: list[dict], t0: dict[int, float]) -> dict:
     }
 
 
-def _stored(group: dict, n: int, steps: int) -> dict:
+def _stored(env: dict, group: dict, n: int, steps: int) -> dict:
     """Response rows of the answered steps: stored (participant-steps with a row), lost, doubled."""
-    import psycopg
+    where = "FROM runner_response WHERE group_session_id = {0} AND step < {0}"
+    counts = (f"SELECT (SELECT count(*) FROM (SELECT DISTINCT session_id, step {where}) a), "
+              f"(SELECT count(*) FROM (SELECT DISTINCT session_id, step, item {where}) b), "
+              f"(SELECT count(*) {where})")  # fmt: skip
+    args = [group["group_session"], steps] * 3
+    url = env["DATABASE_URL"]
+    if url.startswith("sqlite"):
+        import sqlite3
 
-    with psycopg.connect(common.pg_url()) as db:
-        distinct, items, rows = db.execute(
-            "SELECT count(DISTINCT (session_id, step)), count(DISTINCT (session_id, step, item)), count(*) "
-            "FROM runner_response WHERE group_session_id = %s AND step < %s",
-            [group["group_session"], steps],
-        ).fetchone()
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            distinct, items, rows = db.execute(counts.format("?"), args).fetchone()
+    else:
+        import psycopg
+
+        with psycopg.connect(url.split("?")[0]) as db:
+            distinct, items, rows = db.execute(counts.format("%s"), args).fetchone()
     return {"expected": n * steps, "stored": distinct, "lost": n * steps - distinct, "doubled": rows - items}
 
 

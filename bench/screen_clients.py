@@ -51,7 +51,7 @@ class OursClient:
         self.ws_url = f"ws://127.0.0.1:{port}/ws/group/{group['group_session']}/participant/"
         self.http = KeepAlive(port)
         self.http.cookies[group["run_cookie"]] = group["run_tokens"][index]
-        self.step, self.version = -1, 0
+        self.step, self.version = -1, 0  # the step of the page shown, the newest state of its socket
         self.fields: dict[str, str] = {}
         self.frame: dict[int, float] = {}  # step -> the state frame's arrival
         self.ready: dict[int, float] = {}  # step -> its trial page parsed
@@ -91,6 +91,7 @@ class OursClient:
             try:
                 async with websockets.connect(self.ws_url, additional_headers=headers, **WS_ARGS) as ws:
                     self.ws, self.sockets = ws, self.sockets + 1
+                    self.version = 0  # a new document: its first state is its snapshot, acked too
                     await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
                     pinger = asyncio.create_task(_pinger(ws))
                     try:
@@ -106,11 +107,13 @@ class OursClient:
     async def on_message(self, ws, message) -> bool:
         now = time.monotonic()
         data = json.loads(message)
-        if data.get("type") != "group.state" or data.get("version", 0) <= self.version:
+        if data.get("type") != "group.state":
+            return False
+        self.connected.set()  # this socket has its snapshot
+        if data.get("version", 0) <= self.version:  # protocol.js ignores older states
             return False
         self.version = data["version"]
         await ws.send(json.dumps({"type": "ack", "version": data["version"]}))
-        self.connected.set()
         step = data.get("step", 0)
         if data.get("phase") != "running" or step <= self.step:
             return False
@@ -135,7 +138,12 @@ class OursClient:
             status = repr(exc)
         self.posts.append((step, time.monotonic() - started, status))
         if self.reconnect and self.ws is not None:
+            self.connected.clear()
             await self.ws.close()  # the waiting page is a new document with its own socket
+            try:  # back on the waiting page's socket before the experimenter advances
+                await asyncio.wait_for(self.connected.wait(), 30)
+            except TimeoutError:
+                pass
 
     async def plain_get(self) -> None:
         started = time.monotonic()
