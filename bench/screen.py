@@ -8,7 +8,8 @@ against the bare ``websockets`` floor, a plain page GET and oTree, in one run.
 - ``ours``: daphne + ``asgi:application``, PostgreSQL (``ensemble_bench``) and a private
   Redis; a running group session of N runs on bench/bench_group.yaml's group_trial. Each
   step: every client answers (the form's POST with CSRF, then the redirect's GET), the
-  experimenter advances (t0: the advance is sent), each client gets the state frame,
+  experimenter advances ``SETTLE`` (0.5 s) after the last answer's waiting page is back
+  with its socket (t0: the advance is sent), each client gets the state frame,
   acks it and GETs the run URL as ``location.replace(runUrl)`` does; the step's trial page
   parsed (hidden ``_group_step``) is "content ready" (bench/screen_clients.py). Each page
   load opens a new socket, as a new document does (``--keep-socket``: one socket throughout).
@@ -20,8 +21,8 @@ against the bare ``websockets`` floor, a plain page GET and oTree, in one run.
 - ``otree``: oTree (bench/otree-requirements.txt, its own virtualenv) as ``otree
   prodserver`` with bench/otree_app (all N players in one group, a Trial page and a
   WaitPage per round). Each round every player but one submits and waits on the wait
-  page (its socket open, as the page's script does); then the last player submits (t0);
-  each player's next Trial page returned 200 is "content ready".
+  page (its socket open, as the page's script does); ``SETTLE`` later the last player
+  submits (t0); each player's next Trial page returned 200 is "content ready".
 
 Prints one JSON object: per variant and N, frame and click -> screen p50/p95/p99/max in
 ms, reload (frame -> page) and plain GET, answers stored / lost / doubled; and the ratios
@@ -43,6 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import common, fanout, screen_clients  # noqa: E402
 
 PAUSE = 0.3  # between steps, as bench/fanout.py
+# From the last answer (its waiting page back with its socket) to the advance (ours), and
+# from the last waiting player's socket to the last submit (oTree): a person's reaction
+# is longer; the server's after-work of the answers (presence of the new sockets) settles.
+SETTLE = 0.5
 
 
 class Pool:
@@ -129,6 +134,7 @@ async def run_ours(n: int, steps: int, workers: int, reconnect: bool, embedded: 
             await asyncio.sleep(0.5)
             for k in range(steps):
                 await pool.call(("answer",))
+                await asyncio.sleep(SETTLE)
                 pool.send(("await_step", k + 1))
                 t0[k + 1] = time.monotonic()
                 await boss.send(json.dumps({"type": "advance", "step": k}))
@@ -214,6 +220,7 @@ async def run_otree(n: int, steps: int, workers: int) -> dict:
         for rnd in range(1, steps + 1):
             last = lasts[rnd] = (rnd - 1) % n  # the player whose submit completes the group
             await pool.call(("otree_answer", last))
+            await asyncio.sleep(SETTLE)
             await pool.call(("otree_last", last), only=pool.worker_of(last))
             await pool.call(("otree_done",))
             await asyncio.sleep(PAUSE)
@@ -239,6 +246,7 @@ async def run_otree(n: int, steps: int, workers: int) -> dict:
             "screen_ms": common.summary_ms(screen), "answer_post_ms": common.summary_ms(posts),
             "missing_screens": missing, "errors": [e for c in results for e in c["errors"]][:5],
             "sockets_opened": sum(c["sockets"] for c in results),
+            "wait_sockets_opened": sum(c["wait_sockets"] for c in results),
             "http_connections": sum(c["http_connections"] for c in results),
             # oTree stores the answer in the POST that returns the wait page (or the next page)
             "answers": {"expected": n * steps, "stored": answered, "lost": n * steps - answered, "doubled": 0},

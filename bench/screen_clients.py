@@ -171,12 +171,14 @@ class OTreeClient:
         self.round = 0
         self.path = ""
         self.page_socket = None
+        self.page_socket_task: asyncio.Task | None = None
         self.submitted: dict[int, float] = {}  # round -> the POST's send time
         self.ready: dict[int, float] = {}  # round -> that round's Trial page returned 200
         self.errors: list[str] = []
         self.posts: list[tuple[int, float, object]] = []
-        self.sockets = 0
+        self.sockets = self.wait_sockets = 0  # Trial pages' sockets, wait pages' sockets
         self.waiting = asyncio.Event()  # on the wait page with its socket open
+        self.closing: list[asyncio.Task] = []  # sockets of pages left, closing in the background
 
     def ws_url(self, path: str) -> str:
         return f"ws://127.0.0.1:{self.port}{path}"
@@ -222,9 +224,7 @@ class OTreeClient:
         import websockets
 
         rnd = self.round
-        if self.page_socket is not None:  # leaving the page closes its socket
-            await self.page_socket.close()
-            self.page_socket = None
+        self._leave_page()
         self.submitted[rnd] = time.monotonic()
         response = await self.follow("POST", self.path, b"rating=4")
         self.posts.append((rnd, time.monotonic() - self.submitted[rnd], response.status))
@@ -233,10 +233,13 @@ class OTreeClient:
             if response.status != 200 or not wait_socket:
                 self.errors.append(f"round {rnd}: HTTP {response.status} without a trial or wait page")
                 return
-            async with websockets.connect(self.ws_url(wait_socket.group(1)), **WS_ARGS) as ws:
-                self.sockets += 1
-                self.waiting.set()
-                await ws.recv()  # any message: the wait page reloads
+            ws = await websockets.connect(self.ws_url(wait_socket.group(1)), **WS_ARGS)
+            self.wait_sockets += 1
+            self.waiting.set()
+            try:
+                await ws.recv()  # any message: the wait page reloads at once
+            finally:  # its socket closes while the browser already loads the page
+                self.closing.append(asyncio.create_task(ws.close()))
             response = await self.follow("GET", self.path)
         now = time.monotonic()
         if self.on_trial(response) and self.round == rnd + 1:
@@ -244,14 +247,24 @@ class OTreeClient:
         else:
             self.errors.append(f"round {rnd}: next page shows round {self.round}")
 
-    async def close(self) -> None:
+    def _leave_page(self) -> None:
+        """The browser leaves the page at once; the page's socket closes meanwhile."""
         if self.page_socket is not None:
-            await self.page_socket.close()
+            self.closing.append(asyncio.create_task(self.page_socket.close()))
+            self.page_socket = None
+        elif self.page_socket_task is not None:  # still connecting: the page is gone first
+            self.page_socket_task.cancel()
+        self.page_socket_task = None
+
+    async def close(self) -> None:
+        self._leave_page()
+        await asyncio.gather(*self.closing, return_exceptions=True)
         self.http.close()
 
     def result(self) -> dict:
         return {"index": self.index, "submitted": self.submitted, "ready": self.ready, "errors": self.errors,
-                "posts": self.posts, "sockets": self.sockets, "http_connections": self.http.opened}  # fmt: skip
+                "posts": self.posts, "sockets": self.sockets, "wait_sockets": self.wait_sockets,
+                "http_connections": self.http.opened}  # fmt: skip
 
 
 # ---- worker processes -----------------------------------------------------------------
