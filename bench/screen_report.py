@@ -28,18 +28,18 @@ def verdicts(screen: dict, targets: dict) -> list[tuple[str, str, str, bool | No
 
 SCREEN_METHOD = """\
 Click -> new trial on screen (`bench/screen.py`): N protocol clients (asyncio, `websockets` and one keep-alive
-HTTP connection each, in two client processes, no browser) do what a participant's page does today: each
-step every client answers (the form's POST with its CSRF token, then the redirect's GET: the waiting page);
-the experimenter advances 0.5 s after the last answer's waiting page is back with its socket (t0: the
-advance is sent); each client receives the `group.state` frame, acks it
-and GETs the run URL as `location.replace(runUrl)` does; the new step's trial page (its hidden
-`_group_step`) parsed is "content ready". Each page load opens a new socket, as a new document does. In the
-same run: the floor (a bare `websockets` broadcast to N sockets, `bench/baseline_ws.py`), a plain GET (the
-same N clients GET the home page, a template without database, at once on their connections), and oTree
-(`otree prodserver` from its own virtualenv, `bench/otree_app`: all N players in one group pass a WaitPage
-each round; its clients hold each page's socket as its page script does; t0 = the last player's submit, made
-0.5 s after every other player waits on the wait page; done = that player's next page returned 200). Answers
-stored / lost / doubled are counted in the database (ours) and from the POSTs that oTree accepted."""
+HTTP connection each, in two client processes, no browser) do what a participant's page does today: each step
+every client answers (the form's POST with its CSRF token, then the redirect's GET: the waiting page); the
+experimenter advances 0.5 s after the last answer's waiting page is back with its socket (t0: the advance is
+sent); each client receives the `group.state` frame, acks it and GETs the run URL as
+`location.replace(runUrl)` does; the new step's trial page (its hidden `_group_step`) parsed is "content
+ready". Each page load opens a new socket, as a new document does. In the same run: the floor (a bare
+`websockets` broadcast to N sockets, `bench/baseline_ws.py`), a plain GET (the same N clients GET the home
+page, a template without database, at once on their connections), and oTree (`otree prodserver` from its own
+virtualenv, `bench/otree_app`: all N players in one group pass a WaitPage each round; its clients hold each
+page's socket as its page script does; t0 = the last player's submit, made 0.5 s after every other player
+waits on the wait page; done = that player's next page returned 200). Answers stored / lost / doubled are
+counted in the database (ours) and from the POSTs that oTree accepted."""
 
 
 def rows(screen: dict) -> list[str]:
