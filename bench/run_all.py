@@ -4,12 +4,14 @@
     .venv/bin/python bench/run_all.py [--quick] [--only fanout,connections,...]
 
 Each benchmark runs in its own process and prints JSON; the raw results go to
-``bench/results/latest.json``. Default sizes keep ``make bench`` under ~15 minutes on a
+``bench/results/latest.json``. Default sizes keep ``make bench`` under ~30 minutes on a
 2-core machine: fan-out at N = 10, 100, 500, 1000 (10 advances, every variant), the same
 across two processes at 500 and 1000, 1000 held connections and connect bursts, churn
 with 300 broadcasts at N = 500 (``bench/churn.py --broadcasts 10000`` is the full run;
-its JSON in ``bench/results/churn_full.json`` is reported too when present), and 500
-answers at once. ``bench/export_big.py`` (exports) is separate.
+its JSON in ``bench/results/churn_full.json`` is reported too when present), 500
+answers at once, and click -> new trial on screen at N = 10, 100, 200 against the floor, a
+plain GET and oTree (``bench/screen.py``; its first run creates ``bench/.otree-venv``).
+``bench/export_big.py`` (exports) is separate.
 """
 
 from __future__ import annotations
