@@ -230,6 +230,11 @@ async def run_otree(n: int, steps: int, workers: int) -> dict:
         if pool is not None:
             await pool.stop()
         server.stop()
+    return {"variant": "otree", "n": n, "steps": steps, "otree": screen_otree.version(), **setup,
+            **_otree_figures(results, lasts), "load": common.load_average()}  # fmt: skip
+
+
+def _otree_figures(results: list[dict], lasts: dict[int, int]) -> dict:
     by_index = {c["index"]: c for c in results}
     t0 = {rnd + 1: by_index[last]["submitted"][rnd] for rnd, last in lasts.items()
           if rnd in by_index[last]["submitted"]}  # fmt: skip
@@ -241,16 +246,16 @@ async def run_otree(n: int, steps: int, workers: int) -> dict:
             else:
                 missing += 1
         posts += [p[1] for p in c["posts"]]
-    answered = sum(1 for c in results for p in c["posts"] if p[2] == 200)
-    return {"variant": "otree", "n": n, "steps": steps, "otree": screen_otree.version(), **setup,
-            "screen_ms": common.summary_ms(screen), "answer_post_ms": common.summary_ms(posts),
+    expected = len(results) * len(lasts)
+    # oTree stores an answer in the POST it redirects (a form error returns the form: 200);
+    # a player has one row per round, so nothing can be doubled
+    stored = sum(1 for c in results for p in c["posts"] if p[2] in (302, 303))
+    return {"screen_ms": common.summary_ms(screen), "answer_post_ms": common.summary_ms(posts),
             "missing_screens": missing, "errors": [e for c in results for e in c["errors"]][:5],
             "sockets_opened": sum(c["sockets"] for c in results),
             "wait_sockets_opened": sum(c["wait_sockets"] for c in results),
             "http_connections": sum(c["http_connections"] for c in results),
-            # oTree stores the answer in the POST that returns the wait page (or the next page)
-            "answers": {"expected": n * steps, "stored": answered, "lost": n * steps - answered, "doubled": 0},
-            "load": common.load_average()}  # fmt: skip
+            "answers": {"expected": expected, "stored": stored, "lost": expected - stored, "doubled": 0}}  # fmt: skip
 
 
 # ---- the run ----------------------------------------------------------------------------

@@ -175,7 +175,8 @@ class OTreeClient:
         self.submitted: dict[int, float] = {}  # round -> the POST's send time
         self.ready: dict[int, float] = {}  # round -> that round's Trial page returned 200
         self.errors: list[str] = []
-        self.posts: list[tuple[int, float, object]] = []
+        self.posts: list[tuple[int, float, object]] = []  # (round, POST and its redirects, the POST's status)
+        self.first_status = 0
         self.sockets = self.wait_sockets = 0  # Trial pages' sockets, wait pages' sockets
         self.waiting = asyncio.Event()  # on the wait page with its socket open
         self.closing: list[asyncio.Task] = []  # sockets of pages left, closing in the background
@@ -192,6 +193,7 @@ class OTreeClient:
         """A request and its redirects, as a browser follows them."""
         headers = {"Content-Type": "application/x-www-form-urlencoded"} if method == "POST" else {}
         response = await self.http.request(method, path, body, headers)
+        self.first_status = response.status
         while response.status in (301, 302, 303, 307):
             path = urlparse(response.location).path or response.location
             response = await self.http.request("GET", path)
@@ -227,7 +229,7 @@ class OTreeClient:
         self._leave_page()
         self.submitted[rnd] = time.monotonic()
         response = await self.follow("POST", self.path, b"rating=4")
-        self.posts.append((rnd, time.monotonic() - self.submitted[rnd], response.status))
+        self.posts.append((rnd, time.monotonic() - self.submitted[rnd], self.first_status))
         while not OTREE_STEP.search(response.text()):
             wait_socket = OTREE_WAIT_SOCKET.search(response.text())
             if response.status != 200 or not wait_socket:
