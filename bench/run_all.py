@@ -4,12 +4,14 @@
     .venv/bin/python bench/run_all.py [--quick] [--only fanout,connections,...]
 
 Each benchmark runs in its own process and prints JSON; the raw results go to
-``bench/results/latest.json``. Default sizes keep ``make bench`` under ~15 minutes on a
+``bench/results/latest.json``. Default sizes keep ``make bench`` under ~30 minutes on a
 2-core machine: fan-out at N = 10, 100, 500, 1000 (10 advances, every variant), the same
 across two processes at 500 and 1000, 1000 held connections and connect bursts, churn
 with 300 broadcasts at N = 500 (``bench/churn.py --broadcasts 10000`` is the full run;
-its JSON in ``bench/results/churn_full.json`` is reported too when present), and 500
-answers at once. ``bench/export_big.py`` (exports) is separate.
+its JSON in ``bench/results/churn_full.json`` is reported too when present), 500
+answers at once, and click -> new trial on screen at N = 10, 100, 200 against the floor, a
+plain GET and oTree (``bench/screen.py``; its first run creates ``bench/.otree-venv``).
+``bench/export_big.py`` (exports) is separate.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import screen_report  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs"
 PY = sys.executable
@@ -36,6 +42,11 @@ TARGETS = {
     "connect_burst_s": 5.0,
     "rss_per_connection_kib": 150.0,
     "submit_p99_ms": 2000.0,
+    # issue 16 (the live participant page), at N=200: click -> screen p99 vs the floor and
+    # vs oTree, and a reload (frame -> page) vs a plain GET at the same N
+    "screen_p99_vs_floor_200": 3.0,
+    "screen_p99_vs_otree_200": 0.1,
+    "reload_p99_vs_plain_get_200": 3.0,
 }
 
 
@@ -58,6 +69,7 @@ def plan(quick: bool) -> dict[str, list[str]]:
             "churn": ["bench/churn.py", "--broadcasts", "50", "--n", "100"],
             "submit": ["bench/submit.py", "--n", "100"],
             "submit_2proc": ["bench/submit.py", "--n", "100", "--processes", "2"],
+            "screen": ["bench/screen.py", "--sizes", "10,50", "--steps", "5"],
         }
     return {
         "fanout": ["bench/fanout.py", "--sizes", "10,100,500,1000", "--advances", "10"],
@@ -76,6 +88,7 @@ def plan(quick: bool) -> dict[str, list[str]]:
         "churn": ["bench/churn.py", "--broadcasts", "300", "--n", "500"],
         "submit": ["bench/submit.py", "--n", "500"],
         "submit_2proc": ["bench/submit.py", "--n", "500", "--processes", "2"],
+        "screen": ["bench/screen.py", "--sizes", "10,100,200", "--steps", "10"],
     }
 
 
@@ -262,6 +275,7 @@ def verdicts(data: dict) -> list[tuple[str, str, str, bool | None]]:
                     ok,
                 )
             )
+    out += screen_report.verdicts(data.get("screen", {}), TARGETS)
     return out
 
 
@@ -405,6 +419,7 @@ def report(data: dict) -> str:
                     f"the home page, a template and no database, at once): p50 {f['p50']} ms, p99 {f['p99']} ms; "
                     f"answers p99 = {s['p99_over_page_floor']}x that.",
                 ]
+    lines += screen_report.section(data.get("screen", {}))
     errors = {k: v["error"] for k, v in data.items() if isinstance(v, dict) and "error" in v}
     if errors:
         lines += ["", "## Benchmarks that failed in this run", ""]

@@ -1,0 +1,323 @@
+"""Click -> new trial on screen: from the moment the group moves on to each participant's
+page showing the new step, with protocol clients that do what a participant's page does,
+against the bare ``websockets`` floor, a plain page GET and oTree, in one run.
+
+    .venv/bin/python bench/screen.py [--sizes 10,100,200] [--with-500] [--steps 10]
+        [--variants floor,ours,otree] [--workers 2] [--keep-socket]
+
+- ``ours``: daphne + ``asgi:application``, PostgreSQL (``ensemble_bench``) and a private
+  Redis; a running group session of N runs on bench/bench_group.yaml's group_trial. Each
+  step: every client answers (the form's POST with CSRF, then the redirect's GET), the
+  experimenter advances ``SETTLE`` (0.5 s) after the last answer's waiting page is back
+  with its socket (t0: the advance is sent), each client gets the state frame,
+  acks it and GETs the run URL as ``location.replace(runUrl)`` does; the step's trial page
+  parsed (hidden ``_group_step``) is "content ready" (bench/screen_clients.py). Each page
+  load opens a new socket, as a new document does (``--keep-socket``: one socket throughout).
+  Also, before the steps, the same N clients GET the home page (a template, no database)
+  at once on their keep-alive connections, once to warm up and then once per step: the
+  plain GET at the same N.
+- ``floor``: bench/baseline_ws.py, a bare ``websockets`` broadcast to N sockets
+  (bench/fanout.py's ``floor`` variant, same N and number of advances).
+- ``otree``: oTree (bench/otree-requirements.txt, its own virtualenv) as ``otree
+  prodserver`` with bench/otree_app (all N players in one group, a Trial page and a
+  WaitPage per round). Each round every player but one submits and waits on the wait
+  page (its socket open, as the page's script does); ``SETTLE`` later the last player
+  submits (t0); each player's next Trial page returned 200 is "content ready".
+
+Prints one JSON object: per variant and N, frame and click -> screen p50/p95/p99/max in
+ms, reload (frame -> page) and plain GET, answers stored / lost / doubled; and the ratios
+ours / floor, ours / oTree and reload / plain GET (p99). Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import common, fanout, screen_clients  # noqa: E402
+
+PAUSE = 0.3  # between steps, as bench/fanout.py
+# From the last answer (its waiting page back with its socket) to the advance (ours), and
+# from the last waiting player's socket to the last submit (oTree): a person's reaction
+# is longer; the server's after-work of the answers (presence of the new sockets) settles.
+SETTLE = 0.5
+
+
+class Pool:
+    """Clients in ``workers`` processes (bench/screen_clients.py's worker)."""
+
+    def __init__(self, kind: str, n: int, workers: int, options: dict):
+        ctx = mp.get_context("spawn")
+        chunk = -(-n // workers)
+        self.parts = [list(range(n))[w * chunk : (w + 1) * chunk] for w in range(workers)]
+        self.parts = [p for p in self.parts if p]
+        self.conns, self.procs = [], []
+        for part in self.parts:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=screen_clients.worker, args=(child, kind, part, options), daemon=True)
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+
+    def worker_of(self, index: int) -> int:
+        return next(w for w, part in enumerate(self.parts) if index in part)
+
+    async def recv(self, w: int, timeout: float = 180):
+        deadline = time.monotonic() + timeout
+        while not self.conns[w].poll():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"client worker {w} did not answer within {timeout}s")
+            await asyncio.sleep(0.0005)
+        return self.conns[w].recv()
+
+    def send(self, command: tuple, only: int | None = None) -> None:
+        for w, conn in enumerate(self.conns):
+            if only is None or w == only:
+                conn.send(command)
+
+    async def replies(self, only: int | None = None) -> list:
+        return [await self.recv(w) for w in range(len(self.conns)) if only is None or w == only]
+
+    async def call(self, command: tuple, only: int | None = None) -> list:
+        self.send(command, only)
+        return await self.replies(only)
+
+    async def stop(self) -> list[dict]:
+        self.send(("stop",))
+        results = []
+        for w in range(len(self.conns)):
+            while (reply := await self.recv(w))[0] != "result":
+                pass
+            results.extend(reply[1])
+        for proc in self.procs:
+            proc.join(timeout=10)
+        return results
+
+
+def _set_up(replies: list) -> dict:
+    failed = sum(r[2] for r in replies)
+    return {"failed_setups": failed, "setup_errors": [e for r in replies for e in r[1]][:3]}
+
+
+# ---- ours -------------------------------------------------------------------------------
+
+
+async def run_ours(n: int, steps: int, workers: int, reconnect: bool, embedded: bool = False) -> dict:
+    """``embedded``: SQLite and the in-process layer (``make run``'s defaults) instead of
+    PostgreSQL and Redis."""
+    import websockets
+
+    env = common.server_env(embedded=embedded)
+    common.ensure_database(env)
+    group = common.prepare_group(env, n)
+    server = common.Daphne(env)
+    pool = None
+    t0: dict[int, float] = {}
+    try:
+        pool = Pool("ours", n, workers, {"port": server.port, "group": group, "reconnect": reconnect})
+        setup = _set_up(await pool.replies())
+        for _ in range(steps + 1):  # the plain GET at the same N; the first round warms up
+            await pool.call(("plain_get",))
+            await asyncio.sleep(PAUSE)
+        url = f"ws://127.0.0.1:{server.port}/ws/group/{group['group_session']}/experimenter/"
+        headers = [("Origin", server.url), ("Cookie", group["login_cookie"])]
+        async with websockets.connect(url, additional_headers=headers, compression=None, ping_interval=None,
+                                      max_size=2**26) as boss:  # fmt: skip
+            drain = asyncio.create_task(fanout._drain(boss))
+            await asyncio.sleep(0.5)
+            for k in range(steps):
+                await pool.call(("answer",))
+                await asyncio.sleep(SETTLE)
+                pool.send(("await_step", k + 1))
+                t0[k + 1] = time.monotonic()
+                await boss.send(json.dumps({"type": "advance", "step": k}))
+                await pool.replies()
+                await asyncio.sleep(PAUSE)
+            drain.cancel()
+        results = await pool.stop()
+        pool = None
+    finally:
+        if pool is not None:
+            await pool.stop()
+        server.stop()
+    return {"variant": "embedded" if embedded else "ours", "n": n, "steps": steps, "socket_per_page": reconnect,
+            **setup, **_ours_figures(results, t0), "answers": _stored(env, group, n, steps),
+            "load": common.load_average()}  # fmt: skip
+
+
+def _ours_figures(results: list[dict], t0: dict[int, float]) -> dict:
+    frame, screen, reload_, posts, plain, missing = [], [], [], [], [], 0
+    for c in results:
+        for k, sent in t0.items():
+            if k in c["frame"]:
+                frame.append(c["frame"][k] - sent)
+            if k in c["ready"]:
+                screen.append(c["ready"][k] - sent)
+                reload_.append(c["ready"][k] - c["frame"][k])
+            else:
+                missing += 1
+        posts += [p[1] for p in c["posts"]]
+        plain += [p[0] for p in c["plain"][1:]]
+    statuses: dict[str, int] = {}
+    for c in results:
+        for p in c["posts"]:
+            statuses[str(p[2])] = statuses.get(str(p[2]), 0) + 1
+    return {
+        "frame_ms": common.summary_ms(frame),
+        "screen_ms": common.summary_ms(screen),
+        "reload_ms": common.summary_ms(reload_),
+        "plain_get_ms": common.summary_ms(plain),
+        "answer_post_ms": common.summary_ms(posts),
+        "answer_statuses": statuses,
+        "missing_screens": missing,
+        "wrong_pages": sum(len(c["wrong_page"]) for c in results),
+        "sockets_opened": sum(c["sockets"] for c in results),
+        "http_connections": sum(c["http_connections"] for c in results),
+    }
+
+
+def _stored(env: dict, group: dict, n: int, steps: int) -> dict:
+    """Response rows of the answered steps: stored (participant-steps with a row), lost, doubled."""
+    where = "FROM runner_response WHERE group_session_id = {0} AND step < {0}"
+    counts = (f"SELECT (SELECT count(*) FROM (SELECT DISTINCT session_id, step {where}) a), "
+              f"(SELECT count(*) FROM (SELECT DISTINCT session_id, step, item {where}) b), "
+              f"(SELECT count(*) {where})")  # fmt: skip
+    args = [group["group_session"], steps] * 3
+    url = env["DATABASE_URL"]
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            distinct, items, rows = db.execute(counts.format("?"), args).fetchone()
+    else:
+        import psycopg
+
+        with psycopg.connect(url.split("?")[0]) as db:
+            distinct, items, rows = db.execute(counts.format("%s"), args).fetchone()
+    return {"expected": n * steps, "stored": distinct, "lost": n * steps - distinct, "doubled": rows - items}
+
+
+# ---- oTree ------------------------------------------------------------------------------
+
+
+async def run_otree(n: int, steps: int, workers: int) -> dict:
+    from bench import screen_otree
+
+    server = screen_otree.OTreeServer(rounds=steps + 1)
+    pool = None
+    lasts: dict[int, int] = {}
+    try:
+        join_path = server.create_session(n)
+        pool = Pool("otree", n, workers, {"port": server.port, "join_path": join_path})
+        setup = _set_up(await pool.replies())
+        for rnd in range(1, steps + 1):
+            last = lasts[rnd] = (rnd - 1) % n  # the player whose submit completes the group
+            await pool.call(("otree_answer", last))
+            await asyncio.sleep(SETTLE)
+            await pool.call(("otree_last", last), only=pool.worker_of(last))
+            await pool.call(("otree_done",))
+            await asyncio.sleep(PAUSE)
+        results = await pool.stop()
+        pool = None
+    finally:
+        if pool is not None:
+            await pool.stop()
+        server.stop()
+    return {"variant": "otree", "n": n, "steps": steps, "otree": screen_otree.version(), **setup,
+            **_otree_figures(results, lasts), "load": common.load_average()}  # fmt: skip
+
+
+def _otree_figures(results: list[dict], lasts: dict[int, int]) -> dict:
+    by_index = {c["index"]: c for c in results}
+    t0 = {rnd + 1: by_index[last]["submitted"][rnd] for rnd, last in lasts.items()
+          if rnd in by_index[last]["submitted"]}  # fmt: skip
+    screen, posts, missing = [], [], 0
+    for c in results:
+        for k, sent in t0.items():
+            if k in c["ready"]:
+                screen.append(c["ready"][k] - sent)
+            else:
+                missing += 1
+        posts += [p[1] for p in c["posts"]]
+    expected = len(results) * len(lasts)
+    # oTree stores an answer in the POST it redirects (a form error returns the form: 200);
+    # a player has one row per round, so nothing can be doubled
+    stored = sum(1 for c in results for p in c["posts"] if p[2] in (302, 303))
+    return {"screen_ms": common.summary_ms(screen), "answer_post_ms": common.summary_ms(posts),
+            "missing_screens": missing, "errors": [e for c in results for e in c["errors"]][:5],
+            "sockets_opened": sum(c["sockets"] for c in results),
+            "wait_sockets_opened": sum(c["wait_sockets"] for c in results),
+            "http_connections": sum(c["http_connections"] for c in results),
+            "answers": {"expected": expected, "stored": stored, "lost": expected - stored, "doubled": 0}}  # fmt: skip
+
+
+# ---- the run ----------------------------------------------------------------------------
+
+
+def ratios(results: list[dict]) -> list[dict]:
+    """Per N, p99 ratios in the same run: ours click -> screen / floor frame, / oTree click ->
+    screen, and our reload (frame -> page) / the plain GET at the same N."""
+    by = {(r["variant"], r["n"]): r for r in results}
+    out = []
+    for n in sorted({r["n"] for r in results}):
+        ours, floor, otree = by.get(("ours", n)), by.get(("floor", n)), by.get(("otree", n))
+        if not ours or ours["screen_ms"].get("p99") is None:
+            continue
+        p99 = ours["screen_ms"].get("p99")
+        row = {"n": n, "ours_screen_p99_ms": p99}
+        if floor and floor["latency_ms"].get("p99"):
+            row["screen_vs_floor"] = round(p99 / floor["latency_ms"]["p99"], 2)
+            row["frame_vs_floor"] = round(ours["frame_ms"]["p99"] / floor["latency_ms"]["p99"], 2)
+        if otree and otree["screen_ms"].get("p99"):
+            row["otree_screen_p99_ms"] = otree["screen_ms"]["p99"]
+            row["screen_vs_otree"] = round(p99 / otree["screen_ms"]["p99"], 2)
+        if ours["plain_get_ms"].get("p99"):
+            row["reload_vs_plain_get"] = round(ours["reload_ms"]["p99"] / ours["plain_get_ms"]["p99"], 2)
+        out.append(row)
+    return out
+
+
+async def main_async(args) -> dict:
+    common.raise_nofile()
+    sizes = [int(x) for x in args.sizes.split(",")] + ([500] if args.with_500 else [])
+    variants = args.variants.split(",")
+    redis = common.PrivateRedis().start() if "ours" in variants else None
+    results = []
+    try:
+        for n in sizes:
+            for variant in variants:
+                if variant == "floor":
+                    result = await fanout.run_case("floor", n, args.steps, workers=args.workers)
+                elif variant == "ours":
+                    result = await run_ours(n, args.steps, args.workers, not args.keep_socket)
+                else:
+                    result = await run_otree(n, args.steps, args.workers)
+                print(json.dumps(result), file=sys.stderr, flush=True)
+                results.append(result)
+    finally:
+        if redis is not None:
+            redis.stop()
+    return {"benchmark": "screen", "steps": args.steps, "results": results, "ratios": ratios(results)}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10,100,200")
+    parser.add_argument("--with-500", action="store_true", help="add N=500")
+    parser.add_argument("--steps", type=int, default=10, help="advances (ours, floor) and rounds (oTree) per N")
+    parser.add_argument("--variants", default="floor,ours,otree")
+    parser.add_argument("--workers", type=int, default=2, help="client processes")
+    parser.add_argument("--keep-socket", action="store_true", help="one socket per client (no new one per page)")
+    args = parser.parse_args(argv)
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))

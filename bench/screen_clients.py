@@ -1,0 +1,344 @@
+"""The participants of bench/screen.py: protocol clients doing what a participant's page
+does today, one keep-alive HTTP connection and one socket each, no browser.
+
+``OursClient`` (Ensemble Live): holds the trial page of the current step (its hidden
+``_group_step`` and CSRF token) and the group socket (``ack`` every state, ``ping`` on
+open and every 3 s, as protocol.js). On a ``group.state`` of a newer step it records the
+frame's arrival, acks, GETs the run URL (what ``location.replace(runUrl)`` does) and
+checks that the page is that step's trial page: content ready. Answering is the form's
+POST (CSRF token and cookie, Origin) and the GET of the redirect. ``reconnect``: every
+page load opens a new socket, as a new document does (the old one closes).
+
+``OTreeClient`` (the peer): session-wide link -> participant start link -> the round's
+Trial page; the page's auto-advance socket is held while the page is open, as oTree's
+page JS does; the answer is the form's POST, then the WaitPage: either a redirect to the
+next page (the last player), or the wait page whose socket (``/wait_page?...``, read
+from the page as its script does) gets a message and the page reloads, is redirected,
+and the next round's Trial page returns 200: content ready.
+
+Times are ``time.monotonic()`` (one clock for all processes on Linux).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import time
+from urllib.parse import urlencode, urlparse
+
+from bench.keepalive import KeepAlive, form_fields
+
+STEP_FIELD = "_group_step"
+WS_ARGS = dict(compression=None, ping_interval=None, open_timeout=60, close_timeout=2, max_size=2**24)
+OTREE_STEP = re.compile(r'id="bench-step" data-step="(\d+)"')
+OTREE_PAGE_SOCKET = re.compile(r'data-socket-url="([^"]+)"')
+OTREE_WAIT_SOCKET = re.compile(r'makeReconnectingWebSocket\("([^"]+)"\)')
+
+
+async def _pinger(ws) -> None:
+    await asyncio.sleep(random.uniform(0, 3))
+    while True:
+        await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+        await asyncio.sleep(3)
+
+
+class OursClient:
+    def __init__(self, index: int, port: int, group: dict, reconnect: bool = True):
+        self.index, self.port, self.reconnect = index, port, reconnect
+        self.run_url = f"/run/{group['experiment']}/"
+        self.ws_url = f"ws://127.0.0.1:{port}/ws/group/{group['group_session']}/participant/"
+        self.http = KeepAlive(port)
+        self.http.cookies[group["run_cookie"]] = group["run_tokens"][index]
+        self.step, self.version = -1, 0  # the step of the page shown, the newest state of its socket
+        self.fields: dict[str, str] = {}
+        self.frame: dict[int, float] = {}  # step -> the state frame's arrival
+        self.ready: dict[int, float] = {}  # step -> its trial page parsed
+        self.wrong_page: dict[int, str] = {}  # step -> what the run URL showed instead
+        self.posts: list[tuple[int, float, object]] = []  # (step, seconds, final status)
+        self.plain: list[tuple[float, int]] = []
+        self.sockets = 0
+        self.ws = None
+        self.stop = False
+        self.connected = asyncio.Event()
+
+    async def setup(self) -> None:
+        await self.load(None)
+        self.task = asyncio.create_task(self.socket_loop())
+
+    async def load(self, expect: int | None) -> bool:
+        """GET the run URL (a reload); True if it is the trial page of ``expect``."""
+        response = await self.http.request("GET", self.run_url)
+        fields, questions = form_fields(response.text()) if response.status == 200 else ({}, [])
+        step = next((v for k, v in fields.items() if k.endswith(STEP_FIELD)), None)  # the form prefixes names
+        if step is None:
+            if expect is not None:
+                self.wrong_page[expect] = f"HTTP {response.status}, no {STEP_FIELD}"
+            return False
+        self.fields, self.step = {**fields, **{q: "4" for q in questions}}, int(step)
+        if expect is not None and int(step) != expect:
+            self.wrong_page[expect] = f"step {step}"
+            return False
+        return True
+
+    async def socket_loop(self) -> None:
+        import websockets
+
+        headers = [("Origin", f"http://127.0.0.1:{self.port}"),
+                   ("Cookie", "; ".join(f"{k}={v}" for k, v in self.http.cookies.items()))]  # fmt: skip
+        while not self.stop:
+            try:
+                async with websockets.connect(self.ws_url, additional_headers=headers, **WS_ARGS) as ws:
+                    self.ws, self.sockets = ws, self.sockets + 1
+                    self.version = 0  # a new document: its first state is its snapshot, acked too
+                    await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+                    pinger = asyncio.create_task(_pinger(ws))
+                    try:
+                        async for message in ws:
+                            if await self.on_message(ws, message):
+                                break  # the page navigated: a new document opens a new socket
+                    finally:
+                        pinger.cancel()
+            except Exception:  # noqa: BLE001 - the page reconnects (protocol.js backs off)
+                await asyncio.sleep(0.5)
+            self.ws = None
+
+    async def on_message(self, ws, message) -> bool:
+        now = time.monotonic()
+        data = json.loads(message)
+        if data.get("type") != "group.state":
+            return False
+        self.connected.set()  # this socket has its snapshot
+        if data.get("version", 0) <= self.version:  # protocol.js ignores older states
+            return False
+        self.version = data["version"]
+        await ws.send(json.dumps({"type": "ack", "version": data["version"]}))
+        step = data.get("step", 0)
+        if data.get("phase") != "running" or step <= self.step:
+            return False
+        self.frame[step] = now
+        if await self.load(step):
+            self.ready[step] = time.monotonic()
+        return self.reconnect
+
+    async def answer(self) -> None:
+        step = self.step
+        body = urlencode(self.fields).encode()
+        origin = f"http://127.0.0.1:{self.port}"
+        started = time.monotonic()
+        try:
+            response = await self.http.request("POST", self.run_url, body, {
+                "Content-Type": "application/x-www-form-urlencoded", "Origin": origin, "Referer": origin + self.run_url,
+                "X-CSRFToken": self.http.cookies.get("csrftoken", "")})  # fmt: skip
+            status = response.status
+            if status in (302, 303):  # the browser follows the redirect: the waiting page
+                status = f"{status}->{(await self.http.request('GET', response.location)).status}"
+        except Exception as exc:  # noqa: BLE001 - reported as a failed answer
+            status = repr(exc)
+        self.posts.append((step, time.monotonic() - started, status))
+        if self.reconnect and self.ws is not None:
+            self.connected.clear()
+            await self.ws.close()  # the waiting page is a new document with its own socket
+            try:  # back on the waiting page's socket before the experimenter advances
+                await asyncio.wait_for(self.connected.wait(), 30)
+            except TimeoutError:
+                pass
+
+    async def plain_get(self) -> None:
+        started = time.monotonic()
+        response = await self.http.request("GET", "/")
+        self.plain.append((time.monotonic() - started, response.status))
+
+    async def close(self) -> None:
+        self.stop = True
+        if self.ws is not None:
+            await self.ws.close()
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        self.http.close()
+
+    def result(self) -> dict:
+        return {"index": self.index, "frame": self.frame, "ready": self.ready, "wrong_page": self.wrong_page,
+                "posts": self.posts, "plain": self.plain, "sockets": self.sockets,
+                "http_connections": self.http.opened}  # fmt: skip
+
+
+class OTreeClient:
+    def __init__(self, index: int, port: int, join_path: str):
+        self.index, self.port, self.join_path = index, port, join_path
+        self.http = KeepAlive(port)
+        self.round = 0
+        self.path = ""
+        self.page_socket = None
+        self.page_socket_task: asyncio.Task | None = None
+        self.submitted: dict[int, float] = {}  # round -> the POST's send time
+        self.ready: dict[int, float] = {}  # round -> that round's Trial page returned 200
+        self.errors: list[str] = []
+        self.posts: list[tuple[int, float, object]] = []  # (round, POST and its redirects, the POST's status)
+        self.first_status = 0
+        self.sockets = self.wait_sockets = 0  # Trial pages' sockets, wait pages' sockets
+        self.waiting = asyncio.Event()  # on the wait page with its socket open
+        self.closing: list[asyncio.Task] = []  # sockets of pages left, closing in the background
+
+    def ws_url(self, path: str) -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    async def setup(self) -> None:
+        response = await self.follow("GET", self.join_path)
+        if response.status != 200 or not self.on_trial(response):
+            raise RuntimeError(f"oTree start link: HTTP {response.status}")
+
+    async def follow(self, method: str, path: str, body: bytes = b""):
+        """A request and its redirects, as a browser follows them."""
+        headers = {"Content-Type": "application/x-www-form-urlencoded"} if method == "POST" else {}
+        response = await self.http.request(method, path, body, headers)
+        self.first_status = response.status
+        while response.status in (301, 302, 303, 307):
+            path = urlparse(response.location).path or response.location
+            response = await self.http.request("GET", path)
+        self.path = path
+        return response
+
+    def on_trial(self, response) -> bool:
+        found = OTREE_STEP.search(response.text())
+        if not found:
+            return False
+        self.round = int(found.group(1))
+        socket_url = OTREE_PAGE_SOCKET.search(response.text())
+        self.page_socket_task = asyncio.create_task(self.hold_page_socket(socket_url.group(1)))
+        return True
+
+    async def hold_page_socket(self, path: str) -> None:
+        """The Trial page's auto-advance socket (page-websocket-redirect.js), open until the page is left."""
+        import websockets
+
+        try:
+            async with websockets.connect(self.ws_url(path), **WS_ARGS) as ws:
+                self.sockets += 1
+                self.page_socket = ws
+                await ws.wait_closed()
+        except Exception:  # noqa: BLE001 - the page works without it
+            pass
+
+    async def answer(self) -> None:
+        """Submit this round's Trial page; return once the next round's Trial page is shown."""
+        import websockets
+
+        rnd = self.round
+        self._leave_page()
+        self.submitted[rnd] = time.monotonic()
+        response = await self.follow("POST", self.path, b"rating=4")
+        self.posts.append((rnd, time.monotonic() - self.submitted[rnd], self.first_status))
+        while not OTREE_STEP.search(response.text()):
+            wait_socket = OTREE_WAIT_SOCKET.search(response.text())
+            if response.status != 200 or not wait_socket:
+                self.errors.append(f"round {rnd}: HTTP {response.status} without a trial or wait page")
+                return
+            ws = await websockets.connect(self.ws_url(wait_socket.group(1)), **WS_ARGS)
+            self.wait_sockets += 1
+            self.waiting.set()
+            try:
+                await ws.recv()  # any message: the wait page reloads at once
+            finally:  # its socket closes while the browser already loads the page
+                self.closing.append(asyncio.create_task(ws.close()))
+            response = await self.follow("GET", self.path)
+        now = time.monotonic()
+        if self.on_trial(response) and self.round == rnd + 1:
+            self.ready[self.round] = now
+        else:
+            self.errors.append(f"round {rnd}: next page shows round {self.round}")
+
+    def _leave_page(self) -> None:
+        """The browser leaves the page at once; the page's socket closes meanwhile."""
+        if self.page_socket is not None:
+            self.closing.append(asyncio.create_task(self.page_socket.close()))
+            self.page_socket = None
+        elif self.page_socket_task is not None:  # still connecting: the page is gone first
+            self.page_socket_task.cancel()
+        self.page_socket_task = None
+
+    async def close(self) -> None:
+        self._leave_page()
+        await asyncio.gather(*self.closing, return_exceptions=True)
+        self.http.close()
+
+    def result(self) -> dict:
+        return {"index": self.index, "submitted": self.submitted, "ready": self.ready, "errors": self.errors,
+                "posts": self.posts, "sockets": self.sockets, "wait_sockets": self.wait_sockets,
+                "http_connections": self.http.opened}  # fmt: skip
+
+
+# ---- worker processes -----------------------------------------------------------------
+
+
+def worker(conn, kind: str, indices: list[int], options: dict) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (resource.getrlimit(resource.RLIMIT_NOFILE)[1],) * 2)
+    asyncio.run(_worker_main(conn, kind, indices, options))
+
+
+async def _all(clients, method: str, timeout: float) -> list:
+    return await asyncio.wait_for(
+        asyncio.gather(*(getattr(c, method)() for c in clients), return_exceptions=True), timeout
+    )
+
+
+async def _worker_main(conn, kind: str, indices: list[int], options: dict) -> None:
+    commands: asyncio.Queue = asyncio.Queue()
+    asyncio.get_running_loop().add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
+    if kind == "ours":
+        clients = [OursClient(i, options["port"], options["group"], options.get("reconnect", True)) for i in indices]
+    else:
+        clients = [OTreeClient(i, options["port"], options["join_path"]) for i in indices]
+    gate = asyncio.Semaphore(20)  # participants arrive over a moment, not in one burst
+
+    async def setup(client):
+        async with gate:
+            await client.setup()
+
+    failed = [repr(e) for e in await asyncio.gather(*(setup(c) for c in clients), return_exceptions=True) if e]
+    if kind == "ours":
+        await _wait(lambda: all(c.connected.is_set() for c in clients), 60)
+    conn.send(("set_up", failed[:3], len(failed)))
+    answering: list[asyncio.Task] = []
+    while (command := await commands.get())[0] != "stop":
+        answering = await _command(clients, command, answering)
+        conn.send(("done", command[0]))
+    for task in answering:
+        task.cancel()
+    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    conn.send(("result", [c.result() for c in clients]))
+
+
+async def _command(clients: list, command: tuple, answering: list[asyncio.Task]) -> list[asyncio.Task]:
+    """Carry out one command of the parent; returns the oTree answers still under way."""
+    op, arg = command[0], command[1] if len(command) > 1 else None
+    if op in ("answer", "plain_get"):  # ours: everyone at once
+        await _all(clients, op, 120)
+    elif op == "await_step":  # every client has the step's page (or was shown another)
+        await _wait(lambda: all(arg in c.ready or arg in c.wrong_page for c in clients), 120)
+    elif op == "otree_answer":  # everyone but player ``arg`` submits and waits on the wait page
+        others = [c for c in clients if c.index != arg]
+        for c in others:
+            c.waiting.clear()
+        tasks = [asyncio.create_task(c.answer()) for c in others]
+        await _wait(lambda: all(c.waiting.is_set() or t.done() for c, t in zip(others, tasks, strict=True)), 120)
+        return tasks
+    elif op == "otree_last":
+        return [*answering, *(asyncio.create_task(c.answer()) for c in clients if c.index == arg)]
+    elif op == "otree_done":
+        if answering:
+            await asyncio.wait(answering, timeout=120)
+        return []
+    return answering
+
+
+async def _wait(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.002)
+    return True
