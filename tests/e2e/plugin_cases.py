@@ -97,7 +97,7 @@ CASES = [
          (("click", "#ext-go"),), {"url": M + "page.html"}),
     Case("free-sort", [{"type": "free-sort", "stimuli": [A, B], "stim_starts_inside": True, "sort_area_height": 300,
                         "sort_area_width": 300, "stim_height": 30, "stim_width": 30}],  # small: never over the button
-         (("drag", ".jspsych-free-sort-draggable", 20, 10), ("button", "Continue"))),
+         (("drag_into", ".jspsych-free-sort-draggable", "#jspsych-free-sort-arena"), ("button", "Continue"))),
     Case("fullscreen", [{"type": "fullscreen", "delay_after": 0}], (("button", "Continue"),)),
     _buttons("html-button-response", stimulus="<p>Which side?</p>"),
     _keyed("html-keyboard-response", stimulus="<p>Press a</p>"),

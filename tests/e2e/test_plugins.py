@@ -130,6 +130,8 @@ def _drive(page, steps):
             page.locator(args[0]).first.fill(args[1])
         elif kind == "drag":
             _drag(page, args[0], args[1], args[2])
+        elif kind == "drag_into":  # to the middle of an area: a fixed offset can leave it
+            _drag_into(page, args[0], args[1])
         elif kind == "draw":
             _drag(page, args[0], 40, 30)
         elif kind == "sleep":
@@ -146,6 +148,13 @@ def _drag(page, selector, dx, dy):
     page.mouse.move(x + dx / 2, y + dy / 2, steps=3)
     page.mouse.move(x + dx, y + dy, steps=3)
     page.mouse.up()
+
+
+def _drag_into(page, selector, area):
+    """Drag the first ``selector`` to the middle of ``area`` (where it starts is random)."""
+    item, target = page.locator(selector).first.bounding_box(), page.locator(area).first.bounding_box()
+    x, y = item["x"] + item["width"] / 2, item["y"] + item["height"] / 2
+    _drag(page, selector, target["x"] + target["width"] / 2 - x, target["y"] + target["height"] / 2 - y)
 
 
 def _stored_trial(experiment, plugin: str) -> Response:
