@@ -182,8 +182,7 @@ def test_plugin_trial_runs_and_stores_its_documented_data(
         pytest.skip("needs {'function': name} from the experiment package's jspsych.js (issue 17, dialect core)")
     page = _open(new_page(1280, 900), daphne_server, media, experiment)
     try:
-        _drive(page, case.steps)
-        page.wait_for_selector("[data-end-page]", timeout=20_000)
+        _run(page, case)
     except Exception:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"plugin-{case.plugin}.png"), full_page=True)
@@ -197,6 +196,25 @@ def test_plugin_trial_runs_and_stores_its_documented_data(
     assert row.value == data.get("response")
     assert page.elsewhere == []
     assert isinstance(data["time_elapsed"], int | float) and data["time_elapsed"] > 0
+
+
+#: Plugins that record from Chromium's fake devices. Their recorder's events now and then
+#: race the trial's own timer inside the plugin (html-audio-response 2.x: "Cannot set
+#: properties of null (setting 'innerHTML')", about one run in six), and the page stops
+#: as for any failing timeline. A participant's way on is "Try again": the test takes it
+#: once, and the plugin's data must then be stored as documented.
+RECORDERS = {"html-audio-response", "html-video-response"}
+
+
+def _run(page, case: Case) -> None:
+    _drive(page, case.steps)
+    page.wait_for_selector("[data-end-page], [data-timeline-error]:not(.d-none)", timeout=20_000)
+    if page.locator("[data-end-page]").count() or case.plugin not in RECORDERS:
+        page.wait_for_selector("[data-end-page]", timeout=1_000)
+        return
+    page.get_by_role("button", name="Try again").click()
+    _drive(page, case.steps)
+    page.wait_for_selector("[data-end-page]", timeout=20_000)
 
 
 # PyEnsemble's jsPsych 6 habits (static/js/jspsych_compat.js), in the page.
