@@ -5,6 +5,7 @@ import urllib.request
 from project.serve import redact_path
 from tests.core.serving import live_server
 
+
 def test_redact_path_drops_queries_and_tokens():
     assert redact_path("/run/3/start/?tc=abc&PROLIFIC_PID=p1") == "/run/3/start/?[redacted]"
     assert redact_path("/run/3/verify/tok.en:123/") == "/run/3/verify/[redacted]/"
