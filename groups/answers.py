@@ -168,9 +168,7 @@ def check_responses(items: list[Answer]) -> CheckedResponses:
     return checked
 
 
-def record_response(
-    *, session, step: int, answers: dict | None = None, view: TrialView | None = None
-) -> RecordedStep:
+def record_response(*, session, step: int, answers: dict | None = None, view: TrialView | None = None) -> RecordedStep:
     """Accept ``session``'s answer to lockstep ``step``; run ``on_response`` (and
     ``on_all_responded`` for the last one); publish. One answer of
     :func:`check_responses`, ``write`` and ``announce``.
@@ -218,7 +216,7 @@ def _answering_members(group_session_id: int, keys: list[tuple[int, int]]):
     sql = (
         'SELECT m."id", m."session_id", m."pseudonym", m."status", s."end", m."connections", m."form",'
         ' m."responded_step", m."acked_version"'
-        f' FROM {quote(Membership._meta.db_table)} m INNER JOIN {quote(Session._meta.db_table)} s'
+        f" FROM {quote(Membership._meta.db_table)} m INNER JOIN {quote(Session._meta.db_table)} s"
         f' ON s."id" = m."session_id" WHERE m."group_session_id" = %s AND m."id" IN ({", ".join(["%s"] * len(ids))})'
     )
     cursor = connection.cursor()

@@ -161,8 +161,9 @@ def session_failures(request, group_session_id: int):
     if not allowed:
         return HttpResponseForbidden("Not attached to this group session.")
     rows = failures.recent(group_session_id=gs.pk)
-    names = dict(gs.memberships.filter(session_id__in={f.session_id for f in rows}).values_list("session_id",
-                                                                                                "pseudonym"))
+    names = dict(
+        gs.memberships.filter(session_id__in={f.session_id for f in rows}).values_list("session_id", "pseudonym")
+    )
     return JsonResponse({"failures": [
         {"id": f.pk, "participant": names.get(f.session_id, "?"), "form": f.form.name, "visit": f.visit,
          "kind": f.kind, "message": f.message, "at": f.created.isoformat(), "skipped": f.skipped_at is not None,

@@ -17,18 +17,22 @@ IMPORT_PERMISSION = "runner.add_stimulus"
 
 class StimulusImportForm(forms.Form):
     zip_file = forms.FileField(
-        label="Zip of media files", required=False,
+        label="Zip of media files",
+        required=False,
         help_text="Holds the media files and (unless you upload it separately) the CSV table.",
         widget=forms.ClearableFileInput(attrs={"class": "form-control", "accept": ".zip"}),
     )
     table = forms.FileField(
-        label="CSV table", required=False,
+        label="CSV table",
+        required=False,
         help_text="Columns: name, location (file name), optional description, file_format, duration, "
-                  "attribute__<name>__text / attribute__<name>__double. Alone: files already in storage.",
+        "attribute__<name>__text / attribute__<name>__double. Alone: files already in storage.",
         widget=forms.ClearableFileInput(attrs={"class": "form-control", "accept": ".csv,text/csv"}),
     )
     experiment = forms.ModelChoiceField(
-        queryset=Experiment.objects.all(), required=False, label="Link to experiment (optional)",
+        queryset=Experiment.objects.all(),
+        required=False,
+        label="Link to experiment (optional)",
         widget=forms.Select(attrs={"class": "form-select"}),
     )
 
@@ -62,5 +66,6 @@ def stimulus_import(request):
         except StimulusImportError as exc:
             errors = exc.errors
     status = 400 if errors else 200
-    return render(request, "runner/editor/stimulus_import.html",
-                  {"form": form, "result": result, "errors": errors}, status=status)
+    return render(
+        request, "runner/editor/stimulus_import.html", {"form": form, "result": result, "errors": errors}, status=status
+    )

@@ -129,8 +129,13 @@ def skip_form(*, failure_id: int, by) -> Session:
         TimelineFailure.objects.filter(session_id=session.pk, form_order=failure.form_order, visit=failure.visit,
                                        nonce=failure.nonce, skipped_at=None).update(
             skipped_at=timezone.now(), skipped_by=by if getattr(by, "pk", None) else None)  # fmt: skip
-    logger.warning("jsPsych form skipped by the experimenter: experiment=%s order=%s visit=%s session=%s",
-                   session.experiment.slug, failure.form_order, failure.visit, session_pseudonym(session))
+    logger.warning(
+        "jsPsych form skipped by the experimenter: experiment=%s order=%s visit=%s session=%s",
+        session.experiment.slug,
+        failure.form_order,
+        failure.visit,
+        session_pseudonym(session),
+    )
     return session
 
 

@@ -71,12 +71,16 @@ def question_field(question, *, required: bool) -> forms.Field:
     label = question.text
     if widget == WidgetType.RADIOGROUP:
         return forms.ChoiceField(
-            choices=_choices(fmt), required=required, label=label,
+            choices=_choices(fmt),
+            required=required,
+            label=label,
             widget=forms.RadioSelect(attrs={"class": "form-check-input"}),
         )
     if widget == WidgetType.MENU:
         return forms.ChoiceField(
-            choices=[("", "Choose…")] + _choices(fmt), required=required, label=label,
+            choices=[("", "Choose…")] + _choices(fmt),
+            required=required,
+            label=label,
             widget=forms.Select(attrs={"class": "form-select"}),
         )
     if widget == WidgetType.CHECKBOX:
@@ -85,7 +89,9 @@ def question_field(question, *, required: bool) -> forms.Field:
                 required=required, label=label, widget=forms.CheckboxInput(attrs={"class": "form-check-input"})
             )
         return forms.MultipleChoiceField(
-            choices=_choices(fmt), required=required, label=label,
+            choices=_choices(fmt),
+            required=required,
+            label=label,
             widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
             error_messages={"required": "Please tick at least one box."},
         )
@@ -93,11 +99,15 @@ def question_field(question, *, required: bool) -> forms.Field:
         return _number_field(fmt, required=required, widget=widget, label=label)
     if widget == WidgetType.TEXTAREA:
         return TextareaField(
-            required=required, label=label, max_length=TEXTAREA_MAX_LENGTH,
+            required=required,
+            label=label,
+            max_length=TEXTAREA_MAX_LENGTH,
             widget=forms.Textarea(attrs={"class": "form-control", "rows": 4}),
         )
     return forms.CharField(
-        required=required, label=label, max_length=TEXT_MAX_LENGTH,
+        required=required,
+        label=label,
+        max_length=TEXT_MAX_LENGTH,
         widget=forms.TextInput(attrs={"class": "form-control", "autocomplete": "off"}),
     )
 
@@ -164,22 +174,37 @@ def validate_dob(value) -> None:
 
 #: Personal fields of form_subject_register (names are Subject fields, prefixed ``subject_``).
 SUBJECT_REGISTER_FIELDS = {
-    "name_first": lambda: forms.CharField(label="First name", max_length=100, widget=forms.TextInput(
-        attrs={"class": "form-control", "autocomplete": "given-name"})),
-    "name_last": lambda: forms.CharField(label="Last name", max_length=100, widget=forms.TextInput(
-        attrs={"class": "form-control", "autocomplete": "family-name"})),
+    "name_first": lambda: forms.CharField(
+        label="First name",
+        max_length=100,
+        widget=forms.TextInput(attrs={"class": "form-control", "autocomplete": "given-name"}),
+    ),
+    "name_last": lambda: forms.CharField(
+        label="Last name",
+        max_length=100,
+        widget=forms.TextInput(attrs={"class": "form-control", "autocomplete": "family-name"}),
+    ),
     "email": lambda: email_field(),
-    "dob": lambda: forms.DateField(label="Date of birth", validators=[validate_dob], widget=forms.DateInput(
-        attrs={"class": "form-control", "type": "date", "autocomplete": "bday"})),
-    "phone": lambda: forms.CharField(label="Phone number (optional)", max_length=50, required=False,
-                                     widget=forms.TextInput(attrs={"class": "form-control", "type": "tel",
-                                                                   "autocomplete": "tel"})),
+    "dob": lambda: forms.DateField(
+        label="Date of birth",
+        validators=[validate_dob],
+        widget=forms.DateInput(attrs={"class": "form-control", "type": "date", "autocomplete": "bday"}),
+    ),
+    "phone": lambda: forms.CharField(
+        label="Phone number (optional)",
+        max_length=50,
+        required=False,
+        widget=forms.TextInput(attrs={"class": "form-control", "type": "tel", "autocomplete": "tel"}),
+    ),
 }
 
 
 def email_field() -> forms.EmailField:
-    return forms.EmailField(label="Email address", max_length=254, widget=forms.EmailInput(
-        attrs={"class": "form-control", "autocomplete": "email"}))
+    return forms.EmailField(
+        label="Email address",
+        max_length=254,
+        widget=forms.EmailInput(attrs={"class": "form-control", "autocomplete": "email"}),
+    )
 
 
 def add_subject_fields(form: forms.Form, names) -> None:

@@ -51,7 +51,8 @@ def build_rows(*, page, outcome, trials: list[dict], now, client_time_ms: int | 
     for position_in_list, trial in enumerate(trials):
         index = _trial_index(trial, position_in_list)
         rows.append(
-            Response(item=f"jspsych:{index}", trial_index=index, jspsych_data=trial, value=trial.get("response"),
-                     **common)
+            Response(
+                item=f"jspsych:{index}", trial_index=index, jspsych_data=trial, value=trial.get("response"), **common
+            )
         )
     return rows

@@ -64,5 +64,8 @@ def _by_token():
     from project.core.rows import Select
     from runner.models import Session
 
-    return Select(Session, related=("experiment",),
-                  where='t0."run_token" = %s AND t0."experiment_id" = %s ORDER BY t0."start" DESC LIMIT 1')
+    return Select(
+        Session,
+        related=("experiment",),
+        where='t0."run_token" = %s AND t0."experiment_id" = %s ORDER BY t0."start" DESC LIMIT 1',
+    )

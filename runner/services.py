@@ -56,16 +56,27 @@ def _lock_session(session_id: int) -> Session:
 def _ticket_error(code: str) -> TicketError:
     texts = {
         "experiment_not_found": (404, "Study not found", "We could not find this study. Please check the link."),
-        "ticket_missing": (400, "This link is incomplete",
-                           "The link you followed is missing its access code. "
-                           "Please use the full link you were given."),
-        "ticket_not_found": (404, "Link not recognised",
-                             "This link is not valid. Please check that you copied the whole link."),
-        "ticket_wrong_experiment": (404, "Link not recognised",
-                                    "This link does not belong to this study. Please use the link you were given."),
-        "ticket_used": (409, "This link has already been used",
-                        "Each personal link can be used once, and this one has been used already. "
-                        "If you did not finish, please contact the research team."),
+        "ticket_missing": (
+            400,
+            "This link is incomplete",
+            "The link you followed is missing its access code. Please use the full link you were given.",
+        ),
+        "ticket_not_found": (
+            404,
+            "Link not recognised",
+            "This link is not valid. Please check that you copied the whole link.",
+        ),
+        "ticket_wrong_experiment": (
+            404,
+            "Link not recognised",
+            "This link does not belong to this study. Please use the link you were given.",
+        ),
+        "ticket_used": (
+            409,
+            "This link has already been used",
+            "Each personal link can be used once, and this one has been used already. "
+            "If you did not finish, please contact the research team.",
+        ),
         "ticket_not_yet_valid": (403, "Not open yet", "This link is not active yet. Please try again later."),
         "ticket_expired": (410, "This link has expired", "This link is no longer active. Thank you for your interest."),
         "experiment_closed": (403, "This study is closed", "This study is not taking part in sessions at the moment."),
@@ -88,8 +99,10 @@ def _check_ticket(experiment: Experiment | None, ticket: Ticket | None, *, is_st
         raise _ticket_error("ticket_not_yet_valid")
     if ticket.expires and now >= ticket.expires:
         raise _ticket_error("ticket_expired")
-    closed = not experiment.is_active or (experiment.start_date and now < experiment.start_date) or (
-        experiment.end_date and now >= experiment.end_date
+    closed = (
+        not experiment.is_active
+        or (experiment.start_date and now < experiment.start_date)
+        or (experiment.end_date and now >= experiment.end_date)
     )
     if closed and not is_staff:
         raise _ticket_error("experiment_closed")
@@ -126,8 +139,11 @@ def start_run(
             if existing is not None:
                 return existing
         _check_ticket(experiment, ticket, is_staff=is_staff)
-        subject = Subject.objects.filter(prolific_pid_hmac=prolific_pid_hmac(referral.prolific_pid)).first() \
-            if referral.prolific_pid else None
+        subject = (
+            Subject.objects.filter(prolific_pid_hmac=prolific_pid_hmac(referral.prolific_pid)).first()
+            if referral.prolific_pid
+            else None
+        )
         session = Session.objects.create(
             experiment=experiment,
             ticket=ticket,
@@ -166,7 +182,9 @@ def _attach_to_group(*, session: Session, ticket: Ticket) -> None:
             raise
         raise TicketError(
             str(getattr(exc, "message", "")) or "This group session cannot be joined right now.",
-            code=f"group_{code}", status=409, title="Cannot join this group session",
+            code=f"group_{code}",
+            status=409,
+            title="Cannot join this group session",
         ) from exc
 
 
@@ -182,8 +200,13 @@ def _skip_action(session: Session) -> str | None:
     handler = get_handler(position.handler)
     if type(handler).skip_visit is BaseHandler.skip_visit:
         return None
-    page = Page(session=session, position=position, current=current,
-                form_questions=selectors.form_questions(position.form), total_forms=len(positions))
+    page = Page(
+        session=session,
+        position=position,
+        current=current,
+        form_questions=selectors.form_questions(position.form),
+        total_forms=len(positions),
+    )
     return handler.skip_visit(page)
 
 
@@ -429,7 +452,7 @@ def _send_login_email(*, session: Session, current: dict, email: str, absolute_u
     title = session.experiment.title
     body = (
         f"Hello,\n\nplease open this link to confirm your email address and continue the study "
-        f"\"{title}\":\n\n{link}\n\nIf you did not ask for this, you can ignore this message.\n"
+        f'"{title}":\n\n{link}\n\nIf you did not ask for this, you can ignore this message.\n'
     )
     transaction.on_commit(lambda: send_mail(f"Confirm your email for {title}", body, None, [email]))
 
@@ -450,8 +473,12 @@ def verify_email(*, token: str) -> Session:
         subject = session.subject
         returning = None
         if subject.email_hmac:
-            returning = Subject.objects.filter(email_hmac=subject.email_hmac, email_verified=True).exclude(
-                pk=subject.pk).order_by("created").first()
+            returning = (
+                Subject.objects.filter(email_hmac=subject.email_hmac, email_verified=True)
+                .exclude(pk=subject.pk)
+                .order_by("created")
+                .first()
+            )
         if returning is not None:
             Response.objects.filter(session=session).update(subject=returning)
             session.subject = returning
@@ -462,11 +489,23 @@ def verify_email(*, token: str) -> Session:
             subject.email_verified = True
             subject.save(update_fields=["email_verified"])
         position = selectors.position_at(selectors.positions(session.experiment), payload["o"])
-        Response.objects.bulk_create([Response(
-            session=session, subject=session.subject, experiment=session.experiment, form=position.form,
-            form_order=position.order, visit=current["visit"], item="email_verified", value=True,
-            served_at=parse_datetime(current.get("served_at") or ""), submitted_at=timezone.now(),
-        )], ignore_conflicts=True)
+        Response.objects.bulk_create(
+            [
+                Response(
+                    session=session,
+                    subject=session.subject,
+                    experiment=session.experiment,
+                    form=position.form,
+                    form_order=position.order,
+                    visit=current["visit"],
+                    item="email_verified",
+                    value=True,
+                    served_at=parse_datetime(current.get("served_at") or ""),
+                    submitted_at=timezone.now(),
+                )
+            ],
+            ignore_conflicts=True,
+        )
         session.state["last_done"] = {"order": current["order"], "visit": current["visit"], "nonce": current["nonce"]}
         progress.advance(session, position.order)
         session.save()

@@ -41,8 +41,7 @@ def limits() -> dict[str, int]:
 
 def _unsafe_location(location: str) -> bool:
     """A storage path that could leave the media folder: absolute, ``..``, backslashes, NUL."""
-    return (location.startswith(("/", "~")) or "\\" in location or "\x00" in location
-            or ".." in location.split("/"))
+    return location.startswith(("/", "~")) or "\\" in location or "\x00" in location or ".." in location.split("/")
 
 
 @dataclass
@@ -95,8 +94,13 @@ def _check_header(header: list[str]) -> list[RowError]:
             continue
         parts = col.split("__")
         if len(parts) != 3 or parts[0] != "attribute" or not parts[1] or parts[2] not in ATTRIBUTE_TYPES:
-            errors.append(RowError(1, f"unknown column '{col}' (attribute columns look like attribute__<name>__text "
-                                      "or attribute__<name>__double)"))
+            errors.append(
+                RowError(
+                    1,
+                    f"unknown column '{col}' (attribute columns look like attribute__<name>__text "
+                    "or attribute__<name>__double)",
+                )
+            )
     return errors
 
 
@@ -109,14 +113,19 @@ def _parse_row(number: int, raw: dict, header: list[str], media: set[str] | None
     if not location:
         errors.append(RowError(number, "location is empty"))
     elif _unsafe_location(location):
-        errors.append(RowError(number, f"location '{location}' must be a plain relative path (no '..', "
-                                       "no leading '/', no backslashes)"))
+        errors.append(
+            RowError(
+                number, f"location '{location}' must be a plain relative path (no '..', no leading '/', no backslashes)"
+            )
+        )
     elif media is not None and location not in media:
         errors.append(RowError(number, f"file '{location}' is not in the zip"))
     elif media is None and not default_storage.exists(location):
         errors.append(RowError(number, f"file '{location}' is not in storage"))
-    fields = {"description": (raw.get("description") or "").strip(), "file_format": (raw.get("file_format") or "")
-              .strip() or posixpath.splitext(location)[1].lstrip(".").lower()}
+    fields = {
+        "description": (raw.get("description") or "").strip(),
+        "file_format": (raw.get("file_format") or "").strip() or posixpath.splitext(location)[1].lstrip(".").lower(),
+    }
     duration = (raw.get("duration") or "").strip()
     if duration:
         try:
@@ -154,8 +163,9 @@ def parse(*, table: bytes, media_names: set[str] | None) -> list[ParsedRow]:
         raise StimulusImportError([RowError(0, f"the table has more than {MAX_ROWS} rows")])
     parsed: list[ParsedRow] = []
     seen: dict[str, int] = {}
-    existing = set(Stimulus.objects.filter(name__in=[(r.get("name") or "").strip() for r in rows])
-                   .values_list("name", flat=True))
+    existing = set(
+        Stimulus.objects.filter(name__in=[(r.get("name") or "").strip() for r in rows]).values_list("name", flat=True)
+    )
     for number, raw in enumerate(rows, start=2):
         row, row_errors = _parse_row(number, raw, header, media_names)
         errors += row_errors
@@ -180,8 +190,9 @@ def _check_archive(archive: zipfile.ZipFile) -> None:
         raise StimulusImportError([RowError(0, f"the zip holds {len(infos)} files; the limit is {lim['files']}")])
     unpacked = sum(i.file_size for i in infos)
     if unpacked > lim["unpacked"]:
-        raise StimulusImportError([RowError(
-            0, f"the zip unpacks to {unpacked / 1e6:.0f} MB; the limit is {lim['unpacked'] / 1e6:.0f} MB")])
+        raise StimulusImportError(
+            [RowError(0, f"the zip unpacks to {unpacked / 1e6:.0f} MB; the limit is {lim['unpacked'] / 1e6:.0f} MB")]
+        )
 
 
 def _read_member(archive: zipfile.ZipFile, name: str, *, limit: int | None = None) -> bytes:
@@ -219,8 +230,9 @@ def _write(rows: list[ParsedRow], *, archive, media: dict[str, str] | None, expe
     for row in rows:
         stim = Stimulus(name=row.name, **row.fields)
         if archive is not None:
-            saved = default_storage.save(f"stimuli/{posixpath.basename(row.location)}",
-                                         ContentFile(_read_member(archive, media[row.location])))
+            saved = default_storage.save(
+                f"stimuli/{posixpath.basename(row.location)}", ContentFile(_read_member(archive, media[row.location]))
+            )
             stored.append(saved)
             stim.location.name = saved
         else:
@@ -232,7 +244,8 @@ def _write(rows: list[ParsedRow], *, archive, media: dict[str, str] | None, expe
             if key not in attrs:
                 attrs[key], _ = Attribute.objects.get_or_create(name=attr_name, attribute_type=attr_type)
             StimulusXAttribute.objects.create(
-                stimulus=stim, attribute=attrs[key],
+                stimulus=stim,
+                attribute=attrs[key],
                 value_text=value if attr_type == "text" else "",
                 value_double=value if attr_type == "double" else None,
             )
@@ -241,8 +254,7 @@ def _write(rows: list[ParsedRow], *, archive, media: dict[str, str] | None, expe
     return created
 
 
-def import_stimuli(*, table: bytes | None = None, zip_bytes=None,
-                   experiment: Experiment | None = None) -> ImportResult:
+def import_stimuli(*, table: bytes | None = None, zip_bytes=None, experiment: Experiment | None = None) -> ImportResult:
     """Import stimuli all-or-nothing (one transaction; files stored for a failed
     import are deleted again). Give ``zip_bytes`` (media + one CSV inside, or a CSV
     given separately as ``table``; bytes or a seekable file such as an upload, which is

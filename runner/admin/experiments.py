@@ -161,10 +161,16 @@ class ExperimentAdmin(admin.ModelAdmin):
         return [
             path("new-survey/", view(self._new_survey_view), name="runner_experiment_new_survey"),
             path("<int:pk>/builder/", self._builder(builder_views.builder_page), name="runner_experiment_builder"),
-            path("<int:pk>/builder/save/", self._builder(builder_views.builder_save),
-                 name="runner_experiment_builder_save"),
-            path("<int:pk>/builder/preview/", self._builder(builder_views.builder_preview),
-                 name="runner_experiment_builder_preview"),
+            path(
+                "<int:pk>/builder/save/",
+                self._builder(builder_views.builder_save),
+                name="runner_experiment_builder_save",
+            ),
+            path(
+                "<int:pk>/builder/preview/",
+                self._builder(builder_views.builder_preview),
+                name="runner_experiment_builder_preview",
+            ),
             path("<int:pk>/preview/", self._builder(builder_views.preview_run), name="runner_experiment_preview_run"),
             path("load/", view(self.load_definition_view), name="runner_experiment_load"),
             path("<int:pk>/tickets/", view(self.create_tickets_view), name="runner_experiment_tickets"),

@@ -91,8 +91,13 @@ def parse_yaml(text: str) -> tuple[YNode | None, list[Issue]]:
     try:
         tree = _convert(root, constructor, issues)
     except (_TooBig, RecursionError):  # alias bombs, self-referencing aliases, deep nesting
-        return None, [Issue(1, f"the definition expands to more than {MAX_NODES} values or nests too deeply "
-                               "(check anchors and aliases)")]
+        return None, [
+            Issue(
+                1,
+                f"the definition expands to more than {MAX_NODES} values or nests too deeply "
+                "(check anchors and aliases)",
+            )
+        ]
     return tree, issues
 
 

@@ -285,7 +285,9 @@ def parse_trials(raw: str | None) -> list[dict]:
     if size > limits["bytes"]:
         raise forms.ValidationError(
             f"The task produced more data ({size / 1e6:.1f} MB) than this study can store "
-            f"({limits['bytes'] / 1e6:.1f} MB). Please contact the research team.", code="too_large")
+            f"({limits['bytes'] / 1e6:.1f} MB). Please contact the research team.",
+            code="too_large",
+        )
     try:
         data = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
@@ -295,7 +297,9 @@ def parse_trials(raw: str | None) -> list[dict]:
     if len(data) > limits["trials"]:
         raise forms.ValidationError(
             f"The task produced more trials ({len(data)}) than this study can store ({limits['trials']}). "
-            "Please contact the research team.", code="too_many_trials")
+            "Please contact the research team.",
+            code="too_many_trials",
+        )
     try:
         _check_shape(data, limits["depth"])
     except ValueError as exc:

@@ -72,8 +72,9 @@ def render_visit(request, session, *, page=None, form=None, status: int = 200):
         "timeline": page.timeline,
         "jspsych_field": jspsych_field,
         "jspsych_max_bytes": jspsych_limits()["bytes"] if page.timeline else 0,
-        "jspsych_done": bool(form.is_bound and jspsych_field is not None and not jspsych_field.errors
-                             and jspsych_field.value()),
+        "jspsych_done": bool(
+            form.is_bound and jspsych_field is not None and not jspsych_field.errors and jspsych_field.value()
+        ),
         "show_break_loop": bool(position.break_loop_button and position.repeat is not None),
     }
     context.update(handler.get_context(page, form))

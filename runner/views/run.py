@@ -142,10 +142,15 @@ def verify_email(request, experiment_id: int, token: str):
     try:
         session = services.verify_email(token=token)
     except (signing.BadSignature, Session.DoesNotExist):  # forged, expired, or its session deleted
-        return error_page(request, RunError(
-            "This confirmation link is not valid or has expired. Please ask for a new one on the study page.",
-            code="bad_email_link", status=400, title="Link not valid",
-        ))
+        return error_page(
+            request,
+            RunError(
+                "This confirmation link is not valid or has expired. Please ask for a new one on the study page.",
+                code="bad_email_link",
+                status=400,
+                title="Link not valid",
+            ),
+        )
     except RunError as exc:
         return error_page(request, exc)
     mine = selectors.session_for_request(request, experiment_id)

@@ -242,11 +242,14 @@ def test_group_console_shows_the_failure_and_skips_the_form(transactional_db, se
     assert TimelineFailure.objects.get(experiment=experiment).skipped_by == lead
 
 
-@pytest.mark.parametrize(("script", "kind", "text"), [
-    ("throws", "exception", "boom from the package"),
-    ("missing_media", "media", "no-such-image.png"),
-    ("unknown_plugin", "unknown_plugin", 'Unknown jsPsych plugin "no-such-plugin"'),
-])
+@pytest.mark.parametrize(
+    ("script", "kind", "text"),
+    [
+        ("throws", "exception", "boom from the package"),
+        ("missing_media", "media", "no-such-image.png"),
+        ("unknown_plugin", "unknown_plugin", 'Unknown jsPsych plugin "no-such-plugin"'),
+    ],
+)
 def test_exceptions_media_and_unknown_plugins_stop_the_page(transactional_db, server, page, script, kind, text):
     experiment = _experiment(script)
     _start(page, server, experiment)

@@ -41,8 +41,9 @@ def test_staff_without_data_permissions_gets_403_everywhere(client, solo, setup)
     client.force_login(staff_with("view_stimulus", "change_stimulus"))
     for method, url in _pages(solo.slug):
         assert getattr(client, method)(url, {"action": "exclude_session", "reason": "x"}).status_code == 403, url
-    response = client.post(reverse("exports:experiment", args=[solo.slug]),
-                           {"format": "csv-long", "columns": ["participant", "value"]})
+    response = client.post(
+        reverse("exports:experiment", args=[solo.slug]), {"format": "csv-long", "columns": ["participant", "value"]}
+    )
     assert response.status_code == 403 and not ExportJob.objects.exists()
     assert Session.objects.filter(is_preview=True).exists() and not Session.objects.get(pk=101).excluded
 
@@ -94,19 +95,22 @@ def test_job_files_sit_in_an_unguessable_folder(client, solo, setup, tmp_path):
 
 
 # ------------------------------------------------------------------ CSV formula injection
-@pytest.mark.parametrize("text, expected", [
-    ("=HYPERLINK(\"http://evil\",\"x\")", "'=HYPERLINK(\"http://evil\",\"x\")"),
-    ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
-    ("-2+3", "'-2+3"),
-    ("@SUM(A1)", "'@SUM(A1)"),
-    ("\tx", "'\tx"),
-    ("\r=1", "'\r=1"),
-    ("-3", "-3"),
-    ("+1.5e3", "+1.5e3"),
-    ("-.5", "-.5"),
-    ("plain", "plain"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('=HYPERLINK("http://evil","x")', '\'=HYPERLINK("http://evil","x")'),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\r=1", "'\r=1"),
+        ("-3", "-3"),
+        ("+1.5e3", "+1.5e3"),
+        ("-.5", "-.5"),
+        ("plain", "plain"),
+        ("", ""),
+    ],
+)
 def test_guard_formula(text, expected):
     assert records.guard_formula(text) == expected
 
@@ -122,13 +126,13 @@ def _rows(data: bytes) -> list[dict]:
 
 def test_formulas_typed_by_participants_are_neutralised_in_csv_exports(solo, export):
     row = Response.objects.filter(experiment=solo, jspsych_data__isnull=True, question__isnull=False).first()
-    Response.objects.filter(pk=row.pk).update(value="=HYPERLINK(\"http://evil\")")
+    Response.objects.filter(pk=row.pk).update(value='=HYPERLINK("http://evil")')
     trial = Response.objects.filter(experiment=solo, jspsych_data__isnull=False).first()
     Response.objects.filter(pk=trial.pk).update(jspsych_data={**trial.jspsych_data, "note": "@SUM(1)", "delta": -3})
     _, files = export(solo, "csv-long", filters={"include_preview": True})
     long = _rows(files[f"{solo.slug}_long.csv"])
     values = {r["value"] for r in long}
-    assert "'=HYPERLINK(\"http://evil\")" in values and "=HYPERLINK(\"http://evil\")" not in values
+    assert '\'=HYPERLINK("http://evil")' in values and '=HYPERLINK("http://evil")' not in values
     notes = {r.get("jspsych.note") for r in long}
     assert "'@SUM(1)" in notes and "-3" in {r.get("jspsych.delta") for r in long}
     _, files = export(solo, "csv-wide", filters={"include_preview": True})

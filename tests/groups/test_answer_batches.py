@@ -165,8 +165,13 @@ def test_answers_through_the_view_are_batched_per_experiment(staff, flow, monkey
     seen = []
     monkeypatch.setattr(batching.COMBINER, "run", lambda subs: seen.append(len(subs)) or batching.submit_batch(subs))
     cur = current(run)
-    post = {"_order": cur["order"], "_visit": cur["visit"], "_nonce": cur["nonce"], "q-warm": "Yes",
-            "q-_group_step": "0"}
+    post = {
+        "_order": cur["order"],
+        "_visit": cur["visit"],
+        "_nonce": cur["nonce"],
+        "q-warm": "Yes",
+        "q-_group_step": "0",
+    }
     response = browser.post(f"/run/{experiment.pk}/", post)
     assert response.status_code == 302
     assert seen == [1]

@@ -26,17 +26,28 @@ def build_experiment(forms: list[dict], **kwargs):
     required), repeat, goto, stimulus_script, condition_script, break_loop_button, header."""
     experiment = ExperimentFactory(**kwargs)
     for order, spec in enumerate(forms, start=1):
-        form = FormFactory(name=spec.get("name", f"f{order}-{experiment.slug}"), header=spec.get("header", ""),
-                           owner=experiment)
+        form = FormFactory(
+            name=spec.get("name", f"f{order}-{experiment.slug}"), header=spec.get("header", ""), owner=experiment
+        )
         for q_order, q in enumerate(spec.get("questions", []), start=1):
             fmt = data_format(q.get("df_type", "enum"), q.get("choices"), q.get("range"))
-            question = QuestionFactory(key=q["key"], text=q.get("text", q["key"]), widget=q.get("widget", "radiogroup"),
-                                       data_format=fmt, owner=experiment)
+            question = QuestionFactory(
+                key=q["key"],
+                text=q.get("text", q["key"]),
+                widget=q.get("widget", "radiogroup"),
+                data_format=fmt,
+                owner=experiment,
+            )
             FormXQuestionFactory(form=form, question=question, order=q_order, required=q.get("required", True))
         ExperimentXFormFactory(
-            experiment=experiment, form=form, order=order, handler=spec.get("handler", "form_generic"),
-            repeat=spec.get("repeat"), goto=spec.get("goto"),
-            stimulus_script=spec.get("stimulus_script", ""), condition_script=spec.get("condition_script", ""),
+            experiment=experiment,
+            form=form,
+            order=order,
+            handler=spec.get("handler", "form_generic"),
+            repeat=spec.get("repeat"),
+            goto=spec.get("goto"),
+            stimulus_script=spec.get("stimulus_script", ""),
+            condition_script=spec.get("condition_script", ""),
             break_loop_button=spec.get("break_loop_button", False),
         )
     return experiment
@@ -74,8 +85,13 @@ def current(session) -> dict:
 def submit(client, session, answers: dict | None = None, *, ident: dict | None = None, **extra):
     """POST ``answers`` (question key -> value) for the visit on screen (or ``ident``)."""
     cur = ident or current(session)
-    data = {"_order": cur["order"], "_visit": cur["visit"], "_nonce": cur["nonce"], "_tz": "Europe/Berlin",
-            "_client_ms": "1700000000000"}
+    data = {
+        "_order": cur["order"],
+        "_visit": cur["visit"],
+        "_nonce": cur["nonce"],
+        "_tz": "Europe/Berlin",
+        "_client_ms": "1700000000000",
+    }
     for key, value in (answers or {}).items():
         data[key if key.startswith("_") else f"q-{key}"] = value
     data.update(extra)

@@ -51,8 +51,11 @@ def mixed_names(run):
     """Two trials naming plugins the v6 file way and the v8 class way; no questions follow."""
     return [
         {"type": "jspsych-html-keyboard-response", "stimulus": "<p id='t1'>first</p>", "choices": ["a"]},
-        {"timeline": [{"type": "jsPsychHtmlButtonResponse", "stimulus": "<p id='t2'>second</p>",
-                       "choices": ["Go on"]}]},
+        {
+            "timeline": [
+                {"type": "jsPsychHtmlButtonResponse", "stimulus": "<p id='t2'>second</p>", "choices": ["Go on"]}
+            ]
+        },
     ]
 
 

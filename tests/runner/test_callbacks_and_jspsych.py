@@ -19,10 +19,12 @@ TRIALS = [
 
 
 def test_raising_callback_shows_polite_500_logs_and_stores_nothing(client, caplog):
-    experiment = build_experiment([
-        {"name": "one", "questions": [{"key": "likes"}]},
-        {"name": "boom", "stimulus_script": f"{CB}.explode", "questions": [{"key": "x"}]},
-    ])
+    experiment = build_experiment(
+        [
+            {"name": "one", "questions": [{"key": "likes"}]},
+            {"name": "boom", "stimulus_script": f"{CB}.explode", "questions": [{"key": "x"}]},
+        ]
+    )
     session = start(client, experiment)
     before = dict(current(session))
     with caplog.at_level(logging.ERROR, logger="runner.callbacks"):
@@ -47,10 +49,12 @@ def test_raising_callback_on_the_first_form_creates_no_session(client):
 
 
 def test_unusable_callback_result_is_a_callback_failure(client):
-    experiment = build_experiment([
-        {"name": "one", "questions": [{"key": "likes"}]},
-        {"name": "bad", "handler": "form_stimulus_s", "stimulus_script": f"{CB}.bad_result"},
-    ])
+    experiment = build_experiment(
+        [
+            {"name": "one", "questions": [{"key": "likes"}]},
+            {"name": "bad", "handler": "form_stimulus_s", "stimulus_script": f"{CB}.bad_result"},
+        ]
+    )
     session = start(client, experiment)
     assert submit(client, session, {"likes": "Yes"}).status_code == 500
 
@@ -65,10 +69,13 @@ def test_run_object_fields(client, monkeypatch):
     import tests.runner.scripts as scripts
 
     monkeypatch.setattr(scripts, "spy", spy, raising=False)
-    experiment = build_experiment([
-        {"name": "one", "questions": [{"key": "likes"}]},
-        {"name": "two", "condition_script": f"{CB}.spy", "questions": [{"key": "x"}]},
-    ], params={"colour": "red", "unused": 1})
+    experiment = build_experiment(
+        [
+            {"name": "one", "questions": [{"key": "likes"}]},
+            {"name": "two", "condition_script": f"{CB}.spy", "questions": [{"key": "x"}]},
+        ],
+        params={"colour": "red", "unused": 1},
+    )
     session = start(client, experiment)
     submit(client, session, {"likes": "No"})
     run = seen["run"]
@@ -81,12 +88,18 @@ def test_run_object_fields(client, monkeypatch):
 
 def test_jspsych_trials_stored_one_row_each(client):
     Stimulus.objects.create(name="tone")
-    experiment = build_experiment([
-        {"name": "trial", "handler": "form_stimulus_s", "stimulus_script": f"{CB}.trial_with_stimulus",
-         "questions": [{"key": "rating"}]},
-        {"name": "about", "handler": "form_generic_s", "questions": [{"key": "familiar"}]},
-        {"name": "plain", "questions": [{"key": "done"}]},
-    ])
+    experiment = build_experiment(
+        [
+            {
+                "name": "trial",
+                "handler": "form_stimulus_s",
+                "stimulus_script": f"{CB}.trial_with_stimulus",
+                "questions": [{"key": "rating"}],
+            },
+            {"name": "about", "handler": "form_generic_s", "questions": [{"key": "familiar"}]},
+            {"name": "plain", "questions": [{"key": "done"}]},
+        ]
+    )
     session = start(client, experiment)
     body = client.get(f"/run/{experiment.pk}/").content.decode()
     assert '<script id="jspsych-timeline" type="application/json">' in body
@@ -109,10 +122,16 @@ def test_jspsych_trials_stored_one_row_each(client):
 
 
 def test_missing_or_bad_jspsych_data_is_refused(client):
-    experiment = build_experiment([
-        {"name": "trial", "handler": "form_stimulus_s", "stimulus_script": f"{CB}.one_trial",
-         "questions": [{"key": "rating"}]},
-    ])
+    experiment = build_experiment(
+        [
+            {
+                "name": "trial",
+                "handler": "form_stimulus_s",
+                "stimulus_script": f"{CB}.one_trial",
+                "questions": [{"key": "rating"}],
+            },
+        ]
+    )
     session = start(client, experiment)
     assert b"has not finished yet" in submit(client, session, {"rating": "Yes"}).content
     assert b"could not be read" in submit(client, session, {"rating": "Yes", "_jspsych": "{nope"}).content
@@ -133,10 +152,12 @@ def test_jspsych_only_form_and_data_policy_applied(client):
 
 
 def test_feedback_handler_shows_callback_html(client):
-    experiment = build_experiment([
-        {"name": "one", "questions": [{"key": "likes"}]},
-        {"name": "fb", "handler": "form_feedback", "stimulus_script": f"{CB}.feedback"},
-    ])
+    experiment = build_experiment(
+        [
+            {"name": "one", "questions": [{"key": "likes"}]},
+            {"name": "fb", "handler": "form_feedback", "stimulus_script": f"{CB}.feedback"},
+        ]
+    )
     session = start(client, experiment)
     submit(client, session, {"likes": "Yes"})
     assert b"<p class='fb'>You said Yes</p>" in client.get(f"/run/{experiment.pk}/").content
@@ -149,10 +170,16 @@ def test_policy_violation_shows_clear_error_and_stores_nothing(client, monkeypat
         raise runner.policy.PolicyViolation("ip_address", "not allowed")
 
     monkeypatch.setattr(runner.policy, "sanitize_jspsych", refuse)
-    experiment = build_experiment([
-        {"name": "trial", "handler": "form_stimulus_s", "stimulus_script": f"{CB}.one_trial",
-         "questions": [{"key": "rating"}]},
-    ])
+    experiment = build_experiment(
+        [
+            {
+                "name": "trial",
+                "handler": "form_stimulus_s",
+                "stimulus_script": f"{CB}.one_trial",
+                "questions": [{"key": "rating"}],
+            },
+        ]
+    )
     session = start(client, experiment)
     response = submit(client, session, {"rating": "Yes", "_jspsych": json.dumps(TRIALS)})
     assert response.status_code == 400
@@ -163,8 +190,9 @@ def test_policy_violation_shows_clear_error_and_stores_nothing(client, monkeypat
 def test_callback_storing_a_forbidden_subject_field_gets_policy_violation(client):
     import runner.policy
 
-    experiment = build_experiment([{"name": "one", "questions": [{"key": "likes"}]}],
-                                  data_policy={"subject": {"email": "drop"}})
+    experiment = build_experiment(
+        [{"name": "one", "questions": [{"key": "likes"}]}], data_policy={"subject": {"email": "drop"}}
+    )
     session = start(client, experiment)
     from runner.run_context import make_run
 

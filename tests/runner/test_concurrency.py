@@ -14,8 +14,9 @@ pytestmark = [pytest.mark.postgres]
 
 
 def test_simultaneous_double_submit_stores_once(transactional_db, client):
-    experiment = build_experiment([{"name": "one", "questions": [{"key": "likes"}]},
-                                   {"name": "two", "questions": [{"key": "again"}]}])
+    experiment = build_experiment(
+        [{"name": "one", "questions": [{"key": "likes"}]}, {"name": "two", "questions": [{"key": "again"}]}]
+    )
     session = start(client, experiment)
     cur = current(session)
     barrier = threading.Barrier(4)
@@ -23,8 +24,9 @@ def test_simultaneous_double_submit_stores_once(transactional_db, client):
 
     def post(answer):
         barrier.wait()
-        result = submit_form(session_id=session.pk, order=cur["order"], visit=cur["visit"], nonce=cur["nonce"],
-                             data={"q-likes": answer})
+        result = submit_form(
+            session_id=session.pk, order=cur["order"], visit=cur["visit"], nonce=cur["nonce"], data={"q-likes": answer}
+        )
         results.append(result.kind)
 
     in_threads([lambda a=a: post(a) for a in ("Yes", "No", "Yes", "No")])

@@ -47,16 +47,31 @@ def test_group_trial_default_is_a_per_participant_form(client):
 
 
 def _group_trial_default(client):
-    experiment = build_experiment([{"name": "g", "handler": "group_trial", "stimulus_script": f"{CB}.one_trial",
-                                    "questions": [{"key": "rating"}]}])
+    experiment = build_experiment(
+        [
+            {
+                "name": "g",
+                "handler": "group_trial",
+                "stimulus_script": f"{CB}.one_trial",
+                "questions": [{"key": "rating"}],
+            }
+        ]
+    )
     start(client, experiment)
     assert b"jspsych-timeline" in client.get(f"/run/{experiment.pk}/").content
 
 
 def _consent(questions=None, policy=None):
     return build_experiment(
-        [{"name": "consent", "handler": "form_consent", "header": "<p>Please read.</p>", "questions": questions or []},
-         {"name": "q", "questions": [{"key": "likes"}]}],
+        [
+            {
+                "name": "consent",
+                "handler": "form_consent",
+                "header": "<p>Please read.</p>",
+                "questions": questions or [],
+            },
+            {"name": "q", "questions": [{"key": "likes"}]},
+        ],
         data_policy=policy or {},
     )
 
@@ -89,19 +104,34 @@ def test_consent_question_answered_with_disagree_declines(client):
 
 
 def test_subject_register_stores_encrypted_fields_and_age(client):
-    experiment = build_experiment([{"name": "reg", "handler": "form_subject_register"},
-                                   {"name": "q", "questions": [{"key": "likes"}]}])
+    experiment = build_experiment(
+        [{"name": "reg", "handler": "form_subject_register"}, {"name": "q", "questions": [{"key": "likes"}]}]
+    )
     session = start(client, experiment)
     today = timezone.localdate()
     dob = date(today.year - 30, 1, 1)
-    response = submit(client, session, {"_x": "1"}, **{
-        "q-subject_name_first": "Ada", "q-subject_name_last": "Lovelace", "q-subject_email": "Ada@Example.org ",
-        "q-subject_dob": dob.isoformat(), "q-subject_phone": "+44 1234"})
+    response = submit(
+        client,
+        session,
+        {"_x": "1"},
+        **{
+            "q-subject_name_first": "Ada",
+            "q-subject_name_last": "Lovelace",
+            "q-subject_email": "Ada@Example.org ",
+            "q-subject_dob": dob.isoformat(),
+            "q-subject_phone": "+44 1234",
+        },
+    )
     assert response.status_code == 302
     session.refresh_from_db()
     subject = Subject.objects.get(pk=session.subject_id)
     assert (subject.name_first, subject.name_last, subject.email, subject.dob, subject.phone) == (
-        "Ada", "Lovelace", "Ada@Example.org", dob, "+44 1234")
+        "Ada",
+        "Lovelace",
+        "Ada@Example.org",
+        dob,
+        "+44 1234",
+    )
     assert subject.email_hmac == email_hmac("ada@example.org")
     assert session.age == 30 - (1 if (today.month, today.day) < (1, 1) else 0)
     from django.db import connection
@@ -121,20 +151,32 @@ def test_subject_register_validates(client):
 
 
 def test_subject_register_respects_data_policy(client):
-    experiment = build_experiment([{"name": "reg", "handler": "form_subject_register"}],
-                                  data_policy={"subject": {"dob": "age_in_years", "phone": "drop"}})
+    experiment = build_experiment(
+        [{"name": "reg", "handler": "form_subject_register"}],
+        data_policy={"subject": {"dob": "age_in_years", "phone": "drop"}},
+    )
     session = start(client, experiment)
-    submit(client, session, {}, **{"q-subject_name_first": "A", "q-subject_name_last": "B",
-                                   "q-subject_email": "a@b.org", "q-subject_dob": "1990-06-15",
-                                   "q-subject_phone": "123"})
+    submit(
+        client,
+        session,
+        {},
+        **{
+            "q-subject_name_first": "A",
+            "q-subject_name_last": "B",
+            "q-subject_email": "a@b.org",
+            "q-subject_dob": "1990-06-15",
+            "q-subject_phone": "123",
+        },
+    )
     session.refresh_from_db()
     subject = Subject.objects.get(pk=session.subject_id)
     assert subject.dob is None and subject.phone == "" and session.age >= 30
 
 
 def test_subject_email_collects_email(client):
-    experiment = build_experiment([{"name": "mail", "handler": "form_subject_email"},
-                                   {"name": "q", "questions": [{"key": "likes"}]}])
+    experiment = build_experiment(
+        [{"name": "mail", "handler": "form_subject_email"}, {"name": "q", "questions": [{"key": "likes"}]}]
+    )
     session = start(client, experiment)
     submit(client, session, {}, **{"q-subject_email": "p@example.org"})
     subject = Subject.objects.get(pk=session.subject_id)
@@ -143,8 +185,9 @@ def test_subject_email_collects_email(client):
 
 
 def _login_experiment():
-    return build_experiment([{"name": "login", "handler": "form_login_w_email"},
-                             {"name": "q", "questions": [{"key": "likes"}]}])
+    return build_experiment(
+        [{"name": "login", "handler": "form_login_w_email"}, {"name": "q", "questions": [{"key": "likes"}]}]
+    )
 
 
 def _link_from_mail():
@@ -170,8 +213,9 @@ def test_login_with_email_sends_link_and_verifies(client, django_capture_on_comm
 
 
 def test_login_with_email_links_a_returning_participant(client, django_capture_on_commit_callbacks):
-    returning = Subject.objects.create(email="kim@example.org", email_hmac=email_hmac("kim@example.org"),
-                                       email_verified=True)
+    returning = Subject.objects.create(
+        email="kim@example.org", email_hmac=email_hmac("kim@example.org"), email_verified=True
+    )
     experiment = _login_experiment()
     session = start(client, experiment)
     temp_subject = session.subject_id
@@ -187,9 +231,11 @@ def test_login_with_email_links_a_returning_participant(client, django_capture_o
 
 
 def test_end_page_sona_and_prolific_links(client):
-    experiment = build_experiment([{"name": "end", "handler": "form_end_session"}],
-                                  sona_url="https://x.sona-systems.com/webstudy_credit.aspx?survey_code=XXXX",
-                                  prolific_completion_url="https://app.prolific.com/submissions/complete?cc=ABC")
+    experiment = build_experiment(
+        [{"name": "end", "handler": "form_end_session"}],
+        sona_url="https://x.sona-systems.com/webstudy_credit.aspx?survey_code=XXXX",
+        prolific_completion_url="https://app.prolific.com/submissions/complete?cc=ABC",
+    )
     session = start(client, experiment, sona="SC99", PROLIFIC_PID="p1", SESSION_ID="s1")
     body = client.get(f"/run/{experiment.pk}/").content.decode()
     assert "https://x.sona-systems.com/webstudy_credit.aspx?survey_code=SC99" in body
@@ -207,10 +253,12 @@ def test_image_handler_shows_stimulus_and_caches_it(client, monkeypatch):
     import tests.runner.scripts as scripts
 
     monkeypatch.setattr(scripts, "pick", lambda run: stim.pk, raising=False)
-    experiment = build_experiment([
-        {"name": "img", "handler": "form_image_s", "stimulus_script": f"{CB}.pick", "questions": [{"key": "r"}]},
-        {"name": "more", "handler": "form_generic_s", "questions": [{"key": "s"}]},
-    ])
+    experiment = build_experiment(
+        [
+            {"name": "img", "handler": "form_image_s", "stimulus_script": f"{CB}.pick", "questions": [{"key": "r"}]},
+            {"name": "more", "handler": "form_generic_s", "questions": [{"key": "s"}]},
+        ]
+    )
     session = start(client, experiment)
     body = client.get(f"/run/{experiment.pk}/").content.decode()
     assert 'src="/media/stimuli/pic.png"' in body and 'alt="A red square"' in body
@@ -243,10 +291,12 @@ def test_handler_hooks_skip_visit_and_row_fields(client):
     previous = registered()["form_feedback"]
     register_handler("form_feedback", Skipper, replace=True)
     try:
-        experiment = build_experiment([
-            {"name": "loop", "handler": "form_feedback", "questions": [{"key": "r"}], "repeat": 5, "goto": 1},
-            {"name": "end", "handler": "form_end_session"},
-        ])
+        experiment = build_experiment(
+            [
+                {"name": "loop", "handler": "form_feedback", "questions": [{"key": "r"}], "repeat": 5, "goto": 1},
+                {"name": "end", "handler": "form_end_session"},
+            ]
+        )
         session = start(client, experiment)
         submit(client, session, {"r": "Yes"})
         assert current(session)["order"] == 1  # visit 2 entered

@@ -54,8 +54,16 @@ def test_package_script_is_served_with_its_hash_and_type(client, db, package):
     assert page_script(experiment.pk, "dialectpkg.timelines.task")["url"] != info["url"]  # content hash
 
 
-@pytest.mark.parametrize("path", ["dialectpkg/secret.py", "dialectpkg/__init__.py", "..%2Fdialectpkg/jspsych.js",
-                                  "other/jspsych.js", "runner/jspsych.js"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "dialectpkg/secret.py",
+        "dialectpkg/__init__.py",
+        "..%2Fdialectpkg/jspsych.js",
+        "other/jspsych.js",
+        "runner/jspsych.js",
+    ],
+)
 def test_nothing_else_is_served(client, db, package, path):
     experiment = _experiment("dialectpkg.timelines.task")
     response = client.get(f"/run/{experiment.pk}/package/{path}")
@@ -68,8 +76,10 @@ def test_a_package_the_experiment_does_not_use_is_not_served(client, db, package
 
 
 def test_the_page_loads_the_package_script_beside_the_form(client, db, package, settings):
-    (package / "timelines.py").write_text("def task(run):\n    return [{'type': 'html-keyboard-response', "
-                                          "'stimulus': 'x', 'on_finish': {'function': 'f'}}]\n")
+    (package / "timelines.py").write_text(
+        "def task(run):\n    return [{'type': 'html-keyboard-response', "
+        "'stimulus': 'x', 'on_finish': {'function': 'f'}}]\n"
+    )
     experiment = _experiment("dialectpkg.timelines.task")
     start(client, experiment)
     html = client.get(f"/run/{experiment.pk}/").content.decode()
@@ -78,19 +88,28 @@ def test_the_page_loads_the_package_script_beside_the_form(client, db, package, 
     assert "jspsych_dialect.js" in html and "data-timeline-error" in html
 
 
-@pytest.mark.parametrize("result", [
-    {"timeline": "rt", "params": {"n": 2}},
-    {"timeline": "rt"},
-])
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"timeline": "rt", "params": {"n": 2}},
+        {"timeline": "rt"},
+    ],
+)
 def test_a_timeline_builder_result_is_kept(result):
     assert BaseHandler().interpret(result).timeline == result
     assert BaseHandler().interpret((result, None)).timeline == result
 
 
-@pytest.mark.parametrize("result", [
-    {"timeline": "rt", "extra": 1}, {"timeline": ""}, {"timeline": 3}, {"timeline": "rt", "params": [1]},
-    {"not": "a timeline"},
-])
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"timeline": "rt", "extra": 1},
+        {"timeline": ""},
+        {"timeline": 3},
+        {"timeline": "rt", "params": [1]},
+        {"not": "a timeline"},
+    ],
+)
 def test_a_bad_timeline_builder_result_is_refused(result):
     with pytest.raises(BadCallbackResult):
         BaseHandler().interpret(result)
@@ -98,12 +117,21 @@ def test_a_bad_timeline_builder_result_is_refused(result):
 
 def _report(client, experiment, session, **overrides):
     cur = current(session)
-    body = {"order": cur["order"], "visit": cur["visit"], "nonce": cur["nonce"], "kind": "unknown_function",
-            "message": 'Unknown function "nope" at timeline[0].on_finish'}
+    body = {
+        "order": cur["order"],
+        "visit": cur["visit"],
+        "nonce": cur["nonce"],
+        "kind": "unknown_function",
+        "message": 'Unknown function "nope" at timeline[0].on_finish',
+    }
     body.update(overrides)
     data = body if isinstance(body, str) else json.dumps(body)
-    return client.post(f"/run/{experiment.pk}/timeline-failure/", data, content_type="application/json",
-                       HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value if "csrftoken" in client.cookies else "")
+    return client.post(
+        f"/run/{experiment.pk}/timeline-failure/",
+        data,
+        content_type="application/json",
+        HTTP_X_CSRFTOKEN=client.cookies["csrftoken"].value if "csrftoken" in client.cookies else "",
+    )
 
 
 @pytest.fixture
@@ -125,7 +153,11 @@ def test_a_report_is_stored_and_logged_without_personal_data(csrf_client, db, ca
     assert response.status_code == 200, response.content
     failure = TimelineFailure.objects.get()
     assert (failure.kind, failure.form.name, failure.form_order, failure.session_id) == (
-        "unknown_function", "task", 1, session.pk)
+        "unknown_function",
+        "task",
+        1,
+        session.pk,
+    )
     line = caplog.records[-1].getMessage()
     assert f"experiment={experiment.slug}" in line and "form=task" in line and '"nope"' in line
     assert f"session={failures.session_pseudonym(session)}" in line
@@ -142,17 +174,22 @@ def test_a_report_needs_the_csrf_token_and_the_run(csrf_client, db):
         {"order": cur["order"], "visit": cur["visit"], "nonce": cur["nonce"], "kind": "script", "message": "x"}),
         content_type="application/json")  # fmt: skip
     assert no_token.status_code == 403
-    assert Client().post(f"/run/{experiment.pk}/timeline-failure/", "{}", content_type="application/json").json()[
-        "code"] == "no_run"
+    assert (
+        Client().post(f"/run/{experiment.pk}/timeline-failure/", "{}", content_type="application/json").json()["code"]
+        == "no_run"
+    )
     assert not TimelineFailure.objects.exists()
 
 
-@pytest.mark.parametrize(("overrides", "status", "code"), [
-    ({"nonce": "old"}, 409, "not_current"),
-    ({"kind": "mystery"}, 400, "bad_report"),
-    ({"order": "x"}, 400, "bad_report"),
-    ({"message": "x" * 5000}, 413, "too_large"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "status", "code"),
+    [
+        ({"nonce": "old"}, 409, "not_current"),
+        ({"kind": "mystery"}, 400, "bad_report"),
+        ({"order": "x"}, 400, "bad_report"),
+        ({"message": "x" * 5000}, 413, "too_large"),
+    ],
+)
 def test_bad_reports_change_nothing(csrf_client, db, overrides, status, code):
     experiment = _experiment()
     session = _started(csrf_client, experiment)

@@ -66,5 +66,7 @@ def test_unknown_names_are_errors_naming_every_one(result):
     assert fn["kind"] == "unknown_function"
     assert '"nope" at timeline[0].on_start' in fn["message"] and '"alsoNope" at timeline[0].data.f' in fn["message"]
     assert "registered: never, score" in fn["message"]
-    assert result["errors"]["builder"]["kind"] == "unknown_timeline" and "missing" in result["errors"]["builder"][
-        "message"]
+    assert (
+        result["errors"]["builder"]["kind"] == "unknown_timeline"
+        and "missing" in result["errors"]["builder"]["message"]
+    )

@@ -11,12 +11,14 @@ pytestmark = pytest.mark.django_db
 
 
 def _loop_experiment(**last):
-    return build_experiment([
-        {"name": "intro", "questions": [{"key": "ready"}]},
-        {"name": "rate", "questions": [{"key": "rating"}]},
-        {"name": "check", "questions": [{"key": "sure"}], "repeat": 3, "goto": 2, **last},
-        {"name": "end", "handler": "form_end_session"},
-    ])
+    return build_experiment(
+        [
+            {"name": "intro", "questions": [{"key": "ready"}]},
+            {"name": "rate", "questions": [{"key": "rating"}]},
+            {"name": "check", "questions": [{"key": "sure"}], "repeat": 3, "goto": 2, **last},
+            {"name": "end", "handler": "form_end_session"},
+        ]
+    )
 
 
 def _visits(session, item):
@@ -66,12 +68,19 @@ def test_break_loop_is_ignored_where_not_enabled(client):
 
 
 def test_empty_timeline_ends_the_loop(client):
-    experiment = build_experiment([
-        {"name": "trial", "handler": "form_stimulus_s", "stimulus_script": f"{CB}.three_then_empty",
-         "questions": [{"key": "rating"}]},
-        {"name": "more", "questions": [{"key": "sure"}], "repeat": 5, "goto": 1},
-        {"name": "end", "handler": "form_end_session"},
-    ], params={"rounds": 2})
+    experiment = build_experiment(
+        [
+            {
+                "name": "trial",
+                "handler": "form_stimulus_s",
+                "stimulus_script": f"{CB}.three_then_empty",
+                "questions": [{"key": "rating"}],
+            },
+            {"name": "more", "questions": [{"key": "sure"}], "repeat": 5, "goto": 1},
+            {"name": "end", "handler": "form_end_session"},
+        ],
+        params={"rounds": 2},
+    )
     session = start(client, experiment)
     for _ in range(2):
         trials = '[{"trial_index": 0, "response": "f", "rt": 500}]'
@@ -83,21 +92,25 @@ def test_empty_timeline_ends_the_loop(client):
 
 
 def test_empty_timeline_outside_a_loop_skips_the_form(client):
-    experiment = build_experiment([
-        {"name": "nothing", "handler": "form_stimulus_s", "stimulus_script": f"{CB}.always_empty"},
-        {"name": "q", "questions": [{"key": "likes"}]},
-    ])
+    experiment = build_experiment(
+        [
+            {"name": "nothing", "handler": "form_stimulus_s", "stimulus_script": f"{CB}.always_empty"},
+            {"name": "q", "questions": [{"key": "likes"}]},
+        ]
+    )
     session = start(client, experiment)
     assert current(session)["order"] == 2
 
 
 def test_condition_script_false_skips_a_form(client):
-    experiment = build_experiment([
-        {"name": "one", "questions": [{"key": "likes"}]},
-        {"name": "skipped", "condition_script": f"{CB}.never", "questions": [{"key": "never_asked"}]},
-        {"name": "shown", "condition_script": f"{CB}.answered_yes", "questions": [{"key": "why"}]},
-        {"name": "end", "handler": "form_end_session"},
-    ])
+    experiment = build_experiment(
+        [
+            {"name": "one", "questions": [{"key": "likes"}]},
+            {"name": "skipped", "condition_script": f"{CB}.never", "questions": [{"key": "never_asked"}]},
+            {"name": "shown", "condition_script": f"{CB}.answered_yes", "questions": [{"key": "why"}]},
+            {"name": "end", "handler": "form_end_session"},
+        ]
+    )
     session = start(client, experiment)
     submit(client, session, {"likes": "Yes"})
     assert current(session)["order"] == 3  # 2 skipped, 3 shown because likes == Yes
@@ -108,11 +121,13 @@ def test_condition_script_false_skips_a_form(client):
 
 
 def test_skipped_loop_end_still_counts_passes(client):
-    experiment = build_experiment([
-        {"name": "rate", "questions": [{"key": "rating"}]},
-        {"name": "hidden", "condition_script": f"{CB}.never", "repeat": 2, "goto": 1},
-        {"name": "end", "handler": "form_end_session"},
-    ])
+    experiment = build_experiment(
+        [
+            {"name": "rate", "questions": [{"key": "rating"}]},
+            {"name": "hidden", "condition_script": f"{CB}.never", "repeat": 2, "goto": 1},
+            {"name": "end", "handler": "form_end_session"},
+        ]
+    )
     session = start(client, experiment)
     submit(client, session, {"rating": "Yes"})
     assert current(session) == {**current(session), "order": 1, "visit": 2}

@@ -11,11 +11,13 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def experiment():
-    return build_experiment([
-        {"name": "one", "questions": [{"key": "likes"}]},
-        {"name": "two", "questions": [{"key": "again"}]},
-        {"name": "end", "handler": "form_end_session"},
-    ])
+    return build_experiment(
+        [
+            {"name": "one", "questions": [{"key": "likes"}]},
+            {"name": "two", "questions": [{"key": "again"}]},
+            {"name": "end", "handler": "form_end_session"},
+        ]
+    )
 
 
 def test_reload_resumes_at_the_current_form(client, experiment):

@@ -35,10 +35,17 @@ def _media(settings, tmp_path):
 
 
 # ------------------------------------------------------------------ callbacks
-@pytest.mark.parametrize("dotted", [
-    "os.system", "sys.exit", "subprocess.run", "builtins.exec", "django.core.management.call_command",
-    "demo.colors.fmean",  # reached through an experiment module's import: still statistics.fmean
-])
+@pytest.mark.parametrize(
+    "dotted",
+    [
+        "os.system",
+        "sys.exit",
+        "subprocess.run",
+        "builtins.exec",
+        "django.core.management.call_command",
+        "demo.colors.fmean",  # reached through an experiment module's import: still statistics.fmean
+    ],
+)
 def test_callbacks_must_be_experiment_code(dotted):
     with pytest.raises(CallbackError, match="not in the experiments folders|built into Python"):
         resolve_callable(dotted)
@@ -76,14 +83,18 @@ def test_the_most_specific_folder_decides(settings, tmp_path, monkeypatch):
 
 
 def test_callback_calling_sys_exit_is_a_polite_500_and_stores_nothing(client):
-    experiment = build_experiment([
-        {"name": "one", "questions": [{"key": "likes"}]},
-        {"name": "two", "stimulus_script": f"{CB}.exits", "questions": [{"key": "again"}]},
-    ])
+    experiment = build_experiment(
+        [
+            {"name": "one", "questions": [{"key": "likes"}]},
+            {"name": "two", "stimulus_script": f"{CB}.exits", "questions": [{"key": "again"}]},
+        ]
+    )
     session = start(client, experiment)
     cur = session.state["current"]
-    response = client.post(f"/run/{experiment.pk}/", {"_order": cur["order"], "_visit": cur["visit"],
-                                                      "_nonce": cur["nonce"], "q-likes": "Yes"})
+    response = client.post(
+        f"/run/{experiment.pk}/",
+        {"_order": cur["order"], "_visit": cur["visit"], "_nonce": cur["nonce"], "q-likes": "Yes"},
+    )
     assert response.status_code == 500 and b'data-error-code="callback_failed"' in response.content
     assert not Response.objects.exists()
 
@@ -97,8 +108,9 @@ def _zip(members: dict[str, bytes], *, compression=zipfile.ZIP_STORED) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("location", ["../../etc/passwd", "/etc/passwd", "a/../../b.png", "..\\..\\x.png",
-                                      "~/x.png", "a\x00.png"])
+@pytest.mark.parametrize(
+    "location", ["../../etc/passwd", "/etc/passwd", "a/../../b.png", "..\\..\\x.png", "~/x.png", "a\x00.png"]
+)
 def test_table_locations_cannot_leave_the_media_folder(location):
     with pytest.raises(StimulusImportError) as info:
         import_stimuli(table=f"name,location\nevil,{location}\n".encode())
@@ -195,16 +207,24 @@ def test_ensure_experimenter_tightens_a_readable_password_file(tmp_path, setting
 
 
 # ------------------------------------------------------------------ definition files
-LAUGHS = "slug: laughs\ntitle: x\nparams:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-    f"  {chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8)
-) + "forms:\n  - name: end\n    handler: form_end_session\n"
+LAUGHS = (
+    "slug: laughs\ntitle: x\nparams:\n  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    + "".join(f"  {chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8))
+    + "forms:\n  - name: end\n    handler: form_end_session\n"
+)
 
 
-@pytest.mark.parametrize("text, message", [
-    (LAUGHS, "expands to more than"),
-    ("slug: x\ntitle: x\nparams: &p {self: *p}\nforms: []\n", "expands to more than|nests too deeply|malformed"),
-    ("slug: x\ntitle: x\nparams: " + "[" * 5000 + "]" * 5000 + "\nforms: []\n", "nested too deeply|nests too deeply"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (LAUGHS, "expands to more than"),
+        ("slug: x\ntitle: x\nparams: &p {self: *p}\nforms: []\n", "expands to more than|nests too deeply|malformed"),
+        (
+            "slug: x\ntitle: x\nparams: " + "[" * 5000 + "]" * 5000 + "\nforms: []\n",
+            "nested too deeply|nests too deeply",
+        ),
+    ],
+)
 def test_hostile_yaml_is_refused_quickly(text, message):
     from runner.definitions.validate import validate_text
 

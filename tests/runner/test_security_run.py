@@ -33,11 +33,17 @@ def experiment():
 
 @pytest.fixture
 def jspsych_experiment():
-    return build_experiment([
-        {"name": "trial", "handler": "form_stimulus_s", "stimulus_script": f"{CB}.one_trial",
-         "questions": [{"key": "rating"}]},
-        {"name": "end", "handler": "form_end_session"},
-    ])
+    return build_experiment(
+        [
+            {
+                "name": "trial",
+                "handler": "form_stimulus_s",
+                "stimulus_script": f"{CB}.one_trial",
+                "questions": [{"key": "rating"}],
+            },
+            {"name": "end", "handler": "form_end_session"},
+        ]
+    )
 
 
 def _state(session) -> dict:
@@ -84,8 +90,13 @@ def test_token_of_a_finished_session_shows_the_end_and_stores_nothing(client, ex
 def test_forged_visit_and_order_store_nothing(client, experiment):
     session = start(client, experiment)
     cur = current(session)
-    for forged in ({**cur, "visit": 2}, {**cur, "visit": "x"}, {**cur, "order": -1}, {**cur, "order": 10**30},
-                   {**cur, "nonce": ""}):
+    for forged in (
+        {**cur, "visit": 2},
+        {**cur, "visit": "x"},
+        {**cur, "order": -1},
+        {**cur, "order": 10**30},
+        {**cur, "nonce": ""},
+    ):
         assert submit(client, session, {"likes": "Yes"}, ident=forged).status_code == 302
     assert not Response.objects.exists() and current(session) == cur
 
@@ -100,12 +111,19 @@ def test_unusable_ticket_codes_are_not_found(client, experiment, code):
 
 def test_nul_characters_in_start_parameters_are_dropped(client, experiment):
     tkt = ticket(experiment)
-    response = client.get(f"/run/{experiment.pk}/start/", {"tc": tkt.code, "sona": "ab\x00c", "STUDY_ID": "s\x00",
-                                                           "SESSION_ID": "\x00x"}, HTTP_USER_AGENT="UA\x00")
+    response = client.get(
+        f"/run/{experiment.pk}/start/",
+        {"tc": tkt.code, "sona": "ab\x00c", "STUDY_ID": "s\x00", "SESSION_ID": "\x00x"},
+        HTTP_USER_AGENT="UA\x00",
+    )
     assert response.status_code == 302
     session = Session.objects.get()
     assert (session.sona_code, session.prolific_study_id, session.prolific_session_id, session.user_agent) == (
-        "abc", "s", "x", "UA")
+        "abc",
+        "s",
+        "x",
+        "UA",
+    )
 
 
 def test_ticket_valid_from_and_expires_boundaries(client, experiment, monkeypatch):
@@ -157,19 +175,27 @@ def test_values_outside_the_choices_store_nothing(client, experiment, value):
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", "1e999", "121", "-1"])
 def test_numbers_outside_the_range_store_nothing(client, value):
-    experiment = build_experiment([
-        {"name": "n", "questions": [{"key": "age", "widget": "numeric", "df_type": "float",
-                                     "range": {"min": 0, "max": 120.5}}]},
-    ])
+    experiment = build_experiment(
+        [
+            {
+                "name": "n",
+                "questions": [
+                    {"key": "age", "widget": "numeric", "df_type": "float", "range": {"min": 0, "max": 120.5}}
+                ],
+            },
+        ]
+    )
     session = start(client, experiment)
     assert submit(client, session, {"age": value}).status_code == 200
     assert not Response.objects.exists()
 
 
 def test_answers_are_escaped_when_shown_again(client):
-    experiment = build_experiment([
-        {"name": "t", "questions": [{"key": "note", "widget": "text", "df_type": "string"}, {"key": "likes"}]},
-    ])
+    experiment = build_experiment(
+        [
+            {"name": "t", "questions": [{"key": "note", "widget": "text", "df_type": "string"}, {"key": "likes"}]},
+        ]
+    )
     session = start(client, experiment)
     body = submit(client, session, {"note": '"><script>alert(1)</script>'}).content.decode()  # likes missing
     assert "<script>alert(1)</script>" not in body and "&lt;script&gt;alert(1)&lt;/script&gt;" in body
@@ -201,20 +227,23 @@ def _deep(depth: int):
     return value
 
 
-@pytest.mark.parametrize("raw, message", [
-    ('{"trial_index": 0}', b"could not be read"),
-    ('"text"', b"could not be read"),
-    ("[[1], [2]]", b"could not be read"),
-    ('[{"rt": NaN}]', b"could not be read"),
-    ('[{"rt": Infinity}]', b"could not be read"),
-    ('[{"response": "a\\u0000b"}]', b"could not be read"),
-    ('[{"a\\u0000": 1}]', b"could not be read"),
-    ('[{"response": "\\ud800"}]', b"could not be read"),
-    ("[" * 100_000 + "]" * 100_000, b"could not be read"),
-    (json.dumps([{"deep": _deep(40)}]), b"could not be read"),
-    (json.dumps([{}] * 10_001), b"more trials (10001) than this study can store (10000)"),
-    (json.dumps([{"pad": "x" * 2_100_000}]), b"more data (2.1 MB) than this study can store (2.0 MB)"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ('{"trial_index": 0}', b"could not be read"),
+        ('"text"', b"could not be read"),
+        ("[[1], [2]]", b"could not be read"),
+        ('[{"rt": NaN}]', b"could not be read"),
+        ('[{"rt": Infinity}]', b"could not be read"),
+        ('[{"response": "a\\u0000b"}]', b"could not be read"),
+        ('[{"a\\u0000": 1}]', b"could not be read"),
+        ('[{"response": "\\ud800"}]', b"could not be read"),
+        ("[" * 100_000 + "]" * 100_000, b"could not be read"),
+        (json.dumps([{"deep": _deep(40)}]), b"could not be read"),
+        (json.dumps([{}] * 10_001), b"more trials (10001) than this study can store (10000)"),
+        (json.dumps([{"pad": "x" * 2_100_000}]), b"more data (2.1 MB) than this study can store (2.0 MB)"),
+    ],
+)
 def test_hostile_jspsych_data_gets_a_clear_error_and_stores_nothing(client, jspsych_experiment, raw, message):
     session = start(client, jspsych_experiment)
     before = current(session)

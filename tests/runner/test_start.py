@@ -122,8 +122,10 @@ def test_prolific_id_is_encrypted_at_rest(client, experiment):
 
     session = start(client, experiment, PROLIFIC_PID="PID-SECRET-42")
     with connection.cursor() as cursor:
-        cursor.execute("SELECT prolific_pid FROM runner_subject WHERE id = %s", [session.subject_id.hex
-                       if connection.vendor == "sqlite" else session.subject_id])
+        cursor.execute(
+            "SELECT prolific_pid FROM runner_subject WHERE id = %s",
+            [session.subject_id.hex if connection.vendor == "sqlite" else session.subject_id],
+        )
         raw = cursor.fetchone()[0]
     assert "PID-SECRET-42" not in raw
 
@@ -132,8 +134,12 @@ def test_group_ticket_calls_attach_participant(client, monkeypatch):
     import groups.services
 
     calls = []
-    monkeypatch.setattr(groups.services, "attach_participant",
-                        lambda *, session, ticket: calls.append((session.pk, ticket.pk)), raising=False)
+    monkeypatch.setattr(
+        groups.services,
+        "attach_participant",
+        lambda *, session, ticket: calls.append((session.pk, ticket.pk)),
+        raising=False,
+    )
     experiment = build_experiment(SURVEY, is_group=True)
     tkt = ticket(experiment, type=Ticket.Type.GROUP)
     session = start(client, experiment, tkt)

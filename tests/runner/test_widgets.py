@@ -75,29 +75,55 @@ def test_widgets_carry_client_side_validation_attributes(widget, df_type, choice
 
 
 def test_every_widget_through_the_run_page(client):
-    experiment = build_experiment([{"name": "survey", "questions": [
-        {"key": "colour", "widget": "radiogroup", "choices": ["Red", "Blue"]},
-        {"key": "fruits", "widget": "checkbox", "choices": ["Apple", "Pear", "Plum"]},
-        {"key": "country", "widget": "menu", "choices": ["DE", "FR"]},
-        {"key": "nick", "widget": "text", "df_type": "string"},
-        {"key": "story", "widget": "textarea", "df_type": "text", "required": False},
-        {"key": "age", "widget": "numeric", "df_type": "int", "range": {"min": 18, "max": 99}},
-        {"key": "mood", "widget": "slider", "df_type": "int", "range": {"min": 1, "max": 7, "step": 1}},
-    ]}])
+    experiment = build_experiment(
+        [
+            {
+                "name": "survey",
+                "questions": [
+                    {"key": "colour", "widget": "radiogroup", "choices": ["Red", "Blue"]},
+                    {"key": "fruits", "widget": "checkbox", "choices": ["Apple", "Pear", "Plum"]},
+                    {"key": "country", "widget": "menu", "choices": ["DE", "FR"]},
+                    {"key": "nick", "widget": "text", "df_type": "string"},
+                    {"key": "story", "widget": "textarea", "df_type": "text", "required": False},
+                    {"key": "age", "widget": "numeric", "df_type": "int", "range": {"min": 18, "max": 99}},
+                    {"key": "mood", "widget": "slider", "df_type": "int", "range": {"min": 1, "max": 7, "step": 1}},
+                ],
+            }
+        ]
+    )
     session = start(client, experiment)
     page = client.get(f"/run/{experiment.pk}/").content.decode()
     for key in ("colour", "fruits", "country", "nick", "story", "age", "mood"):
         assert f'data-question="{key}"' in page
-    bad = submit(client, session, {"colour": "Green", "fruits": [], "country": "", "nick": "", "age": "12",
-                                   "mood": "9"})
+    bad = submit(
+        client, session, {"colour": "Green", "fruits": [], "country": "", "nick": "", "age": "12", "mood": "9"}
+    )
     assert bad.status_code == 200 and not Response.objects.exists()
     errors = bad.context["form"].errors
     assert set(errors) == {"colour", "fruits", "country", "nick", "age", "mood"}
-    submit(client, session, {"colour": "Blue", "fruits": ["Apple", "Plum"], "country": "FR", "nick": "Kim",
-                             "story": "", "age": "30", "mood": "5"})
+    submit(
+        client,
+        session,
+        {
+            "colour": "Blue",
+            "fruits": ["Apple", "Plum"],
+            "country": "FR",
+            "nick": "Kim",
+            "story": "",
+            "age": "30",
+            "mood": "5",
+        },
+    )
     values = dict(Response.objects.values_list("item", "value"))
-    assert values == {"colour": "Blue", "fruits": ["Apple", "Plum"], "country": "FR", "nick": "Kim", "story": None,
-                      "age": 30, "mood": 5}
+    assert values == {
+        "colour": "Blue",
+        "fruits": ["Apple", "Plum"],
+        "country": "FR",
+        "nick": "Kim",
+        "story": None,
+        "age": 30,
+        "mood": 5,
+    }
 
 
 # ---- sliders count only once moved; textareas count as the browser counts ---------------

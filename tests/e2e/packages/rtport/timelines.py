@@ -7,14 +7,22 @@ ORANGE = "<div class='rt-stim' style='width:90px;height:90px;border-radius:50%;b
 def rt_task(run, fixation_ms=250):
     """The reaction-time task written as JSON: timeline variables, ``randomize_order`` and
     an ``on_finish`` from jspsych.js that scores each response (``correct``)."""
-    fixation = {"type": "html-keyboard-response", "stimulus": "<div class='rt-fix' style='font-size:60px'>+</div>",
-                "choices": "NO_KEYS", "trial_duration": fixation_ms, "data": {"task": "fixation"}}
+    fixation = {
+        "type": "html-keyboard-response",
+        "stimulus": "<div class='rt-fix' style='font-size:60px'>+</div>",
+        "choices": "NO_KEYS",
+        "trial_duration": fixation_ms,
+        "data": {"task": "fixation"},
+    }
     test = {
         "type": "html-keyboard-response",
         "stimulus": {"timelineVariable": "stimulus"},
         "choices": ["f", "j"],
-        "data": {"task": "response", "correct_response": {"timelineVariable": "correct_response"},
-                 "colour": {"timelineVariable": "colour"}},
+        "data": {
+            "task": "response",
+            "correct_response": {"timelineVariable": "correct_response"},
+            "colour": {"timelineVariable": "colour"},
+        },
         "on_finish": {"function": "scoreResponse"},
     }
     return [
@@ -35,11 +43,21 @@ def conditions_and_loops(run):
     twice, a dynamic parameter (``stimulus``), ``on_start`` and call-function's ``func``,
     all from jspsych.js."""
     return [
-        {"timeline": [{"type": "html-keyboard-response", "stimulus": "<p id='skipped'>never shown</p>"}],
-         "conditional_function": {"function": "never"}},
-        {"timeline": [{"type": "html-button-response", "stimulus": {"function": "loopStimulus"},
-                       "choices": ["Next"], "on_start": {"function": "countLoop"}}],
-         "loop_function": {"function": "loopTwice"}},
+        {
+            "timeline": [{"type": "html-keyboard-response", "stimulus": "<p id='skipped'>never shown</p>"}],
+            "conditional_function": {"function": "never"},
+        },
+        {
+            "timeline": [
+                {
+                    "type": "html-button-response",
+                    "stimulus": {"function": "loopStimulus"},
+                    "choices": ["Next"],
+                    "on_start": {"function": "countLoop"},
+                }
+            ],
+            "loop_function": {"function": "loopTwice"},
+        },
         {"type": "call-function", "func": {"function": "stamp"}},
     ]
 
@@ -52,9 +70,14 @@ def built(run):
 def likert(run):
     """A survey-likert page; the form's own questions follow on the same page."""
     scale = ["Not at all", "A little", "Somewhat", "Very"]
-    return [{"type": "survey-likert", "questions": [
-        {"prompt": "How alert do you feel?", "labels": scale, "name": "alert", "required": True},
-    ]}]
+    return [
+        {
+            "type": "survey-likert",
+            "questions": [
+                {"prompt": "How alert do you feel?", "labels": scale, "name": "alert", "required": True},
+            ],
+        }
+    ]
 
 
 def unknown_function(run):
@@ -64,14 +87,18 @@ def unknown_function(run):
 
 def throws(run):
     """A registered on_finish that throws: the page stops after the first trial."""
-    return [{"type": "html-keyboard-response", "stimulus": "<p id='first'>x</p>", "on_finish": {"function": "boom"}},
-            {"type": "html-keyboard-response", "stimulus": "<p id='second'>y</p>"}]
+    return [
+        {"type": "html-keyboard-response", "stimulus": "<p id='first'>x</p>", "on_finish": {"function": "boom"}},
+        {"type": "html-keyboard-response", "stimulus": "<p id='second'>y</p>"},
+    ]
 
 
 def missing_media(run):
     """A preload trial whose image does not exist."""
-    return [{"type": "preload", "images": ["/static/no-such-image.png"]},
-            {"type": "image-keyboard-response", "stimulus": "/static/no-such-image.png"}]
+    return [
+        {"type": "preload", "images": ["/static/no-such-image.png"]},
+        {"type": "image-keyboard-response", "stimulus": "/static/no-such-image.png"},
+    ]
 
 
 def unknown_plugin(run):
