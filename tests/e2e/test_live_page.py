@@ -175,3 +175,42 @@ def test_reload_pause_and_exit_loop_on_the_live_page(daphne_server, new_page, tr
 def _pid(_navigations, gs, index):
     """The pseudonym of the ``index``-th participant to join (joined in order)."""
     return gs.memberships.order_by("pk").values_list("pseudonym", flat=True)[index]
+
+
+@pytest.mark.browser
+def test_jspsych_steps_run_in_the_same_document(daphne_server, new_page, transactional_db, artifacts):
+    """Each step's timeline runs on the same document (the plugin script loaded once); a
+    jsPsych error on one step is reported to the console's step log and the page lives on."""
+    get_user_model().objects.create_user("js", password=PASSWORD, is_staff=True)
+    experiment = build_lockstep_experiment(3, title="Live jsPsych")
+    experiment.experiment_forms.filter(order=1).update(
+        stimulus_script="tests.groups.lockstep_scripts.live_button_trial"
+    )
+    gs = services.start_group_session(experiment=experiment, size=1)
+    base = daphne_server.url
+    console = new_page()
+    attach_console(console, base, gs, username="js", password=PASSWORD)
+    page, navigations, errors = _join(new_page, base, experiment, gs, 0)
+    console.locator("[data-participants] tr", has_text="online").first.wait_for()
+    console.get_by_role("button", name="Start", exact=True).click()
+    for step in range(2):
+        _mode(page, "form", step)
+        page.get_by_role("button", name=f"Go {step}").click()
+        page.get_by_label("Yes").check()
+        if step == 1:
+            page.screenshot(path=str(artifacts / "live-page-jspsych.png"), full_page=True)
+        page.get_by_role("button", name="Next").click()
+        _mode(page, "waiting")
+        _advance(console, step)
+    page.locator("[data-timeline-error]").wait_for()  # step 2's unknown plugin
+    assert "no-such-plugin" in page.locator("[data-timeline-error-message]").inner_text()
+    console.locator("[data-step-log] li", has_text="client_error").first.wait_for()
+    loads = page.evaluate(
+        "performance.getEntriesByType('resource').filter(e => e.name.includes('plugin-html-button-response')).length"
+    )
+    assert loads == 1 and navigations == [] and errors == []
+    rows = Response.objects.filter(group_session=gs, item__startswith="jspsych:")
+    assert sorted(r.step for r in rows) == [0, 1]
+    assert page.evaluate("window.ensembleLive.socket.ws.readyState") == 1  # still live
+    page.close()
+    console.locator("[data-participants] tr", has_text="offline").first.wait_for(timeout=20000)
