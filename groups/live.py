@@ -88,6 +88,11 @@ def planned(gs, state: sm.GroupState) -> tuple[int, int] | None:
         known = _known.get(key)
     if known is None:
         known = cache.get(key)
+        if known is None and state.phase == sm.RUNNING:
+            from .live_content import prebuild
+
+            prebuild(gs.pk, state.step)  # the content first: the lead starts when it is there
+            known = cache.get(key)
         if known is None:
             chosen = _now_ms()
             mine = (chosen + lead_ms(), chosen)
