@@ -76,7 +76,9 @@ def cases(world: dict) -> dict:
             lambda: session_by_token(run.run_token, experiment.pk),
         ),
         "positions (runner.selectors)": (
-            lambda: list(ExperimentXForm.objects.select_related("form").filter(experiment=experiment).order_by("order")),
+            lambda: list(
+                ExperimentXForm.objects.select_related("form").filter(experiment=experiment).order_by("order")
+            ),
             lambda: selectors.positions(experiment),
         ),
         "form_questions (runner.selectors)": (
@@ -108,9 +110,11 @@ def cases(world: dict) -> dict:
             lambda: select_in(Membership, "session_id", len(ids), related=("group_session",)).all(*ids),
         ),
         "locked_group_session (groups.services)": (
-            lambda: GroupSession.objects.select_related("experiment")
-            .select_for_update(of=("self",), no_key=True)
-            .get(pk=gs.pk),
+            lambda: (
+                GroupSession.objects.select_related("experiment")
+                .select_for_update(of=("self",), no_key=True)
+                .get(pk=gs.pk)
+            ),
             lambda: group_services._LOCKED.get(gs.pk),
         ),
     }
