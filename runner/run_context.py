@@ -76,18 +76,12 @@ class RunContext:
 
 
 def _group_for(session) -> Any:
-    """The groups app's view of this session's group, if it offers one (lazy import)."""
+    """The groups app's view of this session's group (``groups.selectors.run_group``)."""
     if not session.experiment.is_group:
         return None
-    try:
-        from groups import selectors as group_selectors
-    except ImportError:
-        return None
-    getter = getattr(group_selectors, "run_group", None)
-    if getter is not None:
-        return getter(session=session)
-    trial_for = getattr(group_selectors, "trial_for", None)
-    return trial_for(session) if trial_for else None
+    from groups.selectors import run_group
+
+    return run_group(session=session)
 
 
 def make_run(*, session, position, visit: int) -> RunContext:

@@ -166,16 +166,22 @@ def start_run(
     return session
 
 
+#: Puts a run started with a group ticket into its group session: registered by the
+#: groups app at start-up (``GroupsConfig.ready``), so that the runner imports no groups
+#: module here (the groups app imports the runner's services).
+_group_attach = None
+
+
+def use_group_attach(attach) -> None:
+    global _group_attach
+    _group_attach = attach
+
+
 def _attach_to_group(*, session: Session, ticket: Ticket) -> None:
-    try:
-        from groups import services as group_services
-    except ImportError:
-        return
-    attach = getattr(group_services, "attach_participant", None)
-    if attach is None:
+    if _group_attach is None:
         return
     try:
-        attach(session=session, ticket=ticket)
+        _group_attach(session=session, ticket=ticket)
     except Exception as exc:
         code = getattr(exc, "code", None)
         if not code:
