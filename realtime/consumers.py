@@ -73,6 +73,7 @@ class _GroupConsumer(AsyncWebsocketConsumer):
             return
         self.writer = direct_writer(self.scope)
         self.hub = get_hub()
+        self.ports = group()  # the domain's callbacks (realtime.ports), looked up once per socket
         self.joined = True
         await self.hub.register(self.gs_id, self)  # before the snapshot: no change falls in between
         await self.after_join()
@@ -177,7 +178,7 @@ class ExperimenterConsumer(_GroupConsumer):
 
     async def handle(self, message):
         fields = message.model_dump(exclude={"type"})
-        service = group().commands[message.type]
+        service = self.ports.commands[message.type]
         await database_sync_to_async(service)(group_session=self.gs_id, by=self.user, **fields)
 
     async def push(self, frames: Frames, *, force: bool = False):
@@ -231,7 +232,7 @@ class ParticipantConsumer(_GroupConsumer):
                 self.hub.note(self.gs_id, self.pseudonym, ack=message.version)
         elif message.type == "ready":
             await self.hub.flush_now(self.gs_id)
-            await database_sync_to_async(group().participant_ready)(
+            await database_sync_to_async(self.ports.participant_ready)(
                 group_session=self.gs_id, participant=self.pseudonym, step=message.step
             )
 

@@ -24,13 +24,16 @@ def me_row(pseudonym: str, status: str, responded_step: int | None) -> str:
     return f'{{"id":{_string(pseudonym)},"status":{_string(status)},"responded_step":{responded}}}'
 
 
-def encode(version: int, participant_version: int, shared: dict, me: dict[str, tuple[str, str]],
+def encode(version: int, participant_version: int, shared: dict, rows: list[tuple[str, str, int | None]],
            experimenter: dict) -> str:  # fmt: skip
-    """The wire form of one snapshot: four lines, so that a hub never parses the whole
-    state: ``<version> <participant_version>``, the participants' shared part (a JSON
-    object without its closing brace), a JSON object ``{pseudonym: [status, "<that
-    participant's me row as JSON>"]}``, and the experimenter's text. JSON text holds no
-    raw newline, so the lines split unambiguously."""
+    """The wire form of one snapshot, from the participants' ``shared`` part, each
+    participant's row ``(pseudonym, status, responded_step)`` and the ``experimenter``'s
+    view: four lines, so that a hub never parses the whole state: ``<version>
+    <participant_version>``, the shared part (a JSON object without its closing brace),
+    a JSON object ``{pseudonym: [status, "<that participant's me row as JSON>"]}``, and
+    the experimenter's text. JSON text holds no raw newline, so the lines split
+    unambiguously."""
+    me = {pid: [status, me_row(pid, status, responded)] for pid, status, responded in rows}
     return f"{int(version)} {int(participant_version)}\n{dumps(shared)[:-1]}\n{dumps(me)}\n{dumps(experimenter)}"
 
 

@@ -126,10 +126,8 @@ def wire_body(full: dict) -> str:
     participants' shared part and each participant's row (``participant_view``), each
     serialised once (``realtime.frames.encode``)."""
     shared = {key: full[key] for key in SHARED_KEYS}
-    me = {
-        p["id"]: [p["status"], frames.me_row(p["id"], p["status"], p["responded_step"])] for p in full["participants"]
-    }
-    return frames.encode(full["version"], full["participant_version"], shared, me, full)
+    rows = [(p["id"], p["status"], p["responded_step"]) for p in full["participants"]]
+    return frames.encode(full["version"], full["participant_version"], shared, rows, full)
 
 
 def frames_of(full: dict) -> frames.Frames:
