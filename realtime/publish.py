@@ -18,7 +18,7 @@ import time
 from django.conf import settings
 
 from .broadcast import hubs
-from .groups import state_channel
+from .groups import state_channel, uses_redis
 from .ports import group
 
 logger = logging.getLogger(__name__)
@@ -35,10 +35,6 @@ def _redis():
 
             _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
         return _redis_client
-
-
-def uses_redis() -> bool:
-    return bool(getattr(settings, "REDIS_URL", ""))
 
 
 def publish_text(group_session_id: int, body: str) -> None:
