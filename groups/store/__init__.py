@@ -23,7 +23,6 @@ sees. The services (``services``, ``answers``, ``presence``) ask it for a state,
 """
 
 from .load import (
-    LOCKED,
     load_state,
     lock,
     membership_of,
@@ -40,18 +39,14 @@ from .save import (
     save,
     save_answers,
     save_console_change,
-    save_members,
     still_answering_query,
-    update_members_from,
 )
 from .snapshots import (
     SHARED_KEYS,
-    frames_of,
     get_group_session,
     participant_view,
     publish_console,
     publish_on_commit,
-    publish_state,
     read_wire_body,
     snapshot,
     snapshot_of,
@@ -60,9 +55,8 @@ from .snapshots import (
 )
 
 __all__ = [
-    "LOCKED", "SHARED_KEYS", "checkpoint_context", "frames_of", "get_group_session", "load_state", "lock",
-    "membership_of", "now_ms", "participant_of", "participant_view", "pk_of", "publish_console", "publish_on_commit",
-    "publish_state", "raise_acks", "read_wire_body", "save", "save_answers", "save_console_change", "save_members",
-    "send_answering_members", "send_lock", "snapshot", "snapshot_of", "state_of", "step_log",
-    "still_answering_query", "update_members_from", "wire_body",
+    "SHARED_KEYS", "checkpoint_context", "get_group_session", "load_state", "lock", "membership_of", "now_ms",
+    "participant_of", "participant_view", "pk_of", "publish_console", "publish_on_commit", "raise_acks",
+    "read_wire_body", "save", "save_answers", "save_console_change", "send_answering_members", "send_lock",
+    "snapshot", "snapshot_of", "state_of", "step_log", "still_answering_query", "wire_body",
 ]  # fmt: skip

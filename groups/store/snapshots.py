@@ -107,11 +107,16 @@ def _step_log_sql(q) -> str:
     )
 
 
+def shared_view(full: dict) -> dict:
+    """What every participant sees of snapshot ``full`` (``SHARED_KEYS``)."""
+    return {key: full[key] for key in SHARED_KEYS}
+
+
 def participant_view(full: dict, pseudonym: str) -> dict:
     """What participant ``pseudonym`` may see of snapshot ``full``: no context, no
     other participants, only counts and their own row (pure function). ``wire_body``
     sends exactly this, pre-serialised."""
-    view = {key: full[key] for key in SHARED_KEYS}
+    view = shared_view(full)
     me = next((p for p in full["participants"] if p["id"] == pseudonym), None)
     view["me"] = (
         {"id": me["id"], "status": me["status"], "responded_step": me["responded_step"]}
@@ -125,14 +130,9 @@ def wire_body(full: dict) -> str:
     """Snapshot ``full`` as ``realtime`` publishes it: the experimenter's view, the
     participants' shared part and each participant's row (``participant_view``), each
     serialised once (``realtime.frames.encode``)."""
-    shared = {key: full[key] for key in SHARED_KEYS}
+    shared = shared_view(full)
     rows = [(p["id"], p["status"], p["responded_step"]) for p in full["participants"]]
     return frames.encode(full["version"], full["participant_version"], shared, rows, full)
-
-
-def frames_of(full: dict) -> frames.Frames:
-    """The frames every receiver of snapshot ``full`` is sent."""
-    return frames.Frames.decode(full["group_session"], wire_body(full))
 
 
 def read_wire_body(group_session_id: int) -> str:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from groups.store import frames_of, participant_view, wire_body
+from groups.store import participant_view, wire_body
 from realtime.frames import Frames
 from realtime.frames import dumps as _dumps
 
@@ -43,7 +43,7 @@ def test_each_receiver_gets_what_its_fresh_view_serialises_to():
 
 
 def test_a_participant_the_snapshot_does_not_hold_is_shown_removed():
-    frames = frames_of(_snapshot(PARTICIPANTS[:1]))
+    frames = Frames.decode(3, wire_body(_snapshot(PARTICIPANTS[:1])))
     assert not frames.knows("PNOBODY") and frames.status_of("PNOBODY") == "kicked"
     assert json.loads(frames.participant("PNOBODY")) == participant_view(_snapshot([]), "PNOBODY")
 
