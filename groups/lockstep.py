@@ -131,6 +131,7 @@ def onset_fields(post) -> dict:
 class LockstepGroupTrial(GroupTrialHandler):
     name = "group_trial"
     template_name = TRIAL_TEMPLATE
+    live_page = True  # shown on the live page (groups.live_content)
 
     def interpret(self, result) -> Prepared:
         """Also ``{"timeline": [...], "preload": [urls]}`` (the live page preloads those
