@@ -132,8 +132,8 @@ def use_group_attach(attach) -> None:
 
 
 def _attach_to_group(*, session: Session, ticket: Ticket) -> None:
-    if _group_attach is None:
-        return
+    if _group_attach is None:  # the groups app is not installed
+        raise TicketError("Group sessions are not available on this server.", code="group_unavailable", status=409)
     try:
         _group_attach(session=session, ticket=ticket)
     except Exception as exc:
