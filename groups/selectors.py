@@ -134,6 +134,7 @@ class TrialView:
     kicked: bool
     membership_id: int = 0
     last_step: int | None = None  # the last step this participant answered
+    participant_code: str = ""  # (tells group sessions apart in groups.live's keys)
 
     @property
     def missed_steps(self) -> bool:
@@ -173,6 +174,7 @@ def _trial_view(membership) -> TrialView:
         kicked=membership.status == Membership.Status.KICKED,
         membership_id=membership.pk,
         last_step=membership.responded_step,
+        participant_code=gs.participant_code,
     )
 
 

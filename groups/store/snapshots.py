@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from realtime import frames, publish
 
 from .. import context as group_context
+from .. import live
 from ..models import GroupSession, StepLog
 from ..state import GroupError, GroupState, is_behind
 from .load import load_state, statement
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 #: What every participant sees of a snapshot (besides their own row, ``me``).
 SHARED_KEYS = (
     "type", "version", "group_session", "phase", "step", "server_ms", "shared_params", "exit_loop", "run_url",
-    "size", "ready", "active", "all_responded",
+    "size", "ready", "active", "all_responded", "starts_at",
 )  # fmt: skip
 
 
@@ -75,11 +76,13 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
         "ready": state.ready_count,
         "active": len(state.active),
         "all_responded": state.all_responded,
+        "starts_at": live.starts_at(gs, state),  # the live page's onset of this step (groups.live)
         "participants": _participant_rows(state),
         "context": gs.context or {},
         # The console's notice: the store's copy could not be written from this row.
         "context_store_down": not group_context.sync(gs.pk, gs.context or {}, gs.version),
         "step_log": step_log(gs.pk),
+        "onsets": live.console_onsets(gs.pk, state.step),
     }
 
 
