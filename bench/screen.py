@@ -2,11 +2,23 @@
 page showing the new step, with protocol clients that do what a participant's page does,
 against the bare ``websockets`` floor, a plain page GET and oTree, in one run.
 
-    .venv/bin/python bench/screen.py [--sizes 10,100,200] [--with-500] [--steps 10]
-        [--variants floor,ours,otree] [--workers 2] [--keep-socket]
+    .venv/bin/python bench/screen.py [--sizes 10,100,200,500] [--steps 10]
+        [--variants floor,live,reload,otree] [--workers 2] [--otree-max N] [--resend 0.1]
 
-- ``ours``: daphne + ``asgi:application``, PostgreSQL (``ensemble_bench``) and a private
-  Redis; a running group session of N runs on bench/bench_group.yaml's group_trial. Each
+- ``live`` (bench/screen_liverun.py, bench/screen_live.py): the live participant page's
+  protocol clients on daphne + PostgreSQL (``ensemble_bench``) + a private Redis: one
+  document and one socket per participant; each step's state (t0: the experimenter's
+  advance is sent) -> the step's content (inline or from the content URL) parsed:
+  "content ready" -> revealed at ``starts_at`` on the client's clock (its offset from
+  the pongs): "onset". Answers by POST to the answer URL with a nonce (10 % of the clients
+  send each answer twice). Figures: frame, ready, onset p50/p95/p99, the onset spread per
+  step, late reveals, the lead time the server chose, answers stored / lost / doubled.
+- ``reload``: the same clients, but on each new step they GET the run URL (a reload: the
+  live page showing that step); frame -> page against a plain GET of the home page by the
+  same N clients at once (one warm-up round, then one per step).
+- ``ours`` (today's path before the live page, ``--variants ours``): daphne +
+  ``asgi:application``, PostgreSQL (``ensemble_bench``) and a private Redis; a running
+  group session of N runs on bench/bench_group.yaml's group_trial. Each
   step: every client answers (the form's POST with CSRF, then the redirect's GET), the
   experimenter advances ``SETTLE`` (0.5 s) after the last answer's waiting page is back
   with its socket (t0: the advance is sent), each client gets the state frame,
@@ -41,7 +53,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import common, fanout, screen_clients  # noqa: E402
+from bench import common, fanout, screen_clients, screen_liverun  # noqa: E402
 
 PAUSE = 0.3  # between steps, as bench/fanout.py
 # From the last answer (its waiting page back with its socket) to the advance (ours), and
@@ -262,33 +274,52 @@ def _otree_figures(results: list[dict], lasts: dict[int, int]) -> dict:
 
 
 def ratios(results: list[dict]) -> list[dict]:
-    """Per N, p99 ratios in the same run: ours click -> screen / floor frame, / oTree click ->
-    screen, and our reload (frame -> page) / the plain GET at the same N."""
+    """Per N, in the same run: the live clients' click -> content ready p99 / the floor's p99
+    and / oTree's click -> next page p99, click -> onset p99 minus ready p99, the onset
+    spread p95; the reload (frame -> live page) p99 / the plain GET p99 at the same N; and
+    today's path (``ours``) when it was measured."""
     by = {(r["variant"], r["n"]): r for r in results}
     out = []
     for n in sorted({r["n"] for r in results}):
-        ours, floor, otree = by.get(("ours", n)), by.get(("floor", n)), by.get(("otree", n))
-        if not ours or ours["screen_ms"].get("p99") is None:
-            continue
-        p99 = ours["screen_ms"].get("p99")
-        row = {"n": n, "ours_screen_p99_ms": p99}
-        if floor and floor["latency_ms"].get("p99"):
-            row["screen_vs_floor"] = round(p99 / floor["latency_ms"]["p99"], 2)
-            row["frame_vs_floor"] = round(ours["frame_ms"]["p99"] / floor["latency_ms"]["p99"], 2)
-        if otree and otree["screen_ms"].get("p99"):
-            row["otree_screen_p99_ms"] = otree["screen_ms"]["p99"]
-            row["screen_vs_otree"] = round(p99 / otree["screen_ms"]["p99"], 2)
-        if ours["plain_get_ms"].get("p99"):
-            row["reload_vs_plain_get"] = round(ours["reload_ms"]["p99"] / ours["plain_get_ms"]["p99"], 2)
+        floor, otree = by.get(("floor", n), {}).get("latency_ms", {}), by.get(("otree", n), {}).get("screen_ms", {})
+        row: dict = {"n": n, "floor_p99_ms": floor.get("p99"), "otree_p99_ms": otree.get("p99")}
+        live, reload_, ours = by.get(("live", n)), by.get(("reload", n)), by.get(("ours", n))
+        if live and live["ready_ms"].get("p99") is not None:
+            ready, onset = live["ready_ms"]["p99"], live["onset_ms"].get("p99")
+            row |= {
+                "ready_p99_ms": ready,
+                "onset_p99_ms": onset,
+                "spread_p95_ms": live["onset_spread_ms"].get("p95"),
+                "onset_minus_ready_ms": round(onset - ready, 2) if onset is not None else None,
+                "ready_vs_floor": _ratio(ready, floor.get("p99")),
+                "ready_vs_otree": _ratio(ready, otree.get("p99")),
+            }
+        if reload_ and reload_["reload_ms"].get("p99") is not None:
+            row |= {
+                "reload_p99_ms": reload_["reload_ms"]["p99"],
+                "plain_get_p99_ms": reload_["plain_get_ms"].get("p99"),
+                "reload_vs_plain_get": _ratio(reload_["reload_ms"]["p99"], reload_["plain_get_ms"].get("p99")),
+            }
+        if ours and ours["screen_ms"].get("p99") is not None:
+            row |= {
+                "ours_screen_p99_ms": ours["screen_ms"]["p99"],
+                "ours_vs_floor": _ratio(ours["screen_ms"]["p99"], floor.get("p99")),
+                "ours_vs_otree": _ratio(ours["screen_ms"]["p99"], otree.get("p99")),
+                "ours_reload_vs_plain_get": _ratio(ours["reload_ms"]["p99"], ours["plain_get_ms"].get("p99")),
+            }
         out.append(row)
     return out
 
 
+def _ratio(a, b) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
 async def main_async(args) -> dict:
     common.raise_nofile()
-    sizes = [int(x) for x in args.sizes.split(",")] + ([500] if args.with_500 else [])
+    sizes = sorted({int(x) for x in args.sizes.split(",")} | ({500} if args.with_500 else set()))
     variants = args.variants.split(",")
-    redis = common.PrivateRedis().start() if "ours" in variants else None
+    redis = common.PrivateRedis().start() if {"ours", "live", "reload"} & set(variants) else None
     results = []
     try:
         for n in sizes:
@@ -297,6 +328,10 @@ async def main_async(args) -> dict:
                     result = await fanout.run_case("floor", n, args.steps, workers=args.workers)
                 elif variant == "ours":
                     result = await run_ours(n, args.steps, args.workers, not args.keep_socket)
+                elif variant in ("live", "reload"):
+                    result = await screen_liverun.run_live(n, args.steps, args.workers, variant, resend=args.resend)
+                elif n > args.otree_max:
+                    continue
                 else:
                     result = await run_otree(n, args.steps, args.workers)
                 print(json.dumps(result), file=sys.stderr, flush=True)
@@ -309,10 +344,12 @@ async def main_async(args) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="10,100,200")
+    parser.add_argument("--sizes", default="10,100,200,500")
     parser.add_argument("--with-500", action="store_true", help="add N=500")
     parser.add_argument("--steps", type=int, default=10, help="advances (ours, floor) and rounds (oTree) per N")
-    parser.add_argument("--variants", default="floor,ours,otree")
+    parser.add_argument("--variants", default="floor,live,reload,otree", help="of floor,live,reload,otree,ours")
+    parser.add_argument("--otree-max", type=int, default=10**6, help="oTree only up to this N")
+    parser.add_argument("--resend", type=float, default=0.1, help="share of live clients that POST each answer twice")
     parser.add_argument("--workers", type=int, default=2, help="client processes")
     parser.add_argument("--keep-socket", action="store_true", help="one socket per client (no new one per page)")
     args = parser.parse_args(argv)

@@ -145,6 +145,9 @@ class OursClient:
             except TimeoutError:
                 pass
 
+    def settled(self, step: int) -> bool:
+        return step in self.ready or step in self.wrong_page
+
     async def plain_get(self) -> None:
         started = time.monotonic()
         response = await self.http.request("GET", "/")
@@ -290,6 +293,10 @@ async def _worker_main(conn, kind: str, indices: list[int], options: dict) -> No
     asyncio.get_running_loop().add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
     if kind == "ours":
         clients = [OursClient(i, options["port"], options["group"], options.get("reconnect", True)) for i in indices]
+    elif kind in ("live", "reload"):
+        from bench.screen_live import LiveClient
+
+        clients = [LiveClient(i, options["port"], options["group"], kind, options.get("resend", 0)) for i in indices]
     else:
         clients = [OTreeClient(i, options["port"], options["join_path"]) for i in indices]
     gate = asyncio.Semaphore(20)  # participants arrive over a moment, not in one burst
@@ -299,7 +306,7 @@ async def _worker_main(conn, kind: str, indices: list[int], options: dict) -> No
             await client.setup()
 
     failed = [repr(e) for e in await asyncio.gather(*(setup(c) for c in clients), return_exceptions=True) if e]
-    if kind == "ours":
+    if kind != "otree":
         await _wait(lambda: all(c.connected.is_set() for c in clients), 60)
     conn.send(("set_up", failed[:3], len(failed)))
     answering: list[asyncio.Task] = []
@@ -318,7 +325,7 @@ async def _command(clients: list, command: tuple, answering: list[asyncio.Task])
     if op in ("answer", "plain_get"):  # ours: everyone at once
         await _all(clients, op, 120)
     elif op == "await_step":  # every client has the step's page (or was shown another)
-        await _wait(lambda: all(arg in c.ready or arg in c.wrong_page for c in clients), 120)
+        await _wait(lambda: all(c.settled(arg) for c in clients), 120)
     elif op == "otree_answer":  # everyone but player ``arg`` submits and waits on the wait page
         others = [c for c in clients if c.index != arg]
         for c in others:

@@ -38,7 +38,7 @@ def test_ours_clients_see_every_step_and_store_every_answer(bench_var):
     assert result["sockets_opened"] == N + 2 * N * STEPS
     assert result["http_connections"] == N  # keep-alive held throughout
     ratios = screen.ratios([result | {"variant": "ours"}])
-    assert ratios[0]["reload_vs_plain_get"] > 0
+    assert ratios[0]["ours_reload_vs_plain_get"] > 0
 
 
 @pytest.mark.skipif(not (screen_otree.VENV / "bin" / "otree").exists(), reason="no bench/.otree-venv yet")
