@@ -466,8 +466,8 @@ def main(argv=None) -> int:
     DOCS.mkdir(exist_ok=True)
     plot(data, DOCS / "performance.png")
     for shot in data.get("screen_browser", {}).get("screenshots", [])[:1]:  # bench/results is not in git
-        if (ROOT / shot).exists():
-            shutil.copyfile(ROOT / shot, DOCS / "live-page.png")
+        if Path(shot).exists():
+            shutil.copyfile(shot, DOCS / "live-page.png")
     (DOCS / "performance.md").write_text(report(data))
     print(json.dumps({k: v for k, v in data.items() if k != "meta"} | {"meta": data["meta"]}, indent=2))
     return 0

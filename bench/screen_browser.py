@@ -10,8 +10,9 @@ run URL once (the live page) and answers each step through its form (the first n
 or text input gets 4, then its submit button); ``SETTLE`` after the last answer came
 back the experimenter advances (t0, machine clock). Each page keeps its own record in
 ``window.ensembleLive.log`` (live-protocol.md): per step, with ``performance.now()``,
-the state's arrival, the content ready, the animation frame that revealed it, and the
-onset it reported on the server clock (by its clock offset). From those:
+the state's and the content's arrival, the content ready in the DOM (``ready_at``), the
+animation frame that revealed it (``reveal_at``), and the onset it reported on the
+server clock by its clock offset (``onset_ms``). From those:
 
 - click -> ready and click -> revealed (``performance.timeOrigin + t`` minus t0: one
   machine, one clock), p50/p95/p99/max over pages and steps;
@@ -83,7 +84,7 @@ async def open_pages(browser, server, group: dict, n: int) -> tuple[list, list[i
 async def answer(page) -> None:
     """Fill the shown step's form as a participant would and submit it; wait for the reply."""
     form = page.locator("[data-lockstep] form:visible").first
-    field = form.locator("input[type=number]:visible, input[type=text]:visible").first
+    field = form.locator("[data-questions] input:visible").first
     await field.fill("4")
     async with page.expect_response(lambda r: r.request.method == "POST", timeout=TIMEOUT_MS) as reply:
         await form.locator("[type=submit]:visible").first.click()
@@ -92,7 +93,7 @@ async def answer(page) -> None:
         raise RuntimeError(f"answer: HTTP {response.status} {await response.text()}")
 
 
-async def drive(pages: list, boss, steps: int) -> dict[int, float]:
+async def drive(pages: list, boss, steps: int, shots: Path) -> dict[int, float]:
     """Each step: every page answers, then the advance (t0, ms); returns t0 per new step."""
     t0: dict[int, float] = {}
     for k in range(steps):
@@ -102,29 +103,27 @@ async def drive(pages: list, boss, steps: int) -> dict[int, float]:
         await boss.send(json.dumps({"type": "advance", "step": k}))
         await asyncio.gather(*(p.wait_for_function(SHOWN, arg=k + 1, timeout=TIMEOUT_MS) for p in pages))
         if k + 1 == steps // 2:
-            await screenshots(pages, k + 1)
+            await screenshots(pages, k + 1, shots)
         await asyncio.sleep(PAUSE)
     return t0
 
 
-async def screenshots(pages: list, step: int) -> list[str]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    paths = []
+async def screenshots(pages: list, step: int, shots: Path) -> None:
+    shots.mkdir(parents=True, exist_ok=True)
     for i, page in enumerate(pages[:2]):
-        path = SHOTS / f"live-page-{i + 1}-step-{step}.png"
-        await page.screenshot(path=str(path))
-        paths.append(str(path.relative_to(common.ROOT)))
-    return paths
+        await page.screenshot(path=str(shots / f"live-page-{i + 1}-step-{step}.png"))
 
 
 def figures(logs: list[dict], t0: dict[int, float]) -> dict:
+    """From each page's ``window.ensembleLive.log`` (live-protocol.md: ``*_at`` are
+    ``performance.now()`` values, ``onset_ms`` the server clock) and t0 per step (ms)."""
     ready, revealed, reported, achieved, late = [], [], [], [], 0
     for k, sent in t0.items():
         entries = [(log["origin"], e) for log in logs for e in log["log"] if e.get("step") == k]
-        ready += [(o + e["ready"] - sent) / 1000 for o, e in entries if e.get("ready") is not None]
-        shown = [o + e["revealed"] for o, e in entries if e.get("revealed") is not None]
+        ready += [(o + e["ready_at"] - sent) / 1000 for o, e in entries if e.get("ready_at") is not None]
+        shown = [o + e["reveal_at"] for o, e in entries if e.get("reveal_at") is not None]
         revealed += [(t - sent) / 1000 for t in shown]
-        onsets = [e["onset"] for _, e in entries if e.get("onset") is not None]
+        onsets = [e["onset_ms"] for _, e in entries if e.get("onset_ms") is not None]
         late += sum(1 for _, e in entries if (e.get("late_ms") or 0) > 0)
         if len(onsets) > 1:
             reported.append((max(onsets) - min(onsets)) / 1000)
@@ -132,10 +131,10 @@ def figures(logs: list[dict], t0: dict[int, float]) -> dict:
             achieved.append((max(shown) - min(shown)) / 1000)
     return {"ready_ms": common.summary_ms(ready), "revealed_ms": common.summary_ms(revealed),
             "onset_spread_ms": common.summary_ms(reported), "revealed_spread_ms": common.summary_ms(achieved),
-            "late_reveals": late}  # fmt: skip
+            "late_reveals": late, "revealed_per_step": len(revealed) / max(1, len(t0))}  # fmt: skip
 
 
-async def run_browser(n: int, steps: int, embedded: bool = False) -> dict:
+async def run_browser(n: int, steps: int, embedded: bool = False, shots: Path = SHOTS) -> dict:
     import websockets
     from playwright.async_api import async_playwright
 
@@ -144,7 +143,7 @@ async def run_browser(n: int, steps: int, embedded: bool = False) -> dict:
     env = common.server_env(embedded=embedded)
     common.ensure_database(env)
     collect_static(env)
-    for old in SHOTS.glob("live-page-*.png"):
+    for old in shots.glob("live-page-*.png"):
         old.unlink()
     group = common.prepare_group(env, n)
     server = common.Daphne(env)
@@ -157,16 +156,16 @@ async def run_browser(n: int, steps: int, embedded: bool = False) -> dict:
         async with websockets.connect(url, additional_headers=headers, compression=None, ping_interval=None,
                                       max_size=2**26) as boss:  # fmt: skip
             drain = asyncio.create_task(fanout._drain(boss))
-            t0 = await drive(pages, boss, steps)
+            t0 = await drive(pages, boss, steps, shots)
             drain.cancel()
         logs = [await p.evaluate(READ) for p in pages]
         await browser.close()
     finally:
         await manager.stop()
         server.stop()
-    shots = sorted(str(p.relative_to(common.ROOT)) for p in SHOTS.glob("live-page-*.png"))
+    taken = sorted(str(p) for p in shots.glob("live-page-*.png"))
     return {"variant": "chromium", "n": n, "steps": steps, **figures(logs, t0), "navigations": sum(navigations),
-            "answers": _stored(env, group, n, steps), "screenshots": shots, "load": common.load_average()}  # fmt: skip
+            "answers": _stored(env, group, n, steps), "screenshots": taken, "load": common.load_average()}  # fmt: skip
 
 
 async def main_async(args) -> dict:

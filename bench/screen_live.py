@@ -36,6 +36,7 @@ from urllib.parse import urlencode
 from bench.keepalive import ATTR, KeepAlive, form_fields
 
 LOCKSTEP = re.compile(r"<[a-z]+\b[^>]*\bdata-lockstep\b[^>]*>", re.I)
+BUTTON = re.compile(r"<button\b[^>]*\btype=\"submit\"[^>]*>", re.I)
 INITIAL = re.compile(r'<script id="live-initial" type="application/json">(.*?)</script>', re.S)
 WS_ARGS = dict(compression=None, ping_interval=None, open_timeout=60, close_timeout=2, max_size=2**24)
 PING_S = 3.0  # protocol.js pingMs
@@ -56,10 +57,15 @@ def live_page(text: str) -> dict | None:
 
 
 def parsed(content: dict) -> dict:
-    """The step's content as the page renders it: the form's hidden inputs and the
-    questions (each answered "4")."""
-    hidden, questions = form_fields(content.get("html") or "")
-    return {**content, "fields": {**hidden, **{q: "4" for q in questions}}}
+    """The step's content as the page renders it: the form's hidden inputs, the questions
+    (each answered "4") and the name and value of the button a participant clicks (the
+    ``next`` one when there are several)."""
+    html = content.get("html") or ""
+    hidden, questions = form_fields(html)
+    buttons = [dict(ATTR.findall(b)) for b in BUTTON.findall(html)]
+    clicked = next((b for b in buttons if b.get("value") == "next"), buttons[0] if buttons else {})
+    click = {clicked["name"]: clicked.get("value", "")} if clicked.get("name") else {}
+    return {**content, "fields": {**hidden, **{q: "4" for q in questions}, **click}}
 
 
 class LiveClient:
@@ -101,10 +107,11 @@ class LiveClient:
         self.task = asyncio.create_task(self.socket_loop())
 
     def _take(self, initial: dict) -> None:
-        """The live page's (or a content GET's) step, visit and content: on screen at once."""
+        """The live page's step, visit and content: shown on the first state of that step
+        (late: its ``starts_at`` has passed), as group_live.js does."""
         self.visit = initial.get("visit") or self.visit
         if initial.get("mode") == "form" and initial.get("content"):
-            self.shown, self.content = initial["step"], parsed(initial["content"])
+            self.pushed[initial["step"]] = {**initial["content"], "starts_at": initial.get("starts_at")}
 
     # ---- the socket ---------------------------------------------------------------------
 
@@ -161,14 +168,26 @@ class LiveClient:
             self.frame.setdefault(step, now)
             self.states[step] = data
             if self.mode == "reload":
+                self.shown = step
                 self._start(self.reload(step))
+            elif self.page.get("push") == "0":  # content is not pushed: the page GETs it
+                self.shown = step
+                self._start(self.show(ws, step, self.states.pop(step), None))
             else:
                 self._maybe_show(ws, step)
+                self._start(self._unless_pushed(ws, step))
 
     def _maybe_show(self, ws, step: int) -> None:
         if step in self.states and step in self.pushed and self.mode == "live":
             self.shown = step
             self._start(self.show(ws, step, self.states.pop(step), self.pushed.pop(step)))
+
+    async def _unless_pushed(self, ws, step: int) -> None:
+        """Pushed content follows its state; the page GETs it when it has not come in 1.5 s."""
+        await asyncio.sleep(1.5)
+        if step in self.states and self.shown < step:
+            self.shown = step
+            await self.show(ws, step, self.states.pop(step), None)
 
     def _start(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
@@ -179,20 +198,21 @@ class LiveClient:
 
     async def show(self, ws, step: int, state: dict, pushed: dict) -> None:
         try:
-            if pushed.get("order") != self.visit.get("order"):  # another form than this run's visit
+            if pushed is None or pushed.get("order") != self.visit.get("order"):  # not pushed, or another form
                 self.fetched += 1
                 response = await self.http.request("GET", self.page["content-url"])
                 reply = json.loads(response.body) if response.status == 200 else {}
                 if reply.get("step") != step or not reply.get("content"):
                     self.wrong_page[step] = f"content GET: HTTP {response.status}, step {reply.get('step')}"
                     return
-                self.visit, pushed = reply.get("visit") or self.visit, reply["content"]
+                self.visit = reply.get("visit") or self.visit
+                pushed = {**reply["content"], "starts_at": reply.get("starts_at")}
             self.content = parsed(pushed)
         except Exception as exc:  # noqa: BLE001 - counted as a step not shown
             self.wrong_page[step] = repr(exc)[:200]
             return
         ready = self.ready[step] = time.time()
-        starts_at = float(pushed.get("starts_at") or state.get("starts_at") or 0)
+        starts_at = float(state.get("starts_at") or pushed.get("starts_at") or 0)
         offset = self.offset_ms
         due = (starts_at - offset) / 1000  # starts_at on this client's clock
         onset = max(due, ready)
@@ -201,8 +221,8 @@ class LiveClient:
         self.starts_at[step], self.reported[step] = starts_at, (at, late)
         if due > time.time():
             await asyncio.sleep(due - time.time())
-        await ws.send(json.dumps({"type": "onset", "step": step, "at": round(at, 1), "late_ms": round(late, 1),
-                                  "ready_at": round(ready * 1000 + offset, 1)}))  # fmt: skip
+        await ws.send(json.dumps({"type": "onset", "step": step, "at": round(at), "late_ms": round(late),
+                                  "ready_at": round(ready * 1000 + offset)}))  # fmt: skip
         await ws.send(json.dumps({"type": "location", "form": pushed.get("form") or "", "step": step}))
         self.onset[step] = onset  # revealed: the parent may go on
 
@@ -216,7 +236,8 @@ class LiveClient:
                 return
             self.ready[step] = time.time()  # the reload's page is back: what is compared with a plain GET
             self.page["csrf"] = page["csrf"]
-            self._take(initial)
+            self.visit = initial.get("visit") or self.visit
+            self.content = parsed(initial["content"] or {})
         except Exception as exc:  # noqa: BLE001 - counted as a step not shown
             self.wrong_page[step] = repr(exc)[:200]
 
