@@ -305,9 +305,10 @@ async def _worker_main(conn, kind: str, indices: list[int], options: dict) -> No
         async with gate:
             await client.setup()
 
-    failed = [repr(e) for e in await asyncio.gather(*(setup(c) for c in clients), return_exceptions=True) if e]
-    if kind != "otree":
-        await _wait(lambda: all(c.connected.is_set() for c in clients), 60)
+    outcomes = await asyncio.gather(*(setup(c) for c in clients), return_exceptions=True)
+    failed = [repr(e) for e in outcomes if e]
+    if kind != "otree":  # every client set up has its socket and first state
+        await _wait(lambda: all(c.connected.is_set() for c, e in zip(clients, outcomes, strict=True) if not e), 60)
     conn.send(("set_up", failed[:3], len(failed)))
     answering: list[asyncio.Task] = []
     while (command := await commands.get())[0] != "stop":

@@ -96,6 +96,7 @@ class LiveClient:
         self.sockets, self.ws, self.stop = 0, None, False
         self.connected = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
+        self.task: asyncio.Task | None = None
 
     async def setup(self) -> None:
         response = await self.http.request("GET", self.run_url)
@@ -291,9 +292,10 @@ class LiveClient:
         self.stop = True
         if self.ws is not None:
             await self.ws.close()
-        for task in [self.task, *self.tasks]:
+        tasks = [t for t in (self.task, *self.tasks) if t is not None]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(self.task, *self.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.http.close()
 
     def result(self) -> dict:

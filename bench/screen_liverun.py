@@ -38,7 +38,9 @@ async def run_live(n: int, steps: int, workers: int, mode: str = "live", *, embe
     try:
         pool = Pool(mode, n, workers, {"port": server.port, "group": group, "resend": resend})
         setup = _set_up(await pool.replies())
-        for _ in range(steps + 1 if mode == "reload" else 0):  # the plain GET; the first round warms up
+        if setup["failed_setups"]:  # no live page: nothing to measure (each step would wait for its timeout)
+            steps = 0
+        for _ in range(steps + 1 if mode == "reload" and steps else 0):  # the plain GET; the first round warms up
             await pool.call(("plain_get",))
             await asyncio.sleep(PAUSE)
         url = f"ws://127.0.0.1:{server.port}/ws/group/{group['group_session']}/experimenter/"
