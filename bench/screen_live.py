@@ -138,7 +138,11 @@ class LiveClient:
             self.ws = None
 
     async def _pinger(self, ws) -> None:
-        while True:  # one at once, then every 3 s (protocol.js)
+        """One ping at once, then every 3 s (protocol.js); the later ones at a random phase,
+        as pages opened at different moments have (all clients here open within a second)."""
+        await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+        await asyncio.sleep(random.uniform(0, PING_S))
+        while True:
             await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
             await asyncio.sleep(PING_S)
 
