@@ -51,7 +51,7 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip  (tests/e2e/conftest.py)
 SHOTS = common.ROOT / "bench" / "results" / "live-screens"
 SETTLE, PAUSE, TIMEOUT_MS = 0.5, 0.3, 20_000
-SHOWN = "s => (window.ensembleLive && window.ensembleLive.log || []).some(e => e.step === s)"
+SHOWN = "s => (window.ensembleLive && window.ensembleLive.log || []).some(e => e.step === s && e.reveal_at != null)"
 READ = "() => ({origin: performance.timeOrigin, log: (window.ensembleLive || {}).log || []})"
 
 

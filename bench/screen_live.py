@@ -104,15 +104,17 @@ class LiveClient:
         if page is None:
             raise RuntimeError(f"the run URL gave HTTP {response.status} without the live page ([data-lockstep])")
         self.page = page
-        self._take(page["initial"])
+        self._take(page["initial"], response.text())
         self.task = asyncio.create_task(self.socket_loop())
 
-    def _take(self, initial: dict) -> None:
-        """The live page's step, visit and content: shown on the first state of that step
-        (late: its ``starts_at`` has passed), as group_live.js does."""
+    def _take(self, initial: dict, text: str) -> None:
+        """The live page's step, visit and content (its questions are in the page itself:
+        ``html`` is null): shown on the first state of that step (late: its ``starts_at``
+        has passed), as group_live.js does."""
         self.visit = initial.get("visit") or self.visit
         if initial.get("mode") == "form" and initial.get("content"):
-            self.pushed[initial["step"]] = {**initial["content"], "starts_at": initial.get("starts_at")}
+            html = initial["content"].get("html") or text
+            self.pushed[initial["step"]] = {**initial["content"], "html": html, "starts_at": initial.get("starts_at")}
 
     # ---- the socket ---------------------------------------------------------------------
 
@@ -242,7 +244,7 @@ class LiveClient:
             self.ready[step] = time.time()  # the reload's page is back: what is compared with a plain GET
             self.page["csrf"] = page["csrf"]
             self.visit = initial.get("visit") or self.visit
-            self.content = parsed(initial["content"] or {})
+            self.content = parsed({**initial["content"], "html": initial["content"].get("html") or response.text()})
         except Exception as exc:  # noqa: BLE001 - counted as a step not shown
             self.wrong_page[step] = repr(exc)[:200]
 
@@ -275,6 +277,8 @@ class LiveClient:
                 reply = json.loads(response.body)
                 stored = reply.get("stored") if reply.get("ok") else reply.get("code") or "errors"
                 visit = reply.get("visit")
+                if not reply.get("ok"):
+                    self.errors.append(f"answer step {step}: {reply.get('errors') or reply.get('message')}"[:300])
             except ValueError:
                 stored = "not json"
         except Exception as exc:  # noqa: BLE001 - reported as a failed answer
