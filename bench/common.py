@@ -221,13 +221,12 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
-def prepare_group(env: dict, n: int) -> dict:
+def prepare_group(env: dict, n: int, *, started: bool = True) -> dict:
     """A fresh group session with ``n`` participants (runs + memberships), in the
-    database of ``env``; returns ids, cookies and the experimenter login (bench/prepare.py)."""
-    out = subprocess.run(
-        [PY, str(ROOT / "bench" / "prepare.py"), str(n)], cwd=ROOT, env=env, check=True,
-        capture_output=True, text=True,
-    )  # fmt: skip
+    database of ``env``, started (or, ``started=False``, waiting for the experimenter's
+    start); returns ids, cookies and the experimenter login (bench/prepare.py)."""
+    argv = [PY, str(ROOT / "bench" / "prepare.py"), str(n), *([] if started else ["--waiting"])]
+    out = subprocess.run(argv, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -6,7 +6,8 @@ in one group session, S steps, driven by the experimenter's socket.
 Daphne with PostgreSQL (``ensemble_bench``) and a private Redis (``--embedded``: SQLite
 and the in-process layer), static files collected into the bench's var directory,
 Debian's Chromium through Playwright (tests/e2e/conftest.py's flags). Each page opens the
-run URL once (the live page) and answers each step through its form (the first number
+run URL once (the live page, waiting for the start), the experimenter's socket starts
+the session (step 0, not measured), and each page answers each step through its form (the first number
 or text input gets 4, then its submit button); ``SETTLE`` after the last answer came
 back the experimenter advances (t0, machine clock). Each page keeps its own record in
 ``window.ensembleLive.log`` (live-protocol.md): per step, with ``performance.now()``,
@@ -52,6 +53,7 @@ CHROMIUM_ARGS = [
 SHOTS = common.ROOT / "bench" / "results" / "live-screens"
 SETTLE, PAUSE, TIMEOUT_MS = 0.5, 0.3, 20_000
 SHOWN = "s => (window.ensembleLive && window.ensembleLive.log || []).some(e => e.step === s && e.reveal_at != null)"
+ONLINE = "() => !!(window.ensembleLive && window.ensembleLive.socket && window.ensembleLive.socket.state)"
 READ = "() => ({origin: performance.timeOrigin, log: (window.ensembleLive || {}).log || []})"
 
 
@@ -70,7 +72,7 @@ async def open_pages(browser, server, group: dict, n: int) -> tuple[list, list[i
         await context.add_cookies([{"name": group["run_cookie"], "value": group["run_tokens"][i], "url": server.url}])
         page = await context.new_page()
         await page.goto(f"{server.url}/run/{group['experiment']}/")
-        await page.wait_for_function(SHOWN, arg=0)
+        await page.wait_for_function(ONLINE)
 
         def count(frame, i=i, page=page):
             if frame == page.main_frame:
@@ -145,7 +147,7 @@ async def run_browser(n: int, steps: int, embedded: bool = False, shots: Path = 
     collect_static(env)
     for old in shots.glob("live-page-*.png"):
         old.unlink()
-    group = common.prepare_group(env, n)
+    group = common.prepare_group(env, n, started=False)
     server = common.Daphne(env)
     manager = await async_playwright().start()
     try:
@@ -156,6 +158,8 @@ async def run_browser(n: int, steps: int, embedded: bool = False, shots: Path = 
         async with websockets.connect(url, additional_headers=headers, compression=None, ping_interval=None,
                                       max_size=2**26) as boss:  # fmt: skip
             drain = asyncio.create_task(fanout._drain(boss))
+            await boss.send(json.dumps({"type": "start"}))  # step 0 on every page (not measured)
+            await asyncio.gather(*(p.wait_for_function(SHOWN, arg=0, timeout=TIMEOUT_MS) for p in pages))
             t0 = await drive(pages, boss, steps, shots)
             drain.cancel()
         logs = [await p.evaluate(READ) for p in pages]

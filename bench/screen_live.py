@@ -78,7 +78,7 @@ class LiveClient:
         self.resend = random.Random(index).random() < resend  # this client also re-sends each answer
         self.page: dict = {}
         self.visit: dict = {}  # the visit the answer names (order, visit, nonce)
-        self.version, self.shown = 0, -1  # newest state; step on screen (or being prepared)
+        self.version, self.shown, self.ready_sent = 0, -1, -1  # newest state; step on screen; ready sent
         self.offset_ms, self.rtt_ms = 0.0, float("inf")  # server clock minus ours, best round trip
         self.content: dict = {}
         self.states: dict[int, dict] = {}  # step -> the state that started it, until its content is there
@@ -166,6 +166,9 @@ class LiveClient:
             self.version = data["version"]
             self.connected.set()
             step = data.get("step", 0)
+            if data.get("phase") == "waiting" and self.ready_sent != step:  # before the start, as the page does
+                self.ready_sent = step
+                await ws.send(json.dumps({"type": "ready", "step": step}))
             if (
                 data.get("phase") != "running"
                 or step <= self.shown

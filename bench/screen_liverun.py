@@ -3,12 +3,14 @@ live page does, bench/screen_live.py) and ``reload`` (the same clients reloading
 page on each new step), on daphne + PostgreSQL + a private Redis (or the embedded
 defaults), a group session of N on bench/bench_group.yaml's group_trial.
 
-Each step: every client answers the step on its screen (``resend`` of them POST it twice
-with the same nonce); ``SETTLE`` after the last reply the experimenter advances (t0: the
-advance is sent, wall clock); each client gets the state, its content, and reveals it at
-``starts_at``; the next step begins ``PAUSE`` after every client revealed it. ``reload``
-also times, before the steps, a plain GET of the home page by the same N clients at once
-(one warm-up round, then one per step): the reload's yardstick at the same N.
+The clients open their live pages while the group session waits; the experimenter
+starts it (step 0, not measured). Each step: every client answers the step on its screen
+(``resend`` of them POST it twice with the same nonce); ``SETTLE`` after the last reply
+the experimenter advances (t0: the advance is sent, wall clock); each client gets the
+state, its content, and reveals it at ``starts_at``; the next step begins ``PAUSE``
+after every client revealed it. ``reload`` also times, before the steps, a plain GET of
+the home page by the same N clients at once (one warm-up round, then one per step): the
+reload's yardstick at the same N.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ async def run_live(n: int, steps: int, workers: int, mode: str = "live", *, embe
 
     env = common.server_env(embedded=embedded)
     common.ensure_database(env)
-    group = common.prepare_group(env, n)
+    group = common.prepare_group(env, n, started=False)  # the clients wait for the start, as pages do
     server = common.Daphne(env)
     pool = None
     t0: dict[int, float] = {}
@@ -49,6 +51,11 @@ async def run_live(n: int, steps: int, workers: int, mode: str = "live", *, embe
                                       max_size=2**26) as boss:  # fmt: skip
             drain = asyncio.create_task(fanout._drain(boss))
             await asyncio.sleep(0.5)
+            if steps:  # the start: step 0 on every screen (not measured: it warms up)
+                pool.send(("await_step", 0))
+                await boss.send(json.dumps({"type": "start"}))
+                await pool.replies()
+                await asyncio.sleep(PAUSE)
             for k in range(steps):
                 await pool.call(("answer",))
                 await asyncio.sleep(SETTLE)
