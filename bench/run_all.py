@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import screen_report  # noqa: E402
+from bench import report_merge, screen_report  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs"
@@ -292,6 +292,8 @@ def plot(data: dict, path: Path) -> bool:
         + data.get("fanout_2proc", {}).get("results", [])
         + data.get("fanout_pool", {}).get("results", [])
     )
+    if not results:  # (a run without fan-out keeps the previous figure)
+        return False
     fig, ax = plt.subplots(figsize=(8, 5))
     for variant in sorted({r["variant"] for r in results}):
         rows = sorted((r for r in results if r["variant"] == variant), key=lambda r: r["n"])
@@ -468,7 +470,12 @@ def main(argv=None) -> int:
     for shot in data.get("screen_browser", {}).get("screenshots", [])[:1]:  # bench/results is not in git
         if Path(shot).exists():
             shutil.copyfile(shot, DOCS / "live-page.png")
-    (DOCS / "performance.md").write_text(report(data))
+    text = report(data)
+    if args.only:  # benchmarks not run now keep their part of the previous report (bench/results is not in git)
+        previous = DOCS / "performance.md"
+        measured = {k for k in data if k != "meta" and isinstance(data[k], dict) and "error" not in data[k]}
+        text = report_merge.merge(text, previous.read_text() if previous.exists() else "", measured)
+    (DOCS / "performance.md").write_text(text)
     print(json.dumps({k: v for k, v in data.items() if k != "meta"} | {"meta": data["meta"]}, indent=2))
     return 0
 

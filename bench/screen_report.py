@@ -68,10 +68,11 @@ SCREEN_METHOD = """\
 Click -> new trial on screen (`bench/screen.py`, one run, one variant after another at each N). **live**: N
 protocol clients (asyncio, `websockets` and one keep-alive HTTP connection each, in two client processes, no
 browser; `bench/screen_live.py`) do what the live participant page does: one document and one socket each (acks,
-a ping every 3 s, the clock offset of the pong with the shortest round trip); each step every client POSTs its
-answer to the answer URL with a nonce (10 % of them POST it twice: the second must store nothing); 0.5 s after
-the last reply the experimenter advances (t0, the machine's clock); each client receives the state, takes the
-step's content (pushed with the state or fetched from the content URL) and parses it: **content ready**; it
+a ping every 3 s, the clock offset of the pong with the shortest round trip), opened before the experimenter
+starts the session; each step every client POSTs its answer to the answer URL with its visit's nonce (10 % of
+them POST it twice: the second must store nothing); 0.5 s after the last reply the experimenter advances (t0,
+the machine's clock); each client receives the state, takes the step's content (the `group.content` frame
+pushed after it, or the content GET) and parses it: **content ready**; it
 reveals the step at `starts_at` on its own clock (`starts_at` minus its offset estimate) or at once when late:
 **onset** = max(starts_at - offset, ready) on the machine's clock, which is the server's (one machine), so the
 **onset spread** per step (last minus first) is what the clients' clock estimates and late content cost; it
