@@ -191,7 +191,8 @@ class LockstepGroupTrial(GroupTrialHandler):
             return context
         self.template_name = LIVE_TEMPLATE
         # The first step's questions are in the page itself (the JSON names them by null).
-        context.update(live=live, live_html=content.pop("html", ""), timeline=None,
+        live_html, content["html"] = content.get("html", ""), None
+        context.update(live=live, live_html=live_html, timeline=None,
                        live_push=getattr(settings, "GROUP_LIVE_PUSH_CONTENT", True))  # fmt: skip
         return context
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import weakref
@@ -53,7 +54,11 @@ def push_content(consumer, group_session_id: int, step: int) -> None:
     cache = _contents.setdefault(loop, {})
     future = cache.get((group_session_id, step))
     if future is None:
-        future = cache[(group_session_id, step)] = loop.create_task(_built(group_session_id, step))
+        # A fresh context: this may run inside a state's delivery that started in the database
+        # thread (asgiref would refuse its single thread as a deadlock).
+        future = cache[(group_session_id, step)] = loop.create_task(
+            _built(group_session_id, step), context=contextvars.Context()
+        )
         while len(cache) > KEEP_STEPS:
             cache.pop(next(iter(cache)))
     if future.done():

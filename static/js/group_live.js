@@ -103,7 +103,7 @@
     if (page.shown !== null && page.shown !== s.step && !page.answered[page.shown] && page.revealed === page.shown) {
       return go();  // the group moved on without this answer: the run page says where to rejoin
     }
-    if (mustWait(s)) { if (page.shown !== s.step || page.answered[s.step]) showWaiting(); return; }
+    if (mustWait(s)) { if (page.shown !== null || el.dataset.mode !== "waiting") showWaiting(); return; }
     if (page.shown === s.step) return;
     var c = page.contents[s.step];
     if (c && page.visit && c.order === page.visit.order) return prepare(c, s);
@@ -131,7 +131,7 @@
   function showWaiting() {
     cancelPending();
     stopTask();
-    page.shown = page.state ? page.state.step : null;
+    page.shown = null;
     stage.hidden = true;
     waiting.hidden = false;
     el.dataset.mode = "waiting";
@@ -331,6 +331,7 @@
     }
   });
   live.socket = socket;
+  live.page = page;  // (what the page holds: for tests and debugging)
   if (initial.content && initial.step != null) {
     initial.content.starts_at = initial.starts_at;
     page.contents[initial.step] = initial.content;
