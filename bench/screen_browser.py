@@ -119,9 +119,11 @@ async def screenshots(pages: list, step: int, shots: Path) -> None:
 def figures(logs: list[dict], t0: dict[int, float]) -> dict:
     """From each page's ``window.ensembleLive.log`` (live-protocol.md: ``*_at`` are
     ``performance.now()`` values, ``onset_ms`` the server clock) and t0 per step (ms)."""
-    ready, revealed, reported, achieved, late = [], [], [], [], 0
+    frame, content, ready, revealed, reported, achieved, late = [], [], [], [], [], [], 0
     for k, sent in t0.items():
         entries = [(log["origin"], e) for log in logs for e in log["log"] if e.get("step") == k]
+        frame += [(o + e["state_at"] - sent) / 1000 for o, e in entries if e.get("state_at") is not None]
+        content += [(o + e["content_at"] - sent) / 1000 for o, e in entries if e.get("content_at") is not None]
         ready += [(o + e["ready_at"] - sent) / 1000 for o, e in entries if e.get("ready_at") is not None]
         shown = [o + e["reveal_at"] for o, e in entries if e.get("reveal_at") is not None]
         revealed += [(t - sent) / 1000 for t in shown]
@@ -131,7 +133,8 @@ def figures(logs: list[dict], t0: dict[int, float]) -> dict:
             reported.append((max(onsets) - min(onsets)) / 1000)
         if len(shown) > 1:
             achieved.append((max(shown) - min(shown)) / 1000)
-    return {"ready_ms": common.summary_ms(ready), "revealed_ms": common.summary_ms(revealed),
+    return {"frame_ms": common.summary_ms(frame), "content_ms": common.summary_ms(content),
+            "ready_ms": common.summary_ms(ready), "revealed_ms": common.summary_ms(revealed),
             "onset_spread_ms": common.summary_ms(reported), "revealed_spread_ms": common.summary_ms(achieved),
             "late_reveals": late, "revealed_per_step": len(revealed) / max(1, len(t0))}  # fmt: skip
 

@@ -136,11 +136,13 @@ def rows(screen: dict) -> list[str]:
 
 def browser_rows(b: dict) -> list[str]:
     return [
-        "| pages | steps | click -> ready p50 / p95 / p99 ms | click -> revealed p50 / p95 / p99 / max ms "
+        "| pages | steps | click -> state / content p50 ms | click -> ready p50 / p95 / p99 ms "
+        "| click -> revealed p50 / p95 / p99 / max ms "
         "| onset spread p50 / p95 / max ms | revealed spread p95 ms | late | navigations | answers stored / lost "
         "/ doubled |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {b['n']} | {b['steps']} | {_stats(b['ready_ms'])} "
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {b['n']} | {b['steps']} | {_fmt(b.get('frame_ms', {}).get('p50'))} / "
+        f"{_fmt(b.get('content_ms', {}).get('p50'))} | {_stats(b['ready_ms'])} "
         f"| {_stats(b['revealed_ms'], ('p50', 'p95', 'p99', 'max'))} "
         f"| {_stats(b['onset_spread_ms'], ('p50', 'p95', 'max'))} | {_fmt(b['revealed_spread_ms'].get('p95'))} "
         f"| {b['late_reveals']} | {b['navigations']} | {_answers(b)} |",
