@@ -94,7 +94,9 @@ def spreads(results: list[dict], t0: dict[int, float]) -> dict:
         late.append(sum(1 for _, ms in said if ms >= 1))  # late by a millisecond or more
         lead += [c["starts_at"][k] / 1000 - sent for c in results[:1] if k in c["starts_at"]]
     return {"onset_spread_ms": common.summary_ms(achieved), "reported_spread_ms": common.summary_ms(reported),
-            "late_per_step": late, "lead_ms": common.summary_ms(lead)}  # fmt: skip
+            "late_per_step": late, "lead_ms": common.summary_ms(lead),
+            "lead_per_step_ms": [round(x * 1000) for x in lead],
+            "spread_per_step_ms": [round(x * 1000, 1) for x in achieved]}  # fmt: skip
 
 
 def figures(results: list[dict], t0: dict[int, float], mode: str) -> dict:
