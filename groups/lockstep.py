@@ -131,6 +131,13 @@ class LockstepGroupTrial(GroupTrialHandler):
     name = "group_trial"
     template_name = TRIAL_TEMPLATE
 
+    def interpret(self, result) -> Prepared:
+        """Also ``{"timeline": [...], "preload": [urls]}`` (the live page preloads those
+        media before the step's onset: ``groups.live_content``)."""
+        if isinstance(result, dict) and isinstance(result.get("timeline"), list):
+            result = result["timeline"]
+        return super().interpret(result)
+
     # ------------------------------------------------------------ entering
     def prepare(self, run) -> Prepared:
         """Only decides whether the loop ends (an empty timeline); the trial itself is
