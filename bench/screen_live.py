@@ -88,6 +88,7 @@ class LiveClient:
         self.onset: dict[int, float] = {}  # step -> the onset it would achieve (machine clock)
         self.reported: dict[int, tuple[float, float]] = {}  # step -> (at, late_ms) as reported
         self.starts_at: dict[int, float] = {}
+        self.offsets: dict[int, float] = {}  # step -> the clock offset it revealed by (its error: one machine)
         self.wrong_page: dict[int, str] = {}
         self.fetched = 0  # content GETs (pushed content of another form)
         self.posts: list[tuple[int, float, object, object]] = []  # (step, seconds, status, stored)
@@ -223,7 +224,7 @@ class LiveClient:
             return
         ready = self.ready[step] = time.time()
         starts_at = float(state.get("starts_at") or pushed.get("starts_at") or 0)
-        offset = self.offset_ms
+        offset = self.offsets[step] = self.offset_ms
         due = (starts_at - offset) / 1000  # starts_at on this client's clock
         onset = max(due, ready)
         at = onset * 1000 + offset  # what the page reports: the server clock by its estimate
@@ -310,7 +311,6 @@ class LiveClient:
         self.http.close()
 
     def result(self) -> dict:
-        return {"index": self.index, "frame": self.frame, "ready": self.ready, "onset": self.onset,
-                "reported": self.reported, "starts_at": self.starts_at, "wrong_page": self.wrong_page,
-                "posts": self.posts, "plain": self.plain, "sockets": self.sockets, "errors": self.errors[:5],
-                "http_connections": self.http.opened, "resend": self.resend, "fetched": self.fetched}  # fmt: skip
+        keys = ("index", "frame", "ready", "onset", "reported", "starts_at", "offsets", "wrong_page", "posts", "plain",
+                "sockets", "resend", "fetched")  # fmt: skip
+        return {**{k: getattr(self, k) for k in keys}, "errors": self.errors[:5], "http_connections": self.http.opened}

@@ -128,4 +128,8 @@ def figures(results: list[dict], t0: dict[int, float], mode: str) -> dict:
             [c["ready"][k] - c["frame"][k] for c in results for k in t0 if k in c["ready"] and k in c["frame"]]
         )
         out |= spreads(results, t0)
+        # the clocks are one (one machine): an offset estimate is its own error
+        out["offset_error_ms"] = common.summary_ms(
+            [abs(c["offsets"][k]) / 1000 for c in results for k in t0 if k in c["offsets"]]
+        )
     return out
