@@ -133,7 +133,14 @@ def figures(logs: list[dict], t0: dict[int, float]) -> dict:
             reported.append((max(onsets) - min(onsets)) / 1000)
         if len(shown) > 1:
             achieved.append((max(shown) - min(shown)) / 1000)
+    offsets = [
+        abs(e["offset_ms"]) / 1000
+        for log in logs
+        for e in log["log"]
+        if e.get("step") in t0 and e.get("offset_ms") is not None
+    ]  # fmt: skip  (one machine: the estimate is its error)
     return {"frame_ms": common.summary_ms(frame), "content_ms": common.summary_ms(content),
+            "offset_error_ms": common.summary_ms(offsets),
             "ready_ms": common.summary_ms(ready), "revealed_ms": common.summary_ms(revealed),
             "onset_spread_ms": common.summary_ms(reported), "revealed_spread_ms": common.summary_ms(achieved),
             "late_reveals": late, "revealed_per_step": len(revealed) / max(1, len(t0))}  # fmt: skip

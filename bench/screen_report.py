@@ -83,17 +83,21 @@ home page, a template without database, at once). **floor**: a bare `websockets`
 players in one group pass a WaitPage each round, each page's socket held as its page script does; t0 = the last
 player's submit, made 0.5 s after every other player waits on the wait page; done = that player's next page
 returned 200. Answers stored / lost / doubled are counted in the database (ours) and from the POSTs oTree
-accepted (one row per player and round: nothing can be doubled)."""
+accepted (one row per player and round: nothing can be doubled). Clock error: the clients' offset estimates
+(server minus client clock, from the pongs) when they revealed a step; on one machine the true offset is 0, so
+the estimate is its error, and the spread of on-time reveals is the spread of these errors. Lead: `starts_at`
+minus t0, as the server chose it."""
 
 BROWSER_METHOD = """\
 Chromium (`bench/screen_browser.py`): real pages of Debian's Chromium through Playwright, each in its own browser
-context, in one group session on daphne + PostgreSQL + Redis; each page answers each step through its form, 0.5
-s after the last reply the experimenter's socket advances (t0). Each page records in `window.ensembleLive.log`,
-with `performance.now()`, the state's arrival, the content ready and the animation frame that revealed the step,
-and the onset it reported on the server clock (by its clock offset). Click -> revealed = `performance.timeOrigin`
-+ that frame's time - t0 (one machine, one clock); onset spread = last minus first reported onset per step
-(and the same of the revealed frames on the machine's clock); navigations = `framenavigated` events of the
-pages' main frames after their first load."""
+context, in one group session on daphne + PostgreSQL + Redis, opened before the experimenter's socket starts the
+session; each page answers each step through its form, 0.5 s after the last reply the experimenter's socket
+advances (t0). Each page records in `window.ensembleLive.log`, with `performance.now()`, the state's and the
+content's arrival, the content ready and the animation frame that revealed the step, and the onset it reported
+on the server clock by its clock offset (clock error as above). Click -> revealed = `performance.timeOrigin` +
+that frame's time - t0 (one machine, one clock); onset spread = last minus first reported onset per step (and
+the same of the revealed frames on the machine's clock); navigations = `framenavigated` events of the pages'
+main frames after their first load."""
 
 
 def _stats(s: dict | None, keys=("p50", "p95", "p99")) -> str:
@@ -109,9 +113,9 @@ def _answers(r: dict) -> str:
 def rows(screen: dict) -> list[str]:
     out = [
         "| variant | N | frame p50 / p95 / p99 ms | click -> ready p50 / p95 / p99 ms | click -> onset p50 / p95 "
-        "/ p99 ms | onset spread p50 / p95 / max ms | lead p50 ms | reload / plain GET p99 ms | answers stored / "
-        "lost / doubled | load |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "/ p99 ms | onset spread p50 / p95 / max ms | clock error p50 / p95 ms | lead p50 ms "
+        "| reload / plain GET p99 ms | answers stored / lost / doubled | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in sorted(screen.get("results", []), key=lambda r: (r["n"], r["variant"])):
         frame = r.get("latency_ms") or r.get("frame_ms")
@@ -119,7 +123,8 @@ def rows(screen: dict) -> list[str]:
         reload_ = r.get("reload_ms", {}).get("p99"), r.get("plain_get_ms", {}).get("p99")
         out.append(
             f"| {r['variant']} | {r['n']} | {_stats(frame)} | {_stats(ready)} | {_stats(r.get('onset_ms'))} "
-            f"| {_stats(r.get('onset_spread_ms'), ('p50', 'p95', 'max'))} | {_fmt(r.get('lead_ms', {}).get('p50'))} "
+            f"| {_stats(r.get('onset_spread_ms'), ('p50', 'p95', 'max'))} "
+            f"| {_stats(r.get('offset_error_ms'), ('p50', 'p95'))} | {_fmt(r.get('lead_ms', {}).get('p50'))} "
             f"| {_fmt(reload_[0])} / {_fmt(reload_[1])} | {_answers(r)} | {r.get('load')} |"
         )
     out += ["", "Ratios in the same run (p99):", "",
@@ -138,13 +143,14 @@ def browser_rows(b: dict) -> list[str]:
     return [
         "| pages | steps | click -> state / content p50 ms | click -> ready p50 / p95 / p99 ms "
         "| click -> revealed p50 / p95 / p99 / max ms "
-        "| onset spread p50 / p95 / max ms | revealed spread p95 ms | late | navigations | answers stored / lost "
-        "/ doubled |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| onset spread p50 / p95 / max ms | revealed spread p95 ms | clock error p50 / p95 ms | late | navigations "
+        "| answers stored / lost / doubled |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {b['n']} | {b['steps']} | {_fmt(b.get('frame_ms', {}).get('p50'))} / "
         f"{_fmt(b.get('content_ms', {}).get('p50'))} | {_stats(b['ready_ms'])} "
         f"| {_stats(b['revealed_ms'], ('p50', 'p95', 'p99', 'max'))} "
         f"| {_stats(b['onset_spread_ms'], ('p50', 'p95', 'max'))} | {_fmt(b['revealed_spread_ms'].get('p95'))} "
+        f"| {_stats(b.get('offset_error_ms'), ('p50', 'p95'))} "
         f"| {b['late_reveals']} | {b['navigations']} | {_answers(b)} |",
         "",
         *(["![the live page mid-session (Chromium, one of the pages)](live-page.png)"] if b.get("screenshots") else []),
