@@ -57,8 +57,12 @@ def verdicts(screen: dict, browser: dict) -> list[tuple[str, str, str, bool | No
         out += [
             _check(f"{pages}: click -> revealed p99", f"<= {t['browser_revealed_p99_ms']:.0f} ms",
                    browser["revealed_ms"].get("p99"), t["browser_revealed_p99_ms"], " ms"),
-            _check(f"{pages}: onset spread p95", f"<= {t['browser_spread_p95_ms']:.0f} ms",
-                   browser["onset_spread_ms"].get("p95"), t["browser_spread_p95_ms"], " ms"),
+            _check(f"{pages}: onset spread p95 (revealed frames, machine clock)",
+                   f"<= {t['browser_spread_p95_ms']:.0f} ms", browser["revealed_spread_ms"].get("p95"),
+                   t["browser_spread_p95_ms"], " ms"),
+            _check(f"{pages}: onset spread p95 (as reported, server clock by each page's offset)",
+                   f"<= {t['browser_spread_p95_ms']:.0f} ms", browser["onset_spread_ms"].get("p95"),
+                   t["browser_spread_p95_ms"], " ms"),
             _check(f"{pages}: navigations during the group part", "0", browser["navigations"], 0, ""),
         ]  # fmt: skip
     return out
