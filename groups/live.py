@@ -21,13 +21,10 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import replace
-from functools import partial
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-
-from realtime.broadcast import FLUSH_SECONDS, broadcast_state
 
 from . import state as sm
 from .models import StepLog, StepOnset
@@ -91,6 +88,11 @@ def planned(gs, state: sm.GroupState) -> tuple[int, int] | None:
         known = _known.get(key)
     if known is None:
         known = cache.get(key)
+        if known is None and state.phase == sm.RUNNING:
+            from .live_content import prebuild
+
+            prebuild(gs.pk, state.step)  # the content first: the lead starts when it is there
+            known = cache.get(key)
         if known is None:
             chosen = _now_ms()
             mine = (chosen + lead_ms(), chosen)
@@ -139,24 +141,25 @@ def record_reports(*, group_session: int, onsets: list[dict], locations: dict[st
     per participant and step kept), locations (pseudonym -> form name on screen) and jsPsych
     errors (``{participant, step, message}``, into the step log and the server log).
     Locks the group session (like acknowledgements); returns the new version or None."""
+    from .presence import _one, _save_presence
     from .selectors import load_state
     from .services import _lock as lock_group_session
-    from .services import _save, now_ms
+    from .services import now_ms, publish_on_commit
 
     with transaction.atomic():
         gs = lock_group_session(group_session)
         old, _ = load_state(gs)
-        new = old
-        for pid, form in locations.items():
-            if pid in new.participants and new.participants[pid].status != sm.KICKED:
-                new, _ = sm.transition(new, sm.Locate(pid, form), now_ms=now_ms())
+        at = now_ms()
+        rows = dict(old.participants)
+        for pid, form in locations.items():  # one participant at a time: N reports cost N
+            rows = _one(old, rows, pid, sm.Locate(pid, form), at)
         stored = _store_onsets(gs, old, onsets)
         _log_errors(gs, old, errors)
-        if new is old and not stored and not errors:
+        if rows == dict(old.participants) and not stored and not errors:
             return None
-        new = replace(new, version=old.version + 1, changed_ms=now_ms())
-        gs.save(update_fields=_save(gs, old, new))
-        transaction.on_commit(partial(broadcast_state, gs.pk, within=FLUSH_SECONDS))
+        new = replace(old, version=old.version + 1, participants=rows, changed_ms=at)
+        _save_presence(gs, old, new)  # a console-only change (participants see nothing new)
+        publish_on_commit(gs, new)
         return new.version
 
 
