@@ -175,15 +175,16 @@
   /* Reveal at startsAt (server clock) on the first animation frame at or after it; at
      once when that moment has passed (late). A timer wakes the frame loop ~2 frames early. */
   function schedule(step, startsAt) {
-    var target = startsAt == null ? now() : startsAt - (socket.offsetMs || 0);
+    // (the target follows the clock estimate, which may improve while the step waits)
+    var target = function () { return startsAt == null ? now() : startsAt - (socket.offsetMs || 0); };
     page.pending = {timer: null, raf: null};
-    if (target <= now()) return reveal(step, startsAt);
+    if (target() <= now()) return reveal(step, startsAt);
     var frame = function () {
-      if (now() >= target) { page.pending = null; reveal(step, startsAt); }
-      else if (document.hidden) page.pending.timer = setTimeout(frame, Math.max(0, target - now()));
+      if (now() >= target()) { page.pending = null; reveal(step, startsAt); }
+      else if (document.hidden) page.pending.timer = setTimeout(frame, Math.max(0, target() - now()));
       else page.pending.raf = requestAnimationFrame(frame);
     };
-    page.pending.timer = setTimeout(frame, Math.max(0, target - now() - 34));
+    page.pending.timer = setTimeout(frame, Math.max(0, target() - now() - 34));
   }
 
   function reveal(step, startsAt) {
