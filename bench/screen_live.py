@@ -224,14 +224,13 @@ class LiveClient:
             return
         ready = self.ready[step] = time.time()
         starts_at = float(state.get("starts_at") or pushed.get("starts_at") or 0)
+        while (due := (starts_at - self.offset_ms) / 1000) > time.time():  # starts_at on this client's clock,
+            await asyncio.sleep(due - time.time())  # by the estimate as it improves while the step waits
         offset = self.offsets[step] = self.offset_ms
-        due = (starts_at - offset) / 1000  # starts_at on this client's clock
         onset = max(due, ready)
         at = onset * 1000 + offset  # what the page reports: the server clock by its estimate
-        late = max(0.0, at - starts_at)
+        late = max(0.0, at - starts_at) if ready > due else 0.0
         self.starts_at[step], self.reported[step] = starts_at, (at, late)
-        if due > time.time():
-            await asyncio.sleep(due - time.time())
         await ws.send(json.dumps({"type": "onset", "step": step, "at": round(at), "late_ms": round(late),
                                   "ready_at": round(ready * 1000 + offset)}))  # fmt: skip
         await ws.send(json.dumps({"type": "location", "form": pushed.get("form") or "", "step": step}))
@@ -257,7 +256,9 @@ class LiveClient:
     async def answer(self) -> None:
         step = self.shown
         at, late = self.reported.get(step, (None, None))
-        body = {**self.content.get("fields", {}), "csrfmiddlewaretoken": self.page["csrf"], "_group_step": step,
+        fields = self.content.get("fields", {})
+        steps = [k for k in fields if k.endswith("_group_step")] or ["_group_step"]  # the form's own (prefixed)
+        body = {**fields, **dict.fromkeys(steps, step), "csrfmiddlewaretoken": self.page["csrf"],
                 "_order": self.visit.get("order", ""), "_visit": self.visit.get("visit", ""),
                 "_nonce": self.visit.get("nonce", ""), "_clock_offset_ms": round(-self.offset_ms, 1),
                 "_clock_rtt_ms": round(self.rtt_ms, 1) if self.rtt_ms != float("inf") else ""}  # fmt: skip
