@@ -198,7 +198,7 @@ def ratios(results: list[dict]) -> list[dict]:
         floor, otree = by.get(("floor", n), {}).get("latency_ms", {}), by.get(("otree", n), {}).get("screen_ms", {})
         row: dict = {"n": n, "floor_p99_ms": floor.get("p99"), "otree_p99_ms": otree.get("p99")}
         live, reload_ = by.get(("live", n)), by.get(("reload", n))
-        if live and live["ready_ms"].get("p99") is not None:
+        if live and live.get("ready_ms", {}).get("p99") is not None:
             ready, onset = live["ready_ms"]["p99"], live["onset_ms"].get("p99")
             row |= {
                 "ready_p99_ms": ready,
@@ -208,7 +208,7 @@ def ratios(results: list[dict]) -> list[dict]:
                 "ready_vs_floor": _ratio(ready, floor.get("p99")),
                 "ready_vs_otree": _ratio(ready, otree.get("p99")),
             }
-        if reload_ and reload_["reload_ms"].get("p99") is not None:
+        if reload_ and reload_.get("reload_ms", {}).get("p99") is not None:
             row |= {
                 "reload_p99_ms": reload_["reload_ms"]["p99"],
                 "plain_get_p99_ms": reload_["plain_get_ms"].get("p99"),
@@ -222,6 +222,14 @@ def _ratio(a, b) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
+async def _variant(variant: str, n: int, args) -> dict:
+    if variant == "floor":
+        return await fanout.run_case("floor", n, args.steps, workers=args.workers)
+    if variant in ("live", "reload"):
+        return await screen_liverun.run_live(n, args.steps, args.workers, variant, resend=args.resend)
+    return await run_otree(n, args.steps, args.workers)
+
+
 async def main_async(args) -> dict:
     common.raise_nofile()
     sizes = sorted({int(x) for x in args.sizes.split(",")} | ({500} if args.with_500 else set()))
@@ -231,14 +239,12 @@ async def main_async(args) -> dict:
     try:
         for n in sizes:
             for variant in variants:
-                if variant == "floor":
-                    result = await fanout.run_case("floor", n, args.steps, workers=args.workers)
-                elif variant in ("live", "reload"):
-                    result = await screen_liverun.run_live(n, args.steps, args.workers, variant, resend=args.resend)
-                elif n > args.otree_max:
+                if variant == "otree" and n > args.otree_max:
                     continue
-                else:
-                    result = await run_otree(n, args.steps, args.workers)
+                try:
+                    result = await _variant(variant, n, args)
+                except Exception as exc:  # noqa: BLE001 - one variant's failure is reported, the run goes on
+                    result = {"variant": variant, "n": n, "error": repr(exc)[:500], "load": common.load_average()}
                 print(json.dumps(result), file=sys.stderr, flush=True)
                 results.append(result)
     finally:

@@ -166,8 +166,9 @@ async def _worker_main(conn, kind: str, indices: list[int], options: dict) -> No
 
     outcomes = await asyncio.gather(*(setup(c) for c in clients), return_exceptions=True)
     failed = [repr(e) for e in outcomes if e]
+    everyone, clients = clients, [c for c, e in zip(clients, outcomes, strict=True) if not e]  # commands: set up ones
     if kind != "otree":  # every client set up has its socket and first state
-        await _wait(lambda: all(c.connected.is_set() for c, e in zip(clients, outcomes, strict=True) if not e), 60)
+        await _wait(lambda: all(c.connected.is_set() for c in clients), 60)
     conn.send(("set_up", failed[:3], len(failed)))
     answering: list[asyncio.Task] = []
     while (command := await commands.get())[0] != "stop":
@@ -175,8 +176,8 @@ async def _worker_main(conn, kind: str, indices: list[int], options: dict) -> No
         conn.send(("done", command[0]))
     for task in answering:
         task.cancel()
-    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-    conn.send(("result", [c.result() for c in clients]))
+    await asyncio.gather(*(c.close() for c in everyone), return_exceptions=True)
+    conn.send(("result", [c.result() for c in everyone]))
 
 
 async def _command(clients: list, command: tuple, answering: list[asyncio.Task]) -> list[asyncio.Task]:

@@ -27,8 +27,6 @@ SETTLE = 0.5
 
 async def run_live(n: int, steps: int, workers: int, mode: str = "live", *, embedded: bool = False,
                    resend: float = 0.1) -> dict:  # fmt: skip
-    import websockets
-
     from bench.screen import Pool, _set_up, _stored
 
     env = common.server_env(embedded=embedded)
@@ -40,15 +38,14 @@ async def run_live(n: int, steps: int, workers: int, mode: str = "live", *, embe
     try:
         pool = Pool(mode, n, workers, {"port": server.port, "group": group, "resend": resend})
         setup = _set_up(await pool.replies())
-        if setup["failed_setups"]:  # no live page: nothing to measure (each step would wait for its timeout)
+        if setup["failed_setups"] == n:  # no live page: nothing to measure
             steps = 0
         for _ in range(steps + 1 if mode == "reload" and steps else 0):  # the plain GET; the first round warms up
             await pool.call(("plain_get",))
             await asyncio.sleep(PAUSE)
         url = f"ws://127.0.0.1:{server.port}/ws/group/{group['group_session']}/experimenter/"
         headers = [("Origin", server.url), ("Cookie", group["login_cookie"])]
-        async with websockets.connect(url, additional_headers=headers, compression=None, ping_interval=None,
-                                      max_size=2**26) as boss:  # fmt: skip
+        async with await _experimenter(url, headers) as boss:
             drain = asyncio.create_task(fanout._drain(boss))
             await asyncio.sleep(0.5)
             if steps:  # the start: step 0 on every screen (not measured: it warms up)
@@ -74,6 +71,20 @@ async def run_live(n: int, steps: int, workers: int, mode: str = "live", *, embe
     return {"variant": mode if not embedded else f"{mode}-embedded", "n": n, "steps": steps, **setup,
             **figures(results, t0, mode), "answers": _stored(env, group, n, steps),
             "load": common.load_average()}  # fmt: skip
+
+
+async def _experimenter(url: str, headers: list):
+    """The experimenter's socket (a loaded server may refuse a connect now and then: three tries)."""
+    import websockets
+
+    for attempt in range(3):
+        try:
+            return await websockets.connect(url, additional_headers=headers, compression=None, ping_interval=None,
+                                            max_size=2**26, open_timeout=60)  # fmt: skip
+        except (OSError, websockets.exceptions.InvalidMessage, TimeoutError):
+            if attempt == 2:
+                raise
+            await asyncio.sleep(2)
 
 
 def _since(results: list[dict], key: str, t0: dict[int, float]) -> list[float]:

@@ -122,6 +122,9 @@ def rows(screen: dict) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in sorted(screen.get("results", []), key=lambda r: (r["n"], r["variant"])):
+        if "error" in r:
+            out.append(f"| {r['variant']} | {r['n']} | failed: `{r['error'][:200]}` |||||||| {r.get('load')} |")
+            continue
         frame = r.get("latency_ms") or r.get("frame_ms")
         ready = r.get("ready_ms") or r.get("screen_ms")
         reload_ = r.get("reload_ms", {}).get("p99"), r.get("plain_get_ms", {}).get("p99")
