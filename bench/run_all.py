@@ -87,7 +87,8 @@ def plan(quick: bool) -> dict[str, list[str]]:
         "churn": ["bench/churn.py", "--broadcasts", "300", "--n", "500"],
         "submit": ["bench/submit.py", "--n", "500"],
         "submit_2proc": ["bench/submit.py", "--n", "500", "--processes", "2"],
-        "screen": ["bench/screen.py", "--sizes", "10,100,200,500", "--steps", "10"],
+        # oTree up to the targets' N=200 (at 500 its rounds take minutes on 2 cores)
+        "screen": ["bench/screen.py", "--sizes", "10,100,200,500", "--steps", "10", "--otree-max", "200"],
         "screen_browser": ["bench/screen_browser.py", "--pages", "8", "--steps", "10"],
     }
 
