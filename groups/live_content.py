@@ -25,6 +25,7 @@ from django.template.loader import render_to_string
 from runner.errors import RunError
 
 from . import selectors
+from .live import known_starts_at
 from .models import Membership
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,8 @@ def participant_content(session, *, view=None, found=None, form=None) -> dict:
     base = {"mode": "leave", "step": None, "phase": None, "starts_at": None, "visit": ident(session), "content": None}
     if view is None or view.kicked or view.phase in ("ended", "aborted") or (view.exit_loop and view.responded):
         return base
-    base.update(step=view.step, phase=view.phase, starts_at=view.starts_at)
+    base.update(step=view.step, phase=view.phase,
+                starts_at=known_starts_at(view.group_session_id, view.participant_code, view.step))  # fmt: skip
     found = found or _page(session)
     if found is None:
         return base

@@ -18,9 +18,19 @@ from runner import batching, services
 from runner import selectors as runner_selectors
 from runner.errors import NoRunError, RunError
 from runner.run_cookie import read_run_token
-from runner.views.run import _int
+from runner.views.run import MAX_CLIENT_INT
 
 from . import live_content
+
+
+def _int(value, default=None):
+    """An integer from a form field (as the run page reads them); ``default`` otherwise."""
+    try:
+        number = int(str(value)[:20])
+    except (TypeError, ValueError):
+        return default
+    return number if -MAX_CLIENT_INT <= number <= MAX_CLIENT_INT else default
+
 
 NO_RUN = {"ok": False, "code": "no_run", "message": NoRunError.in_this_browser().message}
 STALE_VISIT = "This page had already been answered or replaced; it shows the current trial again."

@@ -6,7 +6,7 @@
   session gets the same text, when it is ready, right after the state that starts the step.
 - ``Reports``: what pages report (onsets, where they are, jsPsych errors) is collected per
   group session and written together every ``GROUP_PRESENCE_FLUSH_SECONDS``, like
-  acknowledgements (``groups.live.record_reports``: one change per batch).
+  acknowledgements (``groups.presence.record_reports``: one change per batch).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class Reports:
             self.flushing[group_session_id] = self.loop.create_task(self._flush_later(group_session_id))
 
     async def _flush_later(self, group_session_id: int) -> None:
-        from groups.live import record_reports
+        from groups.presence import record_reports
 
         try:
             await asyncio.sleep(FLUSH_SECONDS)
