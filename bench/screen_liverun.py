@@ -74,14 +74,15 @@ async def run_live(n: int, steps: int, workers: int, mode: str = "live", *, embe
 
 
 async def _experimenter(url: str, headers: list):
-    """The experimenter's socket (a loaded server may refuse a connect now and then: three tries)."""
+    """The experimenter's socket (a loaded server may refuse a connect now and then: its handshake
+    outlives daphne's application timeout and is rejected with 403; three tries)."""
     import websockets
 
     for attempt in range(3):
         try:
             return await websockets.connect(url, additional_headers=headers, compression=None, ping_interval=None,
                                             max_size=2**26, open_timeout=60)  # fmt: skip
-        except (OSError, websockets.exceptions.InvalidMessage, TimeoutError):
+        except (OSError, websockets.exceptions.InvalidMessage, websockets.exceptions.InvalidStatus, TimeoutError):
             if attempt == 2:
                 raise
             await asyncio.sleep(2)
