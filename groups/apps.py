@@ -7,6 +7,29 @@ class GroupsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from realtime import ports
+        from runner import services as runner_services
+
+        from . import hooks, live, live_content, presence, selectors, services, store
         from .lockstep import register
 
         register()  # the lockstep group_trial replaces the runner's plain one
+        hooks.use_context_writer(services.group_session_set_context)
+        runner_services.use_group_attach(services.attach_participant)
+        ports.register(
+            ports.GroupPorts(
+                read_body=store.read_wire_body,
+                authenticate_participants=selectors.authenticate_participants,
+                authenticate_experimenter=selectors.authenticate_experimenter,
+                commands=services.EXPERIMENTER_COMMANDS,
+                participant_ready=services.participant_ready,
+                record_presence=presence.record_presence_version,
+                record_acks=presence.record_acks,
+                counting_processes=presence.counting_processes,
+                sweep_processes=presence.sweep_processes,
+                step_content=live_content.content_text,
+                prebuilt_content=live_content.built_text,
+                record_reports=presence.record_reports,
+            )
+        )
+        live.use_prebuild(live_content.prebuild)

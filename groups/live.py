@@ -20,6 +20,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
@@ -35,6 +36,16 @@ _samples: OrderedDict = OrderedDict()  # (gs, step) -> [delay ms, ...], the last
 _lock = threading.Lock()
 MAX_SAMPLES_PER_STEP = 2000
 ONSET_CONSOLE_STEPS = 5  # the console shows the onsets of this many latest steps
+
+
+#: Builds a step's pushed content in this thread (``groups.live_content.prebuild``, registered by
+#: ``GroupsConfig.ready``: the snapshots below the services must not import the runner's pages).
+_prebuild = None
+
+
+def use_prebuild(prebuild) -> None:
+    global _prebuild
+    _prebuild = prebuild
 
 
 def _setting(name: str, default: int) -> int:
@@ -86,10 +97,8 @@ def planned(gs, state: sm.GroupState) -> tuple[int, int] | None:
         known = _known.get(key)
     if known is None:
         known = cache.get(key)
-        if known is None and state.phase == sm.RUNNING:
-            from .live_content import prebuild
-
-            prebuild(gs.pk, state.step)  # the content first: the lead starts when it is there
+        if known is None and state.phase == sm.RUNNING and _prebuild is not None:
+            _prebuild(gs.pk, state.step)  # the content first: the lead starts when it is there
             known = cache.get(key)
         if known is None:
             chosen = _now_ms()
@@ -158,16 +167,12 @@ def store_onsets(gs, state: sm.GroupState, onsets: list[dict]) -> int:
 
 def log_client_errors(gs, state: sm.GroupState, errors: list[dict]) -> None:
     """jsPsych errors the pages reported: the server log and the step log."""
-    from .services import now_ms
-
     for error in errors:
         if error["participant"] not in state.participants:
             continue
         logger.warning("group session %s: jsPsych error on %s's page at step %s: %s", gs.pk,
                        error["participant"], error["step"], error["message"])  # fmt: skip
-        at = now_ms()
-        from datetime import UTC, datetime
-
+        at = _now_ms()
         StepLog.objects.create(
             group_session=gs, step=error["step"], action="client_error",
             at=datetime.fromtimestamp(at / 1000, tz=UTC), at_ms=at,

@@ -42,15 +42,13 @@ def _page(session):
     from runner.flow import loop_containing
     from runner.views.pages import page_for
 
-    from .lockstep import LockstepGroupTrial
-
     if not (session.state or {}).get("current") or session.state.get("finished"):
         return None
     try:
         page, handler, positions = page_for(session)
     except (LookupError, AttributeError, TypeError):  # the experiment changed under the run
         return None
-    if page.position is None or not isinstance(handler, LockstepGroupTrial):
+    if page.position is None or not getattr(handler, "live_page", False):  # (groups.lockstep's handler)
         return None
     loop = loop_containing(runner_selectors.steps_of(positions), page.position.order)
     return page, handler, (max(loop.repeat, 1) if loop else None)
@@ -172,13 +170,18 @@ def participant_content(session, *, view=None, found=None, form=None) -> dict:
     return base
 
 
+def content_text(group_session_id: int, step: int) -> str | None:
+    """``group_content`` as the frame's text (realtime's ``step_content`` port)."""
+    content = group_content(group_session_id, step)
+    return None if content is None else json.dumps(content, separators=(",", ":"), allow_nan=False)
+
+
 def prebuild(group_session_id: int, step: int) -> None:
     """Build the pushed content of a step that has just started, in the thread that
     publishes it (after the commit, before ``starts_at`` is chosen), so that this
     process's sockets get it with the state, without a trip to the database thread."""
     try:
-        content = group_content(group_session_id, step)
-        text = None if content is None else json.dumps(content, separators=(",", ":"), allow_nan=False)
+        text = content_text(group_session_id, step)
     except Exception:
         logger.exception("content of group session %s step %s could not be built", group_session_id, step)
         return

@@ -70,7 +70,9 @@ def live_answer_view(request, experiment_id: int):
     from runner.policy import InvalidPolicy, PolicyViolation
 
     try:
-        result = batching.submit(_submission(request, experiment_id, token), key=experiment_id)
+        # A group's answers come together: stored in batches (runner/batching.py), as on the run page.
+        key = experiment_id if runner_selectors.is_group(experiment_id) else None
+        result = batching.submit(_submission(request, experiment_id, token), key=key)
     except (PolicyViolation, InvalidPolicy) as exc:
         return JsonResponse({"ok": False, "code": "policy_violation", "message": str(exc)}, status=400)
     except RunError as exc:

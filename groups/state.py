@@ -19,6 +19,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from project.core.errors import CodedError
+
 from .actions import (  # noqa: F401  (re-exported: state.Start, ...)
     Abort,
     Ack,
@@ -53,18 +55,13 @@ JOINED, READY, ANSWERING, RESPONDED, FINISHED, KICKED = (
     "finished",
     "kicked",
 )
+#: Statuses that no longer hold the group back (``Participant.active``; the store's
+#: batched "who is still answering" statement takes them from here).
+INACTIVE = frozenset({KICKED, FINISHED})
 
 
-class GroupError(Exception):
+class GroupError(CodedError):
     """A refused group action. ``code`` is machine-readable (sent to sockets as is)."""
-
-    def __init__(self, message: str, *, code: str):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-    def __repr__(self):
-        return f"GroupError({self.message!r}, code={self.code!r})"
 
 
 @dataclass(frozen=True)
@@ -82,7 +79,7 @@ class Participant:
     @property
     def active(self) -> bool:
         """Still in the lockstep: neither removed nor finished with the run."""
-        return self.status not in (KICKED, FINISHED)
+        return self.status not in INACTIVE
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,18 @@
 """The live page's traffic on participant sockets (docs/groups.md, "The live page").
 
 - ``push_content(consumer, group_session_id, step)``: a step's content (``group.content``)
-  is built once per step per process, in the database thread, by
-  ``groups.live_content.group_content`` and serialised once; every socket of the group
+  is built once per step per process (by the domain, ``ports.GroupPorts.step_content``,
+  or already when the process published the step: ``prebuilt_content``) and serialised once; every socket of the group
   session gets the same text, when it is ready, right after the state that starts the step.
 - ``Reports``: what pages report (onsets, where they are, jsPsych errors) is collected per
   group session and written together every ``GROUP_PRESENCE_FLUSH_SECONDS``, like
-  acknowledgements (``groups.presence.record_reports``: one change per batch).
+  acknowledgements (``ports.GroupPorts.record_reports``: one change per batch).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import logging
 import weakref
 
@@ -21,6 +20,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 
 from .broadcast import FLUSH_SECONDS
+from .ports import group
 
 logger = logging.getLogger(__name__)
 
@@ -30,19 +30,12 @@ _reports: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> Rep
 
 
 def pushes_content() -> bool:
-    return bool(getattr(settings, "GROUP_LIVE_PUSH_CONTENT", True))
-
-
-def _build(group_session_id: int, step: int) -> str | None:
-    from groups.live_content import group_content
-
-    content = group_content(group_session_id, step)
-    return None if content is None else json.dumps(content, separators=(",", ":"), allow_nan=False)
+    return bool(getattr(settings, "GROUP_LIVE_PUSH_CONTENT", True)) and group().step_content is not None
 
 
 async def _built(group_session_id: int, step: int) -> str | None:
     try:
-        return await database_sync_to_async(_build)(group_session_id, step)
+        return await database_sync_to_async(group().step_content)(group_session_id, step)
     except Exception:
         logger.exception("content of group session %s step %s could not be built", group_session_id, step)
         return None
@@ -72,10 +65,8 @@ def push_content(consumer, group_session_id: int, step: int) -> None:
 def _prebuilt(loop, group_session_id: int, step: int):
     """The content this process built when it published the step (groups.live_content), as a
     done future in the cache, or None."""
-    from groups.live_content import built_text
-
     try:
-        text = built_text(group_session_id, step)
+        text = group().prebuilt_content(group_session_id, step)
     except KeyError:
         return None
     future = loop.create_future()
@@ -127,14 +118,12 @@ class Reports:
             self.flushing[group_session_id] = self.loop.create_task(self._flush_later(group_session_id))
 
     async def _flush_later(self, group_session_id: int) -> None:
-        from groups.presence import record_reports
-
         try:
             await asyncio.sleep(FLUSH_SECONDS)
             while group_session_id in self.pending:
                 onsets, locations, errors = self.pending.pop(group_session_id)
                 try:
-                    await database_sync_to_async(record_reports)(
+                    await database_sync_to_async(group().record_reports)(
                         group_session=group_session_id, onsets=onsets, locations=locations, errors=errors
                     )
                 except Exception:

@@ -56,17 +56,19 @@ def answer(client, session, warm="Yes", *, step=0, ident=None, **extra):
 
 @pytest.fixture
 def count_locks(monkeypatch):
-    """How many times the group session's lock (groups.services._lock) is taken."""
-    from groups import services as group_services
+    """How many times a group session's lock is taken (``groups.store.lock`` / ``send_lock``,
+    the only ways to it)."""
+    from groups import store
 
     taken = []
-    real = group_services._lock
+    for name in ("lock", "send_lock"):
+        real = getattr(store, name)
 
-    def counting(group_session):
-        taken.append(group_session)
-        return real(group_session)
+        def counting(*args, real=real, **kwargs):
+            taken.append(args)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(group_services, "_lock", counting)
+        monkeypatch.setattr(store, name, counting)
     return taken
 
 
@@ -92,7 +94,7 @@ def test_content_carries_the_questions_the_visit_and_starts_at(group, staff):
     assert before["mode"] == "waiting" and before["starts_at"] is None and before["content"] is None
     services.group_session_start(group_session=group.gs, by=staff)
     group.gs.refresh_from_db()
-    from groups.selectors import load_state
+    from groups.store import load_state
 
     state, _ = load_state(group.gs)
     planned = live.starts_at(group.gs, state)
