@@ -128,8 +128,9 @@ def rows(screen: dict) -> list[str]:
         frame = r.get("latency_ms") or r.get("frame_ms")
         ready = r.get("ready_ms") or r.get("screen_ms")
         reload_ = r.get("reload_ms", {}).get("p99"), r.get("plain_get_ms", {}).get("p99")
+        variant = r["variant"] + (f" (run of {r['rerun']})" if r.get("rerun") else "")
         out.append(
-            f"| {r['variant']} | {r['n']} | {_stats(frame)} | {_stats(ready)} | {_stats(r.get('onset_ms'))} "
+            f"| {variant} | {r['n']} | {_stats(frame)} | {_stats(ready)} | {_stats(r.get('onset_ms'))} "
             f"| {_stats(r.get('onset_spread_ms'), ('p50', 'p95', 'max'))} "
             f"| {_stats(r.get('offset_error_ms'), ('p50', 'p95'))} | {_fmt(r.get('lead_ms', {}).get('p50'))} "
             f"| {_fmt(reload_[0])} / {_fmt(reload_[1])} | {_answers(r)} | {r.get('load')} |"
@@ -170,6 +171,13 @@ def section(screen: dict, browser: dict) -> list[str]:
         out += ["", "## Click -> new trial on screen", "", SCREEN_METHOD, "", *rows(screen)]
         if screen.get("seconds"):
             out += ["", f"The screen benchmark took {screen['seconds']:.0f} s."]
+        if screen.get("rerun"):
+            out += [
+                "",
+                "Rows marked with another run's time were measured again in that run (floor and live side by "
+                "side, so their ratio stays within one run) because this run's variant failed; ratios against "
+                "oTree or the reload then cross runs.",
+            ]
     if "revealed_ms" in browser:
         out += ["", "## Click -> new trial on screen, Chromium", "", BROWSER_METHOD, "", *browser_rows(browser)]
     return out
