@@ -114,6 +114,7 @@ def start_run(
     ticket_code: str,
     referral: Referral = Referral(),
     is_staff: bool = False,
+    is_bot: bool = False,
     user_agent: str = "",
     resume_token: str | None = None,
 ) -> Session:
@@ -122,8 +123,9 @@ def start_run(
     Locks the Ticket row (a user ticket starts one session only). Resumes instead of
     starting again when ``resume_token`` (this browser's run cookie) names an unfinished
     session of the same ticket. Creates a Subject (or reuses the one with the same
-    Prolific id), marks a user ticket used, attaches a ``group`` ticket's session via
-    ``groups.services.attach_participant`` and enters the first form.
+    Prolific id; ``is_bot`` flags it as a scripted participant's), marks a user ticket used,
+    attaches a ``group`` ticket's session via ``groups.services.attach_participant`` and
+    enters the first form.
     Raises :class:`TicketError` (codes in its docstring) or ``CallbackFailed``.
     """
     if not ticket_code:
@@ -149,6 +151,7 @@ def start_run(
             ticket=ticket,
             subject=subject or Subject.objects.create(),
             is_preview=is_staff,
+            is_bot=is_bot,
             sona_code=referral.sona[:FIELD_MAX],
             prolific_study_id=referral.study_id[:FIELD_MAX],
             prolific_session_id=referral.session_id[:FIELD_MAX],

@@ -1,0 +1,76 @@
+"""The experimenter's part of a rehearsal: log in over HTTP, attach with the experimenter
+code and drive the experimenter socket (``groups.client.GroupController``). With
+``--advance auto`` it starts once every bot has joined and advances each step as soon as
+everybody answered it, recording when each step was clicked (the "click" of click ->
+screen); at the end, once every bot is done, it ends the group session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from groups.client import GroupController
+from groups.state import GroupError
+
+OVER = ("ended", "aborted")
+
+
+class Experimenter:
+    def __init__(self, base_url: str, *, username: str, password: str, experimenter_code: str, count: int):
+        self.controller = GroupController(
+            base_url, username=username, password=password, experimenter_code=experimenter_code
+        )
+        self.count = count
+        self.clicked: dict[int, float] = {}  # step -> when its start/advance was sent (monotonic)
+        self.errors: list[str] = []
+
+    async def run(self, bots_done: Callable[[], bool], *, advance: str, timeout: float) -> None:
+        ctl = self.controller
+        await ctl.connect()
+        try:
+            if advance == "auto":
+                await self._auto(bots_done, timeout)
+            while not bots_done():
+                await asyncio.sleep(0.2)
+            if ctl.state["phase"] not in OVER:
+                await ctl.end()
+        except (GroupError, TimeoutError) as exc:
+            self.errors.append(f"experimenter: {type(exc).__name__} {getattr(exc, 'code', '')} {exc}".strip())
+        finally:
+            await ctl.close()
+
+    def _joined(self, state: dict) -> int:
+        return sum(1 for p in state.get("participants", []) if p.get("status") != "kicked")
+
+    async def _auto(self, bots_done: Callable[[], bool], timeout: float) -> None:
+        ctl = self.controller
+        if ctl.state["phase"] == "waiting":
+            await self._until(lambda s: self._joined(s) >= self.count or bots_done(), timeout)
+            self.clicked[0] = time.monotonic()
+            await ctl.start()
+        while not bots_done():
+            state = await self._until(lambda s: s["all_responded"] or s["phase"] in OVER or bots_done(), timeout)
+            if bots_done() or state["phase"] in OVER:
+                return
+            if state["phase"] == "running" and state["all_responded"] and state.get("active", 1):
+                step = state["step"]
+                self.clicked[step + 1] = time.monotonic()
+                try:
+                    await ctl.advance(step, timeout=timeout)
+                except GroupError as exc:
+                    if exc.code != "stale_step":
+                        raise
+            elif not state.get("active", 1):
+                await asyncio.sleep(0.1)  # everyone finished: the bots are about to be done
+
+    async def _until(self, predicate, timeout: float) -> dict:
+        """A snapshot satisfying ``predicate``; also wakes every 0.2 s to look at the bots."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return await self.controller.wait_for(predicate, timeout=0.2)
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
