@@ -44,6 +44,7 @@ class Page:
     fields: dict[str, Field] = field(default_factory=dict)
     buttons: dict[str, list[str]] = field(default_factory=dict)  # submit button name -> values
     timeline: list | dict | None = None
+    live: dict | None = None  # the live page's initial content (``<script id="live-initial">``)
     lockstep: dict[str, str] = field(default_factory=dict)
     error_code: str = ""
     errors: list[str] = field(default_factory=list)
@@ -103,6 +104,8 @@ class _Parser(HTMLParser):
         elif tag == "script" and self.script_id:
             if self.script_id == "jspsych-timeline":
                 self.page.timeline = json.loads("".join(self.script))
+            elif self.script_id == "live-initial":
+                self.page.live = json.loads("".join(self.script))
             self.script_id = ""
         elif tag == "div":
             self.error_text = False
@@ -146,6 +149,11 @@ class _Parser(HTMLParser):
             f.min, f.max, f.step = _number(a.get("min")), _number(a.get("max")), a.get("step", "")
             f.maxlength = int(a["maxlength"]) if a.get("maxlength", "").isdigit() else None
         return f
+
+
+def parse_fragment(html: str, *, form: str, handler: str = "group_trial") -> Page:
+    """The questions of a live step (the content's ``html``) as a run form."""
+    return parse(200, f'<form data-run-form data-form="{form}" data-handler="{handler}">{html}</form>')
 
 
 def parse(status: int, text: str) -> Page:

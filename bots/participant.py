@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from bots.group_page import ReloadGroupPage
 from bots.http import Browser
+from bots.live_page import LiveGroupPage
 from bots.pages import Page, parse
 from bots.script import ExpectationFailed, Script, screen_for
 
@@ -48,6 +49,8 @@ class Record:
     latencies: list = field(default_factory=list)  # (form name, seconds from POST to the next page)
     errors: list = field(default_factory=list)
     expectations: list = field(default_factory=list)
+    onsets: dict = field(default_factory=dict)  # group step -> (server-clock ms of the reveal, late ms)
+    group_page: str = ""  # which group page the bot followed: reload | live
     disconnects: int = 0
     drops: int = 0
 
@@ -63,7 +66,7 @@ class Bot:
         self.rng = random.Random(None if options.seed is None else options.seed * 100003 + index)
         self.record = Record(bot=index)
         self.earlier: list[dict] = []
-        self.group = ReloadGroupPage(self)
+        self.reload_page, self.live_page = ReloadGroupPage(self), LiveGroupPage(self)
         self.run_url = f"/run/{options.experiment_id}/"
 
     async def play(self) -> Record:
@@ -87,7 +90,9 @@ class Bot:
                 self.record.status = "finished"
                 return
             if page.lockstep and page.kind in ("form", "waiting"):
-                after = await self.group.play(page)
+                group = self.live_page if "answer-url" in page.lockstep else self.reload_page
+                self.record.group_page = group.name
+                after = await group.play(page)
                 if after.lockstep and after.kind == "waiting":  # the group ended before this run did
                     self.record.status = "finished"
                     return
@@ -130,38 +135,49 @@ class Bot:
         if high > 0:
             await asyncio.sleep(self.rng.uniform(low, high))
 
-    def _fields(self, page: Page, chosen: dict) -> list[tuple[str, str]]:
+    def answer_fields(self, page: Page, chosen: dict) -> list[tuple[str, str]]:
+        """The posted fields of the answers ``chosen`` (question keys or field names; ``_jspsych``)."""
         names = {f.key: name for name, f in page.fields.items()}
-        out = [(k, v) for k, v in page.hidden.items()]
+        out = []
         for key, value in chosen.items():
             if key == "_jspsych":
                 out.append(("_jspsych", json.dumps(value)))
                 continue
             values = value if isinstance(value, list | tuple) else [value]
             out += [(names.get(key, key), str(v)) for v in values if v is not None]
-        if "_action" not in chosen:
-            out.append(("_action", "next"))
         return out
 
-    async def answer(self, page: Page, shared_params: dict | None = None) -> Page:
-        """Answer the form on screen; returns the page the redirect shows."""
-        screen = screen_for(self.index, page, shared_params=shared_params or {}, earlier=self.earlier, rng=self.rng)
+    def choose(self, page: Page, shared_params: dict) -> dict:
+        """The script's answers for the page on screen (raises ExpectationFailed naming bot, form, step)."""
+        screen = screen_for(self.index, page, shared_params=shared_params, earlier=self.earlier, rng=self.rng)
         try:
-            chosen = self.script.answers(screen)
+            return self.script.answers(screen)
         except ExpectationFailed as exc:
             raise ExpectationFailed(f"{screen.label}: {exc}") from exc
+
+    def remember(self, page: Page, step: int | None, chosen: dict) -> None:
+        """An answer the server stored: counted as sent, and an earlier answer for the script."""
+        self.record.sent[page.order_visit] = {"form": page.form_name, "step": step}
+        answers = {k: v for k, v in chosen.items() if k != "_jspsych"}
+        self.earlier.append({"form": page.form_name, "visit": page.order_visit[1], "step": step, "answers": answers})
+
+    async def answer(self, page: Page, shared_params: dict | None = None) -> Page:
+        """Answer the run form on screen (the run page's POST); returns the page the redirect shows."""
+        chosen = self.choose(page, shared_params or {})
         if not page.lockstep:
             await self.think()
+        fields = [*page.hidden.items(), ("_action", chosen.pop("_action", "next")), *self.answer_fields(page, chosen)]
         started = time.monotonic()
-        response = await self.http.post(page.action or self.run_url, self._fields(page, chosen), referer=self.run_url)
-        accepted = response.is_redirect
-        after = parse(response.status, response.text) if not accepted else None
-        after = after or parse(*(lambda r: (r.status, r.text))(await self.http.follow(response)))
-        self.record.latencies.append((page.form_name, time.monotonic() - started))
-        if accepted:
-            self.record.sent[page.order_visit] = {"form": page.form_name, "step": screen.step}
-            self.earlier.append({"form": page.form_name, "visit": screen.visit, "step": screen.step,
-                                 "answers": {k: v for k, v in chosen.items() if k != "_jspsych"}})  # fmt: skip
+        response = await self.http.post(page.action or self.run_url, fields, referer=self.run_url)
+        if response.is_redirect:
+            after = await self.http.follow(response)
+            self.remember(page, page.step if page.lockstep else None, chosen)
         else:
-            self.record.errors.append(f"{screen.label}: HTTP {response.status} {after.errors[:2] or after.error_code}")
-        return after
+            after = response
+        self.record.latencies.append((page.form_name, time.monotonic() - started))
+        shown = parse(after.status, after.text)
+        if not response.is_redirect:
+            self.record.errors.append(
+                f"form {page.form_name!r}: HTTP {response.status} {shown.errors[:2] or shown.error_code}"
+            )
+        return shown

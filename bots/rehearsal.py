@@ -176,6 +176,11 @@ def verify(setup: Setup, records: list) -> tuple[dict, list[str]]:
     return counts, [f"{unflagged} bot runs are not flagged as bots"] if unflagged else []
 
 
+def _group_page(records: list) -> str:
+    """Which group page the bots followed (reload: main's page per step; live: the live page)."""
+    return ", ".join(sorted({r.group_page for r in records if r.group_page})) or "none (solo)"
+
+
 def rehearse(plan: Plan, progress: Callable[[list], None] | None = None) -> dict:
     """Prepare, play, verify; the report (raises RehearsalError before anything starts)."""
     setup = prepare(plan)
@@ -183,6 +188,7 @@ def rehearse(plan: Plan, progress: Callable[[list], None] | None = None) -> dict
     records, clicked, errors = asyncio.run(play(setup, progress))
     seconds = time.monotonic() - started
     stored, flag_errors = verify(setup, records)
-    meta = {"experiment": plan.experiment, "url": plan.url, "script": setup.script.name, "group_page": "reload",
-            "group_session": setup.group_session, "seconds": round(seconds, 2)}  # fmt: skip
+    meta = {"experiment": plan.experiment, "url": plan.url, "script": setup.script.name,
+            "group_page": _group_page(records), "group_session": setup.group_session,
+            "seconds": round(seconds, 2)}  # fmt: skip
     return report.build(meta=meta, records=records, clicked=clicked, stored=stored, extra_errors=errors + flag_errors)

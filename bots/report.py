@@ -44,7 +44,19 @@ def _row(label: str, measure: str, values: list[float]) -> dict:
             "max_ms": _ms(max(values) if values else None)}  # fmt: skip
 
 
+def onset_rows(records: list) -> list[dict]:
+    """Per group step on the live page: how far apart the bots revealed it (server clock) and how late."""
+    by_step = defaultdict(list)
+    for r in records:
+        for step, (at, late) in r.onsets.items():
+            by_step[step].append((at, late))
+    return [{"step": step, "n": len(v), "spread_ms": round(max(a for a, _ in v) - min(a for a, _ in v), 1),
+             "late_p99_ms": round(percentile([late for _, late in v], 0.99), 1)}
+            for step, v in sorted(by_step.items())]  # fmt: skip
+
+
 def build(*, meta: dict, records: list, clicked: dict, stored: dict | None, extra_errors: list[str]) -> dict:
+    onsets = onset_rows(records)
     statuses = defaultdict(int)
     for r in records:
         statuses[r.status] += 1
@@ -60,8 +72,9 @@ def build(*, meta: dict, records: list, clicked: dict, stored: dict | None, extr
         "bots": len(records),
         "status": dict(statuses),
         "steps": step_rows(records, clicked),
-        "onset_spread_ms": None,
-        "onset_note": "the reload page reports no onsets (the live page does)",
+        "onsets": onsets,
+        "onset_spread_ms": max((o["spread_ms"] for o in onsets), default=None),
+        "onset_note": "largest spread of one step's reveals" if onsets else "no onsets: the reload page has none",
         "answers": answers,
         "errors": len(errors),
         "error_samples": errors[:20],

@@ -32,6 +32,7 @@ class ParticipantSocket:
         self.state_arrival: dict[int, float] = {}  # step -> when the first running state of it arrived
         self.offset_ms: float | None = None  # this clock minus the server's, from the best pong
         self.rtt_ms: float | None = None
+        self.contents: dict[int, dict] = {}  # step -> the live page's pushed group.content
 
     def open(self) -> None:
         self.task = asyncio.create_task(self._run())
@@ -86,6 +87,9 @@ class ParticipantSocket:
         kind = data.get("type")
         if kind == "pong":
             self._clock(data)
+        if kind == "group.content" and isinstance(data.get("step"), int):
+            self.contents[data["step"]] = data
+            self.changed.set()
         if kind != "group.state" or data.get("version", 0) <= self.version:
             return
         self.version = data["version"]
