@@ -102,3 +102,10 @@ def test_bad_input_is_refused_before_anything_starts(transactional_db, bots_serv
     with pytest.raises(CommandError, match="--drop-rate"):
         call_command("run_bots", "--experiment", "demo-solo", "--count", "1", "--drop-rate", "2")
     assert not Session.objects.exists()
+
+
+def test_bots_that_drop_out_come_back_and_nothing_is_lost(transactional_db, bots_server):
+    _load(DEMO / "colors.yaml")
+    report = run_bots(bots_server.url, "demo-colors", 4, drop_rate=0.4, think=(0.0, 0.2), seed=3)
+    assert report["drops"] > 0
+    _assert_clean(report, bots=4, answers=4 * 4)
