@@ -26,12 +26,13 @@ class Experimenter:
         self.clicked: dict[int, float] = {}  # step -> when its start/advance was sent (monotonic)
         self.errors: list[str] = []
 
-    async def run(self, bots_done: Callable[[], bool], *, advance: str, timeout: float) -> None:
+    async def run(self, bots_done: Callable[[], bool], arrived: Callable[[], bool], *, advance: str,
+                  timeout: float) -> None:  # fmt: skip
         ctl = self.controller
         await ctl.connect()
         try:
             if advance == "auto":
-                await self._auto(bots_done, timeout)
+                await self._auto(bots_done, arrived, timeout)
             while not bots_done():
                 await asyncio.sleep(0.2)
             if ctl.state["phase"] not in OVER:
@@ -41,13 +42,11 @@ class Experimenter:
         finally:
             await ctl.close()
 
-    def _joined(self, state: dict) -> int:
-        return sum(1 for p in state.get("participants", []) if p.get("status") != "kicked")
-
-    async def _auto(self, bots_done: Callable[[], bool], timeout: float) -> None:
+    async def _auto(self, bots_done: Callable[[], bool], arrived: Callable[[], bool], timeout: float) -> None:
+        """Start once every bot reached the group part (or gave up), advance each answered step."""
         ctl = self.controller
         if ctl.state["phase"] == "waiting":
-            await self._until(lambda s: self._joined(s) >= self.count or bots_done(), timeout)
+            await self._until(lambda s: arrived(), timeout)
             self.clicked[0] = time.monotonic()
             await ctl.start()
         while not bots_done():

@@ -33,6 +33,7 @@ class Options:
     think: tuple[float, float] = (0.0, 0.0)
     drop_rate: float = 0.0
     timeout: float = 600.0
+    join: str = "link"  # group bots: the group session's link (ticket) or its participant code
     seed: int | None = None
 
 
@@ -51,6 +52,8 @@ class Record:
     expectations: list = field(default_factory=list)
     onsets: dict = field(default_factory=dict)  # group step -> (server-clock ms of the reveal, late ms)
     group_page: str = ""  # which group page the bot followed: reload | live
+    arrived: bool = False  # reached the group part (the experimenter starts when every bot has)
+    rate_limited: int = 0  # participant-code posts answered 429 (retried after a wait)
     disconnects: int = 0
     drops: int = 0
 
@@ -90,6 +93,7 @@ class Bot:
                 self.record.status = "finished"
                 return
             if page.lockstep and page.kind in ("form", "waiting"):
+                self.record.arrived = True
                 group = self.live_page if "answer-url" in page.lockstep else self.reload_page
                 self.record.group_page = group.name
                 after = await group.play(page)
@@ -112,18 +116,29 @@ class Bot:
         if o.ticket:
             start = f"/run/{o.experiment_id}/start/?{urlencode({'tc': o.ticket})}"
         else:
-            attach = f"/group/session/attach/participant/?experiment={o.experiment_id}"
-            found = CSRF_INPUT.search((await self.http.get(attach)).text)
-            fields = {"code": o.participant_code, "csrfmiddlewaretoken": found.group(1) if found else ""}
-            response = await self.http.post(attach, fields)
-            if not response.is_redirect:
-                raise RuntimeError(f"participant code {o.participant_code!r} refused: HTTP {response.status}")
-            start = self.http.local(response.location)
+            start = await self._code()
         if o.bot_token:
             start += "&" + urlencode({"bot": o.bot_token})
         response = await self.http.follow(await self.http.get(start))
         self.record.run_token = self.http.cookies.get(f"ensemble_run{o.experiment_id}", "")
         return parse(response.status, response.text)
+
+    async def _code(self) -> str:
+        """The participant-code page: the start link it redirects to. A 429 (too many codes from
+        this address in a minute) is waited out and tried again, as a person would."""
+        o = self.options
+        attach = f"/group/session/attach/participant/?experiment={o.experiment_id}"
+        deadline = time.monotonic() + o.timeout
+        while True:
+            found = CSRF_INPUT.search((await self.http.get(attach)).text)
+            fields = {"code": o.participant_code, "csrfmiddlewaretoken": found.group(1) if found else ""}
+            response = await self.http.post(attach, fields)
+            if response.is_redirect:
+                return self.http.local(response.location)
+            if response.status != 429 or time.monotonic() > deadline:
+                raise RuntimeError(f"participant code {o.participant_code!r} refused: HTTP {response.status}")
+            self.record.rate_limited += 1
+            await asyncio.sleep(self.rng.uniform(5, 15))
 
     async def load(self) -> Page:
         """GET the run URL (a reload, or where the page navigates)."""

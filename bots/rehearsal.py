@@ -40,6 +40,7 @@ class Plan:
     bots_module: str | None = None
     timeout: float = 600.0
     seed: int | None = None
+    join: str = "link"  # group: the group session's link, or "code" (its participant code page)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Setup:
     token: str
     tickets: list[str] = field(default_factory=list)
     participant_code: str = ""
+    group_ticket: str = ""
     group_session: int | None = None
     experimenter: dict | None = None  # username, password, experimenter_code
 
@@ -109,6 +111,7 @@ def _prepare_group(setup: Setup, exp) -> None:
     else:
         gs = services.start_group_session(experiment=exp, size=plan.count, experimenter=user)
     setup.group_session, setup.participant_code = gs.pk, gs.participant_code
+    setup.group_ticket = gs.ticket.code if gs.ticket is not None and plan.join == "link" else ""
     if user is not None:
         code = gs.experimenter_code
         setup.experimenter = {"username": user.username, "password": password, "experimenter_code": code}
@@ -119,7 +122,8 @@ def _bots(setup: Setup) -> list[Bot]:
     out = []
     for i in range(plan.count):
         options = Options(base_url=plan.url, experiment_id=setup.experiment_id, bot_token=setup.token,
-                          ticket=setup.tickets[i] if setup.tickets else "", participant_code=setup.participant_code,
+                          ticket=setup.tickets[i] if setup.tickets else setup.group_ticket,
+                          participant_code=setup.participant_code,
                           think=plan.think, drop_rate=plan.drop_rate, timeout=plan.timeout, seed=plan.seed)  # fmt: skip
         out.append(Bot(i + 1, options, setup.script))
     return out
@@ -136,10 +140,12 @@ async def play(setup: Setup, progress: Callable[[list], None] | None = None) -> 
 
     tasks = [asyncio.create_task(one(b)) for b in bots]
     done = lambda: all(t.done() for t in tasks)  # noqa: E731
+    arrived = lambda: all(t.done() or b.record.arrived for b, t in zip(bots, tasks, strict=True))  # noqa: E731
     experimenter = None
     if setup.experimenter:
         experimenter = Experimenter(setup.plan.url, count=setup.plan.count, **setup.experimenter)
-        control = asyncio.create_task(experimenter.run(done, advance=setup.plan.advance, timeout=setup.plan.timeout))
+        run = experimenter.run(done, arrived, advance=setup.plan.advance, timeout=setup.plan.timeout)
+        control = asyncio.create_task(run)
     while not done():
         if progress is not None:
             progress([b.record for b in bots])

@@ -49,7 +49,7 @@ def test_default_bot_plays_the_solo_demo(transactional_db, bots_server):
 
 def test_default_bot_plays_the_group_demo(transactional_db, bots_server):
     colors = _load(DEMO / "colors.yaml")
-    report = run_bots(bots_server.url, "demo-colors", 4, think=(0.0, 0.2))
+    report = run_bots(bots_server.url, "demo-colors", 4, think=(0.0, 0.2), join="code")
     _assert_clean(report, bots=4, answers=4 * 4)  # consent and three steps
     gs = GroupSession.objects.get(pk=report["group_session"])
     assert gs.phase == "ended" and gs.experiment == colors

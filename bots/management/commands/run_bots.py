@@ -1,6 +1,6 @@
 """``manage.py run_bots --experiment SLUG --count N [--url BASE_URL] [--group-session ID |
 --start-group] [--advance auto|manual] [--think MIN-MAX] [--drop-rate P] [--bots MODULE]
-[--seed N] [--timeout S] [--json]``: N bots play the experiment through the real HTTP and
+[--seed N] [--timeout S] [--join link|code] [--json]``: N bots play the experiment through the real HTTP and
 socket protocol; prints the report (docs/bots.md). Exit code 1 on a failed expectation,
 a lost or doubled answer, an error or a bot that did not finish.
 
@@ -58,6 +58,8 @@ class Command(BaseCommand):
         where.add_argument("--group-session", type=int, metavar="ID", help="join this group session")
         where.add_argument("--start-group", action="store_true", help="start a new group session (the default)")
         parser.add_argument("--advance", choices=("auto", "manual"), default="auto")
+        parser.add_argument("--join", choices=("link", "code"), default="link",
+                            help="group bots open the group session's link, or type its participant code")  # fmt: skip
         parser.add_argument("--think", type=think_range, default=(0.0, 0.0), metavar="MIN-MAX")
         parser.add_argument("--drop-rate", type=float, default=0.0, metavar="P")
         parser.add_argument("--bots", metavar="MODULE", help="bots module (default: <package>.bots if it exists)")
@@ -73,7 +75,7 @@ class Command(BaseCommand):
         plan = Plan(experiment=o["experiment"], count=o["count"], url=o["url"].rstrip("/"),
                     group_session=o["group_session"], start_group=o["start_group"], advance=o["advance"],
                     think=o["think"], drop_rate=o["drop_rate"], bots_module=o["bots"], timeout=o["timeout"],
-                    seed=o["seed"])  # fmt: skip
+                    seed=o["seed"], join=o["join"])  # fmt: skip
         progress = Progress(sys.stderr, plan.count) if sys.stderr.isatty() else None
         try:
             result = rehearse(plan, progress)
