@@ -16,6 +16,7 @@ from django.utils import timezone
 from project.core.rows import Select, select_in
 
 from . import context as group_context
+from . import live
 from .hooks import Group
 from .models import GroupSession, Membership, StepLog
 from .state import TERMINAL, GroupError, GroupState, Participant, is_behind
@@ -128,11 +129,13 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
         "ready": state.ready_count,
         "active": len(state.active),
         "all_responded": state.all_responded,
+        "starts_at": live.starts_at(gs, state),  # the live page's onset of this step (groups.live)
         "participants": participants,
         "context": gs.context or {},
         # The console's notice: the store's copy could not be written from this row.
         "context_store_down": not group_context.sync(gs.pk, gs.context or {}, gs.version),
         "step_log": step_log(gs.pk),
+        "onsets": live.console_onsets(gs.pk, state.step),
     }
 
 
@@ -162,7 +165,7 @@ def _step_log_sql(q) -> str:
 
 _SHARED_KEYS = (
     "type", "version", "group_session", "phase", "step", "server_ms", "shared_params", "exit_loop", "run_url",
-    "size", "ready", "active", "all_responded",
+    "size", "ready", "active", "all_responded", "starts_at",
 )  # fmt: skip
 
 
@@ -295,6 +298,14 @@ class TrialView:
     kicked: bool
     membership_id: int = 0
     last_step: int | None = None  # the last step this participant answered
+    participant_code: str = ""  # (tells group sessions apart in groups.live's keys)
+
+    @property
+    def starts_at(self) -> int | None:
+        """When the current step appears on the live pages, if chosen (read only)."""
+        from .live import known_starts_at
+
+        return known_starts_at(self.group_session_id, self.participant_code, self.step)
 
     @property
     def missed_steps(self) -> bool:
@@ -334,6 +345,7 @@ def _trial_view(membership) -> TrialView:
         kicked=membership.status == Membership.Status.KICKED,
         membership_id=membership.pk,
         last_step=membership.responded_step,
+        participant_code=gs.participant_code,
     )
 
 

@@ -54,7 +54,7 @@ WAIT_SECONDS = 2.0  # how long a connecting socket waits for the broadcast of it
 TICK_SECONDS = 0.25  # the hub's timer: ack resends and presence timeouts of its sockets
 _SHARED_KEYS = (
     "type", "version", "group_session", "phase", "step", "server_ms", "shared_params", "exit_loop", "run_url",
-    "size", "ready", "active", "all_responded",
+    "size", "ready", "active", "all_responded", "starts_at",
 )  # fmt: skip
 
 
@@ -82,12 +82,13 @@ class Frames:
     "<that participant's me row as JSON>"]}``, and the experimenter's text. JSON
     text holds no raw newline, so the lines split unambiguously."""
 
-    __slots__ = ("group_session", "version", "participant_version", "experimenter", "_shared", "_me")
+    __slots__ = ("group_session", "version", "participant_version", "experimenter", "_shared", "_me", "_where")
 
     def __init__(self, group_session: int, version: int, participant_version: int, experimenter: str, shared: str,
                  me: dict):  # fmt: skip
         self.group_session, self.version, self.participant_version = group_session, version, participant_version
         self.experimenter, self._shared, self._me = experimenter, shared, me
+        self._where = None
 
     @staticmethod
     def encode(state: dict) -> str:
@@ -104,6 +105,13 @@ class Frames:
     @classmethod
     def of(cls, state: dict) -> Frames:
         return cls.decode(state["group_session"], cls.encode(state))
+
+    def where(self) -> tuple[str, int]:
+        """``(phase, step)`` of this snapshot (parsed once per snapshot and process)."""
+        if self._where is None:
+            shared = json.loads(self._shared + "}")
+            self._where = (shared["phase"], shared["step"])
+        return self._where
 
     def knows(self, pseudonym: str) -> bool:
         return pseudonym in self._me

@@ -150,6 +150,8 @@ class Response(models.Model):
     )
     step = models.IntegerField(null=True, blank=True)
     shared_params = models.JSONField(null=True, blank=True)
+    onset_ms = models.BigIntegerField(null=True, blank=True, help_text="Live page: onset on the server clock (ms).")
+    onset_late_ms = models.IntegerField(null=True, blank=True, help_text="Live page: how late the onset was (ms).")
 
     class Meta:
         ordering = ["session", "form_order", "visit", "id"]

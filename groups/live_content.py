@@ -1,0 +1,164 @@
+"""What the live page shows for a step (docs/groups.md, "The live page"): the group_trial
+form's questions rendered as HTML, the jsPsych timeline its stimulus script builds with
+the step's shared parameters, its ``preload`` list and the progress figures.
+
+- ``group_content(group_session_id, step)``: the content pushed to every page of the group,
+  built once per step per server process with the run of one participant (the first
+  active one, by pseudonym, who has not answered the step). A group_trial stimulus
+  script should therefore depend on ``run.group`` and ``run.params`` only; one that reads
+  the participant's own run needs ``GROUP_LIVE_PUSH_CONTENT = False``.
+- ``participant_content(session)``: the same for one participant's own run (the content
+  GET, the live page's first render).
+
+Both read only: no group-session lock, no write (the stimulus script runs as on any GET).
+"""
+
+from __future__ import annotations
+
+from django.template.loader import render_to_string
+
+from runner.errors import RunError
+
+from . import selectors
+from .models import Membership
+
+QUESTIONS_TEMPLATE = "groups/includes/live_questions.html"
+ACTIVE = (Membership.Status.JOINED, Membership.Status.WAITING, Membership.Status.ANSWERING, Membership.Status.RESPONDED)
+
+
+def _page(session):
+    """(page, handler, loop rounds) of the run's current visit, or None when it is not a
+    lockstep trial."""
+    from runner import selectors as runner_selectors
+    from runner.flow import loop_containing
+    from runner.views.pages import page_for
+
+    from .lockstep import LockstepGroupTrial
+
+    if not (session.state or {}).get("current") or session.state.get("finished"):
+        return None
+    try:
+        page, handler, positions = page_for(session)
+    except (LookupError, AttributeError, TypeError):  # the experiment changed under the run
+        return None
+    if page.position is None or not isinstance(handler, LockstepGroupTrial):
+        return None
+    loop = loop_containing(runner_selectors.steps_of(positions), page.position.order)
+    return page, handler, (max(loop.repeat, 1) if loop else None)
+
+
+def is_lockstep_visit(session) -> bool:
+    """The run is (still) in the group part: its current visit is a lockstep trial of a
+    group session that is not over, and it was not removed."""
+    view = selectors.trial_for(session)
+    if view is None or view.kicked or view.phase in ("ended", "aborted") or (view.exit_loop and view.responded):
+        return False
+    return _page(session) is not None
+
+
+def ident(session) -> dict | None:
+    """The run's current visit as the answer must name it (``_order``, ``_visit``, ``_nonce``)."""
+    current = (session.state or {}).get("current")
+    if not current or session.state.get("finished"):
+        return None
+    return {"order": current["order"], "visit": current["visit"], "nonce": current["nonce"]}
+
+
+def build(session, *, step: int, shared_params: dict | None = None, found=None, form=None) -> dict | None:
+    """The content of the run's current lockstep visit at ``step``, or None if it is not one."""
+    found = found or _page(session)
+    if found is None:
+        return None
+    page, handler, rounds = found
+    form = form if form is not None else handler.build_form(page)
+    timeline, preload, problem = _timeline(handler, page)
+    problem = problem or {"message": "", "code": "", "title": ""}
+    position = page.position
+    from runner import jspsych_package
+
+    package = jspsych_package.page_script(session.experiment_id, position.stimulus_script) if timeline else None
+    return {
+        "type": "group.content",
+        "step": step,
+        "order": position.order,
+        "form": position.form.name,
+        "title": position.form.title or "",
+        "html": questions_html(page, handler, form, has_timeline=bool(timeline)),
+        "timeline": timeline,
+        "preload": preload,
+        "package": package,
+        "problem": problem["message"],
+        "problem_code": problem["code"],
+        "problem_title": problem["title"],
+        "shared_params": shared_params if shared_params is not None else _shared_params(session),
+        "loop_rounds": rounds,
+    }
+
+
+def _shared_params(session) -> dict:
+    view = selectors.trial_for(session)
+    return view.shared_params if view is not None else {}
+
+
+def questions_html(page, handler, form, *, has_timeline: bool) -> str:
+    return render_to_string(
+        QUESTIONS_TEMPLATE,
+        {"form": form, "page": page, "position": page.position, "handler": handler, "has_timeline": has_timeline,
+         "show_break_loop": bool(page.position.break_loop_button and page.position.repeat is not None)},
+    )  # fmt: skip
+
+
+def _timeline(handler, page) -> tuple[list | dict | None, list | None, dict | None]:
+    """(timeline, preload, problem): a script may return ``{"timeline": [...], "preload": [...]}``."""
+    script = page.position.stimulus_script
+    if not script:
+        return None, None, None
+    from runner.run_context import call_callback, make_run
+
+    try:
+        result = call_callback(script, make_run(session=page.session, position=page.position, visit=page.visit))
+        preload = None
+        if isinstance(result, dict) and isinstance(result.get("timeline"), list):
+            preload = [str(url) for url in result.get("preload") or []][:500] or None
+            result = result["timeline"]
+        return handler.interpret(result).timeline, preload, None
+    except RunError as exc:  # a failing stimulus script: the page says so (the runner's error text)
+        return None, None, {"message": exc.message, "code": exc.code, "title": exc.title}
+
+
+def group_content(group_session_id: int, step: int) -> dict | None:
+    """The content pushed for ``step`` (see the module), or None when no participant is
+    on a lockstep visit."""
+    members = (
+        Membership.objects.filter(group_session_id=group_session_id, status__in=ACTIVE)
+        .select_related("session", "session__experiment")
+        .order_by("pseudonym")
+    )
+    fallback = None
+    for member in members:
+        if member.responded_step == step:
+            fallback = fallback or member
+            continue
+        content = build(member.session, step=step)
+        if content is not None:
+            return content
+    return build(fallback.session, step=step) if fallback is not None else None
+
+
+def participant_content(session, *, view=None, found=None, form=None) -> dict:
+    """The content GET's reply for ``session`` (docs: live-protocol): mode, step, visit and
+    the content of its own current visit (``view``/``found``: already read by the caller)."""
+    view = view or selectors.trial_for(session)
+    base = {"mode": "leave", "step": None, "phase": None, "starts_at": None, "visit": ident(session), "content": None}
+    if view is None or view.kicked or view.phase in ("ended", "aborted") or (view.exit_loop and view.responded):
+        return base
+    base.update(step=view.step, phase=view.phase, starts_at=view.starts_at)
+    found = found or _page(session)
+    if found is None:
+        return base
+    if view.must_wait:
+        base["mode"] = "waiting"
+        return base
+    base["mode"] = "form"
+    base["content"] = build(session, step=view.step, shared_params=view.shared_params, found=found, form=form)
+    return base
