@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('runner', '0004_session_is_bot'),
+        ('runner', '0005_session_is_bot'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
