@@ -36,6 +36,7 @@ class LiveGroupPage:
         self.bot = bot
         self.visit: dict | None = None
         self.answered: set[int] = set()
+        self.rolled: set[int] = set()  # steps whose drop-out dice were rolled (once per step)
         self.csrf = ""
         self.urls: dict[str, str] = {}
 
@@ -46,6 +47,7 @@ class LiveGroupPage:
             page.hidden.get("csrfmiddlewaretoken", ""),
             page.lockstep,
         )
+        self.document = page  # the questions the page was served with (its initial content has no html)
         http = self.bot.http
         headers = [("Origin", http.base), ("Cookie", http.cookie_header())]
         socket = ParticipantSocket(http.ws_base + page.lockstep.get("ws-path", ""), headers)
@@ -65,10 +67,12 @@ class LiveGroupPage:
             state = socket.state
             if socket.closed_code == KICKED or must_leave(state) or initial.get("mode") == "leave":
                 return await bot.load()
-            if bot.rng.random() < bot.options.drop_rate / 4 and state is not None:
-                return await self._drop()
             step = state.get("step") if state else None
             if state and state.get("phase") == "running" and step not in self.answered:
+                if step not in self.rolled:
+                    self.rolled.add(step)
+                    if bot.rng.random() < bot.options.drop_rate:
+                        return await self._drop()
                 content = await self._content(socket, step)
                 if content == "leave":
                     return await bot.load()
@@ -129,9 +133,15 @@ class LiveGroupPage:
         out += [(k, v) for k, v in page.hidden.items() if k not in dict(out)]
         return out + self.bot.answer_fields(page, chosen)
 
-    async def _answer(self, socket: ParticipantSocket, step: int, content: dict) -> str:
+    async def _answer(self, socket: ParticipantSocket, step: int, content: dict, retry: bool = True) -> str:
         bot = self.bot
-        page = parse_fragment(content.get("html", ""), form=content.get("form", ""))
+        html = content.get("html")
+        if html is None:  # the initial content: its questions are in the document
+            page = parse_fragment("", form=content.get("form", ""))
+            page.fields = dict(self.document.fields)
+            page.hidden = {k: v for k, v in self.document.hidden.items() if not k.startswith("_")}
+        else:
+            page = parse_fragment(html, form=content.get("form", ""))
         page.timeline, page.lockstep = content.get("timeline"), {"step": str(step)}
         page.hidden.update({"_order": str((self.visit or {}).get("order", -1)),
                             "_visit": str((self.visit or {}).get("visit", -1))})  # fmt: skip
@@ -154,6 +164,8 @@ class LiveGroupPage:
         )
         if reply.get("code") in ("stale_step", "stale_visit"):
             self.answered.add(step)
+        if reply.get("code") == "invalid" and reply.get("html") and retry:  # answer the re-rendered questions once
+            return await self._answer(socket, step, {**content, "html": reply["html"]}, retry=False)
         return "wait"
 
     async def _drop(self) -> Page:

@@ -10,7 +10,9 @@ import json
 import random
 import re
 import time
+import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlencode
 
 from bots.group_page import ReloadGroupPage
@@ -82,7 +84,8 @@ class Bot:
             self.record.expectations.append(str(exc))
         except Exception as exc:  # noqa: BLE001 - a bot's failure is reported, the others go on
             self.record.status = "failed"
-            self.record.errors.append(f"{type(exc).__name__}: {exc}")
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            self.record.errors.append(f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})")
         finally:
             self.http.close()
         return self.record

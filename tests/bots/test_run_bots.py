@@ -29,7 +29,7 @@ def _answers(experiment, key: str) -> list:
 
 
 def _assert_clean(report: dict, *, bots: int, answers: int) -> None:
-    assert report["ok"], report
+    assert report["ok"], {k: report[k] for k in ("status", "answers", "error_samples", "drops", "expectations_failed")}
     assert report["status"] == {"finished": bots}
     assert report["answers"] == {"sent": answers, "stored": answers, "lost": 0, "doubled": 0}
     assert report["errors"] == 0 and report["expectations_failed"] == []
@@ -51,6 +51,7 @@ def test_default_bot_plays_the_group_demo(transactional_db, bots_server):
     colors = _load(DEMO / "colors.yaml")
     report = run_bots(bots_server.url, "demo-colors", 4, think=(0.0, 0.2), join="code")
     _assert_clean(report, bots=4, answers=4 * 4)  # consent and three steps
+    assert report["group_page"] == "live"  # the live participant page (issue 16), one document per group part
     gs = GroupSession.objects.get(pk=report["group_session"])
     assert gs.phase == "ended" and gs.experiment == colors
     steps = [row for row in report["steps"] if row["label"].startswith("step")]
