@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urljoin, urlsplit
 
 TIMEOUT = 60.0
 MAX_REDIRECTS = 10
+PATIENCE = 60.0  # seconds a bot keeps trying to reach the server
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Browser:
         self.reader = self.writer = None
         self.lock = asyncio.Lock()
         self.requests = 0
+        self.retries = 0  # requests tried again because the server could not be reached
+        self.patience = PATIENCE
 
     @property
     def ws_base(self) -> str:
@@ -88,6 +92,21 @@ class Browser:
         return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     async def request(self, method: str, path: str, body: bytes = b"", headers: dict | None = None) -> Response:
+        """One request; while the server cannot be reached (a restart) it is tried again for up to
+        ``patience`` seconds, as a person reloads. A repeated POST is safe: each visit's nonce
+        makes the server store an answer once."""
+        deadline, delay = time.monotonic() + self.patience, 0.5
+        while True:
+            try:
+                return await self._request(method, path, body, headers)
+            except (OSError, asyncio.IncompleteReadError):
+                if time.monotonic() + delay > deadline:
+                    raise
+                self.retries += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _request(self, method: str, path: str, body: bytes, headers: dict | None) -> Response:
         async with self.lock:
             self.requests += 1
             for attempt in (0, 1):  # a keep-alive connection the server closed is opened again once

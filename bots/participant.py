@@ -55,6 +55,7 @@ class Record:
     onsets: dict = field(default_factory=dict)  # group step -> (server-clock ms of the reveal, late ms)
     group_page: str = ""  # which group page the bot followed: reload | live
     arrived: bool = False  # reached the group part (the experimenter starts when every bot has)
+    http_retries: int = 0  # requests tried again while the server could not be reached
     rate_limited: int = 0  # participant-code posts answered 429 (retried after a wait)
     disconnects: int = 0
     drops: int = 0
@@ -87,6 +88,7 @@ class Bot:
             where = traceback.extract_tb(exc.__traceback__)[-1]
             self.record.errors.append(f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:{where.lineno})")
         finally:
+            self.record.http_retries = self.http.retries
             self.http.close()
         return self.record
 

@@ -119,9 +119,9 @@ def _prepare_group(setup: Setup, exp) -> None:
 
 def _bots(setup: Setup) -> list[Bot]:
     plan = setup.plan
-    out = []
+    out, urls = [], plan.url.split(",")
     for i in range(plan.count):
-        options = Options(base_url=plan.url, experiment_id=setup.experiment_id, bot_token=setup.token,
+        options = Options(base_url=urls[i % len(urls)], experiment_id=setup.experiment_id, bot_token=setup.token,
                           ticket=setup.tickets[i] if setup.tickets else setup.group_ticket,
                           participant_code=setup.participant_code,
                           think=plan.think, drop_rate=plan.drop_rate, timeout=plan.timeout, seed=plan.seed)  # fmt: skip
@@ -143,7 +143,7 @@ async def play(setup: Setup, progress: Callable[[list], None] | None = None) -> 
     arrived = lambda: all(t.done() or b.record.arrived for b, t in zip(bots, tasks, strict=True))  # noqa: E731
     experimenter = None
     if setup.experimenter:
-        experimenter = Experimenter(setup.plan.url, count=setup.plan.count, **setup.experimenter)
+        experimenter = Experimenter(setup.plan.url.split(",")[0], count=setup.plan.count, **setup.experimenter)
         run = experimenter.run(done, arrived, advance=setup.plan.advance, timeout=setup.plan.timeout)
         control = asyncio.create_task(run)
     while not done():

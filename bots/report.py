@@ -81,6 +81,7 @@ def build(*, meta: dict, records: list, clicked: dict, stored: dict | None, extr
         "disconnects": sum(r.disconnects for r in records),
         "drops": sum(r.drops for r in records),
         "rate_limited": sum(r.rate_limited for r in records),
+        "http_retries": sum(r.http_retries for r in records),
         "expectations_failed": expectations,
     }
 
@@ -99,7 +100,8 @@ def table(report: dict) -> str:
     spread = report["onset_spread_ms"]
     lines.append(f"onset spread: {spread if spread is not None else 'n/a'} ({report['onset_note']})")
     lines.append(f"errors: {report['errors']}, disconnects: {report['disconnects']}, drops: {report['drops']}, "
-                 f"participant codes refused 429 (retried): {report['rate_limited']}")  # fmt: skip
+                 f"HTTP retries: {report['http_retries']}, participant codes refused 429 (retried): "
+                 f"{report['rate_limited']}")  # fmt: skip
     lines += [f"  {e}" for e in report["error_samples"][:10]]
     lines.append(f"expectations failed: {len(report['expectations_failed'])}")
     lines += [f"  {e}" for e in report["expectations_failed"][:10]]

@@ -53,7 +53,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--experiment", required=True, metavar="SLUG")
         parser.add_argument("--count", type=int, required=True, metavar="N")
-        parser.add_argument("--url", default="http://127.0.0.1:8000", metavar="BASE_URL")
+        parser.add_argument("--url", default="http://127.0.0.1:8000", metavar="BASE_URL",
+                            help="the server (several, comma-separated: processes of one deployment)")  # fmt: skip
         where = parser.add_mutually_exclusive_group()
         where.add_argument("--group-session", type=int, metavar="ID", help="join this group session")
         where.add_argument("--start-group", action="store_true", help="start a new group session (the default)")
@@ -70,9 +71,10 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         if not 0 <= o["drop_rate"] <= 1:
             raise CommandError(f"--drop-rate is a probability (0..1), not {o['drop_rate']}")
-        if not o["url"].startswith(("http://", "https://")):
+        urls = [u.strip().rstrip("/") for u in o["url"].split(",")]
+        if not all(u.startswith(("http://", "https://")) for u in urls):
             raise CommandError(f"--url must start with http:// or https://, not {o['url']!r}")
-        plan = Plan(experiment=o["experiment"], count=o["count"], url=o["url"].rstrip("/"),
+        plan = Plan(experiment=o["experiment"], count=o["count"], url=",".join(urls),
                     group_session=o["group_session"], start_group=o["start_group"], advance=o["advance"],
                     think=o["think"], drop_rate=o["drop_rate"], bots_module=o["bots"], timeout=o["timeout"],
                     seed=o["seed"], join=o["join"])  # fmt: skip
