@@ -8,6 +8,7 @@ screen); at the end, once every bot is done, it ends the group session.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 
@@ -30,6 +31,7 @@ class Experimenter:
                   timeout: float) -> None:  # fmt: skip
         ctl = self.controller
         await ctl.connect()
+        pinger = asyncio.create_task(self._ping())  # the console pings every 3 s; a silent socket is closed (4008)
         try:
             if advance == "auto":
                 await self._auto(bots_done, arrived, timeout)
@@ -37,10 +39,17 @@ class Experimenter:
                 await asyncio.sleep(0.2)
             if ctl.state["phase"] not in OVER:
                 await ctl.end()
-        except (GroupError, TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 - reported; the rehearsal stops its bots
             self.errors.append(f"experimenter: {type(exc).__name__} {getattr(exc, 'code', '')} {exc}".strip())
+            raise
         finally:
+            pinger.cancel()
             await ctl.close()
+
+    async def _ping(self) -> None:
+        while True:
+            await asyncio.sleep(3)
+            await self.controller._ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
 
     async def _auto(self, bots_done: Callable[[], bool], arrived: Callable[[], bool], timeout: float) -> None:
         """Start once every bot reached the group part (or gave up), advance each answered step."""

@@ -149,12 +149,17 @@ async def play(setup: Setup, progress: Callable[[list], None] | None = None) -> 
     while not done():
         if progress is not None:
             progress([b.record for b in bots])
+        if experimenter is not None and control.done():  # the experimenter failed: nobody moves the group on
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            break
         await asyncio.sleep(0.5)
-    records = [t.result() for t in tasks]
+    records = [b.record for b in bots]
     if progress is not None:
         progress(records)
     if experimenter is not None:
-        await asyncio.wait_for(control, 60)
+        await asyncio.gather(asyncio.wait_for(control, 60), return_exceptions=True)
         return records, experimenter.clicked, experimenter.errors
     return records, {}, []
 
