@@ -16,6 +16,7 @@ from groups.client import GroupController
 from groups.state import GroupError
 
 OVER = ("ended", "aborted")
+ANYWAY_SECONDS = 5.0
 
 
 class Experimenter:
@@ -26,15 +27,17 @@ class Experimenter:
         self.count = count
         self.clicked: dict[int, float] = {}  # step -> when its start/advance was sent (monotonic)
         self.errors: list[str] = []
+        self.anyway: list[int] = []  # steps advanced without "all responded" (see _can_advance)
+        self.since: dict[int, float] = {}
 
-    async def run(self, bots_done: Callable[[], bool], arrived: Callable[[], bool], *, advance: str,
-                  timeout: float) -> None:  # fmt: skip
+    async def run(self, bots_done: Callable[[], bool], arrived: Callable[[], bool], answered: Callable[[int], bool],
+                  *, advance: str, timeout: float) -> None:  # fmt: skip
         ctl = self.controller
         await ctl.connect()
         pinger = asyncio.create_task(self._ping())  # the console pings every 3 s; a silent socket is closed (4008)
         try:
             if advance == "auto":
-                await self._auto(bots_done, arrived, timeout)
+                await self._auto(bots_done, arrived, answered, timeout)
             while not bots_done():
                 await asyncio.sleep(0.2)
             if ctl.state["phase"] not in OVER:
@@ -51,7 +54,7 @@ class Experimenter:
             await asyncio.sleep(3)
             await self.controller._ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
 
-    async def _auto(self, bots_done: Callable[[], bool], arrived: Callable[[], bool], timeout: float) -> None:
+    async def _auto(self, bots_done, arrived, answered, timeout: float) -> None:
         """Start once every bot reached the group part (or gave up), advance each answered step."""
         ctl = self.controller
         if ctl.state["phase"] == "waiting":
@@ -59,11 +62,14 @@ class Experimenter:
             self.clicked[0] = time.monotonic()
             await ctl.start()
         while not bots_done():
-            state = await self._until(lambda s: s["all_responded"] or s["phase"] in OVER or bots_done(), timeout)
+            state = await self._until(lambda s: self._can_advance(s, answered) or s["phase"] in OVER or bots_done(),
+                                      timeout)  # fmt: skip
             if bots_done() or state["phase"] in OVER:
                 return
-            if state["phase"] == "running" and state["all_responded"] and state.get("active", 1):
+            if state["phase"] == "running" and self._can_advance(state, answered) and state.get("active", 1):
                 step = state["step"]
+                if not state["all_responded"]:
+                    self.anyway.append(step)
                 self.clicked[step + 1] = time.monotonic()
                 try:
                     await ctl.advance(step, timeout=timeout)
@@ -72,6 +78,17 @@ class Experimenter:
                         raise
             elif not state.get("active", 1):
                 await asyncio.sleep(0.1)  # everyone finished: the bots are about to be done
+
+    def _can_advance(self, state: dict, answered: Callable[[int], bool]) -> bool:
+        """Everybody answered; or every bot did and the rest stayed silent for ANYWAY_SECONDS (runs
+        left behind by a start link whose reply was lost in a restart: *Advance anyway*)."""
+        if state["all_responded"]:
+            return True
+        step = state["step"]
+        if not answered(step):
+            self.since.pop(step, None)
+            return False
+        return time.monotonic() - self.since.setdefault(step, time.monotonic()) > ANYWAY_SECONDS
 
     async def _until(self, predicate, timeout: float) -> dict:
         """A snapshot satisfying ``predicate``; also wakes every 0.2 s to look at the bots."""

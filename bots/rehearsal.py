@@ -129,8 +129,9 @@ def _bots(setup: Setup) -> list[Bot]:
     return out
 
 
-async def play(setup: Setup, progress: Callable[[list], None] | None = None) -> tuple[list, dict, list[str]]:
-    """Run the bots (and the experimenter); returns (records, clicked, errors outside the bots)."""
+async def play(setup: Setup, progress: Callable[[list], None] | None = None) -> tuple[list, dict, list, list]:
+    """Run the bots (and the experimenter); returns (records, clicked, errors outside the bots,
+    steps the experimenter advanced without "all responded")."""
     bots = _bots(setup)
     spread = min(2.0, 0.01 * len(bots))  # participants arrive over a moment, not in one burst
 
@@ -144,7 +145,12 @@ async def play(setup: Setup, progress: Callable[[list], None] | None = None) -> 
     experimenter = None
     if setup.experimenter:
         experimenter = Experimenter(setup.plan.url.split(",")[0], count=setup.plan.count, **setup.experimenter)
-        run = experimenter.run(done, arrived, advance=setup.plan.advance, timeout=setup.plan.timeout)
+
+        def answered(step: int) -> bool:
+            return all(t.done() or any(v["step"] == step for v in b.record.sent.values())
+                       for b, t in zip(bots, tasks, strict=True))  # fmt: skip
+
+        run = experimenter.run(done, arrived, answered, advance=setup.plan.advance, timeout=setup.plan.timeout)
         control = asyncio.create_task(run)
     while not done():
         if progress is not None:
@@ -160,8 +166,8 @@ async def play(setup: Setup, progress: Callable[[list], None] | None = None) -> 
         progress(records)
     if experimenter is not None:
         await asyncio.gather(asyncio.wait_for(control, 60), return_exceptions=True)
-        return records, experimenter.clicked, experimenter.errors
-    return records, {}, []
+        return records, experimenter.clicked, experimenter.errors, experimenter.anyway
+    return records, {}, [], []
 
 
 def verify(setup: Setup, records: list) -> tuple[dict, list[str]]:
@@ -196,10 +202,10 @@ def rehearse(plan: Plan, progress: Callable[[list], None] | None = None) -> dict
     """Prepare, play, verify; the report (raises RehearsalError before anything starts)."""
     setup = prepare(plan)
     started = time.monotonic()
-    records, clicked, errors = asyncio.run(play(setup, progress))
+    records, clicked, errors, anyway = asyncio.run(play(setup, progress))
     seconds = time.monotonic() - started
     stored, flag_errors = verify(setup, records)
     meta = {"experiment": plan.experiment, "url": plan.url, "script": setup.script.name,
             "group_page": _group_page(records), "group_session": setup.group_session,
-            "seconds": round(seconds, 2)}  # fmt: skip
+            "seconds": round(seconds, 2), "advanced_anyway": anyway}  # fmt: skip
     return report.build(meta=meta, records=records, clicked=clicked, stored=stored, extra_errors=errors + flag_errors)

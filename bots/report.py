@@ -103,6 +103,8 @@ def table(report: dict) -> str:
                  f"HTTP retries: {report['http_retries']}, participant codes refused 429 (retried): "
                  f"{report['rate_limited']}")  # fmt: skip
     lines += [f"  {e}" for e in report["error_samples"][:10]]
+    if report.get("advanced_anyway"):
+        lines.append(f"advanced anyway (other runs were silent) at steps {report['advanced_anyway']}")
     lines.append(f"expectations failed: {len(report['expectations_failed'])}")
     lines += [f"  {e}" for e in report["expectations_failed"][:10]]
     lines.append("OK" if report["ok"] else "NOT OK")
