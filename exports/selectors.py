@@ -48,6 +48,8 @@ RESPONSE_FIELDS = (
     "group_session_id",
     "step",
     "shared_params",
+    "onset_ms",
+    "onset_late_ms",
 )
 
 

@@ -9,8 +9,8 @@
   moment ``starts_at`` was chosen) that pages reported for the last
   ``GROUP_LIVE_LEAD_STEPS`` steps in this process, plus ``GROUP_LIVE_LEAD_MARGIN_MS``,
   within ``GROUP_LIVE_LEAD_MIN_MS`` .. ``GROUP_LIVE_LEAD_MAX_MS``.
-- ``record_reports``: what the pages' sockets reported (onsets, where they are, jsPsych
-  errors), collected by ``realtime.reports`` and written as one change per group session.
+- ``store_onsets``, ``log_client_errors``: what the pages' sockets reported, written by
+  ``groups.presence.record_reports`` (collected by ``realtime.live.Reports``).
 """
 
 from __future__ import annotations
@@ -20,14 +20,9 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import replace
-from functools import partial
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
-
-from realtime.broadcast import FLUSH_SECONDS, broadcast_state
 
 from . import state as sm
 from .models import StepLog, StepOnset
@@ -91,6 +86,11 @@ def planned(gs, state: sm.GroupState) -> tuple[int, int] | None:
         known = _known.get(key)
     if known is None:
         known = cache.get(key)
+        if known is None and state.phase == sm.RUNNING:
+            from .live_content import prebuild
+
+            prebuild(gs.pk, state.step)  # the content first: the lead starts when it is there
+            known = cache.get(key)
         if known is None:
             chosen = _now_ms()
             mine = (chosen + lead_ms(), chosen)
@@ -132,35 +132,8 @@ def forget_samples() -> None:
         _known.clear()
 
 
-def record_reports(*, group_session: int, onsets: list[dict], locations: dict[str, str],
-                   errors: list[dict]) -> int | None:  # fmt: skip
-    """Write what a process's participant sockets reported for one group session as ONE
-    console-only change: onsets (``{participant, step, at, late_ms, ready_at}``, the first
-    per participant and step kept), locations (pseudonym -> form name on screen) and jsPsych
-    errors (``{participant, step, message}``, into the step log and the server log).
-    Locks the group session (like acknowledgements); returns the new version or None."""
-    from .selectors import load_state
-    from .services import _lock as lock_group_session
-    from .services import _save, now_ms
-
-    with transaction.atomic():
-        gs = lock_group_session(group_session)
-        old, _ = load_state(gs)
-        new = old
-        for pid, form in locations.items():
-            if pid in new.participants and new.participants[pid].status != sm.KICKED:
-                new, _ = sm.transition(new, sm.Locate(pid, form), now_ms=now_ms())
-        stored = _store_onsets(gs, old, onsets)
-        _log_errors(gs, old, errors)
-        if new is old and not stored and not errors:
-            return None
-        new = replace(new, version=old.version + 1, changed_ms=now_ms())
-        gs.save(update_fields=_save(gs, old, new))
-        transaction.on_commit(partial(broadcast_state, gs.pk, within=FLUSH_SECONDS))
-        return new.version
-
-
-def _store_onsets(gs, state: sm.GroupState, onsets: list[dict]) -> int:
+def store_onsets(gs, state: sm.GroupState, onsets: list[dict]) -> int:
+    """Store the reported onsets of known participants (the first per step kept); how many."""
     rows = []
     for onset in onsets:
         if onset["participant"] not in state.participants or onset["step"] > state.step:
@@ -183,7 +156,8 @@ def _store_onsets(gs, state: sm.GroupState, onsets: list[dict]) -> int:
     return len(rows)
 
 
-def _log_errors(gs, state: sm.GroupState, errors: list[dict]) -> None:
+def log_client_errors(gs, state: sm.GroupState, errors: list[dict]) -> None:
+    """jsPsych errors the pages reported: the server log and the step log."""
     from .services import now_ms
 
     for error in errors:

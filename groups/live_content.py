@@ -15,14 +15,23 @@ Both read only: no group-session lock, no write (the stimulus script runs as on 
 
 from __future__ import annotations
 
+import json
+import logging
+import threading
+from collections import OrderedDict
+
 from django.template.loader import render_to_string
 
 from runner.errors import RunError
 
 from . import selectors
+from .live import known_starts_at
 from .models import Membership
 
+logger = logging.getLogger(__name__)
 QUESTIONS_TEMPLATE = "groups/includes/live_questions.html"
+_built: OrderedDict = OrderedDict()  # (group session, step) -> the content frame's text, this process
+_built_lock = threading.Lock()
 ACTIVE = (Membership.Status.JOINED, Membership.Status.WAITING, Membership.Status.ANSWERING, Membership.Status.RESPONDED)
 
 
@@ -129,20 +138,18 @@ def _timeline(handler, page) -> tuple[list | dict | None, list | None, dict | No
 def group_content(group_session_id: int, step: int) -> dict | None:
     """The content pushed for ``step`` (see the module), or None when no participant is
     on a lockstep visit."""
-    members = (
-        Membership.objects.filter(group_session_id=group_session_id, status__in=ACTIVE)
-        .select_related("session", "session__experiment")
-        .order_by("pseudonym")
-    )
-    fallback = None
-    for member in members:
-        if member.responded_step == step:
-            fallback = fallback or member
-            continue
-        content = build(member.session, step=step)
+    from runner.models import Session
+
+    members = Membership.objects.filter(group_session_id=group_session_id, status__in=ACTIVE).order_by("pseudonym")
+    # Those who have not answered the step first (a few: the first one on the form will do).
+    candidates = list(members.exclude(responded_step=step).values_list("session_id", flat=True)[:3])
+    candidates += list(members.filter(responded_step=step).values_list("session_id", flat=True)[:1])
+    sessions = {s.pk: s for s in Session.objects.filter(pk__in=candidates).select_related("experiment")}
+    for session_id in candidates:
+        content = build(sessions[session_id], step=step) if session_id in sessions else None
         if content is not None:
             return content
-    return build(fallback.session, step=step) if fallback is not None else None
+    return None
 
 
 def participant_content(session, *, view=None, found=None, form=None) -> dict:
@@ -152,7 +159,8 @@ def participant_content(session, *, view=None, found=None, form=None) -> dict:
     base = {"mode": "leave", "step": None, "phase": None, "starts_at": None, "visit": ident(session), "content": None}
     if view is None or view.kicked or view.phase in ("ended", "aborted") or (view.exit_loop and view.responded):
         return base
-    base.update(step=view.step, phase=view.phase, starts_at=view.starts_at)
+    base.update(step=view.step, phase=view.phase,
+                starts_at=known_starts_at(view.group_session_id, view.participant_code, view.step))  # fmt: skip
     found = found or _page(session)
     if found is None:
         return base
@@ -162,3 +170,25 @@ def participant_content(session, *, view=None, found=None, form=None) -> dict:
     base["mode"] = "form"
     base["content"] = build(session, step=view.step, shared_params=view.shared_params, found=found, form=form)
     return base
+
+
+def prebuild(group_session_id: int, step: int) -> None:
+    """Build the pushed content of a step that has just started, in the thread that
+    publishes it (after the commit, before ``starts_at`` is chosen), so that this
+    process's sockets get it with the state, without a trip to the database thread."""
+    try:
+        content = group_content(group_session_id, step)
+        text = None if content is None else json.dumps(content, separators=(",", ":"), allow_nan=False)
+    except Exception:
+        logger.exception("content of group session %s step %s could not be built", group_session_id, step)
+        return
+    with _built_lock:
+        _built[(group_session_id, step)] = text
+        while len(_built) > 16:
+            _built.popitem(last=False)
+
+
+def built_text(group_session_id: int, step: int):
+    """The text ``prebuild`` made for this step in this process; ``KeyError`` if none."""
+    with _built_lock:
+        return _built[(group_session_id, step)]

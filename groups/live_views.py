@@ -18,9 +18,19 @@ from runner import batching, services
 from runner import selectors as runner_selectors
 from runner.errors import NoRunError, RunError
 from runner.run_cookie import read_run_token
-from runner.views.run import _int
+from runner.views.run import MAX_CLIENT_INT
 
 from . import live_content
+
+
+def _int(value, default=None):
+    """An integer from a form field (as the run page reads them); ``default`` otherwise."""
+    try:
+        number = int(str(value)[:20])
+    except (TypeError, ValueError):
+        return default
+    return number if -MAX_CLIENT_INT <= number <= MAX_CLIENT_INT else default
+
 
 NO_RUN = {"ok": False, "code": "no_run", "message": NoRunError.in_this_browser().message}
 STALE_VISIT = "This page had already been answered or replaced; it shows the current trial again."
@@ -60,7 +70,9 @@ def live_answer_view(request, experiment_id: int):
     from runner.policy import InvalidPolicy, PolicyViolation
 
     try:
-        result = batching.submit(_submission(request, experiment_id, token), key=experiment_id)
+        # A group's answers come together: stored in batches (runner/batching.py), as on the run page.
+        key = experiment_id if runner_selectors.is_group(experiment_id) else None
+        result = batching.submit(_submission(request, experiment_id, token), key=key)
     except (PolicyViolation, InvalidPolicy) as exc:
         return JsonResponse({"ok": False, "code": "policy_violation", "message": str(exc)}, status=400)
     except RunError as exc:

@@ -1,12 +1,12 @@
 """The lockstep ``group_trial`` handler, registered over the runner's plain one
 from ``GroupsConfig.ready()``.
 
-Serving (GET): a participant whose group has not started, is paused, or who already
-answered the current step gets the waiting screen (``groups/waiting.html``); the
-others get the trial for the *current* step: the stimulus script runs at render
-time with ``run.group`` at that step (``group.step``, ``group.shared_params``), so
-every participant sees the same shared trial parameters. The page carries the
-current step in a hidden field and listens on the participant socket.
+Serving (GET): the live page (``groups/live.html``, docs/groups.md "The live page") for
+the whole group part: the waiting screen or the *current* step, whose content
+(``groups.live_content``: the stimulus script run with ``run.group`` at that step) is
+embedded; later steps reach the page over its socket. Showing a step takes no
+group-session lock and writes nothing. After the end: ``groups/waiting.html``; kicked:
+``groups/removed.html``.
 
 Answering (POST, inside the runner's transaction that stores the answer): the step is
 checked against an unlocked read first (a stale answer is refused at once); the rows
@@ -20,7 +20,8 @@ group session, checks the step again and refuses a step that is no longer curren
 commit lets the answers of a whole group be stored side by side;
 an answer to the step at which the experimenter exited the loop leaves the loop;
 the clock offset the page estimated over the participant socket is kept with the
-session (``keep_clock_estimate``).
+session (``keep_clock_estimate``) and the onset it achieved goes on the rows
+(``onset_fields``).
 """
 
 from __future__ import annotations
@@ -131,6 +132,13 @@ class LockstepGroupTrial(GroupTrialHandler):
     name = "group_trial"
     template_name = TRIAL_TEMPLATE
 
+    def interpret(self, result) -> Prepared:
+        """Also ``{"timeline": [...], "preload": [urls]}`` (the live page preloads those
+        media before the step's onset: ``groups.live_content``)."""
+        if isinstance(result, dict) and isinstance(result.get("timeline"), list):
+            result = result["timeline"]
+        return super().interpret(result)
+
     # ------------------------------------------------------------ entering
     def prepare(self, run) -> Prepared:
         """Only decides whether the loop ends (an empty timeline); the trial itself is
@@ -195,16 +203,6 @@ class LockstepGroupTrial(GroupTrialHandler):
         context.update(live=live, live_html=live_html, timeline=None,
                        live_push=getattr(settings, "GROUP_LIVE_PUSH_CONTENT", True))  # fmt: skip
         return context
-
-    def _timeline_for(self, page) -> list | dict | None:
-        script = page.position.stimulus_script
-        if not script:
-            return None
-        from runner.run_context import call_callback, make_run
-
-        run = make_run(session=page.session, position=page.position, visit=page.visit)
-        prepared = self.interpret(call_callback(script, run))
-        return prepared.timeline
 
     # ------------------------------------------------------------ answering
     def process(self, page, form, post) -> Outcome:

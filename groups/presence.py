@@ -15,7 +15,8 @@ for ``GROUP_PRESENCE_FLUSH_SECONDS`` and writes it with one call per group sessi
   console-only version, published from the state in hand. Each process writes the
   number of sockets it holds (absolute) under its lease id in ``ProcessConnections``
   (whose rows add up to ``Membership.connections``), so that
-- ``sweep_processes`` can take a dead process's share off (``realtime.leases``).
+- ``sweep_processes`` can take a dead process's share off (``realtime.leases``);
+- ``record_reports``: the live page's onsets, locations and jsPsych errors, the same way.
 """
 
 from __future__ import annotations
@@ -207,3 +208,30 @@ def _save_presence(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> 
     gs.version, gs.changed_ms = new.version, new.changed_ms
     gs.save(update_fields=["version", "changed_ms"])
     _update_memberships(gs, old, new)
+
+
+def record_reports(*, group_session: GroupSession | int, onsets: list[dict], locations: dict[str, str],
+                   errors: list[dict]) -> int | None:  # fmt: skip
+    """What a process's live pages reported for one group session (``realtime.live.Reports``),
+    as ONE console-only change, like acknowledgements: locations (pseudonym -> the form on
+    screen) through the state machine one participant at a time, onsets (``{participant,
+    step, at, late_ms, ready_at}``, the first per participant and step kept) and jsPsych
+    errors (``{participant, step, message}``: server log and step log; ``groups.live``).
+    Locks the group session; returns the new version, or None when nothing changed."""
+    from .live import log_client_errors, store_onsets
+
+    with transaction.atomic():
+        gs = _lock(group_session)
+        old, _ = load_state(gs)
+        at = now_ms()
+        rows = dict(old.participants)
+        for pid, form in locations.items():
+            rows = _one(old, rows, pid, sm.Locate(pid, form), at)
+        stored = store_onsets(gs, old, onsets)
+        log_client_errors(gs, old, errors)
+        if rows == dict(old.participants) and not stored and not errors:
+            return None
+        new = replace(old, version=old.version + 1, participants=rows, changed_ms=at)
+        _save_presence(gs, old, new)  # a console-only change (participants see nothing new)
+        publish_on_commit(gs, new)
+        return new.version

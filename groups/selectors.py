@@ -102,18 +102,7 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
     read: it is not part of ``state``). The context is the row's (the database is its
     record); building the snapshot syncs the context store's copy from it
     (``groups.context.sync``), which replays it after a Redis restart or outage."""
-    participants = [
-        {
-            "id": pid,
-            "connected": p.connected,
-            "status": p.status,
-            "form": p.form,
-            "responded_step": p.responded_step,
-            "acked_version": p.acked_version,
-            "behind": is_behind(state, pid),
-        }
-        for pid, p in state.participants.items()
-    ]
+    participants = _participant_rows(state)
     return {
         "type": "group.state",
         "version": state.version,
@@ -137,6 +126,21 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
         "step_log": step_log(gs.pk),
         "onsets": live.console_onsets(gs.pk, state.step),
     }
+
+
+def _participant_rows(state: GroupState) -> list[dict]:
+    return [
+        {
+            "id": pid,
+            "connected": p.connected,
+            "status": p.status,
+            "form": p.form,
+            "responded_step": p.responded_step,
+            "acked_version": p.acked_version,
+            "behind": is_behind(state, pid),
+        }
+        for pid, p in state.participants.items()
+    ]
 
 
 def step_log(group_session_id: int, *, limit: int | None = None) -> list[dict]:
@@ -299,13 +303,6 @@ class TrialView:
     membership_id: int = 0
     last_step: int | None = None  # the last step this participant answered
     participant_code: str = ""  # (tells group sessions apart in groups.live's keys)
-
-    @property
-    def starts_at(self) -> int | None:
-        """When the current step appears on the live pages, if chosen (read only)."""
-        from .live import known_starts_at
-
-        return known_starts_at(self.group_session_id, self.participant_code, self.step)
 
     @property
     def missed_steps(self) -> bool:

@@ -6,7 +6,7 @@
   session gets the same text, when it is ready, right after the state that starts the step.
 - ``Reports``: what pages report (onsets, where they are, jsPsych errors) is collected per
   group session and written together every ``GROUP_PRESENCE_FLUSH_SECONDS``, like
-  acknowledgements (``groups.live.record_reports``: one change per batch).
+  acknowledgements (``groups.presence.record_reports``: one change per batch).
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ def push_content(consumer, group_session_id: int, step: int) -> None:
     cache = _contents.setdefault(loop, {})
     future = cache.get((group_session_id, step))
     if future is None:
+        future = _prebuilt(loop, group_session_id, step)
+    if future is None:
         # A fresh context: this may run inside a state's delivery that started in the database
         # thread (asgiref would refuse its single thread as a deadlock).
         future = cache[(group_session_id, step)] = loop.create_task(
@@ -65,6 +67,21 @@ def push_content(consumer, group_session_id: int, step: int) -> None:
         _deliver(consumer, step, future)
     else:
         future.add_done_callback(lambda done: _deliver(consumer, step, done))
+
+
+def _prebuilt(loop, group_session_id: int, step: int):
+    """The content this process built when it published the step (groups.live_content), as a
+    done future in the cache, or None."""
+    from groups.live_content import built_text
+
+    try:
+        text = built_text(group_session_id, step)
+    except KeyError:
+        return None
+    future = loop.create_future()
+    future.set_result(text)
+    _contents.setdefault(loop, {})[(group_session_id, step)] = future
+    return future
 
 
 def _deliver(consumer, step: int, future) -> None:
@@ -110,7 +127,7 @@ class Reports:
             self.flushing[group_session_id] = self.loop.create_task(self._flush_later(group_session_id))
 
     async def _flush_later(self, group_session_id: int) -> None:
-        from groups.live import record_reports
+        from groups.presence import record_reports
 
         try:
             await asyncio.sleep(FLUSH_SECONDS)

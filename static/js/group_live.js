@@ -172,18 +172,24 @@
     }, function (err) { if (page.shown === s.step) { reveal(s.step, null); fail(s.step, err); } });
   }
 
-  /* Reveal at startsAt (server clock) on the first animation frame at or after it; at
-     once when that moment has passed (late). A timer wakes the frame loop ~2 frames early. */
+  /* Reveal at startsAt (server clock) on the animation frame nearest to it (at most half a
+     frame early); at once when that moment has passed (late). A timer wakes the frame loop
+     ~2 frames early. */
   function schedule(step, startsAt) {
-    var target = startsAt == null ? now() : startsAt - (socket.offsetMs || 0);
+    // (the target follows the clock estimate, which may improve while the step waits)
+    var target = function () { return startsAt == null ? now() : startsAt - (socket.offsetMs || 0); };
     page.pending = {timer: null, raf: null};
-    if (target <= now()) return reveal(step, startsAt);
-    var frame = function () {
-      if (now() >= target) { page.pending = null; reveal(step, startsAt); }
-      else if (document.hidden) page.pending.timer = setTimeout(frame, Math.max(0, target - now()));
+    if (target() <= now()) return reveal(step, startsAt);
+    var last = null, interval = 1000 / 60;
+    var frame = function (ts) {
+      if (ts && last) interval = Math.min(50, Math.max(4, ts - last));
+      last = ts || null;
+      // the frame nearest to the target: at most half a frame early or late
+      if (now() + (ts ? interval / 2 : 0) >= target()) { page.pending = null; reveal(step, startsAt); }
+      else if (document.hidden) page.pending.timer = setTimeout(frame, Math.max(0, target() - now()));
       else page.pending.raf = requestAnimationFrame(frame);
     };
-    page.pending.timer = setTimeout(frame, Math.max(0, target - now() - 34));
+    page.pending.timer = setTimeout(frame, Math.max(0, target() - now() - 34));
   }
 
   function reveal(step, startsAt) {

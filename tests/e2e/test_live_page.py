@@ -10,6 +10,8 @@ console shows each step's onset spread. Screenshots go to the test artifacts.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -98,9 +100,13 @@ def test_the_live_page_stays_on_one_document_and_reveals_steps_together(
         assert [e["step"] for e in log] == list(range(STEPS))
         for entry in log:
             assert entry["reveal_at"] >= entry["ready_at"] >= entry["content_at"] > 0
-            assert entry["onset_ms"] >= entry["starts_at"] - 1 or entry["late_ms"] > 0
+            assert entry["onset_ms"] >= entry["starts_at"] - 26 or entry["late_ms"] > 0  # half a frame early at most
     onsets = StepOnset.objects.filter(group_session=gs)
     assert onsets.count() == PAGES * STEPS
+    figures = {step: {"spread_ms": max(o.onset_ms for o in onsets if o.step == step)
+                      - min(o.onset_ms for o in onsets if o.step == step),
+                      "late": [o.late_ms for o in onsets if o.step == step]} for step in range(STEPS)}  # fmt: skip
+    (artifacts / "live-page-onsets.json").write_text(json.dumps(figures, indent=2))
     for step in range(STEPS):
         times = [o.onset_ms for o in onsets if o.step == step]
         late = [o.late_ms for o in onsets if o.step == step]
@@ -112,3 +118,105 @@ def test_the_live_page_stays_on_one_document_and_reveals_steps_together(
     for page, _, _ in pages:
         page.close()
     console.locator("[data-participants] tr", has_text="offline").nth(PAGES - 1).wait_for(timeout=20000)
+
+
+def _mode(page, mode, step=None):
+    where = f" && document.querySelector('[data-lockstep]').dataset.step === '{step}'" if step is not None else ""
+    page.wait_for_function(f"() => document.querySelector('[data-lockstep]').dataset.mode === '{mode}'{where}")
+
+
+@pytest.mark.browser
+def test_reload_pause_and_exit_loop_on_the_live_page(daphne_server, new_page, transactional_db, artifacts):
+    """A reload mid-step shows the same step again (its onset reported late, the first one
+    kept); a pause shows its notice over the step on screen and a resume takes it away, all
+    on the same document; after an exit-loop the answer leaves the group part."""
+    get_user_model().objects.create_user("ctl", password=PASSWORD, is_staff=True)
+    experiment = build_lockstep_experiment(3, title="Live controls")
+    gs = services.start_group_session(experiment=experiment, size=2)
+    base = daphne_server.url
+    console = new_page()
+    attach_console(console, base, gs, username="ctl", password=PASSWORD)
+    (ann, ann_nav, ann_err), (bob, bob_nav, bob_err) = [_join(new_page, base, experiment, gs, i) for i in range(2)]
+    console.locator("[data-participants] tr", has_text="online").nth(1).wait_for()
+    console.get_by_role("button", name="Start", exact=True).click()
+    _mode(ann, "form", 0)
+    _mode(bob, "form", 0)
+
+    ann.reload()  # mid-step: the same step again, nothing answered
+    _mode(ann, "form", 0)
+    assert ann.evaluate("window.ensembleLive.log[0].late_ms") > 0  # its starts_at had passed
+    ann_nav.clear()
+
+    console.get_by_role("button", name="Pause", exact=True).click()
+    for page in (ann, bob):
+        page.locator("[data-paused]").wait_for()
+        assert page.locator("[data-lockstep]").get_attribute("data-mode") == "form"  # the step stays
+    bob.screenshot(path=str(artifacts / "live-page-paused.png"), full_page=True)
+    console.get_by_role("button", name="Resume", exact=True).click()
+    for page in (ann, bob):
+        page.locator("[data-paused]").wait_for(state="hidden")
+        page.get_by_label("Yes").check()
+        page.get_by_role("button", name="Next").click()
+        _mode(page, "waiting")
+    _advance(console, 0)
+    _mode(ann, "form", 1)
+    _mode(bob, "form", 1)
+    assert ann_nav == [] and bob_nav == []  # pause, resume and a new step: the same documents
+
+    console.on("dialog", lambda dialog: dialog.accept())
+    console.get_by_role("button", name="Exit loop", exact=True).click()
+    console.get_by_text("loop exit signalled").wait_for()
+    for page in (ann, bob):
+        page.get_by_label("No").check()
+        page.get_by_role("button", name="Next").click()
+        page.get_by_text("Thank you").wait_for()  # the loop is over: out of the group part
+    assert ann_err == [] and bob_err == []
+    assert StepOnset.objects.filter(group_session=gs, step=0).count() == 2
+    assert StepOnset.objects.get(group_session=gs, step=0, pseudonym=_pid(ann_nav, gs, 0)).late_ms == 0
+    for page in (ann, bob):
+        page.close()
+    console.locator("[data-participants] tr", has_text="offline").nth(1).wait_for(timeout=20000)
+
+
+def _pid(_navigations, gs, index):
+    """The pseudonym of the ``index``-th participant to join (joined in order)."""
+    return gs.memberships.order_by("pk").values_list("pseudonym", flat=True)[index]
+
+
+@pytest.mark.browser
+def test_jspsych_steps_run_in_the_same_document(daphne_server, new_page, transactional_db, artifacts):
+    """Each step's timeline runs on the same document (the plugin script loaded once); a
+    jsPsych error on one step is reported to the console's step log and the page lives on."""
+    get_user_model().objects.create_user("js", password=PASSWORD, is_staff=True)
+    experiment = build_lockstep_experiment(3, title="Live jsPsych")
+    experiment.experiment_forms.filter(order=1).update(
+        stimulus_script="tests.groups.lockstep_scripts.live_button_trial"
+    )
+    gs = services.start_group_session(experiment=experiment, size=1)
+    base = daphne_server.url
+    console = new_page()
+    attach_console(console, base, gs, username="js", password=PASSWORD)
+    page, navigations, errors = _join(new_page, base, experiment, gs, 0)
+    console.locator("[data-participants] tr", has_text="online").first.wait_for()
+    console.get_by_role("button", name="Start", exact=True).click()
+    for step in range(2):
+        _mode(page, "form", step)
+        page.get_by_role("button", name=f"Go {step}").click()
+        page.get_by_label("Yes").check()
+        if step == 1:
+            page.screenshot(path=str(artifacts / "live-page-jspsych.png"), full_page=True)
+        page.get_by_role("button", name="Next").click()
+        _mode(page, "waiting")
+        _advance(console, step)
+    page.locator("[data-timeline-error]").wait_for()  # step 2's unknown plugin
+    assert "no-such-plugin" in page.locator("[data-timeline-error-message]").inner_text()
+    console.locator("[data-step-log] li", has_text="client_error").first.wait_for()
+    loads = page.evaluate(
+        "performance.getEntriesByType('resource').filter(e => e.name.includes('plugin-html-button-response')).length"
+    )
+    assert loads == 1 and navigations == [] and errors == []
+    rows = Response.objects.filter(group_session=gs, item__startswith="jspsych:")
+    assert sorted(r.step for r in rows) == [0, 1]
+    assert page.evaluate("window.ensembleLive.socket.ws.readyState") == 1  # still live
+    page.close()
+    console.locator("[data-participants] tr", has_text="offline").first.wait_for(timeout=20000)

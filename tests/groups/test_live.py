@@ -13,7 +13,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from groups import live, services
+from groups import live, presence, services
 from groups.models import StepOnset
 from runner.models import Response
 from tests.runner.builders import build_experiment, current, start
@@ -159,8 +159,8 @@ def test_reports_store_onsets_once_and_feed_the_console(group, staff):
     services.group_session_start(group_session=group.gs, by=staff)
     pid = session.group_membership.pseudonym
     onset = {"participant": pid, "step": 0, "at": 1000.0, "late_ms": 0.0, "ready_at": 900.0}
-    live.record_reports(group_session=group.gs.pk, onsets=[onset], locations={pid: "trial"}, errors=[])
-    live.record_reports(group_session=group.gs.pk, onsets=[{**onset, "at": 5000.0}], locations={}, errors=[])
+    presence.record_reports(group_session=group.gs.pk, onsets=[onset], locations={pid: "trial"}, errors=[])
+    presence.record_reports(group_session=group.gs.pk, onsets=[{**onset, "at": 5000.0}], locations={}, errors=[])
     assert list(StepOnset.objects.values_list("step", "onset_ms")) == [(0, 1000)]  # the first report kept
     assert live.console_onsets(group.gs.pk, 0) == [{"step": 0, "reported": 1, "spread_ms": 0, "late": []}]
     session.group_membership.refresh_from_db()

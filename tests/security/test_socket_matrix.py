@@ -48,6 +48,9 @@ VALID: dict[str, dict] = {
     "ping": {"type": "ping", "t": 1.5},
     "ready": {"type": "ready", "step": 0},
     "ack": {"type": "ack", "version": 0},
+    "location": {"type": "location", "form": "trial", "step": 0},
+    "onset": {"type": "onset", "step": 0, "at": 1.5, "late_ms": 0, "ready_at": 1.0},
+    "client_error": {"type": "client_error", "step": 0, "message": "x"},
 }
 FIELD = {
     "advance": "step",
@@ -56,6 +59,9 @@ FIELD = {
     "ping": "t",
     "ready": "step",
     "ack": "version",
+    "location": "step",
+    "onset": "step",
+    "client_error": "step",
 }
 WRONG_TYPE = {"step": "zero", "patch": [1], "participant": 5, "t": "now", "version": True}
 
