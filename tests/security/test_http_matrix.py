@@ -109,6 +109,7 @@ CSRF_CASES = [
     ("survey builder preview run", "boss", lambda w: f"/editor/runner/experiment/{w.a.pk}/preview/", lambda w: {}),
     ("login", "anon", lambda w: "/editor/login/", lambda w: {"username": "boss", "password": "pw-boss-123456"}),
     ("logout", "boss", lambda w: "/editor/logout/", lambda w: {}),
+    ("rehearse", "boss", lambda w: f"/editor/bots/rehearse/{w.a.pk}/", lambda w: {"count": "3"}),
 ]  # fmt: skip
 
 # (name, who, path(world), data(world), statuses, page text): with the token, but ids that
@@ -202,11 +203,12 @@ def test_the_matrix_covers_every_post_endpoint():
     """Every URL pattern of ours that takes a POST is in CSRF_CASES (the admin by example)."""
     from django.urls import get_resolver
 
-    covered = {"runner:run", "groups:attach_participant", "groups:attach_experimenter", "groups:create",
+    covered = {"runner:run", "bots:rehearse", "groups:attach_participant", "groups:attach_experimenter",
+               "groups:create",
                "groups:session_start", "groups:session_notes", "runner:stimulus_import", "exports:experiment",
                "exports:delete_previews", "exports:set_exclusion", "runner:timeline_failure",
                "runner:skip_failure", "groups:live_answer"}  # fmt: skip
-    get_only = {"runner:start", "runner:verify_email", "groups:session_status", "exports:index",
+    get_only = {"runner:start", "bots:rehearsal", "runner:verify_email", "groups:session_status", "exports:index",
                 "exports:job_status", "exports:job_download", "exports:sessions", "home", "healthz", "favicon",
                 "runner:package_script", "groups:session_answers", "groups:session_projector",
                 "groups:session_failures", "groups:session_store", "groups:live_content"}  # fmt: skip
