@@ -173,13 +173,30 @@ def test_the_lead_time_follows_the_reported_delays_within_its_bounds(settings):
     live.forget_samples()
     settings.GROUP_LIVE_LEAD_DEFAULT_MS, settings.GROUP_LIVE_LEAD_MARGIN_MS = 300, 30
     settings.GROUP_LIVE_LEAD_MIN_MS, settings.GROUP_LIVE_LEAD_MAX_MS = 60, 1500
+    settings.GROUP_LIVE_LEAD_STEPS = 3
     assert live.lead_ms() == 300
-    live._samples[(1, 0)] = [10.0] * 99 + [100.0]
+    live._samples[(1, 0)] = [10.0] * 99 + [20.0]
     assert live.lead_ms() == 60  # p99 (10) + 30 = 40, kept at the minimum
     live._samples[(1, 1)] = [400.0] * 100
-    assert live.lead_ms() == 430
-    live._samples[(1, 2)] = [5000.0] * 300
+    assert live.lead_ms() == 60  # the lower median of (10, 400): one slow step does not set it
+    live._samples[(1, 2)] = [420.0] * 100
+    assert live.lead_ms() == 430  # two slow steps of three: the group got slower
+    live._samples[(1, 3)] = [5000.0] * 300
+    assert live.lead_ms() == 450  # steps 1-3: 400, 420, 5000
+    live._samples[(1, 4)] = [6000.0] * 300
     assert live.lead_ms() == 1500
+    live.forget_samples()
+
+
+def test_the_lead_time_drops_far_outliers_and_comes_down_fast_after_a_slow_start(settings):
+    live.forget_samples()
+    settings.GROUP_LIVE_LEAD_MARGIN_MS, settings.GROUP_LIVE_LEAD_STEPS = 30, 3
+    settings.GROUP_LIVE_LEAD_MIN_MS, settings.GROUP_LIVE_LEAD_MAX_MS = 60, 1500
+    live._samples[(2, 0)] = [900.0 + i for i in range(200)]  # the start: every page builds its first content
+    live._samples[(2, 1)] = [100.0 + i % 50 for i in range(199)] + [1000.0]  # one page's clock 900 ms off
+    assert live.lead_ms() == 179  # the lower of two steps: step 1's p99 without its outlier (149) + 30
+    live._samples[(2, 2)] = [100.0 + i % 50 for i in range(200)]
+    assert live.lead_ms() == 179  # the median of three
     live.forget_samples()
 
 
