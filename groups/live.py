@@ -132,7 +132,11 @@ def starts_at(gs, state: sm.GroupState) -> int | None:
 
 
 def note_delay(gs, step: int, ready_ms: float) -> None:
-    """A page had the content of ``step`` ready at ``ready_ms`` (server clock)."""
+    """A page had the content of ``step`` ready at ``ready_ms`` (server clock). The start
+    (step 0) is not kept: every page builds its first content then, and every socket
+    answers the start at once; it says little about the steps that follow."""
+    if step == 0:
+        return
     with _lock:
         known = _known.get(_key(gs, step))
     if known is None:

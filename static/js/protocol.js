@@ -5,9 +5,9 @@
    ignores states older than the last one, acknowledges states (participants),
    and pings (presence + clock offset estimate: offsetMs = server clock minus this clock,
    from the pong with the shortest round trip): on open one ping, then each pong of the
-   opening burst sends the next (PING_BURST in all, one at a time, so that the later ones
-   do not queue behind the connect's work on the server as the first does), then one
-   every few seconds; options.onClock
+   opening burst sends the next PING_GAP_MS later (PING_BURST in all, one at a time, so
+   that the later ones do not queue behind the connect's work on the server as the first
+   does), then one every few seconds; options.onClock
    (offsetMs, rttMs) is called whenever that estimate improves). options.onContent(content)
    gets each group.content frame (the live page's step content, sent once per step). */
 (function (global) {
@@ -18,7 +18,8 @@
     TIMEOUT: 4008, TOO_LARGE: 4009, KICKED: 4010, INTERNAL: 4011
   };
   var FINAL = [4001, 4003, 4004, 4009, 4010];
-  var PING_BURST = 5;  // pings right after open, each sent when the previous pong arrives
+  var PING_BURST = 6;  // pings right after open, each sent PING_GAP_MS after the previous pong
+  var PING_GAP_MS = 200;
 
   var TYPES = {
     experimenter: ["start", "advance", "pause", "resume", "exit_loop", "end", "abort", "set_context", "kick", "ping"],
@@ -100,7 +101,7 @@
         }
         if (self.burst > 0) {
           self.burst -= 1;
-          self.send(msg.ping());
+          global.setTimeout(function () { self.send(msg.ping()); }, PING_GAP_MS);
         }
       } else if (data.type === "error" && self.opts.onError) {
         self.opts.onError(data, self);

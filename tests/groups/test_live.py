@@ -200,6 +200,17 @@ def test_the_lead_time_drops_far_outliers_and_comes_down_fast_after_a_slow_start
     live.forget_samples()
 
 
+def test_the_start_step_is_no_lead_sample(group):
+    live.forget_samples()
+    gs = group.gs
+    live._known[live._key(gs, 0)] = (2000, 1000)
+    live._known[live._key(gs, 1)] = (5000, 4000)
+    live.note_delay(gs, 0, 1900.0)  # the start: every page builds its first content
+    live.note_delay(gs, 1, 4100.0)
+    assert list(live._samples.values()) == [[100.0]]
+    live.forget_samples()
+
+
 def test_the_live_page_embeds_the_current_step_for_a_reload(group, staff):
     client, session = group()
     services.group_session_start(group_session=group.gs, by=staff)
