@@ -95,7 +95,7 @@ def lead_ms() -> int:
         recent = [step for step in _samples.values() if step][-max(1, _setting("GROUP_LIVE_LEAD_STEPS", 3)) :]
     per_step = sorted(_step_delay(step) for step in recent)
     if not per_step:
-        lead = _setting("GROUP_LIVE_LEAD_DEFAULT_MS", 300)
+        lead = _setting("GROUP_LIVE_LEAD_DEFAULT_MS", 150)
     else:  # the lower median of the recent steps: one slow step (the first, a hiccup) is outvoted
         lead = per_step[(len(per_step) - 1) // 2] + _setting("GROUP_LIVE_LEAD_MARGIN_MS", 30)
     return int(min(max(lead, low), high))
