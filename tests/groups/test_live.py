@@ -211,6 +211,18 @@ def test_the_start_step_is_no_lead_sample(group):
     live.forget_samples()
 
 
+def test_a_reload_reads_the_experiments_forms_and_questions_once(group, staff):
+    client, session = group()
+    services.group_session_start(group_session=group.gs, by=staff)
+    client.get(f"/run/{session.experiment_id}/")
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(f"/run/{session.experiment_id}/").status_code == 200
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert sum('FROM "runner_experimentxform"' in s for s in sql) == 1, sql
+    assert sum('FROM "runner_formxquestion"' in s for s in sql) == 1, sql
+    assert len(sql) <= 6, sql
+
+
 def test_the_live_page_embeds_the_current_step_for_a_reload(group, staff):
     client, session = group()
     services.group_session_start(group_session=group.gs, by=staff)
