@@ -4,7 +4,8 @@ does per step, with asyncio, ``websockets`` and one keep-alive HTTP connection, 
 
 ``LiveClient(mode="live")``: GET the run URL once (the live page: ``[data-lockstep]`` with
 its socket path, content and answer URLs, the visit and content in ``#live-initial``, a
-CSRF token), hold one socket (ack every state, ping every 3 s and keep the clock offset
+CSRF token), hold one socket (ack every state, ping: a burst of 6 after open, each 0.2 s after a
+pong, then every 3 s, and keep the clock offset
 of the pong with the shortest round trip, as protocol.js does). A state that starts a new
 step and the step's ``group.content`` frame (pushed after it; a content GET when its
 ``order`` is not the participant's visit's) parsed (its inputs: what rendering finds) is
@@ -27,6 +28,7 @@ the parent, which stamps the experimenter's send.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -40,6 +42,8 @@ BUTTON = re.compile(r"<button\b[^>]*\btype=\"submit\"[^>]*>", re.I)
 INITIAL = re.compile(r'<script id="live-initial" type="application/json">(.*?)</script>', re.S)
 WS_ARGS = dict(compression=None, ping_interval=None, open_timeout=60, close_timeout=2, max_size=2**24)
 PING_S = 3.0  # protocol.js pingMs
+PING_BURST = 6  # protocol.js: pings right after open, each PING_GAP_S after the previous pong
+PING_GAP_S = 0.2
 
 
 def live_page(text: str) -> dict | None:
@@ -80,6 +84,8 @@ class LiveClient:
         self.visit: dict = {}  # the visit the answer names (order, visit, nonce)
         self.version, self.shown, self.ready_sent = 0, -1, -1  # newest state; step on screen; ready sent
         self.offset_ms, self.rtt_ms = 0.0, float("inf")  # server clock minus ours, best round trip
+        self.burst = 0  # pings of the opening burst still to send (protocol.js)
+        self._burst_task: asyncio.Task | None = None  # (held: the loop keeps only weak references)
         self.content: dict = {}
         self.states: dict[int, dict] = {}  # step -> the state that started it, until its content is there
         self.pushed: dict[int, dict] = {}  # step -> its group.content frame, until its state is there
@@ -140,9 +146,17 @@ class LiveClient:
                     await asyncio.sleep(0.5)
             self.ws = None
 
+    async def _ping_later(self, ws) -> None:
+        """The next ping of the opening burst (protocol.js)."""
+        await asyncio.sleep(PING_GAP_S)
+        with contextlib.suppress(Exception):
+            await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+
     async def _pinger(self, ws) -> None:
-        """One ping at once, then every 3 s (protocol.js); the later ones at a random phase,
-        as pages opened at different moments have (all clients here open within a second)."""
+        """One ping at once (the rest of the opening burst follows its pongs, ``on_message``),
+        then every 3 s (protocol.js); the later ones at a random phase, as pages opened at
+        different moments have (all clients here open within a second)."""
+        self.burst = PING_BURST - 1
         await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
         await asyncio.sleep(random.uniform(0, PING_S))
         while True:
@@ -156,6 +170,9 @@ class LiveClient:
             rtt = now * 1000 - data["t"]
             if rtt <= self.rtt_ms:
                 self.rtt_ms, self.offset_ms = rtt, data["server_ms"] - (data["t"] + rtt / 2)
+            if self.burst > 0:
+                self.burst -= 1
+                self._burst_task = asyncio.create_task(self._ping_later(ws))
         elif kind == "group.content":
             if data.get("step", -1) > self.shown:
                 self.pushed[data["step"]] = data

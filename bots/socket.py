@@ -1,5 +1,7 @@
 """A bot's participant socket, as ``static/js/protocol.js`` runs it: the run cookie and the
-page's Origin, ``ack`` for each newer ``group.state``, ``ping`` on open and every 3 s,
+page's Origin, ``ack`` for each newer ``group.state``, ``ping`` on open (then the rest of
+a burst of ``PING_BURST``, each ``PING_GAP_S`` after a pong) and every 3 s, the clock offset from the
+pong with the shortest round trip,
 reconnection with back-off (0.5 s doubling to 5 s) except after a final close code.
 """
 
@@ -15,6 +17,8 @@ import websockets
 FINAL = {4001, 4003, 4004, 4009, 4010}
 KICKED = 4010
 PING_SECONDS = 3.0
+PING_BURST = 6  # protocol.js: pings right after open, each PING_GAP_S after the previous pong
+PING_GAP_S = 0.2
 WS_ARGS = dict(compression=None, ping_interval=None, open_timeout=60, close_timeout=2, max_size=2**24)
 
 
@@ -33,6 +37,8 @@ class ParticipantSocket:
         self.offset_ms: float | None = None  # this clock minus the server's, from the best pong
         self.rtt_ms: float | None = None
         self.contents: dict[int, dict] = {}  # step -> the live page's pushed group.content
+        self.burst = 0  # pings of the opening burst still to send
+        self._burst_task: asyncio.Task | None = None  # (held: the loop keeps only weak references)
 
     def open(self) -> None:
         self.task = asyncio.create_task(self._run())
@@ -77,7 +83,14 @@ class ParticipantSocket:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
+    async def _ping_later(self, ws) -> None:
+        """The next ping of the opening burst (protocol.js)."""
+        await asyncio.sleep(PING_GAP_S)
+        with contextlib.suppress(Exception):
+            await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+
     async def _pinger(self, ws) -> None:
+        self.burst = PING_BURST - 1
         while True:
             await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
             await asyncio.sleep(PING_SECONDS)
@@ -87,6 +100,9 @@ class ParticipantSocket:
         kind = data.get("type")
         if kind == "pong":
             self._clock(data)
+            if self.burst > 0:
+                self.burst -= 1
+                self._burst_task = asyncio.create_task(self._ping_later(ws))
         if kind == "group.content" and isinstance(data.get("step"), int):
             self.contents[data["step"]] = data
             self.changed.set()

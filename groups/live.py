@@ -5,10 +5,11 @@
   that step, in whichever process builds it) as that moment plus ``lead_ms()``, and kept
   in the cache (Redis with ``REDIS_URL``: ``add`` is atomic, so every process and every
   later snapshot of the step carries the same value).
-- ``lead_ms``: the p99 of the "content ready" delays (content ready on a page minus the
-  moment ``starts_at`` was chosen) that pages reported for the last
-  ``GROUP_LIVE_LEAD_STEPS`` steps in this process, plus ``GROUP_LIVE_LEAD_MARGIN_MS``,
-  within ``GROUP_LIVE_LEAD_MIN_MS`` .. ``GROUP_LIVE_LEAD_MAX_MS``.
+- ``lead_ms``: per step, the p99 of the "content ready" delays (content ready on a page
+  minus the moment ``starts_at`` was chosen) that pages reported, far outliers dropped;
+  the lower median of those per-step values over the last ``GROUP_LIVE_LEAD_STEPS``
+  steps in this process, plus ``GROUP_LIVE_LEAD_MARGIN_MS``, within
+  ``GROUP_LIVE_LEAD_MIN_MS`` .. ``GROUP_LIVE_LEAD_MAX_MS`` (docs/groups.md says why).
 - ``store_onsets``, ``log_client_errors``: what the pages' sockets reported, written by
   ``groups.presence.record_reports`` (collected by ``realtime.live.Reports``).
 """
@@ -35,6 +36,7 @@ _known: OrderedDict = OrderedDict()  # (key) -> (starts_at, chosen_at), this pro
 _samples: OrderedDict = OrderedDict()  # (gs, step) -> [delay ms, ...], the last GROUP_LIVE_LEAD_STEPS steps
 _lock = threading.Lock()
 MAX_SAMPLES_PER_STEP = 2000
+OUTLIER_FLOOR_MS = 10.0  # the smallest IQR the outlier fence of one step's delays uses
 ONSET_CONSOLE_STEPS = 5  # the console shows the onsets of this many latest steps
 
 
@@ -74,16 +76,28 @@ def known_starts_at(group_session_id: int, participant_code: str, step: int) -> 
     return known[0] if known else None
 
 
+def _step_delay(delays: list[float]) -> float:
+    """One step's "content ready" delay: the p99 of its reports after dropping the far
+    outliers (above Q3 + 3 IQR, the IQR at least ``OUTLIER_FLOOR_MS``): one page with a
+    bad clock estimate or one stalled client does not set the whole group's lead."""
+    ordered = sorted(delays)
+    n = len(ordered)
+    q1, q3 = ordered[(n - 1) // 4], ordered[(3 * (n - 1)) // 4]
+    fence = q3 + 3 * max(q3 - q1, OUTLIER_FLOOR_MS)
+    kept = [d for d in ordered if d <= fence]
+    return kept[min(len(kept) - 1, math.ceil(0.99 * len(kept)) - 1)]
+
+
 def lead_ms() -> int:
     """The lead time for a step starting now (see the module)."""
     low, high = _setting("GROUP_LIVE_LEAD_MIN_MS", 60), _setting("GROUP_LIVE_LEAD_MAX_MS", 1500)
     with _lock:
-        delays = sorted(d for step in _samples.values() for d in step)
-    if not delays:
-        lead = _setting("GROUP_LIVE_LEAD_DEFAULT_MS", 300)
-    else:
-        p99 = delays[min(len(delays) - 1, math.ceil(0.99 * len(delays)) - 1)]
-        lead = p99 + _setting("GROUP_LIVE_LEAD_MARGIN_MS", 30)
+        recent = [step for step in _samples.values() if step][-max(1, _setting("GROUP_LIVE_LEAD_STEPS", 3)) :]
+    per_step = sorted(_step_delay(step) for step in recent)
+    if not per_step:
+        lead = _setting("GROUP_LIVE_LEAD_DEFAULT_MS", 150)
+    else:  # the lower median of the recent steps: one slow step (the first, a hiccup) is outvoted
+        lead = per_step[(len(per_step) - 1) // 2] + _setting("GROUP_LIVE_LEAD_MARGIN_MS", 30)
     return int(min(max(lead, low), high))
 
 
@@ -118,7 +132,11 @@ def starts_at(gs, state: sm.GroupState) -> int | None:
 
 
 def note_delay(gs, step: int, ready_ms: float) -> None:
-    """A page had the content of ``step`` ready at ``ready_ms`` (server clock)."""
+    """A page had the content of ``step`` ready at ``ready_ms`` (server clock). The start
+    (step 0) is not kept: every page builds its first content then, and every socket
+    answers the start at once; it says little about the steps that follow."""
+    if step == 0:
+        return
     with _lock:
         known = _known.get(_key(gs, step))
     if known is None:
@@ -130,7 +148,7 @@ def note_delay(gs, step: int, ready_ms: float) -> None:
         bucket = _samples.setdefault((gs.pk, step), [])
         if len(bucket) < MAX_SAMPLES_PER_STEP:
             bucket.append(delay)
-        while len(_samples) > max(1, _setting("GROUP_LIVE_LEAD_STEPS", 5)):
+        while len(_samples) > max(1, _setting("GROUP_LIVE_LEAD_STEPS", 3)):
             _samples.popitem(last=False)
 
 

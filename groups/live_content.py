@@ -38,8 +38,6 @@ ACTIVE = (Membership.Status.JOINED, Membership.Status.WAITING, Membership.Status
 def _page(session):
     """(page, handler, loop rounds) of the run's current visit, or None when it is not a
     lockstep trial."""
-    from runner import selectors as runner_selectors
-    from runner.flow import loop_containing
     from runner.views.pages import page_for
 
     if not (session.state or {}).get("current") or session.state.get("finished"):
@@ -48,8 +46,19 @@ def _page(session):
         page, handler, positions = page_for(session)
     except (LookupError, AttributeError, TypeError):  # the experiment changed under the run
         return None
+    return found_for(page, handler, positions)
+
+
+def found_for(page, handler, positions=None):
+    """(page, handler, loop rounds) of a visit the caller has already resolved, or None when
+    it is not a lockstep trial (``positions``: the experiment's, read when not given)."""
+    from runner import selectors as runner_selectors
+    from runner.flow import loop_containing
+
     if page.position is None or not getattr(handler, "live_page", False):  # (groups.lockstep's handler)
         return None
+    if positions is None:
+        positions = runner_selectors.positions(page.session.experiment)
     loop = loop_containing(runner_selectors.steps_of(positions), page.position.order)
     return page, handler, (max(loop.repeat, 1) if loop else None)
 

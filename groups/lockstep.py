@@ -192,7 +192,9 @@ class LockstepGroupTrial(GroupTrialHandler):
             return context
         from . import live_content
 
-        live = live_content.participant_content(page.session, view=view, form=form if form.is_bound else None)
+        # The visit and form the runner has already resolved (no second read of them).
+        found = live_content.found_for(page, self)
+        live = live_content.participant_content(page.session, view=view, found=found, form=form)
         content = live["content"] or {}
         if content.get("problem_code"):  # a failing stimulus script: the runner's friendly error page
             self.template_name = "runner/error.html"

@@ -128,8 +128,9 @@ class _GroupConsumer(AsyncWebsocketConsumer):
         except ProtocolError as exc:
             await self.send_json(error(exc.code, exc.message))
             return
-        if message.type == "ping":
-            await self.send_json(PongMsg(t=message.t, server_ms=int(time.time() * 1000)).model_dump())
+        if message.type == "ping":  # stamped last and written straight onto the socket where it can be
+            pong = PongMsg(t=message.t, server_ms=int(time.time() * 1000)).model_dump()
+            await self.send_text(json.dumps(pong, separators=(",", ":"), allow_nan=False))
             return
         try:
             await self.handle(message)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from project.core.rows import Select
 from runner.flow import Step
@@ -16,9 +18,34 @@ _QUESTIONS = Select(
 )
 
 
+#: Inside ``reads_once()`` (one GET of a run page): what was read once, by (kind, pk).
+_once: ContextVar[dict | None] = ContextVar("runner_reads_once", default=None)
+
+
+@contextmanager
+def reads_once():
+    """Within this block the experiment's positions and a form's questions are read from
+    the database once (a run page's GET resolves its visit in several places: each read
+    them again). Neither changes while one request is served."""
+    token = _once.set({})
+    try:
+        yield
+    finally:
+        _once.reset(token)
+
+
+def _read_once(select: Select, kind: str, pk: int) -> list:
+    memo = _once.get()
+    if memo is None:
+        return select.all(pk)
+    if (kind, pk) not in memo:
+        memo[(kind, pk)] = select.all(pk)
+    return memo[(kind, pk)]
+
+
 def positions(experiment: Experiment) -> list[ExperimentXForm]:
     """The experiment's forms in order, with their forms loaded."""
-    return _POSITIONS.all(experiment.pk)
+    return _read_once(_POSITIONS, "positions", experiment.pk)
 
 
 def positions_of(experiment_id: int):
@@ -38,7 +65,7 @@ def position_at(positions_: list[ExperimentXForm], order: int) -> ExperimentXFor
 
 
 def form_questions(form) -> list[FormXQuestion]:
-    return _QUESTIONS.all(form.pk)
+    return _read_once(_QUESTIONS, "questions", form.pk)
 
 
 def session_for_request(request, experiment_id: int) -> Session | None:

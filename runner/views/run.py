@@ -87,11 +87,12 @@ def run_page(request, experiment_id: int):
         return error_page(request, NoRunError.in_this_browser())
     if request.method == "POST":
         return _post(request, experiment_id, session=session)
-    try:
-        session = services.ensure_current(session_id=session.pk)
-    except RunError as exc:
-        return error_page(request, exc, experiment=session.experiment)
-    return render_visit(request, session)
+    with selectors.reads_once():  # the visit is resolved in several places: its forms are read once
+        try:
+            session = services.ensure_current(session_id=session.pk)
+        except RunError as exc:
+            return error_page(request, exc, experiment=session.experiment)
+        return render_visit(request, session)
 
 
 def _post(request, experiment_id: int, *, session=None, run_token: str = ""):

@@ -249,11 +249,16 @@
     errorPanel.classList.remove("d-none");
   }
 
+  /* "Try again" asks the server where the run is now (the content GET), as a reload did
+     with one page per step: the experimenter may have skipped the form for this
+     participant (the reply says "leave": the run page shows what comes next), or the
+     step is shown again from fresh content. */
   errorPanel.querySelector("[data-timeline-retry]").addEventListener("click", function () {
     var s = page.state;
     if (!s) return;
     page.shown = null;
-    consider();
+    delete page.contents[s.step];
+    fetchContent();
   });
 
   /* ---- answering ----------------------------------------------------------- */

@@ -3,8 +3,11 @@
 
    GroupSocket connects, reconnects with back-off (not after a final close code),
    ignores states older than the last one, acknowledges states (participants),
-   and pings every few seconds (presence + clock offset estimate: offsetMs = server
-   clock minus this clock, from the pong with the shortest round trip; options.onClock
+   and pings (presence + clock offset estimate: offsetMs = server clock minus this clock,
+   from the pong with the shortest round trip): on open one ping, then each pong of the
+   opening burst sends the next PING_GAP_MS later (PING_BURST in all, one at a time, so
+   that the later ones do not queue behind the connect's work on the server as the first
+   does), then one every few seconds; options.onClock
    (offsetMs, rttMs) is called whenever that estimate improves). options.onContent(content)
    gets each group.content frame (the live page's step content, sent once per step). */
 (function (global) {
@@ -15,6 +18,8 @@
     TIMEOUT: 4008, TOO_LARGE: 4009, KICKED: 4010, INTERNAL: 4011
   };
   var FINAL = [4001, 4003, 4004, 4009, 4010];
+  var PING_BURST = 6;  // pings right after open, each sent PING_GAP_MS after the previous pong
+  var PING_GAP_MS = 200;
 
   var TYPES = {
     experimenter: ["start", "advance", "pause", "resume", "exit_loop", "end", "abort", "set_context", "kick", "ping"],
@@ -59,6 +64,7 @@
     this.closedFor = null;
     this.ws = null;
     this.pinger = null;
+    this.burst = 0;         // pings of the opening burst still to send
     this.connect();
   }
 
@@ -70,6 +76,7 @@
     ws.onopen = function () {
       self.delay = 500;
       self.status("online");
+      self.burst = (self.opts.pingBurst || PING_BURST) - 1;
       self.send(msg.ping());
       self.pinger = global.setInterval(function () { self.send(msg.ping()); }, self.opts.pingMs || 3000);
     };
@@ -91,6 +98,10 @@
           self.bestRtt = rtt;
           self.offsetMs = data.server_ms - (data.t + rtt / 2);
           if (self.opts.onClock) self.opts.onClock(self.offsetMs, rtt, self);
+        }
+        if (self.burst > 0) {
+          self.burst -= 1;
+          global.setTimeout(function () { self.send(msg.ping()); }, PING_GAP_MS);
         }
       } else if (data.type === "error" && self.opts.onError) {
         self.opts.onError(data, self);
@@ -131,5 +142,5 @@
     if (this.opts.onStatus) this.opts.onStatus(text, this);
   };
 
-  global.EnsembleProtocol = {CLOSE: CLOSE, FINAL: FINAL, TYPES: TYPES, msg: msg, wsUrl: wsUrl, GroupSocket: GroupSocket};
+  global.EnsembleProtocol = {CLOSE: CLOSE, FINAL: FINAL, PING_BURST: PING_BURST, TYPES: TYPES, msg: msg, wsUrl: wsUrl, GroupSocket: GroupSocket};
 })(window);

@@ -173,14 +173,54 @@ def test_the_lead_time_follows_the_reported_delays_within_its_bounds(settings):
     live.forget_samples()
     settings.GROUP_LIVE_LEAD_DEFAULT_MS, settings.GROUP_LIVE_LEAD_MARGIN_MS = 300, 30
     settings.GROUP_LIVE_LEAD_MIN_MS, settings.GROUP_LIVE_LEAD_MAX_MS = 60, 1500
+    settings.GROUP_LIVE_LEAD_STEPS = 3
     assert live.lead_ms() == 300
-    live._samples[(1, 0)] = [10.0] * 99 + [100.0]
+    live._samples[(1, 0)] = [10.0] * 99 + [20.0]
     assert live.lead_ms() == 60  # p99 (10) + 30 = 40, kept at the minimum
     live._samples[(1, 1)] = [400.0] * 100
-    assert live.lead_ms() == 430
-    live._samples[(1, 2)] = [5000.0] * 300
+    assert live.lead_ms() == 60  # the lower median of (10, 400): one slow step does not set it
+    live._samples[(1, 2)] = [420.0] * 100
+    assert live.lead_ms() == 430  # two slow steps of three: the group got slower
+    live._samples[(1, 3)] = [5000.0] * 300
+    assert live.lead_ms() == 450  # steps 1-3: 400, 420, 5000
+    live._samples[(1, 4)] = [6000.0] * 300
     assert live.lead_ms() == 1500
     live.forget_samples()
+
+
+def test_the_lead_time_drops_far_outliers_and_comes_down_fast_after_a_slow_start(settings):
+    live.forget_samples()
+    settings.GROUP_LIVE_LEAD_MARGIN_MS, settings.GROUP_LIVE_LEAD_STEPS = 30, 3
+    settings.GROUP_LIVE_LEAD_MIN_MS, settings.GROUP_LIVE_LEAD_MAX_MS = 60, 1500
+    live._samples[(2, 0)] = [900.0 + i for i in range(200)]  # the start: every page builds its first content
+    live._samples[(2, 1)] = [100.0 + i % 50 for i in range(199)] + [1000.0]  # one page's clock 900 ms off
+    assert live.lead_ms() == 179  # the lower of two steps: step 1's p99 without its outlier (149) + 30
+    live._samples[(2, 2)] = [100.0 + i % 50 for i in range(200)]
+    assert live.lead_ms() == 179  # the median of three
+    live.forget_samples()
+
+
+def test_the_start_step_is_no_lead_sample(group):
+    live.forget_samples()
+    gs = group.gs
+    live._known[live._key(gs, 0)] = (2000, 1000)
+    live._known[live._key(gs, 1)] = (5000, 4000)
+    live.note_delay(gs, 0, 1900.0)  # the start: every page builds its first content
+    live.note_delay(gs, 1, 4100.0)
+    assert list(live._samples.values()) == [[100.0]]
+    live.forget_samples()
+
+
+def test_a_reload_reads_the_experiments_forms_and_questions_once(group, staff):
+    client, session = group()
+    services.group_session_start(group_session=group.gs, by=staff)
+    client.get(f"/run/{session.experiment_id}/")
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(f"/run/{session.experiment_id}/").status_code == 200
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert sum('FROM "runner_experimentxform"' in s for s in sql) == 1, sql
+    assert sum('FROM "runner_formxquestion"' in s for s in sql) == 1, sql
+    assert len(sql) <= 6, sql
 
 
 def test_the_live_page_embeds_the_current_step_for_a_reload(group, staff):
