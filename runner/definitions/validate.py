@@ -18,6 +18,7 @@ from runner.callbacks import CallbackError, resolve_callable, resolve_module
 from runner.models import Handler
 
 from .fields import Reader
+from .flow import check_experiment_flow, read_form_flow
 from .issues import Issue
 from .nodes import YMap, YNode, YScalar, find_line, parse_yaml
 from .schema import (
@@ -76,6 +77,7 @@ def _read_experiment(reader: Reader, root: YMap) -> ExperimentDef:
         for key in ("group_flow", "group_size"):
             if reader.present(get(key)):
                 reader.error(root.line_of(key), f"{key} is only for group experiments (set is_group: true)")
+    definition.dropout, definition.lobby = check_experiment_flow(reader, root, definition.is_group)
     _read_forms(reader, root, definition)
     return definition
 
@@ -137,6 +139,7 @@ def _read_form(reader: Reader, node: YNode, position: int) -> tuple[FormDef | No
             setattr(form, key, reader.string(get(key), f"{where}: {key}", form_map.line, max_length=100))
     if reader.present(get("jspsych_width")):
         form.jspsych_width = reader.jspsych_width(get("jspsych_width"), f"{where}: jspsych_width")
+    form.flow = read_form_flow(reader, form_map, where, handler)
     if reader.present(get("repeat")) != reader.present(get("goto")):
         present, missing = ("repeat", "goto") if reader.present(get("repeat")) else ("goto", "repeat")
         reader.error(form_map.line_of(present), f"{where}: a loop needs both repeat and goto ({missing} is missing)")
