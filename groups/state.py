@@ -5,12 +5,10 @@ group session changes. It touches no database, socket or clock: the services loa
 a ``GroupState`` from the rows (under a lock), apply one action, write the new
 state back and publish it. Refusals raise ``GroupError`` with a machine ``code``.
 
-Versions: ``version`` grows with every change (the console sees them all);
-``participant_version`` is the ``version`` of the last change that participants
-can see (phase, step, shared parameters, who answered). Acks, presence and form
-locations change only what the experimenter sees, so participants are not asked to
-re-acknowledge them; a participant is *behind* while ``acked_version <
-participant_version``.
+Versions: ``version`` grows with every change; ``participant_version`` is the version
+of the last change participants see (acks, presence and form locations are console-only);
+a participant is *behind* while ``acked_version < participant_version``. Flow control
+(timers, auto-advance, dropouts, lobby) is in ``groups.flowcontrol``.
 """
 
 from __future__ import annotations
@@ -44,15 +42,11 @@ WAITING, RUNNING, PAUSED, ENDED, ABORTED = "waiting", "running", "paused", "ende
 PHASES = (WAITING, RUNNING, PAUSED, ENDED, ABORTED)
 TERMINAL = frozenset({ENDED, ABORTED})
 
-# Participant statuses (mirrors groups.models.Membership.Status).
-JOINED, READY, ANSWERING, RESPONDED, FINISHED, KICKED = (
-    "joined",
-    "waiting",
-    "answering",
-    "responded",
-    "finished",
-    "kicked",
-)
+# Participant statuses (groups.models.Membership.Status); the lobby's are outside the lockstep.
+JOINED, READY, ANSWERING = "joined", "waiting", "answering"
+RESPONDED, FINISHED, KICKED = "responded", "finished", "kicked"
+STANDBY, RELEASED = "standby", "released"
+OUTSIDE = frozenset({KICKED, FINISHED, STANDBY, RELEASED})
 
 
 class GroupError(Exception):
@@ -74,6 +68,13 @@ class Participant:
     form: str = ""
     responded_step: int | None = None
     acked_version: int = 0
+    # Flow control: flag (timed_out|skipped at this step), bot plays on, replaced_by (standby).
+    flag: str = ""
+    offline_since_ms: int | None = None
+    dropped_at_ms: int | None = None
+    bot: bool = False
+    joined_ms: int = 0
+    replaced_by: str = ""
 
     @property
     def connected(self) -> bool:
@@ -81,8 +82,8 @@ class Participant:
 
     @property
     def active(self) -> bool:
-        """Still in the lockstep: neither removed nor finished with the run."""
-        return self.status not in (KICKED, FINISHED)
+        """In the lockstep: not removed, finished, standby, or dropped out without a bot."""
+        return self.status not in OUTSIDE and (self.dropped_at_ms is None or self.bot)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ class GroupState:
     participant_version: int = 1
     changed_ms: int = 0
     exit_loop_step: int | None = None
+    deadline_ms: int | None = None  # the current step's timer runs out (None: no timer)
+    timer_remaining_ms: int | None = None  # a paused timer's time left
+    timed_out_step: int | None = None  # the step whose timer ran out
     participants: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self):
@@ -186,9 +190,8 @@ def _with(state: GroupState, pid: str, **changes) -> MappingProxyType:
 
 def _new_step_statuses(state: GroupState) -> MappingProxyType:
     """At a new step, everyone who was done with the old one is waiting again."""
-    return MappingProxyType(
-        {pid: (replace(p, status=READY) if p.status == RESPONDED else p) for pid, p in state.participants.items()}
-    )
+    statuses = {pid: READY if p.status == RESPONDED else p.status for pid, p in state.participants.items()}
+    return MappingProxyType({pid: replace(p, status=statuses[pid], flag="") for pid, p in state.participants.items()})
 
 
 def transition(state: GroupState, action: Action, *, now_ms: int) -> tuple[GroupState, list[Event]]:
@@ -200,7 +203,7 @@ def transition(state: GroupState, action: Action, *, now_ms: int) -> tuple[Group
     ``bad_patch``, ``unknown_action``. A repeated ``Respond``/``Ack``/``Ready`` that
     changes nothing returns the state unchanged and no events (idempotent).
     """
-    handler = _HANDLERS.get(type(action))
+    handler = _HANDLERS.get(type(action)) or _flow().FLOW_HANDLERS.get(type(action))
     if handler is None:
         raise GroupError(f"Unknown action {type(action).__name__}.", code="unknown_action")
     return handler(state, action, now_ms)
@@ -211,28 +214,33 @@ def _start(state, action, now):
     if state.phase != WAITING:
         raise GroupError("The group session has already started.", code="already_started")
     new = _bump(state, now, visible=True, phase=RUNNING, participants=_new_step_statuses(state))
-    return new, [Event("started", now, {"step": new.step})]
+    new, handed = _flow().step_handover(new, now)
+    return new, [Event("started", now, {"step": new.step}), *handed]
 
 
 def _advance(state, action, now):
     _require_running(state)
     _require_step(state, action.step)
-    new = _bump(
-        state, now, visible=True, step=state.step + 1, exit_loop_step=None, participants=_new_step_statuses(state)
-    )
-    return new, [Event("advanced", now, {"from": state.step, "step": new.step})]
+    changes = {"step": state.step + 1, "exit_loop_step": None, "deadline_ms": None, "timer_remaining_ms": None}
+    new = _bump(state, now, visible=True, participants=_new_step_statuses(state), **changes)
+    new, handed = _flow().step_handover(new, now)
+    return new, [Event("advanced", now, {"from": state.step, "step": new.step}), *handed]
 
 
 def _pause(state, action, now):
     _require_running(state)
-    return _bump(state, now, visible=True, phase=PAUSED), [Event("paused", now, {"step": state.step})]
+    left = None if state.deadline_ms is None else max(0, state.deadline_ms - now)
+    new = _bump(state, now, visible=True, phase=PAUSED, deadline_ms=None, timer_remaining_ms=left)
+    return new, [Event("paused", now, {"step": state.step})]
 
 
 def _resume(state, action, now):
     _require_started(state)
     if state.phase != PAUSED:
         raise GroupError("The group session is not paused.", code="not_paused")
-    return _bump(state, now, visible=True, phase=RUNNING), [Event("resumed", now, {"step": state.step})]
+    deadline = None if state.timer_remaining_ms is None else now + state.timer_remaining_ms
+    new = _bump(state, now, visible=True, phase=RUNNING, deadline_ms=deadline, timer_remaining_ms=None)
+    return new, [Event("resumed", now, {"step": state.step})]
 
 
 def _exit_loop(state, action, now):
@@ -274,14 +282,15 @@ def _join(state, action, now):
     if action.participant in state.participants:
         raise GroupError(f"Participant {action.participant!r} already joined.", code="already_joined")
     participants = dict(state.participants)
-    participants[action.participant] = Participant()
+    participants[action.participant] = Participant(joined_ms=now, offline_since_ms=now)
     new = _bump(state, now, visible=True, participants=MappingProxyType(participants))
     return new, [Event("joined", now, {"participant": action.participant})]
 
 
 def _connect(state, action, now):
     p = _member(state, action.participant)
-    new = _bump(state, now, visible=False, participants=_with(state, action.participant, connections=p.connections + 1))
+    changes = {"connections": p.connections + 1, "offline_since_ms": None}
+    new = _bump(state, now, visible=False, participants=_with(state, action.participant, **changes))
     return new, [Event("connected", now, {"participant": action.participant})] if not p.connected else []
 
 
@@ -289,7 +298,8 @@ def _disconnect(state, action, now):
     p = _member(state, action.participant, allow_kicked=True)
     if p.connections == 0:
         return state, []
-    new = _bump(state, now, visible=False, participants=_with(state, action.participant, connections=p.connections - 1))
+    changes = {"connections": p.connections - 1, "offline_since_ms": now if p.connections == 1 else p.offline_since_ms}
+    new = _bump(state, now, visible=False, participants=_with(state, action.participant, **changes))
     return new, [Event("disconnected", now, {"participant": action.participant})] if not new.participants[
         action.participant
     ].connected else []
@@ -373,6 +383,12 @@ _HANDLERS = {
     Ack: _ack,
     Finish: _finish,
 }
+
+
+def _flow():
+    from . import flowcontrol  # builds on this module, so imported when first used
+
+    return flowcontrol
 
 
 def is_behind(state: GroupState, pid: str) -> bool:

@@ -1,0 +1,369 @@
+"""Flow control of a live group session (issue 20), in pure Python like ``groups.state``:
+step timers, auto-advance, the console's per-participant controls, dropouts and the
+lobby are transitions with time as an argument (``transition(state, action, now_ms=)``
+dispatches the actions of this module here), and the ``*_due`` functions say when the
+services must act next. Nothing here reads a clock, a database or a socket.
+
+Settings come from the definition (``StepFlow``, ``DropoutPolicy``, ``LobbyPolicy``,
+built from ``ExperimentXForm.flow`` / ``Experiment.dropout`` / ``Experiment.lobby``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from .actions import Arrive, DropOut, ExtendTimer, MoveOn, Release, Resend, SendBack, StartTimer, StopTimer, TimeOut
+from .state import (
+    ANSWERING,
+    ENDED,
+    JOINED,
+    KICKED,
+    OUTSIDE,
+    PAUSED,
+    READY,
+    RELEASED,
+    RESPONDED,
+    RUNNING,
+    STANDBY,
+    WAITING,
+    Event,
+    GroupError,
+    GroupState,
+    Participant,
+    _bump,
+    _member,
+    _not_over,
+    _require_started,
+    _require_step,
+    _with,
+)
+
+TIMED_OUT, SKIPPED = "timed_out", "skipped"
+MAX_EXTEND_SECONDS = 24 * 3600
+
+
+# ---- settings -------------------------------------------------------------------
+
+
+def _ms(seconds) -> int:
+    return int(round(float(seconds) * 1000))
+
+
+@dataclass(frozen=True)
+class StepFlow:
+    """A ``group_trial`` form's timer and auto-advance."""
+
+    timeout_ms: int | None = None
+    on_timeout: str = "submit"
+    auto_advance: str = "experimenter"
+    delay_ms: int = 0
+
+    @classmethod
+    def from_definition(cls, flow: dict | None) -> StepFlow:
+        flow = flow or {}
+        timeout = flow.get("timeout_seconds")
+        return cls(
+            timeout_ms=None if timeout is None else _ms(timeout),
+            on_timeout=flow.get("on_timeout", "submit"),
+            auto_advance=flow.get("auto_advance", "experimenter"),
+            delay_ms=_ms(flow.get("auto_advance_delay_seconds", 0)),
+        )
+
+    def deadline(self, starts_at_ms: int) -> int | None:
+        """When the step that is revealed at ``starts_at_ms`` times out."""
+        return None if self.timeout_ms is None else starts_at_ms + self.timeout_ms
+
+
+@dataclass(frozen=True)
+class DropoutPolicy:
+    after_ms: int
+    policy: str = "continue"
+
+    @classmethod
+    def from_definition(cls, dropout: dict | None) -> DropoutPolicy | None:
+        if not dropout:
+            return None
+        return cls(after_ms=_ms(dropout["after_seconds"]), policy=dropout.get("policy", "continue"))
+
+
+@dataclass(frozen=True)
+class LobbyPolicy:
+    min_size: int
+    max_size: int
+    wait_ms: int
+    release_code: str = ""
+
+    @classmethod
+    def from_definition(cls, lobby: dict | None) -> LobbyPolicy | None:
+        if not lobby:
+            return None
+        return cls(
+            min_size=lobby["min_size"],
+            max_size=lobby.get("max_size", lobby["min_size"]),
+            wait_ms=_ms(lobby["wait_seconds"]),
+            release_code=lobby.get("release_completion_code", ""),
+        )
+
+
+# ---- timers ---------------------------------------------------------------------
+
+
+def _newly_all_responded(before: GroupState, after: GroupState, now: int) -> list[Event]:
+    if after.phase in (RUNNING, PAUSED) and not before.all_responded and after.all_responded:
+        return [Event("all_responded", now, {"step": after.step})]
+    return []
+
+
+def _require_timer(state: GroupState) -> None:
+    if state.deadline_ms is None and state.timer_remaining_ms is None:
+        raise GroupError("No timer is running at this step.", code="no_timer")
+
+
+def _start_timer(state, action, now):
+    _require_started(state)
+    _require_step(state, action.step)
+    if state.deadline_ms == action.deadline_ms or state.timed_out_step == state.step:
+        return state, []
+    if state.phase == PAUSED:
+        changes = {"timer_remaining_ms": max(0, action.deadline_ms - now), "deadline_ms": None}
+    else:
+        changes = {"deadline_ms": action.deadline_ms, "timer_remaining_ms": None}
+    new = _bump(state, now, visible=True, **changes)
+    return new, [Event("timer_started", now, {"step": state.step, "deadline_ms": action.deadline_ms})]
+
+
+def _time_out(state, action, now):
+    """Close every open answer of the step; a stopped, paused or extended timer (or one
+    that already ran out) makes this a no-op, so a late or repeated firing changes nothing."""
+    _require_started(state)
+    _require_step(state, action.step)
+    if state.deadline_ms is None or now < state.deadline_ms or state.timed_out_step == state.step:
+        return state, []
+    if action.on_timeout not in ("submit", "skip"):
+        raise GroupError(f"on_timeout {action.on_timeout!r} is neither submit nor skip.", code="bad_flow")
+    flag = TIMED_OUT if action.on_timeout == "submit" else SKIPPED
+    participants = dict(state.participants)
+    events = [Event("timer_expired", now, {"step": state.step, "deadline_ms": state.deadline_ms})]
+    for pid, p in state.participants.items():
+        if p.active and p.responded_step != state.step:
+            participants[pid] = replace(p, responded_step=state.step, status=RESPONDED, flag=flag)
+            events.append(Event(flag, now, {"participant": pid, "step": state.step, "bot": p.bot}))
+    changes = {"participants": MappingProxyType(participants), "deadline_ms": None, "timed_out_step": state.step}
+    new = _bump(state, now, visible=True, **changes)
+    return new, events + _newly_all_responded(state, new, now)
+
+
+def _extend_timer(state, action, now):
+    _require_started(state)
+    _require_step(state, action.step)
+    _require_timer(state)
+    seconds = action.seconds
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        raise GroupError("Extend the timer by a number of seconds.", code="bad_seconds")
+    if not 0 < seconds <= MAX_EXTEND_SECONDS:
+        raise GroupError(f"Extend the timer by 1 to {MAX_EXTEND_SECONDS} seconds.", code="bad_seconds")
+    if state.deadline_ms is not None:
+        changes = {"deadline_ms": state.deadline_ms + _ms(seconds)}
+    else:
+        changes = {"timer_remaining_ms": state.timer_remaining_ms + _ms(seconds)}
+    new = _bump(state, now, visible=True, **changes)
+    data = {"step": state.step, "seconds": seconds, "deadline_ms": new.deadline_ms}
+    return new, [Event("timer_extended", now, data)]
+
+
+def _stop_timer(state, action, now):
+    _require_started(state)
+    _require_step(state, action.step)
+    _require_timer(state)
+    new = _bump(state, now, visible=True, deadline_ms=None, timer_remaining_ms=None)
+    return new, [Event("timer_stopped", now, {"step": state.step})]
+
+
+# ---- the console's per-participant controls -------------------------------------
+
+
+def _move_on(state, action, now):
+    _require_started(state)
+    p = _member(state, action.participant)
+    _require_step(state, action.step)
+    if not p.active:
+        raise GroupError(f"Participant {action.participant!r} is not in the lockstep.", code="not_active")
+    if p.responded_step == state.step:
+        raise GroupError(f"Participant {action.participant!r} already answered this step.", code="already_responded")
+    changes = {"responded_step": state.step, "status": RESPONDED, "flag": SKIPPED}
+    new = _bump(state, now, visible=True, participants=_with(state, action.participant, **changes))
+    events = [Event("moved_on", now, {"participant": action.participant, "step": state.step})]
+    return new, events + _newly_all_responded(state, new, now)
+
+
+def _send_back(state, action, now):
+    _require_started(state)
+    p = _member(state, action.participant)
+    _require_step(state, action.step)
+    if p.responded_step != state.step or not p.active:
+        raise GroupError(f"Participant {action.participant!r} has not answered this step.", code="not_responded")
+    changes = {"responded_step": None, "status": ANSWERING, "flag": ""}
+    new = _bump(state, now, visible=True, participants=_with(state, action.participant, **changes))
+    return new, [Event("sent_back", now, {"participant": action.participant, "step": state.step})]
+
+
+def _resend(state, action, now):
+    _not_over(state)
+    _member(state, action.participant)
+    new = _bump(state, now, visible=True)
+    return new, [Event("resent", now, {"participant": action.participant, "version": new.version})]
+
+
+# ---- dropouts -------------------------------------------------------------------
+
+
+def _drop_out(state, action, now):
+    """Offline past ``after_ms`` during a running step: the policy decides. Anyone who is
+    back online, already handled or out of the lockstep makes this a no-op."""
+    _require_started(state)
+    p = _member(state, action.participant)
+    offline = p.offline_since_ms
+    if p.connected or offline is None or now - offline < action.after_ms or p.dropped_at_ms is not None:
+        return state, []
+    if not p.active:
+        return state, []
+    if action.policy not in ("continue", "end_group", "bot"):
+        raise GroupError(f"Unknown dropout policy {action.policy!r}.", code="bad_flow")
+    changes = {"dropped_at_ms": now, "bot": action.policy == "bot"}
+    new = _bump(state, now, visible=True, participants=_with(state, action.participant, **changes))
+    data = {"participant": action.participant, "step": state.step, "policy": action.policy, "offline_since_ms": offline}
+    events = [Event("dropped_out", now, data)]
+    if action.policy == "bot":
+        events.append(Event("bot_took_over", now, {"participant": action.participant, "step": state.step}))
+    elif action.policy == "end_group":
+        new = replace(new, phase=ENDED)
+        events.append(Event("ended", now, {"step": state.step, "reason": "dropout"}))
+    return new, events + _newly_all_responded(state, new, now)
+
+
+def step_handover(state: GroupState, now: int) -> tuple[GroupState, list[Event]]:
+    """At a new step: a dropped participant who is back online takes over again (from
+    the bot, too), and each dropout still away is replaced by a connected standby
+    participant, first come first served. Called by ``groups.state`` at start and advance."""
+    participants = dict(state.participants)
+    events: list[Event] = []
+    for pid, p in state.participants.items():
+        if p.dropped_at_ms is not None and p.connected and p.status not in OUTSIDE and not p.replaced_by:
+            participants[pid] = replace(p, dropped_at_ms=None, bot=False)
+            events.append(Event("returned", now, {"participant": pid, "step": state.step, "from_bot": p.bot}))
+    standby = sorted((p.joined_ms, pid) for pid, p in participants.items() if p.status == STANDBY and p.connected)
+    for pid, p in list(participants.items()):
+        if not standby or p.dropped_at_ms is None or p.bot or p.replaced_by or p.status in OUTSIDE:
+            continue
+        _joined, sub = standby.pop(0)
+        participants[sub] = replace(participants[sub], status=READY)
+        participants[pid] = replace(p, replaced_by=sub)
+        events.append(Event("replaced", now, {"participant": sub, "replaces": pid, "step": state.step}))
+    if not events:
+        return state, []
+    return replace(state, participants=MappingProxyType(participants)), events
+
+
+# ---- the lobby ------------------------------------------------------------------
+
+
+def placed_count(state: GroupState) -> int:
+    return sum(1 for p in state.participants.values() if p.status not in (STANDBY, RELEASED, KICKED))
+
+
+def _arrive(state, action, now):
+    _not_over(state)
+    if action.participant in state.participants:
+        raise GroupError(f"Participant {action.participant!r} already joined.", code="already_joined")
+    placed = state.phase == WAITING and placed_count(state) < action.max_size
+    participants = dict(state.participants)
+    participants[action.participant] = Participant(
+        status=JOINED if placed else STANDBY, joined_ms=now, offline_since_ms=now
+    )
+    new = _bump(state, now, visible=True, participants=MappingProxyType(participants))
+    return new, [Event("joined" if placed else "standby", now, {"participant": action.participant})]
+
+
+def _release(state, action, now):
+    _not_over(state)
+    p = _member(state, action.participant)
+    waiting = p.status == STANDBY or (state.phase == WAITING and p.status not in OUTSIDE)
+    if not waiting or now - p.joined_ms < action.wait_ms:
+        return state, []
+    new = _bump(state, now, visible=True, participants=_with(state, action.participant, status=RELEASED))
+    return new, [Event("released", now, {"participant": action.participant, "step": state.step})]
+
+
+# ---- what is due next (the services schedule these) -----------------------------
+
+
+def advance_due(state: GroupState, flow: StepFlow, now: int) -> int | None:
+    """When the group should move on by itself, given it is ``now``: ``now`` + delay once
+    the step's condition holds (everyone answered, or the timer ran out), else None."""
+    if state.phase != RUNNING:
+        return None
+    timed_out = state.timed_out_step == state.step
+    if flow.auto_advance == "timeout" and timed_out:
+        return now + flow.delay_ms
+    if flow.auto_advance == "all_responded" and (state.all_responded or timed_out):
+        return now + flow.delay_ms
+    return None
+
+
+def dropouts_due(state: GroupState, policy: DropoutPolicy | None) -> dict[str, int]:
+    """Participant -> when they count as dropped out, for those offline in a started session."""
+    if policy is None or state.phase not in (RUNNING, PAUSED):
+        return {}
+    return {
+        pid: p.offline_since_ms + policy.after_ms
+        for pid, p in state.participants.items()
+        if p.active and not p.connected and p.offline_since_ms is not None and p.dropped_at_ms is None
+    }
+
+
+def releases_due(state: GroupState, lobby: LobbyPolicy | None) -> dict[str, int]:
+    """Participant -> when they are released: standby participants, and everyone while the
+    session has not started, ``wait`` after they arrived."""
+    if lobby is None or state.phase in ("ended", "aborted"):
+        return {}
+    return {
+        pid: p.joined_ms + lobby.wait_ms
+        for pid, p in state.participants.items()
+        if p.status == STANDBY or (state.phase == WAITING and p.status not in OUTSIDE)
+    }
+
+
+def lobby_full(state: GroupState, lobby: LobbyPolicy | None) -> bool:
+    """The lobby reached ``min_size``: the session may start (by itself, or confirmed)."""
+    return lobby is not None and state.phase == WAITING and placed_count(state) >= lobby.min_size
+
+
+def waiting_for(state: GroupState, lobby: LobbyPolicy) -> int:
+    """How many more arrivals the lobby needs before it can start."""
+    return max(0, lobby.min_size - placed_count(state))
+
+
+def timer_view(state: GroupState) -> dict:
+    """What pages show of the timer: the deadline (server ms; pages count down on their
+    corrected clock), the time left while paused, and whether it ran out."""
+    return {
+        "deadline_ms": state.deadline_ms,
+        "timer_remaining_ms": state.timer_remaining_ms,
+        "timed_out": state.timed_out_step == state.step,
+    }
+
+
+FLOW_HANDLERS = {
+    StartTimer: _start_timer,
+    TimeOut: _time_out,
+    ExtendTimer: _extend_timer,
+    StopTimer: _stop_timer,
+    MoveOn: _move_on,
+    SendBack: _send_back,
+    Resend: _resend,
+    DropOut: _drop_out,
+    Arrive: _arrive,
+    Release: _release,
+}
