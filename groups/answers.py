@@ -31,7 +31,7 @@ from django.db import connection, transaction
 from project.core.rows import pipelined, update_from
 from realtime.broadcast import ANSWER_FLUSH_SECONDS, broadcast_state
 
-from . import hooks
+from . import flowservices, hooks
 from . import state as sm
 from .models import GroupSession, Membership
 from .selectors import TrialView
@@ -117,6 +117,7 @@ class CheckedResponses:
             hooks.call_quietly("on_response", gs.experiment, group, info, dict(item.answers))
         if all_responded:  # after every on_response, which it should see
             hooks.call_quietly("on_all_responded", gs.experiment, group)
+            flowservices.everyone_answered(gs)  # auto_advance: all_responded (issue 20)
         if group.context.dirty:  # in the answer's transaction: durable with it, Redis or not
             checkpoint_context(gs, group)
         # The console's count of answers: one snapshot per burst of answers (they come together).
@@ -285,7 +286,14 @@ def still_answering_query(group_session_id: int, step: int, *, exclude: int | li
     sql = (
         f"SELECT 1 FROM {membership} m WHERE m.group_session_id = %s"
         f" AND m.id NOT IN ({', '.join(['%s'] * len(excluded))})"
-        " AND m.status NOT IN (%s, %s) AND (m.responded_step IS NULL OR m.responded_step <> %s)"
+        " AND m.status NOT IN (%s, %s, %s, %s) AND (m.responded_step IS NULL OR m.responded_step <> %s)"
+        " AND (m.dropped_at_ms IS NULL OR m.bot)"  # a dropout without a bot holds nobody back (issue 20)
         f' AND (SELECT s."end" FROM {run} s WHERE s.id = m.session_id) IS NULL LIMIT 1'
     )
-    return sql, [group_session_id, *excluded, Membership.Status.KICKED, Membership.Status.FINISHED, step]
+    outside = (
+        Membership.Status.KICKED,
+        Membership.Status.FINISHED,
+        Membership.Status.STANDBY,
+        Membership.Status.RELEASED,
+    )
+    return sql, [group_session_id, *excluded, *outside, step]

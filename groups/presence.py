@@ -27,6 +27,7 @@ from django.db import transaction
 
 from realtime.broadcast import FLUSH_SECONDS, broadcast_state
 
+from . import flowservices
 from . import state as sm
 from .models import GroupSession, ProcessConnections
 from .selectors import load_state
@@ -207,3 +208,5 @@ def _save_presence(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> 
     gs.version, gs.changed_ms = new.version, new.changed_ms
     gs.save(update_fields=["version", "changed_ms"])
     _update_memberships(gs, old, new)
+    if any(p.connected and not new.participants[pid].connected for pid, p in old.participants.items()):
+        flowservices.went_offline(gs, new)  # dropout timers (issue 20)

@@ -16,6 +16,8 @@ from django.utils import timezone
 from project.core.rows import Select, select_in
 
 from . import context as group_context
+from .flowcontrol import timer_view
+from .flowservices import FLOW_MEMBER_FIELDS, flow_fields, flow_row
 from .hooks import Group
 from .models import GroupSession, Membership, StepLog
 from .state import TERMINAL, GroupError, GroupState, Participant, is_behind
@@ -53,7 +55,8 @@ def _members_sql(q) -> str:
     return (
         f"SELECT m.{col['pseudonym']}, m.{col['status']}, s.{ended} IS NOT NULL, "
         f"m.{col['connections']}, m.{col['form']}, m.{col['responded_step']}, m.{col['acked_version']}, "
-        f"m.{col['session']} FROM {m} m INNER JOIN {s} s ON s.{q(Session._meta.pk.column)} = m.{col['session']} "
+        f"m.{col['session']}, {', '.join('m.' + col[name] for name in FLOW_MEMBER_FIELDS)}, m.{col['joined']}"
+        f" FROM {m} m INNER JOIN {s} s ON s.{q(Session._meta.pk.column)} = m.{col['session']} "
         f"WHERE m.{col['group_session']} = %s ORDER BY m.{col['joined']}, m.{col['id']}"
     )
 
@@ -65,7 +68,7 @@ def load_state(group_session: GroupSession) -> tuple[GroupState, dict[str, int]]
         cursor.execute(_statement("members", _members_sql), [group_session.pk])
         rows = cursor.fetchall()
     kicked, finished = Membership.Status.KICKED, Membership.Status.FINISHED
-    for pseudonym, status, ended, connections, form, responded_step, acked_version, session_id in rows:
+    for pseudonym, status, ended, connections, form, responded_step, acked_version, session_id, *flow in rows:
         if ended and status != kicked:
             status = finished  # the run is over: no longer holds the group back
         participants[pseudonym] = Participant(
@@ -74,6 +77,7 @@ def load_state(group_session: GroupSession) -> tuple[GroupState, dict[str, int]]
             form=form,
             responded_step=responded_step,
             acked_version=acked_version,
+            **flow_fields(flow),
         )
         session_ids[pseudonym] = session_id
     state = GroupState(
@@ -83,6 +87,9 @@ def load_state(group_session: GroupSession) -> tuple[GroupState, dict[str, int]]
         participant_version=group_session.participant_version,
         changed_ms=group_session.changed_ms,
         exit_loop_step=group_session.exit_loop_step,
+        deadline_ms=group_session.deadline_ms,
+        timer_remaining_ms=group_session.timer_remaining_ms,
+        timed_out_step=group_session.timed_out_step,
         participants=MappingProxyType(participants),
     )
     return state, session_ids
@@ -110,6 +117,7 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
             "responded_step": p.responded_step,
             "acked_version": p.acked_version,
             "behind": is_behind(state, pid),
+            **flow_row(p),
         }
         for pid, p in state.participants.items()
     ]
@@ -128,6 +136,7 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
         "ready": state.ready_count,
         "active": len(state.active),
         "all_responded": state.all_responded,
+        "timer": timer_view(state),  # pages count down from deadline_ms on their corrected clock
         "participants": participants,
         "context": gs.context or {},
         # The console's notice: the store's copy could not be written from this row.
@@ -162,7 +171,7 @@ def _step_log_sql(q) -> str:
 
 _SHARED_KEYS = (
     "type", "version", "group_session", "phase", "step", "server_ms", "shared_params", "exit_loop", "run_url",
-    "size", "ready", "active", "all_responded",
+    "size", "ready", "active", "all_responded", "timer",
 )  # fmt: skip
 
 

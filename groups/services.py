@@ -24,7 +24,7 @@ from exports import pseudonyms
 from project.core.rows import Select, update_from
 from realtime.broadcast import broadcast_state, publish_state
 
-from . import hooks
+from . import flowservices, hooks
 from . import state as sm
 from .codes import new_code
 from .context import merge
@@ -33,6 +33,7 @@ from .selectors import load_state
 from .state import GroupError
 
 LOGGED_EVENTS = {"started", "advanced", "paused", "resumed", "exit_loop", "ended", "aborted", "kicked", "context_set"}
+LOGGED_EVENTS |= flowservices.LOGGED
 STEP_EVENTS = {"started", "advanced"}
 
 
@@ -70,7 +71,13 @@ def _save(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> list[str]
         new.changed_ms,
         new.exit_loop_step,
     )
+    gs.deadline_ms, gs.timer_remaining_ms, gs.timed_out_step = (
+        new.deadline_ms,
+        new.timer_remaining_ms,
+        new.timed_out_step,
+    )
     fields = ["phase", "step", "version", "participant_version", "changed_ms", "exit_loop_step"]
+    fields += ["deadline_ms", "timer_remaining_ms", "timed_out_step"]
     if new.phase == sm.RUNNING and gs.started is None:
         gs.started = timezone.now()
         fields.append("started")
@@ -129,7 +136,7 @@ def _after(gs, new, session_ids, events, by, first=None) -> list[str]:
                 at=datetime.fromtimestamp(event.at_ms / 1000, tz=UTC),
                 at_ms=event.at_ms,
                 shared_params=gs.shared_params if event.kind in STEP_EVENTS else {},
-                data={k: v for k, v in event.data.items() if k != "step"},
+                data={k: v for k, v in event.data.items() if k != "step"} | ({"by": by} if by == "auto" else {}),
             )
     return fields
 
@@ -137,11 +144,15 @@ def _after(gs, new, session_ids, events, by, first=None) -> list[str]:
 def _transition_locked(gs: GroupSession, old, session_ids, action, *, by=None, first=None):
     """Transition a locked group session and persist it (caller holds the lock).
     ``first(group, new)`` runs before the events' hooks (see ``_after``)."""
-    new, events = sm.transition(old, action, now_ms=now_ms())
+    now = now_ms()
+    new, events = sm.transition(old, action, now_ms=now)
     if new is not old:
+        new, events = flowservices.follow(gs, new, events, now)  # a timed step's countdown
         fields = _save(gs, old, new)
         fields += _after(gs, new, session_ids, events, by, first)
         gs.save(update_fields=fields)
+        flowservices.arm(gs, old, new, events, now)
+        flowservices.hand_to_bots(gs.pk, events, session_ids)
         if new.participant_version != old.participant_version:
             publish_on_commit(gs, new)  # participants wait for it: at once, from the state in hand
         else:  # the console's alone (a form location, an ack): coalesced when many come together
@@ -377,14 +388,17 @@ def _update_memberships(gs: GroupSession, old: sm.GroupState, new: sm.GroupState
     advance after everyone answered changes every row)."""
     changed = [
         (pid, p.connections, p.status, p.form, p.responded_step, p.acked_version)
+        + (p.flag, p.offline_since_ms, p.dropped_at_ms, p.bot, p.replaced_by)
         for pid, p in new.participants.items()
         if old.participants.get(pid) != p
     ]
     update_members_from(
         gs.pk,
-        (("p", "text"), ("c", "int"), ("s", "text"), ("f", "text"), ("r", "int"), ("a", "bigint")),
+        (("p", "text"), ("c", "int"), ("s", "text"), ("f", "text"), ("r", "int"), ("a", "bigint"))
+        + (("fl", "text"), ("o", "bigint"), ("d", "bigint"), ("b", "boolean"), ("rb", "text")),
         changed,
-        "connections = v.c, status = v.s, form = v.f, responded_step = v.r, acked_version = v.a",
+        "connections = v.c, status = v.s, form = v.f, responded_step = v.r, acked_version = v.a, "
+        "flag = v.fl, offline_since_ms = v.o, dropped_at_ms = v.d, bot = v.b, replaced_by = v.rb",
     )
 
 

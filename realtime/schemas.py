@@ -63,6 +63,34 @@ class KickMsg(_Message):
     participant: str = Field(min_length=1, max_length=32)
 
 
+class ExtendTimerMsg(_Message):
+    type: Literal["extend_timer"]
+    step: StrictInt = Field(ge=0, le=MAX_INT)
+    seconds: StrictInt = Field(ge=1, le=86400)
+
+
+class StopTimerMsg(_Message):
+    type: Literal["stop_timer"]
+    step: StrictInt = Field(ge=0, le=MAX_INT)
+
+
+class MoveOnMsg(_Message):
+    type: Literal["move_on"]
+    participant: str = Field(min_length=1, max_length=32)
+    step: StrictInt = Field(ge=0, le=MAX_INT)
+
+
+class SendBackMsg(_Message):
+    type: Literal["send_back"]
+    participant: str = Field(min_length=1, max_length=32)
+    step: StrictInt = Field(ge=0, le=MAX_INT)
+
+
+class ResendMsg(_Message):
+    type: Literal["resend"]
+    participant: str = Field(min_length=1, max_length=32)
+
+
 # ---- participant -> server ------------------------------------------------------
 
 
@@ -89,6 +117,7 @@ class PingMsg(_Message):
 
 ClientMessage = Annotated[
     StartMsg | AdvanceMsg | PauseMsg | ResumeMsg | ExitLoopMsg | EndMsg | AbortMsg | SetContextMsg | KickMsg
+    | ExtendTimerMsg | StopTimerMsg | MoveOnMsg | SendBackMsg | ResendMsg
     | ReadyMsg | AckMsg | PingMsg,
     Field(discriminator="type"),
 ]  # fmt: skip
@@ -96,6 +125,7 @@ _client_adapter = TypeAdapter(ClientMessage)
 
 EXPERIMENTER_TYPES = frozenset(
     {"start", "advance", "pause", "resume", "exit_loop", "end", "abort", "set_context", "kick", "ping"}
+    | {"extend_timer", "stop_timer", "move_on", "send_back", "resend"}  # flow control (issue 20)
 )
 PARTICIPANT_TYPES = frozenset({"ready", "ack", "ping"})
 CLIENT_TYPES = EXPERIMENTER_TYPES | PARTICIPANT_TYPES
@@ -112,6 +142,16 @@ class ParticipantRow(_Message):
     responded_step: int | None
     acked_version: int
     behind: bool
+    flag: str = ""  # flow control (issue 20): timed_out | skipped at this step
+    dropped_at_ms: int | None = None
+    bot: bool = False
+    replaced_by: str = ""
+
+
+class Timer(_Message):
+    deadline_ms: int | None  # the step's countdown ends (server ms); count down on the corrected clock
+    timer_remaining_ms: int | None  # while paused
+    timed_out: bool
 
 
 class Me(_Message):
@@ -134,6 +174,7 @@ class _StateBase(_Message):
     ready: int
     active: int
     all_responded: bool
+    timer: Timer
 
 
 class StepLogEntry(_Message):

@@ -1,0 +1,265 @@
+"""Flow control in the services (issue 20): the definition's settings for a group
+session, the timers each change arms, moves or disarms (``groups.timers``), and the
+handlers that fire them through the same services as the console.
+
+The pure decisions are ``groups.flowcontrol``'s; this module only reads settings,
+calls them with the server's time, and schedules. Hook-in points (all under the group
+session's lock, in the change's transaction):
+
+- ``follow(gs, new, events, now)``: before a change is saved, a new step of a timed
+  ``group_trial`` starts its countdown (``StartTimer``: same save, same broadcast);
+- ``arm(gs, old, new, events, now)``: after it is saved, the timers it calls for;
+- ``everyone_answered(gs)``: the last answer of a step (``groups.answers``);
+- ``went_offline(gs, new, pids)``: presence batches (``groups.presence``).
+
+A fired timer runs its handler in the timer's claim transaction: timeout ->
+``TimeOut``; advance -> ``services.group_session_advance(..., by=AUTO)`` (the step
+log says ``by: auto``, ``on_advance`` runs as for the console); dropout -> ``DropOut``
+with the policy (``bot`` hands the run to ``BOT_PLAYERS`` after the commit); release ->
+``Release``. A handler's refusal (the step moved on, the session ended) changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+
+from django.db import transaction
+
+from . import actions, timers
+from . import flowcontrol as fc
+from . import state as sm
+from .models import GroupSession, Timer
+from .state import GroupError
+
+logger = logging.getLogger(__name__)
+
+AUTO = "auto"  # ``by`` of a change the server made by itself (the step log's data["by"])
+TIMEOUT, ADVANCE, DROPOUT, RELEASE = "timeout", "advance", "dropout", "release"
+#: Flow events written to the step log (besides the lifecycle's).
+LOGGED = frozenset(
+    {"timer_started", "timer_expired", "timed_out", "skipped", "timer_extended", "timer_stopped", "moved_on",
+     "sent_back", "resent", "dropped_out", "bot_took_over", "returned", "replaced", "released", "standby"}
+)  # fmt: skip
+
+#: ``player(group_session_id, pseudonym, session_id)`` plays a dropped-out participant's
+#: run on (policy ``bot``), called after the commit. The bots of issue 19 register here.
+BOT_PLAYERS: list[Callable[[int, str, int], None]] = []
+
+
+# ---- settings -------------------------------------------------------------------
+
+
+_links: dict[int, tuple] = {}  # experiment id -> (its updated, [(form name, flow)]) of group_trial forms
+
+
+def trial_flows(gs: GroupSession) -> list[tuple[str, dict]]:
+    """(form name, flow) of the experiment's ``group_trial`` forms, read once per version
+    of the experiment (a reloaded definition saves it, so ``updated`` changes)."""
+    from runner.models import ExperimentXForm
+
+    experiment = gs.experiment
+    cached = _links.get(experiment.pk)
+    if cached is None or cached[0] != experiment.updated:
+        rows = ExperimentXForm.objects.filter(experiment_id=experiment.pk, handler="group_trial").order_by("order")
+        cached = (experiment.updated, list(rows.values_list("form__name", "flow")))
+        _links[experiment.pk] = cached
+    return cached[1]
+
+
+def step_flow(gs: GroupSession, state: sm.GroupState) -> fc.StepFlow:
+    """The flow of the ``group_trial`` form the group is on: the one most active
+    participants were last served, else the experiment's first ``group_trial``."""
+    links = trial_flows(gs)
+    if not links:
+        return fc.StepFlow()
+    flows = dict(reversed(links))
+    located = Counter(p.form for p in state.participants.values() if p.active and p.form in flows)
+    name = located.most_common(1)[0][0] if located else links[0][0]
+    return fc.StepFlow.from_definition(flows[name])
+
+
+def dropout_policy(gs: GroupSession) -> fc.DropoutPolicy | None:
+    return fc.DropoutPolicy.from_definition(gs.experiment.dropout)
+
+
+def lobby_policy(gs: GroupSession) -> fc.LobbyPolicy | None:
+    return fc.LobbyPolicy.from_definition(gs.experiment.lobby)
+
+
+#: Membership columns of flow control (issue 20), read after the others by ``load_state``.
+FLOW_MEMBER_FIELDS = ("flag", "offline_since_ms", "dropped_at_ms", "bot", "replaced_by")
+
+
+def flow_fields(values) -> dict:
+    """The flow-control fields of a Participant from ``FLOW_MEMBER_FIELDS`` and ``joined``."""
+    *flow, joined = values
+    fields = dict(zip(FLOW_MEMBER_FIELDS, flow, strict=True))
+    fields["bot"] = bool(fields["bot"])
+    fields["joined_ms"] = int(joined.timestamp() * 1000) if joined is not None else 0
+    return fields
+
+
+def flow_row(p: sm.Participant) -> dict:
+    """What the console shows of a participant's flow control."""
+    return {"flag": p.flag, "dropped_at_ms": p.dropped_at_ms, "bot": p.bot, "replaced_by": p.replaced_by}
+
+
+# ---- hook-ins -------------------------------------------------------------------
+
+
+def follow(gs: GroupSession, new: sm.GroupState, events: list, now: int) -> tuple[sm.GroupState, list]:
+    """A new step of a timed form starts its countdown from the step's start."""
+    if new.phase != sm.RUNNING or not {e.kind for e in events} & {"started", "advanced"}:
+        return new, events
+    starts_at = getattr(new, "starts_at_ms", None) or now  # issue 16's onset, when the state has it
+    deadline = step_flow(gs, new).deadline(starts_at)
+    if deadline is None:
+        return new, events
+    timed, more = sm.transition(new, actions.StartTimer(new.step, deadline), now_ms=now)
+    return timed, [*events, *more]
+
+
+def arm(gs: GroupSession, old: sm.GroupState, new: sm.GroupState, events: list, now: int) -> None:
+    """Arm, move or disarm the timers a saved change calls for."""
+    kinds = {e.kind for e in events}
+    if kinds & {"ended", "aborted"} or new.phase in sm.TERMINAL:
+        Timer.objects.filter(group_session=gs, fired_ms__isnull=True).delete()
+        return
+    if new.step != old.step:
+        for kind in (TIMEOUT, ADVANCE):
+            timers.cancel(gs.pk, kind, str(old.step))
+    if new.deadline_ms is not None and new.deadline_ms != old.deadline_ms:
+        flow = step_flow(gs, new)
+        timers.schedule(gs.pk, TIMEOUT, str(new.step), due_ms=new.deadline_ms, data={"on_timeout": flow.on_timeout})
+    elif new.deadline_ms is None and old.deadline_ms is not None and new.step == old.step:
+        timers.cancel(gs.pk, TIMEOUT, str(new.step))  # stopped or paused (resume arms it anew)
+    if kinds & {"all_responded", "timer_expired", "resumed", "moved_on", "dropped_out"}:
+        _arm_advance(gs, new, now)
+    if kinds & {"started", "resumed", "disconnected"}:
+        went_offline(gs, new)
+    if kinds & {"joined", "standby"}:
+        _arm_releases(gs, new)
+
+
+def _arm_advance(gs: GroupSession, state: sm.GroupState, now: int) -> None:
+    due = fc.advance_due(state, step_flow(gs, state), now)
+    if due is not None:
+        timers.schedule(gs.pk, ADVANCE, str(state.step), due_ms=due)
+
+
+def everyone_answered(gs: GroupSession) -> None:
+    """The last answer of the step was stored (``groups.answers``, lock held)."""
+    from .selectors import load_state
+
+    if not any(flow.get("auto_advance") for _name, flow in trial_flows(gs)):
+        return  # the experimenter moves the group on: nothing to read
+    state, _ = load_state(gs)
+    _arm_advance(gs, state, timers.now_ms())
+
+
+def went_offline(gs: GroupSession, state: sm.GroupState) -> None:
+    """Arm a dropout timer for each participant offline in a started session."""
+    policy = dropout_policy(gs)
+    for pid, due in fc.dropouts_due(state, policy).items():
+        since = state.participants[pid].offline_since_ms
+        timers.schedule(gs.pk, DROPOUT, f"{pid}:{since}"[:64], due_ms=due, data={"participant": pid})
+
+
+def _arm_releases(gs: GroupSession, state: sm.GroupState) -> None:
+    for pid, due in fc.releases_due(state, lobby_policy(gs)).items():
+        timers.schedule(gs.pk, RELEASE, pid, due_ms=due, data={"participant": pid})
+
+
+# ---- timer handlers (in the claim's transaction) --------------------------------
+
+
+def _apply(timer: Timer, action, *, by=None) -> None:
+    from .services import _apply as apply_locked
+
+    try:
+        apply_locked(timer.group_session_id, action, by=by)
+    except GroupError as exc:  # the step moved on, the session ended: nothing to do
+        Timer.objects.filter(pk=timer.pk).update(data={**timer.data, "refused": exc.code})
+
+
+def _fire_timeout(timer: Timer, now: int) -> None:
+    _apply(timer, actions.TimeOut(int(timer.key), timer.data.get("on_timeout", "submit")))
+
+
+def _fire_advance(timer: Timer, now: int) -> None:
+    from .services import group_session_advance
+
+    try:
+        group_session_advance(group_session=timer.group_session_id, step=int(timer.key), by=AUTO)
+    except GroupError as exc:
+        Timer.objects.filter(pk=timer.pk).update(data={**timer.data, "refused": exc.code})
+
+
+def _fire_dropout(timer: Timer, now: int) -> None:
+    gs = GroupSession.objects.select_related("experiment").get(pk=timer.group_session_id)
+    policy = dropout_policy(gs)
+    if policy is not None:
+        _apply(timer, actions.DropOut(timer.data["participant"], policy.after_ms, policy.policy))
+
+
+def _fire_release(timer: Timer, now: int) -> None:
+    gs = GroupSession.objects.select_related("experiment").get(pk=timer.group_session_id)
+    lobby = lobby_policy(gs)
+    if lobby is not None:
+        _apply(timer, actions.Release(timer.data["participant"], lobby.wait_ms))
+
+
+def hand_to_bots(gs_id: int, events: list, session_ids: dict) -> None:
+    """After the commit: each participant a bot took over is played on by the registered
+    bot players (none registered: the step log says so, the group goes on with them
+    counted as active, so the console's *Move on* or the timer closes their steps)."""
+    for event in events:
+        if event.kind != "bot_took_over":
+            continue
+        pid = event.data["participant"]
+        if not BOT_PLAYERS:
+            logger.warning("group session %s: no bot player registered for %s (issue 19)", gs_id, pid)
+        for player in BOT_PLAYERS:
+            transaction.on_commit(lambda p=player, pid=pid: p(gs_id, pid, session_ids.get(pid, 0)))
+
+
+timers.register(TIMEOUT, _fire_timeout)
+timers.register(ADVANCE, _fire_advance)
+timers.register(DROPOUT, _fire_dropout)
+timers.register(RELEASE, _fire_release)
+
+
+# ---- the console's controls (SPEC 5 extension: docs/groups.md, "Flow control") --
+
+
+def _control(group_session, action, by) -> sm.GroupState:
+    from .services import _apply as apply_locked
+
+    return apply_locked(group_session, action, by=by)[1]
+
+
+def extend_timer(*, group_session, step: int, seconds: float, by=None) -> sm.GroupState:
+    """Give the current step's timer ``seconds`` more. Raises ``no_timer``, ``bad_seconds``, ``stale_step``."""
+    return _control(group_session, actions.ExtendTimer(step, seconds), by)
+
+
+def stop_timer(*, group_session, step: int, by=None) -> sm.GroupState:
+    """Stop the current step's timer (it will not run out). Raises ``no_timer``, ``stale_step``."""
+    return _control(group_session, actions.StopTimer(step), by)
+
+
+def move_on(*, group_session, participant: str, step: int, by=None) -> sm.GroupState:
+    """Close ``participant``'s current step as skipped (flagged). Raises ``already_responded``, ``stale_step``, ..."""
+    return _control(group_session, actions.MoveOn(participant, step), by)
+
+
+def send_back(*, group_session, participant: str, step: int, by=None) -> sm.GroupState:
+    """Reopen the current step for ``participant``. Raises ``not_responded``, ``stale_step``, ..."""
+    return _control(group_session, actions.SendBack(participant, step), by)
+
+
+def resend(*, group_session, participant: str, by=None) -> sm.GroupState:
+    """Send the state again (a new version every participant acknowledges)."""
+    return _control(group_session, actions.Resend(participant), by)
