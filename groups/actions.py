@@ -112,10 +112,13 @@ class StartTimer:
 
 @dataclass(frozen=True)
 class TimeOut:
-    """The step's timer ran out: close every open answer (``on_timeout``: submit | skip)."""
+    """The step's timer ran out: close every open answer (``on_timeout``: submit | skip).
+    A timer armed for another deadline than the state's (it was extended, stopped or
+    paused since) changes nothing; so does one that fires before its deadline."""
 
     step: int
     on_timeout: str = "submit"
+    deadline_ms: int | None = None  # the deadline the timer was armed for (None: the state's)
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ class DropOut:
     participant: str
     after_ms: int
     policy: str = "continue"
+    offline_since_ms: int | None = None  # the absence the timer was armed for (then trusted)
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,7 @@ class Release:
 
     participant: str
     wait_ms: int
+    joined_ms: int | None = None  # the arrival the timer was armed for (then trusted)
 
 
 Action = (

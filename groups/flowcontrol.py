@@ -139,8 +139,11 @@ def _time_out(state, action, now):
     that already ran out) makes this a no-op, so a late or repeated firing changes nothing."""
     _require_started(state)
     _require_step(state, action.step)
-    if state.deadline_ms is None or now < state.deadline_ms or state.timed_out_step == state.step:
-        return state, []
+    armed_for = state.deadline_ms if action.deadline_ms is None else action.deadline_ms
+    if state.deadline_ms is None or armed_for != state.deadline_ms or state.timed_out_step == state.step:
+        return state, []  # stopped, paused, extended since it was armed, or already out
+    if action.deadline_ms is None and now < state.deadline_ms:
+        return state, []  # early (a timer that knows its deadline is trusted: clocks differ)
     if action.on_timeout not in ("submit", "skip"):
         raise GroupError(f"on_timeout {action.on_timeout!r} is neither submit nor skip.", code="bad_flow")
     flag = TIMED_OUT if action.on_timeout == "submit" else SKIPPED
@@ -225,7 +228,10 @@ def _drop_out(state, action, now):
     _require_started(state)
     p = _member(state, action.participant)
     offline = p.offline_since_ms
-    if p.connected or offline is None or now - offline < action.after_ms or p.dropped_at_ms is not None:
+    armed = action.offline_since_ms is not None  # a timer armed for this absence: its clock counts
+    if p.connected or offline is None or p.dropped_at_ms is not None or (armed and action.offline_since_ms != offline):
+        return state, []
+    if not armed and now - offline < action.after_ms:
         return state, []
     if not p.active:
         return state, []
@@ -290,7 +296,8 @@ def _release(state, action, now):
     _not_over(state)
     p = _member(state, action.participant)
     waiting = p.status == STANDBY or (state.phase == WAITING and p.status not in OUTSIDE)
-    if not waiting or now - p.joined_ms < action.wait_ms:
+    early = now - p.joined_ms < action.wait_ms if action.joined_ms is None else action.joined_ms != p.joined_ms
+    if not waiting or early:
         return state, []
     new = _bump(state, now, visible=True, participants=_with(state, action.participant, status=RELEASED))
     return new, [Event("released", now, {"participant": action.participant, "step": state.step})]

@@ -132,7 +132,8 @@ def arm(gs: GroupSession, old: sm.GroupState, new: sm.GroupState, events: list, 
             timers.cancel(gs.pk, kind, str(old.step))
     if new.deadline_ms is not None and new.deadline_ms != old.deadline_ms:
         flow = step_flow(gs, new)
-        timers.schedule(gs.pk, TIMEOUT, str(new.step), due_ms=new.deadline_ms, data={"on_timeout": flow.on_timeout})
+        data = {"on_timeout": flow.on_timeout, "deadline_ms": new.deadline_ms}
+        timers.schedule(gs.pk, TIMEOUT, str(new.step), due_ms=new.deadline_ms, data=data)
     elif new.deadline_ms is None and old.deadline_ms is not None and new.step == old.step:
         timers.cancel(gs.pk, TIMEOUT, str(new.step))  # stopped or paused (resume arms it anew)
     if kinds & {"all_responded", "timer_expired", "resumed", "moved_on", "dropped_out"}:
@@ -164,12 +165,14 @@ def went_offline(gs: GroupSession, state: sm.GroupState) -> None:
     policy = dropout_policy(gs)
     for pid, due in fc.dropouts_due(state, policy).items():
         since = state.participants[pid].offline_since_ms
-        timers.schedule(gs.pk, DROPOUT, f"{pid}:{since}"[:64], due_ms=due, data={"participant": pid})
+        data = {"participant": pid, "offline_since_ms": since}
+        timers.schedule(gs.pk, DROPOUT, f"{pid}:{since}"[:64], due_ms=due, data=data)
 
 
 def _arm_releases(gs: GroupSession, state: sm.GroupState) -> None:
     for pid, due in fc.releases_due(state, lobby_policy(gs)).items():
-        timers.schedule(gs.pk, RELEASE, pid, due_ms=due, data={"participant": pid})
+        data = {"participant": pid, "joined_ms": state.participants[pid].joined_ms}
+        timers.schedule(gs.pk, RELEASE, pid, due_ms=due, data=data)
 
 
 # ---- timer handlers (in the claim's transaction) --------------------------------
@@ -185,7 +188,8 @@ def _apply(timer: Timer, action, *, by=None) -> None:
 
 
 def _fire_timeout(timer: Timer, now: int) -> None:
-    _apply(timer, actions.TimeOut(int(timer.key), timer.data.get("on_timeout", "submit")))
+    on_timeout = timer.data.get("on_timeout", "submit")
+    _apply(timer, actions.TimeOut(int(timer.key), on_timeout, deadline_ms=timer.data.get("deadline_ms")))
 
 
 def _fire_advance(timer: Timer, now: int) -> None:
@@ -201,14 +205,15 @@ def _fire_dropout(timer: Timer, now: int) -> None:
     gs = GroupSession.objects.select_related("experiment").get(pk=timer.group_session_id)
     policy = dropout_policy(gs)
     if policy is not None:
-        _apply(timer, actions.DropOut(timer.data["participant"], policy.after_ms, policy.policy))
+        since = timer.data.get("offline_since_ms")
+        _apply(timer, actions.DropOut(timer.data["participant"], policy.after_ms, policy.policy, since))
 
 
 def _fire_release(timer: Timer, now: int) -> None:
     gs = GroupSession.objects.select_related("experiment").get(pk=timer.group_session_id)
     lobby = lobby_policy(gs)
     if lobby is not None:
-        _apply(timer, actions.Release(timer.data["participant"], lobby.wait_ms))
+        _apply(timer, actions.Release(timer.data["participant"], lobby.wait_ms, timer.data.get("joined_ms")))
 
 
 def hand_to_bots(gs_id: int, events: list, session_ids: dict) -> None:

@@ -61,8 +61,9 @@ def schedule(group_session_id: int, kind: str, key: str, *, due_ms: int, data: d
     timer, created = Timer.objects.get_or_create(
         group_session_id=group_session_id, kind=kind, key=key, defaults={"due_ms": due_ms, "data": data or {}}
     )
-    if not created and timer.fired_ms is None and timer.due_ms != due_ms:
-        Timer.objects.filter(pk=timer.pk, fired_ms__isnull=True).update(due_ms=due_ms)
+    data = timer.data if data is None else data
+    if not created and timer.fired_ms is None and (timer.due_ms, timer.data) != (due_ms, data):
+        Timer.objects.filter(pk=timer.pk, fired_ms__isnull=True).update(due_ms=due_ms, data=data)
     transaction.on_commit(wake)
     return timer.fired_ms is None
 

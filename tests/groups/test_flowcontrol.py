@@ -99,6 +99,14 @@ def test_early_repeated_stopped_or_stale_timeouts_change_nothing(timed):
     refused(timed, a.TimeOut(0, "later"), "bad_flow", now=T + 9000)
 
 
+def test_a_timer_armed_for_the_deadline_fires_whatever_the_local_clock_says(timed):
+    """Another process's clock may be a little behind: the deadline it was armed for counts."""
+    new, events = apply(timed, a.TimeOut(0, "submit", deadline_ms=T + 5000), now=T + 4990)
+    assert kinds(events)[0] == "timer_expired" and new.timed_out_step == 0
+    extended, _ = apply(timed, a.ExtendTimer(0, 10))
+    assert apply(extended, a.TimeOut(0, deadline_ms=T + 5000), now=T + 9000)[0] is extended
+
+
 def test_extend_and_stop_need_a_timer(running, timed):
     new, events = apply(timed, a.ExtendTimer(0, 10))
     assert new.deadline_ms == T + 15000 and events[0].data["seconds"] == 10
@@ -194,6 +202,14 @@ def test_dropout_is_due_after_the_wait_offline(running):
     assert apply(gone, a.DropOut("bob", 45000), now=T + 45999)[0] is gone  # not yet
     back = apply(gone, s.Connect("bob"), now=T + 2000)[0]
     assert f.dropouts_due(back, policy) == {} and apply(back, a.DropOut("bob", 45000), now=T + 99000)[0] is back
+
+
+def test_a_dropout_timer_counts_for_the_absence_it_was_armed_for(running):
+    gone = offline(running, "bob", T)
+    new, events = apply(gone, a.DropOut("bob", 45000, "continue", offline_since_ms=T), now=T + 44990)
+    assert kinds(events)[0] == "dropped_out"  # its clock, not this process's
+    again = offline(apply(gone, a.Connect("bob"), now=T + 10)[0], "bob", T + 20)
+    assert apply(again, a.DropOut("bob", 45000, offline_since_ms=T), now=T + 99000)[0] is again  # a later absence
 
 
 def test_dropout_continue_lets_the_group_go_on(running):
