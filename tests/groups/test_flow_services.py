@@ -174,3 +174,38 @@ def test_a_participant_back_in_time_is_not_dropped(experiment, gs, pair, staff):
     due_now()
     assert Membership.objects.get(pseudonym=p2).dropped_at_ms is None
     assert "dropped_out" not in actions_of(gs)
+
+
+def test_flow_events_are_exported_with_their_dictionary(experiment, gs, pair, staff, tmp_path):
+    import csv
+    import io
+    import zipfile
+
+    from exports.services import run_export
+
+    experiment.dropout = {"after_seconds": 45, "policy": "bot"}
+    experiment.save()
+    timed(experiment, timeout_seconds=10, on_timeout="submit")
+    services.group_session_start(group_session=gs, by=staff)
+    (_s1, p1), (_s2, p2) = pair
+    services.participant_connected(group_session=gs, participant=p1)
+    due_now()  # the timeout (both flagged timed_out), p2's dropout (never connected)
+    flowservices.send_back(group_session=gs, participant=p1, step=0, by=staff)
+    flowservices.move_on(group_session=gs, participant=p1, step=0, by=staff)
+    result = run_export(experiment=experiment, fmt="csv-long", out=tmp_path)
+    with zipfile.ZipFile(result.path) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("_steps.csv"))
+        rows = list(csv.DictReader(io.StringIO(archive.read(name).decode())))
+        dictionary = archive.read(name.replace(".csv", "_dictionary.csv")).decode()
+    for column in ("participant", "by", "timed_out", "skipped", "dropped_at", "played_by_bot"):
+        assert f"\n{column}," in dictionary
+    by_action = {}
+    for row in rows:
+        by_action.setdefault(row["action"], []).append(row)
+    assert {r["participant"] for r in by_action["timed_out"]} == {p1, p2}
+    assert all(r["timed_out"] == "true" and r["by"] == "" for r in by_action["timed_out"])
+    (moved,) = by_action["moved_on"]
+    assert (moved["participant"], moved["skipped"], moved["by"]) == (p1, "true", "experimenter")
+    (dropped,) = by_action["dropped_out"]
+    assert dropped["participant"] == p2 and dropped["dropped_at"].endswith("Z")
+    assert by_action["bot_took_over"][0]["played_by_bot"] == "true"
