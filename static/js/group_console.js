@@ -41,6 +41,7 @@
     showStoreDown(!!s.context_store_down);
     renderLog(s.step_log);
     renderParticipants(s, over);
+    root.dispatchEvent(new CustomEvent("ensemble:state", {detail: s}));  // console_flow.js
   }
 
   function renderControls(s, over, done) {
@@ -226,6 +227,9 @@
   function send(message) {
     if (!socket.send(message)) showError("Not connected; try again in a moment.");
   }
+  window.EnsembleConsole = {
+    send: send, state: function () { return current; }, serverNow: function () { return socket.serverNow(); }
+  };
 
   var confirmations = {
     "advance-anyway": "Not everyone has answered. Advance anyway?",
