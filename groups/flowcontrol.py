@@ -275,8 +275,11 @@ def step_handover(state: GroupState, now: int) -> tuple[GroupState, list[Event]]
 # ---- the lobby ------------------------------------------------------------------
 
 
+LOBBY_OUT = frozenset({STANDBY, RELEASED, KICKED})
+
+
 def placed_count(state: GroupState) -> int:
-    return sum(1 for p in state.participants.values() if p.status not in (STANDBY, RELEASED, KICKED))
+    return sum(1 for p in state.participants.values() if p.status not in LOBBY_OUT)
 
 
 def _arrive(state, action, now):

@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from django.db import transaction
+from django.utils import timezone
 
 from . import actions, timers
 from . import flowcontrol as fc
@@ -36,7 +37,7 @@ from .state import GroupError
 logger = logging.getLogger(__name__)
 
 AUTO = "auto"  # ``by`` of a change the server made by itself (the step log's data["by"])
-TIMEOUT, ADVANCE, DROPOUT, RELEASE = "timeout", "advance", "dropout", "release"
+TIMEOUT, ADVANCE, DROPOUT, RELEASE, LOBBY_START = "timeout", "advance", "dropout", "release", "lobby_start"
 #: Flow events written to the step log (besides the lifecycle's).
 LOGGED = frozenset(
     {"timer_started", "timer_expired", "timed_out", "skipped", "timer_extended", "timer_stopped", "moved_on",
@@ -142,6 +143,8 @@ def arm(gs: GroupSession, old: sm.GroupState, new: sm.GroupState, events: list, 
         went_offline(gs, new)
     if kinds & {"joined", "standby"}:
         _arm_releases(gs, new)
+    if "joined" in kinds and fc.lobby_full(new, lobby_policy(gs)):
+        timers.schedule(gs.pk, LOBBY_START, "0", due_ms=now)
 
 
 def _arm_advance(gs: GroupSession, state: sm.GroupState, now: int) -> None:
@@ -216,6 +219,49 @@ def _fire_release(timer: Timer, now: int) -> None:
         _apply(timer, actions.Release(timer.data["participant"], lobby.wait_ms, timer.data.get("joined_ms")))
 
 
+def _fire_lobby_start(timer: Timer, now: int) -> None:
+    """The lobby reached ``min_size``: start, unless an experimenter is attached (then the
+    console's Start is their confirmation; the step log says the lobby is full)."""
+    from .services import group_session_start
+
+    gs = GroupSession.objects.get(pk=timer.group_session_id)
+    if gs.experimenters.exists():
+        Timer.objects.filter(pk=timer.pk).update(data={"waits_for": "experimenter"})
+        return
+    try:
+        group_session_start(group_session=gs.pk, by=AUTO)
+    except GroupError as exc:
+        Timer.objects.filter(pk=timer.pk).update(data={"refused": exc.code})
+
+
+def join_action(gs: GroupSession, pseudonym: str):
+    """A newcomer joins (no lobby) or arrives in the lobby: placed while there is room
+    (``max_size``) and the session has not started, else standby."""
+    lobby = lobby_policy(gs)
+    return sm.Join(pseudonym) if lobby is None else actions.Arrive(pseudonym, lobby.max_size)
+
+
+def open_lobby_session(experiment) -> GroupSession | None:
+    """The group session a lobby places arrivals into: the newest of ``experiment`` that
+    has not expired or ended."""
+    live = GroupSession.objects.filter(experiment=experiment, expires__gt=timezone.now())
+    return live.exclude(phase__in=sm.TERMINAL).select_related("ticket").order_by("-created", "-pk").first()
+
+
+def lobby_view(gs: GroupSession, state: sm.GroupState) -> dict | None:
+    """What lobby pages show: how many more are needed, and an estimated wait from the
+    arrival rate so far (None until two have arrived)."""
+    lobby = lobby_policy(gs)
+    if lobby is None:
+        return None
+    placed = sorted(p.joined_ms for p in state.participants.values() if p.status not in fc.LOBBY_OUT)
+    needed = fc.waiting_for(state, lobby) if state.phase == sm.WAITING else 0
+    eta = None
+    if needed and len(placed) >= 2 and placed[-1] > placed[0]:
+        eta = round(needed * (placed[-1] - placed[0]) / (len(placed) - 1) / 1000)
+    return {"waiting_for": needed, "placed": len(placed), "min_size": lobby.min_size, "eta_seconds": eta}
+
+
 def hand_to_bots(gs_id: int, events: list, session_ids: dict) -> None:
     """After the commit: each participant a bot took over is played on by the registered
     bot players (none registered: the step log says so, the group goes on with them
@@ -234,6 +280,7 @@ timers.register(TIMEOUT, _fire_timeout)
 timers.register(ADVANCE, _fire_advance)
 timers.register(DROPOUT, _fire_dropout)
 timers.register(RELEASE, _fire_release)
+timers.register(LOBBY_START, _fire_lobby_start)
 
 
 # ---- the console's controls (SPEC 5 extension: docs/groups.md, "Flow control") --

@@ -159,8 +159,10 @@ class LockstepGroupTrial(GroupTrialHandler):
         context = {"lockstep": lockstep_context(view, page.session), "shared_params": view.shared_params,
                    "group_step": view.step}  # fmt: skip
         # get_handler() gives a fresh instance per request, so choosing the template here is safe.
-        if view.kicked:
+        if view.kicked or view.lobby == "released":
             self.template_name = REMOVED_TEMPLATE
+            context["released_code"] = page.session.experiment.lobby.get("release_completion_code", "")
+            context["released"] = view.lobby == "released"
             return context
         if view.must_wait or view.phase in ("ended", "aborted"):
             self.template_name = WAITING_TEMPLATE
@@ -232,7 +234,7 @@ def _refusal(view: selectors.TrialView | None, step: int) -> str:
         return "ended"
     if view.phase == "waiting":
         return "not_started"
-    if view.kicked:
+    if view.kicked or view.lobby:
         return "kicked"
     return "stale_step" if view.step != step else ""
 

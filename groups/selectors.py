@@ -17,7 +17,7 @@ from project.core.rows import Select, select_in
 
 from . import context as group_context
 from .flowcontrol import timer_view
-from .flowservices import FLOW_MEMBER_FIELDS, flow_fields, flow_row
+from .flowservices import FLOW_MEMBER_FIELDS, flow_fields, flow_row, lobby_view
 from .hooks import Group
 from .models import GroupSession, Membership, StepLog
 from .state import TERMINAL, GroupError, GroupState, Participant, is_behind
@@ -137,6 +137,7 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
         "active": len(state.active),
         "all_responded": state.all_responded,
         "timer": timer_view(state),  # pages count down from deadline_ms on their corrected clock
+        "lobby": lobby_view(gs, state),  # None without a lobby
         "participants": participants,
         "context": gs.context or {},
         # The console's notice: the store's copy could not be written from this row.
@@ -171,7 +172,7 @@ def _step_log_sql(q) -> str:
 
 _SHARED_KEYS = (
     "type", "version", "group_session", "phase", "step", "server_ms", "shared_params", "exit_loop", "run_url",
-    "size", "ready", "active", "all_responded", "timer",
+    "size", "ready", "active", "all_responded", "timer", "lobby",
 )  # fmt: skip
 
 
@@ -304,6 +305,7 @@ class TrialView:
     kicked: bool
     membership_id: int = 0
     last_step: int | None = None  # the last step this participant answered
+    lobby: str = ""  # "standby" (waits to replace a dropout) or "released" (lobby, issue 20)
 
     @property
     def missed_steps(self) -> bool:
@@ -316,7 +318,7 @@ class TrialView:
     @property
     def must_wait(self) -> bool:
         """Show the waiting screen instead of the form."""
-        return self.phase in ("waiting", "paused") or (self.phase == "running" and self.responded)
+        return self.phase in ("waiting", "paused") or (self.phase == "running" and self.responded) or bool(self.lobby)
 
 
 # Read on every request of a group run (project/core/rows.py says why by hand); a run
@@ -343,6 +345,7 @@ def _trial_view(membership) -> TrialView:
         kicked=membership.status == Membership.Status.KICKED,
         membership_id=membership.pk,
         last_step=membership.responded_step,
+        lobby=membership.status if membership.status in (Membership.Status.STANDBY, Membership.Status.RELEASED) else "",
     )
 
 

@@ -267,7 +267,7 @@ def attach_participant(*, session, ticket) -> Membership:
         def on_join(group, new):
             hooks.call_quietly("on_join", gs.experiment, group, _info(new, session_ids, pseudonym))
 
-        _transition_locked(gs, old, session_ids, sm.Join(pseudonym), first=on_join)
+        _transition_locked(gs, old, session_ids, flowservices.join_action(gs, pseudonym), first=on_join)
     return membership
 
 

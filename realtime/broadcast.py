@@ -54,7 +54,7 @@ WAIT_SECONDS = 2.0  # how long a connecting socket waits for the broadcast of it
 TICK_SECONDS = 0.25  # the hub's timer: ack resends and presence timeouts of its sockets
 _SHARED_KEYS = (
     "type", "version", "group_session", "phase", "step", "server_ms", "shared_params", "exit_loop", "run_url",
-    "size", "ready", "active", "all_responded", "timer",
+    "size", "ready", "active", "all_responded", "timer", "lobby",
 )  # fmt: skip
 
 

@@ -148,6 +148,13 @@ class ParticipantRow(_Message):
     replaced_by: str = ""
 
 
+class LobbyView(_Message):
+    waiting_for: int  # arrivals still needed before the session starts
+    placed: int
+    min_size: int
+    eta_seconds: int | None  # estimated from the arrival rate so far
+
+
 class Timer(_Message):
     deadline_ms: int | None  # the step's countdown ends (server ms); count down on the corrected clock
     timer_remaining_ms: int | None  # while paused
@@ -175,6 +182,7 @@ class _StateBase(_Message):
     active: int
     all_responded: bool
     timer: Timer
+    lobby: LobbyView | None = None
 
 
 class StepLogEntry(_Message):
