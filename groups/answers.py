@@ -153,6 +153,9 @@ def check_responses(items: list[Answer]) -> CheckedResponses:
             checked.refusals[index] = GroupError("This run is not part of a group session.", code="not_in_group")
             continue
         pseudonym, me = row
+        if me.flag == "skipped" and me.responded_step == item.step:  # closed without an answer (issue 20)
+            checked.refusals[index] = GroupError("This step was closed for you; it stores nothing.", code="skipped")
+            continue
         # Each answer on a state of its own participant only (the versions carried on):
         # a state of every participant so far would be copied once per answer (K squared).
         one = replace(state, participants=MappingProxyType({pseudonym: answered.get(pseudonym, me)}))
@@ -216,7 +219,7 @@ def _answering_members(group_session_id: int, keys: list[tuple[int, int]]):
     ids = sorted({membership_id for membership_id, _ in keys})
     sql = (
         'SELECT m."id", m."session_id", m."pseudonym", m."status", s."end", m."connections", m."form",'
-        ' m."responded_step", m."acked_version"'
+        ' m."responded_step", m."acked_version", m."flag"'
         f" FROM {quote(Membership._meta.db_table)} m INNER JOIN {quote(Session._meta.db_table)} s"
         f' ON s."id" = m."session_id" WHERE m."group_session_id" = %s AND m."id" IN ({", ".join(["%s"] * len(ids))})'
     )
@@ -226,10 +229,11 @@ def _answering_members(group_session_id: int, keys: list[tuple[int, int]]):
     def found() -> dict:
         members = {}
         with cursor:
-            for mid, sid, pseudonym, status, ended, connections, form, responded_step, acked in cursor.fetchall():
+            for mid, sid, pseudonym, status, ended, connections, form, responded_step, acked, flag in cursor.fetchall():
                 if ended is not None and status != Membership.Status.KICKED:
                     status = Membership.Status.FINISHED  # as selectors.load_state derives it
-                members[(mid, sid)] = (pseudonym, sm.Participant(connections, status, form, responded_step, acked))
+                member = sm.Participant(connections, status, form, responded_step, acked, flag=flag)
+                members[(mid, sid)] = (pseudonym, member)
         return members
 
     return found

@@ -209,3 +209,15 @@ def test_flow_events_are_exported_with_their_dictionary(experiment, gs, pair, st
     (dropped,) = by_action["dropped_out"]
     assert dropped["participant"] == p2 and dropped["dropped_at"].endswith("Z")
     assert by_action["bot_took_over"][0]["played_by_bot"] == "true"
+
+
+def test_an_answer_to_a_skipped_step_stores_nothing_and_a_timed_out_one_is_kept(experiment, gs, pair, staff):
+    services.group_session_start(group_session=gs, by=staff)
+    (s1, p1), (s2, p2) = pair
+    flowservices.move_on(group_session=gs, participant=p1, step=0, by=staff)
+    with pytest.raises(GroupError) as info:
+        answers.record_response(session=s1, step=0, answers={"rating": 3})
+    assert info.value.code == "skipped"
+    timed(experiment, timeout_seconds=5)  # on_timeout: submit: the page sends what is filled
+    Membership.objects.filter(pseudonym=p2).update(flag="timed_out", responded_step=0, status="responded")
+    answers.record_response(session=s2, step=0, answers={"rating": 5})  # accepted (idempotent step)
