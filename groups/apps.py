@@ -10,3 +10,6 @@ class GroupsConfig(AppConfig):
         from .lockstep import register
 
         register()  # the lockstep group_trial replaces the runner's plain one
+        from .flowhandlers import register as register_flow
+
+        register_flow()  # the flow-control timers' handlers (issue 20)

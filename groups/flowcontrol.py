@@ -32,12 +32,13 @@ from .state import (
     GroupError,
     GroupState,
     Participant,
-    _bump,
-    _member,
-    _not_over,
-    _require_started,
-    _require_step,
-    _with,
+    bump,
+    changed,
+    extend,
+    member,
+    not_over,
+    require_started,
+    require_step,
 )
 
 TIMED_OUT, SKIPPED = "timed_out", "skipped"
@@ -122,23 +123,23 @@ def _require_timer(state: GroupState) -> None:
 
 
 def _start_timer(state, action, now):
-    _require_started(state)
-    _require_step(state, action.step)
+    require_started(state)
+    require_step(state, action.step)
     if state.deadline_ms == action.deadline_ms or state.timed_out_step == state.step:
         return state, []
     if state.phase == PAUSED:
         changes = {"timer_remaining_ms": max(0, action.deadline_ms - now), "deadline_ms": None}
     else:
         changes = {"deadline_ms": action.deadline_ms, "timer_remaining_ms": None}
-    new = _bump(state, now, visible=True, **changes)
+    new = bump(state, now, visible=True, **changes)
     return new, [Event("timer_started", now, {"step": state.step, "deadline_ms": action.deadline_ms})]
 
 
 def _time_out(state, action, now):
     """Close every open answer of the step; a stopped, paused or extended timer (or one
     that already ran out) makes this a no-op, so a late or repeated firing changes nothing."""
-    _require_started(state)
-    _require_step(state, action.step)
+    require_started(state)
+    require_step(state, action.step)
     armed_for = state.deadline_ms if action.deadline_ms is None else action.deadline_ms
     if state.deadline_ms is None or armed_for != state.deadline_ms or state.timed_out_step == state.step:
         return state, []  # stopped, paused, extended since it was armed, or already out
@@ -154,13 +155,13 @@ def _time_out(state, action, now):
             participants[pid] = replace(p, responded_step=state.step, status=RESPONDED, flag=flag)
             events.append(Event(flag, now, {"participant": pid, "step": state.step, "bot": p.bot}))
     changes = {"participants": MappingProxyType(participants), "deadline_ms": None, "timed_out_step": state.step}
-    new = _bump(state, now, visible=True, **changes)
+    new = bump(state, now, visible=True, **changes)
     return new, events + _newly_all_responded(state, new, now)
 
 
 def _extend_timer(state, action, now):
-    _require_started(state)
-    _require_step(state, action.step)
+    require_started(state)
+    require_step(state, action.step)
     _require_timer(state)
     seconds = action.seconds
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
@@ -171,16 +172,16 @@ def _extend_timer(state, action, now):
         changes = {"deadline_ms": state.deadline_ms + _ms(seconds)}
     else:
         changes = {"timer_remaining_ms": state.timer_remaining_ms + _ms(seconds)}
-    new = _bump(state, now, visible=True, **changes)
+    new = bump(state, now, visible=True, **changes)
     data = {"step": state.step, "seconds": seconds, "deadline_ms": new.deadline_ms}
     return new, [Event("timer_extended", now, data)]
 
 
 def _stop_timer(state, action, now):
-    _require_started(state)
-    _require_step(state, action.step)
+    require_started(state)
+    require_step(state, action.step)
     _require_timer(state)
-    new = _bump(state, now, visible=True, deadline_ms=None, timer_remaining_ms=None)
+    new = bump(state, now, visible=True, deadline_ms=None, timer_remaining_ms=None)
     return new, [Event("timer_stopped", now, {"step": state.step})]
 
 
@@ -188,34 +189,34 @@ def _stop_timer(state, action, now):
 
 
 def _move_on(state, action, now):
-    _require_started(state)
-    p = _member(state, action.participant)
-    _require_step(state, action.step)
+    require_started(state)
+    p = member(state, action.participant)
+    require_step(state, action.step)
     if not p.active:
         raise GroupError(f"Participant {action.participant!r} is not in the lockstep.", code="not_active")
     if p.responded_step == state.step:
         raise GroupError(f"Participant {action.participant!r} already answered this step.", code="already_responded")
     changes = {"responded_step": state.step, "status": RESPONDED, "flag": SKIPPED}
-    new = _bump(state, now, visible=True, participants=_with(state, action.participant, **changes))
+    new = bump(state, now, visible=True, participants=changed(state, action.participant, **changes))
     events = [Event("moved_on", now, {"participant": action.participant, "step": state.step})]
     return new, events + _newly_all_responded(state, new, now)
 
 
 def _send_back(state, action, now):
-    _require_started(state)
-    p = _member(state, action.participant)
-    _require_step(state, action.step)
+    require_started(state)
+    p = member(state, action.participant)
+    require_step(state, action.step)
     if p.responded_step != state.step or not p.active:
         raise GroupError(f"Participant {action.participant!r} has not answered this step.", code="not_responded")
     changes = {"responded_step": None, "status": ANSWERING, "flag": ""}
-    new = _bump(state, now, visible=True, participants=_with(state, action.participant, **changes))
+    new = bump(state, now, visible=True, participants=changed(state, action.participant, **changes))
     return new, [Event("sent_back", now, {"participant": action.participant, "step": state.step})]
 
 
 def _resend(state, action, now):
-    _not_over(state)
-    _member(state, action.participant)
-    new = _bump(state, now, visible=True)
+    not_over(state)
+    member(state, action.participant)
+    new = bump(state, now, visible=True)
     return new, [Event("resent", now, {"participant": action.participant, "version": new.version})]
 
 
@@ -225,8 +226,8 @@ def _resend(state, action, now):
 def _drop_out(state, action, now):
     """Offline past ``after_ms`` during a running step: the policy decides. Anyone who is
     back online, already handled or out of the lockstep makes this a no-op."""
-    _require_started(state)
-    p = _member(state, action.participant)
+    require_started(state)
+    p = member(state, action.participant)
     offline = p.offline_since_ms
     armed = action.offline_since_ms is not None  # a timer armed for this absence: its clock counts
     if p.connected or offline is None or p.dropped_at_ms is not None or (armed and action.offline_since_ms != offline):
@@ -238,7 +239,7 @@ def _drop_out(state, action, now):
     if action.policy not in ("continue", "end_group", "bot"):
         raise GroupError(f"Unknown dropout policy {action.policy!r}.", code="bad_flow")
     changes = {"dropped_at_ms": now, "bot": action.policy == "bot"}
-    new = _bump(state, now, visible=True, participants=_with(state, action.participant, **changes))
+    new = bump(state, now, visible=True, participants=changed(state, action.participant, **changes))
     data = {"participant": action.participant, "step": state.step, "policy": action.policy, "offline_since_ms": offline}
     events = [Event("dropped_out", now, data)]
     if action.policy == "bot":
@@ -283,7 +284,7 @@ def placed_count(state: GroupState) -> int:
 
 
 def _arrive(state, action, now):
-    _not_over(state)
+    not_over(state)
     if action.participant in state.participants:
         raise GroupError(f"Participant {action.participant!r} already joined.", code="already_joined")
     placed = state.phase == WAITING and placed_count(state) < action.max_size
@@ -291,18 +292,18 @@ def _arrive(state, action, now):
     participants[action.participant] = Participant(
         status=JOINED if placed else STANDBY, joined_ms=now, offline_since_ms=now
     )
-    new = _bump(state, now, visible=True, participants=MappingProxyType(participants))
+    new = bump(state, now, visible=True, participants=MappingProxyType(participants))
     return new, [Event("joined" if placed else "standby", now, {"participant": action.participant})]
 
 
 def _release(state, action, now):
-    _not_over(state)
-    p = _member(state, action.participant)
+    not_over(state)
+    p = member(state, action.participant)
     waiting = p.status == STANDBY or (state.phase == WAITING and p.status not in OUTSIDE)
     early = now - p.joined_ms < action.wait_ms if action.joined_ms is None else action.joined_ms != p.joined_ms
     if not waiting or early:
         return state, []
-    new = _bump(state, now, visible=True, participants=_with(state, action.participant, status=RELEASED))
+    new = bump(state, now, visible=True, participants=changed(state, action.participant, status=RELEASED))
     return new, [Event("released", now, {"participant": action.participant, "step": state.step})]
 
 
@@ -355,6 +356,19 @@ def waiting_for(state: GroupState, lobby: LobbyPolicy) -> int:
     return max(0, lobby.min_size - placed_count(state))
 
 
+def lobby_view(lobby: LobbyPolicy | None, state: GroupState) -> dict | None:
+    """What lobby pages show: how many more are needed, and an estimated wait from the
+    arrival rate so far (None until two have arrived)."""
+    if lobby is None:
+        return None
+    placed = sorted(p.joined_ms for p in state.participants.values() if p.status not in LOBBY_OUT)
+    needed = waiting_for(state, lobby) if state.phase == WAITING else 0
+    eta = None
+    if needed and len(placed) >= 2 and placed[-1] > placed[0]:
+        eta = round(needed * (placed[-1] - placed[0]) / (len(placed) - 1) / 1000)
+    return {"waiting_for": needed, "placed": len(placed), "min_size": lobby.min_size, "eta_seconds": eta}
+
+
 def timer_view(state: GroupState) -> dict:
     """What pages show of the timer: the deadline (server ms; pages count down on their
     corrected clock), the time left while paused, and whether it ran out."""
@@ -365,7 +379,25 @@ def timer_view(state: GroupState) -> dict:
     }
 
 
-FLOW_HANDLERS = {
+#: Membership columns of flow control (issue 20), read after the others by ``load_state``.
+FLOW_MEMBER_FIELDS = ("flag", "offline_since_ms", "dropped_at_ms", "bot", "replaced_by")
+
+
+def flow_fields(values) -> dict:
+    """The flow-control fields of a Participant from ``FLOW_MEMBER_FIELDS`` and ``joined``."""
+    *flow, joined = values
+    fields = dict(zip(FLOW_MEMBER_FIELDS, flow, strict=True))
+    fields["bot"] = bool(fields["bot"])
+    fields["joined_ms"] = int(joined.timestamp() * 1000) if joined is not None else 0
+    return fields
+
+
+def flow_row(p: Participant) -> dict:
+    """What the console shows of a participant's flow control."""
+    return {"flag": p.flag, "dropped_at_ms": p.dropped_at_ms, "bot": p.bot, "replaced_by": p.replaced_by}
+
+
+FLOW_HANDLERS = {  # registered with the state machine below
     StartTimer: _start_timer,
     TimeOut: _time_out,
     ExtendTimer: _extend_timer,
@@ -377,3 +409,4 @@ FLOW_HANDLERS = {
     Arrive: _arrive,
     Release: _release,
 }
+extend(FLOW_HANDLERS, new_step=step_handover)

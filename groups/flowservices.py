@@ -1,6 +1,6 @@
 """Flow control in the services (issue 20): the definition's settings for a group
-session, the timers each change arms, moves or disarms (``groups.timers``), and the
-handlers that fire them through the same services as the console.
+session and the timers each change arms, moves or disarms (``groups.timers``); the
+handlers that fire them, and the console's flow commands, are ``groups.flowhandlers``.
 
 The pure decisions are ``groups.flowcontrol``'s; this module only reads settings,
 calls them with the server's time, and schedules. Hook-in points (all under the group
@@ -10,13 +10,9 @@ session's lock, in the change's transaction):
   ``group_trial`` starts its countdown (``StartTimer``: same save, same broadcast);
 - ``arm(gs, old, new, events, now)``: after it is saved, the timers it calls for;
 - ``everyone_answered(gs)``: the last answer of a step (``groups.answers``);
-- ``went_offline(gs, new, pids)``: presence batches (``groups.presence``).
-
-A fired timer runs its handler in the timer's claim transaction: timeout ->
-``TimeOut``; advance -> ``services.group_session_advance(..., by=AUTO)`` (the step
-log says ``by: auto``, ``on_advance`` runs as for the console); dropout -> ``DropOut``
-with the policy (``bot`` hands the run to ``BOT_PLAYERS`` after the commit); release ->
-``Release``. A handler's refusal (the step moved on, the session ended) changes nothing.
+- ``went_offline(gs, new)``: presence batches (``groups.presence``);
+- ``join_action`` (a lobby's ``Arrive`` or a plain ``Join``), ``hand_to_bots`` (policy
+  ``bot``: the run goes to ``BOT_PLAYERS`` after the commit).
 """
 
 from __future__ import annotations
@@ -32,7 +28,6 @@ from . import actions, timers
 from . import flowcontrol as fc
 from . import state as sm
 from .models import GroupSession, Timer
-from .state import GroupError
 
 logger = logging.getLogger(__name__)
 
@@ -87,24 +82,6 @@ def dropout_policy(gs: GroupSession) -> fc.DropoutPolicy | None:
 
 def lobby_policy(gs: GroupSession) -> fc.LobbyPolicy | None:
     return fc.LobbyPolicy.from_definition(gs.experiment.lobby)
-
-
-#: Membership columns of flow control (issue 20), read after the others by ``load_state``.
-FLOW_MEMBER_FIELDS = ("flag", "offline_since_ms", "dropped_at_ms", "bot", "replaced_by")
-
-
-def flow_fields(values) -> dict:
-    """The flow-control fields of a Participant from ``FLOW_MEMBER_FIELDS`` and ``joined``."""
-    *flow, joined = values
-    fields = dict(zip(FLOW_MEMBER_FIELDS, flow, strict=True))
-    fields["bot"] = bool(fields["bot"])
-    fields["joined_ms"] = int(joined.timestamp() * 1000) if joined is not None else 0
-    return fields
-
-
-def flow_row(p: sm.Participant) -> dict:
-    """What the console shows of a participant's flow control."""
-    return {"flag": p.flag, "dropped_at_ms": p.dropped_at_ms, "bot": p.bot, "replaced_by": p.replaced_by}
 
 
 # ---- hook-ins -------------------------------------------------------------------
@@ -178,62 +155,6 @@ def _arm_releases(gs: GroupSession, state: sm.GroupState) -> None:
         timers.schedule(gs.pk, RELEASE, pid, due_ms=due, data=data)
 
 
-# ---- timer handlers (in the claim's transaction) --------------------------------
-
-
-def _apply(timer: Timer, action, *, by=None) -> None:
-    from .services import _apply as apply_locked
-
-    try:
-        apply_locked(timer.group_session_id, action, by=by)
-    except GroupError as exc:  # the step moved on, the session ended: nothing to do
-        Timer.objects.filter(pk=timer.pk).update(data={**timer.data, "refused": exc.code})
-
-
-def _fire_timeout(timer: Timer, now: int) -> None:
-    on_timeout = timer.data.get("on_timeout", "submit")
-    _apply(timer, actions.TimeOut(int(timer.key), on_timeout, deadline_ms=timer.data.get("deadline_ms")))
-
-
-def _fire_advance(timer: Timer, now: int) -> None:
-    from .services import group_session_advance
-
-    try:
-        group_session_advance(group_session=timer.group_session_id, step=int(timer.key), by=AUTO)
-    except GroupError as exc:
-        Timer.objects.filter(pk=timer.pk).update(data={**timer.data, "refused": exc.code})
-
-
-def _fire_dropout(timer: Timer, now: int) -> None:
-    gs = GroupSession.objects.select_related("experiment").get(pk=timer.group_session_id)
-    policy = dropout_policy(gs)
-    if policy is not None:
-        since = timer.data.get("offline_since_ms")
-        _apply(timer, actions.DropOut(timer.data["participant"], policy.after_ms, policy.policy, since))
-
-
-def _fire_release(timer: Timer, now: int) -> None:
-    gs = GroupSession.objects.select_related("experiment").get(pk=timer.group_session_id)
-    lobby = lobby_policy(gs)
-    if lobby is not None:
-        _apply(timer, actions.Release(timer.data["participant"], lobby.wait_ms, timer.data.get("joined_ms")))
-
-
-def _fire_lobby_start(timer: Timer, now: int) -> None:
-    """The lobby reached ``min_size``: start, unless an experimenter is attached (then the
-    console's Start is their confirmation; the step log says the lobby is full)."""
-    from .services import group_session_start
-
-    gs = GroupSession.objects.get(pk=timer.group_session_id)
-    if gs.experimenters.exists():
-        Timer.objects.filter(pk=timer.pk).update(data={"waits_for": "experimenter"})
-        return
-    try:
-        group_session_start(group_session=gs.pk, by=AUTO)
-    except GroupError as exc:
-        Timer.objects.filter(pk=timer.pk).update(data={"refused": exc.code})
-
-
 def join_action(gs: GroupSession, pseudonym: str):
     """A newcomer joins (no lobby) or arrives in the lobby: placed while there is room
     (``max_size``) and the session has not started, else standby."""
@@ -248,20 +169,6 @@ def open_lobby_session(experiment) -> GroupSession | None:
     return live.exclude(phase__in=sm.TERMINAL).select_related("ticket").order_by("-created", "-pk").first()
 
 
-def lobby_view(gs: GroupSession, state: sm.GroupState) -> dict | None:
-    """What lobby pages show: how many more are needed, and an estimated wait from the
-    arrival rate so far (None until two have arrived)."""
-    lobby = lobby_policy(gs)
-    if lobby is None:
-        return None
-    placed = sorted(p.joined_ms for p in state.participants.values() if p.status not in fc.LOBBY_OUT)
-    needed = fc.waiting_for(state, lobby) if state.phase == sm.WAITING else 0
-    eta = None
-    if needed and len(placed) >= 2 and placed[-1] > placed[0]:
-        eta = round(needed * (placed[-1] - placed[0]) / (len(placed) - 1) / 1000)
-    return {"waiting_for": needed, "placed": len(placed), "min_size": lobby.min_size, "eta_seconds": eta}
-
-
 def hand_to_bots(gs_id: int, events: list, session_ids: dict) -> None:
     """After the commit: each participant a bot took over is played on by the registered
     bot players (none registered: the step log says so, the group goes on with them
@@ -274,44 +181,3 @@ def hand_to_bots(gs_id: int, events: list, session_ids: dict) -> None:
             logger.warning("group session %s: no bot player registered for %s (issue 19)", gs_id, pid)
         for player in BOT_PLAYERS:
             transaction.on_commit(lambda p=player, pid=pid: p(gs_id, pid, session_ids.get(pid, 0)))
-
-
-timers.register(TIMEOUT, _fire_timeout)
-timers.register(ADVANCE, _fire_advance)
-timers.register(DROPOUT, _fire_dropout)
-timers.register(RELEASE, _fire_release)
-timers.register(LOBBY_START, _fire_lobby_start)
-
-
-# ---- the console's controls (SPEC 5 extension: docs/groups.md, "Flow control") --
-
-
-def _control(group_session, action, by) -> sm.GroupState:
-    from .services import _apply as apply_locked
-
-    return apply_locked(group_session, action, by=by)[1]
-
-
-def extend_timer(*, group_session, step: int, seconds: float, by=None) -> sm.GroupState:
-    """Give the current step's timer ``seconds`` more. Raises ``no_timer``, ``bad_seconds``, ``stale_step``."""
-    return _control(group_session, actions.ExtendTimer(step, seconds), by)
-
-
-def stop_timer(*, group_session, step: int, by=None) -> sm.GroupState:
-    """Stop the current step's timer (it will not run out). Raises ``no_timer``, ``stale_step``."""
-    return _control(group_session, actions.StopTimer(step), by)
-
-
-def move_on(*, group_session, participant: str, step: int, by=None) -> sm.GroupState:
-    """Close ``participant``'s current step as skipped (flagged). Raises ``already_responded``, ``stale_step``, ..."""
-    return _control(group_session, actions.MoveOn(participant, step), by)
-
-
-def send_back(*, group_session, participant: str, step: int, by=None) -> sm.GroupState:
-    """Reopen the current step for ``participant``. Raises ``not_responded``, ``stale_step``, ..."""
-    return _control(group_session, actions.SendBack(participant, step), by)
-
-
-def resend(*, group_session, participant: str, by=None) -> sm.GroupState:
-    """Send the state again (a new version every participant acknowledges)."""
-    return _control(group_session, actions.Resend(participant), by)

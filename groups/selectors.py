@@ -16,8 +16,7 @@ from django.utils import timezone
 from project.core.rows import Select, select_in
 
 from . import context as group_context
-from .flowcontrol import timer_view
-from .flowservices import FLOW_MEMBER_FIELDS, flow_fields, flow_row, lobby_view
+from .flowcontrol import FLOW_MEMBER_FIELDS, LobbyPolicy, flow_fields, flow_row, lobby_view, timer_view
 from .hooks import Group
 from .models import GroupSession, Membership, StepLog
 from .state import TERMINAL, GroupError, GroupState, Participant, is_behind
@@ -137,7 +136,7 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
         "active": len(state.active),
         "all_responded": state.all_responded,
         "timer": timer_view(state),  # pages count down from deadline_ms on their corrected clock
-        "lobby": lobby_view(gs, state),  # None without a lobby
+        "lobby": lobby_view(LobbyPolicy.from_definition(gs.experiment.lobby), state),  # None without a lobby
         "participants": participants,
         "context": gs.context or {},
         # The console's notice: the store's copy could not be written from this row.

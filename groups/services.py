@@ -169,6 +169,12 @@ def _apply(group_session, action, *, by=None):
         return gs, new, events, session_ids
 
 
+def apply_action(*, group_session: GroupSession | int, action, by=None) -> sm.GroupState:
+    """Any action of the state machine through the usual lock, save, log, hooks and publish
+    (the flow controls and timers use it: ``groups.flowhandlers``)."""
+    return _apply(group_session, action, by=by)[1]
+
+
 def _info(state: sm.GroupState, session_ids: dict, pid: str) -> hooks.ParticipantInfo:
     p = state.participants[pid]
     return hooks.ParticipantInfo(pid, session_ids.get(pid, 0), p.status, p.responded_step, p.connected)

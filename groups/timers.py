@@ -187,8 +187,6 @@ def start_scheduler(process: str | None = None) -> Scheduler | None:
     global _scheduler
     if not getattr(settings, "GROUP_TIMERS", True):
         return None
-    from . import flowservices  # noqa: F401  (registers the flow-control timers' handlers)
-
     with _lock:
         if _scheduler is None:
             _scheduler = Scheduler(process or secrets.token_hex(8))

@@ -30,7 +30,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from groups import flowservices, selectors, services
+from groups import flowhandlers, selectors, services
 from groups.state import GroupError
 
 from .broadcast import Frames, get_hub
@@ -176,11 +176,11 @@ class ExperimenterConsumer(_GroupConsumer):
         "advance": services.group_session_advance,
         "set_context": services.group_session_set_context,
         "kick": services.group_session_kick,
-        "extend_timer": flowservices.extend_timer,
-        "stop_timer": flowservices.stop_timer,
-        "move_on": flowservices.move_on,
-        "send_back": flowservices.send_back,
-        "resend": flowservices.resend,
+        "extend_timer": flowhandlers.extend_timer,
+        "stop_timer": flowhandlers.stop_timer,
+        "move_on": flowhandlers.move_on,
+        "send_back": flowhandlers.send_back,
+        "resend": flowhandlers.resend,
     }
 
     async def authenticate(self):

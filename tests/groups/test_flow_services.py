@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from groups import answers, flowservices, services, timers
+from groups import answers, flowhandlers, flowservices, services, timers
 from groups.models import GroupSession, Membership, StepLog, Timer
 from groups.state import GroupError
 from tests.factories import ExperimentXFormFactory
@@ -102,12 +102,12 @@ def test_extend_and_stop_the_timer_from_the_console(experiment, gs, pair, staff)
     timed(experiment, timeout_seconds=10, auto_advance="timeout")
     services.group_session_start(group_session=gs, by=staff)
     deadline = GroupSession.objects.get(pk=gs.pk).deadline_ms
-    flowservices.extend_timer(group_session=gs, step=0, seconds=20, by=staff)
+    flowhandlers.extend_timer(group_session=gs, step=0, seconds=20, by=staff)
     assert Timer.objects.get(kind="timeout").due_ms == deadline + 20_000
-    flowservices.stop_timer(group_session=gs, step=0, by=staff)
+    flowhandlers.stop_timer(group_session=gs, step=0, by=staff)
     assert not Timer.objects.filter(kind="timeout").exists() and due_now() == 0
     with pytest.raises(GroupError) as info:
-        flowservices.extend_timer(group_session=gs, step=0, seconds=5, by=staff)
+        flowhandlers.extend_timer(group_session=gs, step=0, seconds=5, by=staff)
     assert info.value.code == "no_timer"
     assert {"timer_extended", "timer_stopped"} <= set(actions_of(gs))
 
@@ -125,13 +125,13 @@ def test_pause_keeps_the_time_left_and_resume_arms_it_again(experiment, gs, pair
 def test_move_on_send_back_and_resend(experiment, gs, pair, staff):
     services.group_session_start(group_session=gs, by=staff)
     (s1, p1), (_s2, p2) = pair
-    flowservices.move_on(group_session=gs, participant=p2, step=0, by=staff)
+    flowhandlers.move_on(group_session=gs, participant=p2, step=0, by=staff)
     assert Membership.objects.get(pseudonym=p2).flag == "skipped"
-    flowservices.send_back(group_session=gs, participant=p2, step=0, by=staff)
+    flowhandlers.send_back(group_session=gs, participant=p2, step=0, by=staff)
     member = Membership.objects.get(pseudonym=p2)
     assert (member.flag, member.responded_step, member.status) == ("", None, "answering")
     version = GroupSession.objects.get(pk=gs.pk).participant_version
-    flowservices.resend(group_session=gs, participant=p1, by=staff)
+    flowhandlers.resend(group_session=gs, participant=p1, by=staff)
     assert GroupSession.objects.get(pk=gs.pk).participant_version > version
     entries = [(a, d.get("participant")) for _s, a, d in log(gs)]
     assert [("moved_on", p2), ("sent_back", p2), ("resent", p1)] == [e for e in entries if e[1]][-3:]
@@ -190,8 +190,8 @@ def test_flow_events_are_exported_with_their_dictionary(experiment, gs, pair, st
     (_s1, p1), (_s2, p2) = pair
     services.participant_connected(group_session=gs, participant=p1)
     due_now()  # the timeout (both flagged timed_out), p2's dropout (never connected)
-    flowservices.send_back(group_session=gs, participant=p1, step=0, by=staff)
-    flowservices.move_on(group_session=gs, participant=p1, step=0, by=staff)
+    flowhandlers.send_back(group_session=gs, participant=p1, step=0, by=staff)
+    flowhandlers.move_on(group_session=gs, participant=p1, step=0, by=staff)
     result = run_export(experiment=experiment, fmt="csv-long", out=tmp_path)
     with zipfile.ZipFile(result.path) as archive:
         name = next(n for n in archive.namelist() if n.endswith("_steps.csv"))
@@ -214,7 +214,7 @@ def test_flow_events_are_exported_with_their_dictionary(experiment, gs, pair, st
 def test_an_answer_to_a_skipped_step_stores_nothing_and_a_timed_out_one_is_kept(experiment, gs, pair, staff):
     services.group_session_start(group_session=gs, by=staff)
     (s1, p1), (s2, p2) = pair
-    flowservices.move_on(group_session=gs, participant=p1, step=0, by=staff)
+    flowhandlers.move_on(group_session=gs, participant=p1, step=0, by=staff)
     with pytest.raises(GroupError) as info:
         answers.record_response(session=s1, step=0, answers={"rating": 3})
     assert info.value.code == "skipped"

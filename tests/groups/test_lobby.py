@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from groups import flowservices, services, timers
+from groups import flowcontrol, services, timers
 from groups.models import GroupSession, Membership, StepLog, Timer
 from runner.models import Session, Ticket
 from tests.factories import SessionFactory
@@ -38,7 +38,9 @@ def fire_all_due():
 def test_places_until_max_size_and_starts_by_itself_at_min_size(lobby_experiment):
     gs = services.start_group_session(experiment=lobby_experiment)  # an online session: nobody attached
     arrive(gs)
-    view = flowservices.lobby_view(gs, services.load_state(gs)[0])
+    view = flowcontrol.lobby_view(
+        flowcontrol.LobbyPolicy.from_definition(gs.experiment.lobby), services.load_state(gs)[0]
+    )
     assert view["waiting_for"] == 1 and view["placed"] == 1
     arrive(gs)
     _, third = arrive(gs)
