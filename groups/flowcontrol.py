@@ -11,10 +11,11 @@ built from ``ExperimentXForm.flow`` / ``Experiment.dropout`` / ``Experiment.lobb
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from types import MappingProxyType
 
 from .actions import Arrive, DropOut, ExtendTimer, MoveOn, Release, Resend, SendBack, StartTimer, StopTimer, TimeOut
+from .flowsettings import DropoutPolicy, LobbyPolicy, StepFlow, ms  # noqa: F401  (re-exported: flowcontrol.StepFlow, ...)
 from .state import (
     ANSWERING,
     ENDED,
@@ -43,69 +44,6 @@ from .state import (
 
 TIMED_OUT, SKIPPED = "timed_out", "skipped"
 MAX_EXTEND_SECONDS = 24 * 3600
-
-
-# ---- settings -------------------------------------------------------------------
-
-
-def _ms(seconds) -> int:
-    return int(round(float(seconds) * 1000))
-
-
-@dataclass(frozen=True)
-class StepFlow:
-    """A ``group_trial`` form's timer and auto-advance."""
-
-    timeout_ms: int | None = None
-    on_timeout: str = "submit"
-    auto_advance: str = "experimenter"
-    delay_ms: int = 0
-
-    @classmethod
-    def from_definition(cls, flow: dict | None) -> StepFlow:
-        flow = flow or {}
-        timeout = flow.get("timeout_seconds")
-        return cls(
-            timeout_ms=None if timeout is None else _ms(timeout),
-            on_timeout=flow.get("on_timeout", "submit"),
-            auto_advance=flow.get("auto_advance", "experimenter"),
-            delay_ms=_ms(flow.get("auto_advance_delay_seconds", 0)),
-        )
-
-    def deadline(self, starts_at_ms: int) -> int | None:
-        """When the step that is revealed at ``starts_at_ms`` times out."""
-        return None if self.timeout_ms is None else starts_at_ms + self.timeout_ms
-
-
-@dataclass(frozen=True)
-class DropoutPolicy:
-    after_ms: int
-    policy: str = "continue"
-
-    @classmethod
-    def from_definition(cls, dropout: dict | None) -> DropoutPolicy | None:
-        if not dropout:
-            return None
-        return cls(after_ms=_ms(dropout["after_seconds"]), policy=dropout.get("policy", "continue"))
-
-
-@dataclass(frozen=True)
-class LobbyPolicy:
-    min_size: int
-    max_size: int
-    wait_ms: int
-    release_code: str = ""
-
-    @classmethod
-    def from_definition(cls, lobby: dict | None) -> LobbyPolicy | None:
-        if not lobby:
-            return None
-        return cls(
-            min_size=lobby["min_size"],
-            max_size=lobby.get("max_size", lobby["min_size"]),
-            wait_ms=_ms(lobby["wait_seconds"]),
-            release_code=lobby.get("release_completion_code", ""),
-        )
 
 
 # ---- timers ---------------------------------------------------------------------
@@ -169,9 +107,9 @@ def _extend_timer(state, action, now):
     if not 0 < seconds <= MAX_EXTEND_SECONDS:
         raise GroupError(f"Extend the timer by 1 to {MAX_EXTEND_SECONDS} seconds.", code="bad_seconds")
     if state.deadline_ms is not None:
-        changes = {"deadline_ms": state.deadline_ms + _ms(seconds)}
+        changes = {"deadline_ms": state.deadline_ms + ms(seconds)}
     else:
-        changes = {"timer_remaining_ms": state.timer_remaining_ms + _ms(seconds)}
+        changes = {"timer_remaining_ms": state.timer_remaining_ms + ms(seconds)}
     new = bump(state, now, visible=True, **changes)
     data = {"step": state.step, "seconds": seconds, "deadline_ms": new.deadline_ms}
     return new, [Event("timer_extended", now, data)]
