@@ -179,7 +179,7 @@ class Release:
 
     participant: str
     wait_ms: int
-    joined_ms: int | None = None  # the arrival the timer was armed for (then trusted)
+    joined_ms: int | None = None  # set by the release timer armed at the arrival: then trusted
 
 
 Action = (

@@ -238,7 +238,7 @@ def _release(state, action, now):
     not_over(state)
     p = member(state, action.participant)
     waiting = p.status == STANDBY or (state.phase == WAITING and p.status not in OUTSIDE)
-    early = now - p.joined_ms < action.wait_ms if action.joined_ms is None else action.joined_ms != p.joined_ms
+    early = action.joined_ms is None and now - p.joined_ms < action.wait_ms  # an armed timer is trusted
     if not waiting or early:
         return state, []
     new = bump(state, now, visible=True, participants=changed(state, action.participant, status=RELEASED))
