@@ -21,7 +21,7 @@ run: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py seed_demo
-	$(PY) manage.py ensure_experimenter
+	$(PY) manage.py ensure_experimenter --url http://$(HOST):$(PORT)/editor/
 	@echo "Serving on http://$(HOST):$(PORT)/  (editor: http://$(HOST):$(PORT)/editor/)"
 	$(PY) -m project.serve -b $(HOST) -p $(PORT) asgi:application
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from runner.definitions.dumper import dump_experiment, experiment_to_definition
+from runner.definitions.schema import definition_to_dict
 from runner.models import Experiment
 
 from . import columns as registry
@@ -100,15 +102,10 @@ class ExportContext:
 
 
 def experiment_definition(experiment: Experiment) -> tuple[dict[str, Any], str | None]:
-    """(definition as a dict, definition YAML or None) from ``runner.definitions`` when present,
-    else a plain dump of the experiment's forms and questions."""
+    """(definition as a dict, definition YAML or None) from ``runner.definitions``, or a plain
+    dump of the experiment's forms and questions when the dumper fails."""
     try:
-        from runner.definitions.dumper import dump_experiment, experiment_to_definition
-        from runner.definitions.schema import definition_to_dict
-
         return definition_to_dict(experiment_to_definition(experiment)), dump_experiment(experiment)
-    except ImportError:
-        pass
     except Exception:  # noqa: BLE001 - a dumper bug must not block a data export
         log.exception("runner.definitions could not dump %s; using the plain dump", experiment.slug)
     return fallback_definition(experiment), None

@@ -115,15 +115,7 @@ def run_export(
     now = now or timezone.now()
     chosen, flt = _validate(fmt, columns, identifying, filters)
     ident = registry.identifying_in(chosen)
-    if ident:
-        try:
-            verify_field_key()
-        except WrongEncryptionKey as exc:
-            raise ExportError(str(exc), code="wrong_key") from exc
-    default_name = export_file_name(experiment=experiment, fmt=fmt, now=now, identifiable=bool(ident))
-    dest = _destination(out, default_name, bool(ident))
-    if not dest.parent.is_dir():
-        raise ExportError(f"folder {dest.parent} does not exist", code="bad_out")
+    dest = _checked_destination(experiment, fmt, out, now, identifiable=bool(ident))
     pseudonyms = build_pseudonyms(experiment=experiment, filters=flt)
     n_sessions, n_responses = count_rows(experiment=experiment, filters=flt)
     partial = dest.with_name(dest.name + ".partial")
@@ -131,6 +123,40 @@ def run_export(
     archive = Archive(partial, now, prefix=prefix)
     ctx = ExportContext(experiment, flt, chosen, archive, pseudonyms, now, progress=progress)
     ctx.total = n_sessions + n_responses * PASSES[fmt]
+    _write_archive(ctx, fmt, partial, dest)
+    if progress:
+        progress(ctx.total, ctx.total)
+    if ident:
+        _audit(ctx, fmt, dest, user=user, who=who)
+    return ExportResult(dest, fmt, archive.files, chosen, ident, n_sessions, len(pseudonyms))
+
+
+def _checked_destination(
+    experiment: Experiment, fmt: str, out: str | Path, now: datetime, *, identifiable: bool
+) -> Path:
+    """Where the zip goes, once it may be written: an identifiable export needs the right
+    encryption key, and the folder must exist. Raises :class:`ExportError`."""
+    if identifiable:
+        _check_field_key()
+    default_name = export_file_name(experiment=experiment, fmt=fmt, now=now, identifiable=identifiable)
+    dest = _destination(out, default_name, identifiable)
+    if not dest.parent.is_dir():
+        raise ExportError(f"folder {dest.parent} does not exist", code="bad_out")
+    return dest
+
+
+def _check_field_key() -> None:
+    """An identifying export needs the key the personal fields were encrypted with."""
+    try:
+        verify_field_key()
+    except WrongEncryptionKey as exc:
+        raise ExportError(str(exc), code="wrong_key") from exc
+
+
+def _write_archive(ctx: ExportContext, fmt: str, partial: Path, dest: Path) -> None:
+    """Write the format's files (and the manifest) into ``partial``, then rename it to
+    ``dest``; on any failure the partial file is removed."""
+    archive = ctx.archive
     try:
         WRITERS[fmt](ctx)
         if fmt != "psychds":
@@ -141,22 +167,22 @@ def run_export(
         archive.close()
         partial.unlink(missing_ok=True)
         raise
-    if progress:
-        progress(ctx.total, ctx.total)
-    if ident:
-        ExportAudit.objects.create(
-            at=now,
-            user=user,
-            who=who or getattr(user, "username", "") or "unknown",
-            experiment=experiment,
-            experiment_slug=experiment.slug,
-            format=fmt,
-            columns=chosen,
-            identifying_columns=ident,
-            filters=flt.as_dict(),
-            file_name=dest.name,
-        )
-    return ExportResult(dest, fmt, archive.files, chosen, ident, n_sessions, len(pseudonyms))
+
+
+def _audit(ctx: ExportContext, fmt: str, dest: Path, *, user, who: str) -> None:
+    """The :class:`ExportAudit` row of an export with identifying columns."""
+    ExportAudit.objects.create(
+        at=ctx.now,
+        user=user,
+        who=who or getattr(user, "username", "") or "unknown",
+        experiment=ctx.experiment,
+        experiment_slug=ctx.experiment.slug,
+        format=fmt,
+        columns=ctx.columns,
+        identifying_columns=registry.identifying_in(ctx.columns),
+        filters=ctx.filters.as_dict(),
+        file_name=dest.name,
+    )
 
 
 # --------------------------------------------------------------------------- presets
@@ -273,6 +299,11 @@ def run_export_job(*, job_id: int) -> None:
             status=ExportJob.Status.FAILED, error=str(exc) or exc.__class__.__name__, finished=timezone.now()
         )
         return
+    _job_done(job_id, result)
+
+
+def _job_done(job_id: int, result: ExportResult) -> None:
+    """Mark the job done with its file and a summary of what it holds."""
     summary = {
         "file": result.path.name,
         "identifying": result.identifying,

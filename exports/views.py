@@ -89,6 +89,33 @@ def _initial_choices(request, presets, job: ExportJob | None) -> dict:
     return {}
 
 
+def _submit_export_form(request, experiment, form) -> str:
+    """Save the preset, or start the export job, the valid form asks for; the URL of the
+    experiment's page showing it. Raises ``services.ExportError``."""
+    data, slug = form.cleaned_data, experiment.slug
+    if "save_preset" in request.POST:
+        preset = services.save_preset(
+            experiment=experiment,
+            name=data["preset_name"],
+            fmt=data["format"],
+            columns=data["columns"],
+            filters=form.filters(),
+            user=request.user,
+        )
+        messages.success(request, f"Preset “{preset.name}” saved.")
+        return f"{reverse('exports:experiment', args=[slug])}?preset={preset.pk}"
+    _check_identifying(request.user, data["columns"])
+    job = services.start_export_job(
+        experiment=experiment,
+        fmt=data["format"],
+        columns=data["columns"],
+        filters=form.filters(),
+        user=request.user,
+        background=getattr(settings, "EXPORTS_IN_BACKGROUND", True),
+    )
+    return f"{reverse('exports:experiment', args=[slug])}?job={job.pk}"
+
+
 @_require(*DATA_PERMS)
 @require_http_methods(["GET", "POST"])
 def experiment_page(request, slug: str):
@@ -97,29 +124,8 @@ def experiment_page(request, slug: str):
     if request.method == "POST":
         form = ExportForm(request.POST)
         if form.is_valid():
-            data = form.cleaned_data
             try:
-                if "save_preset" in request.POST:
-                    preset = services.save_preset(
-                        experiment=experiment,
-                        name=data["preset_name"],
-                        fmt=data["format"],
-                        columns=data["columns"],
-                        filters=form.filters(),
-                        user=request.user,
-                    )
-                    messages.success(request, f"Preset “{preset.name}” saved.")
-                    return redirect(f"{reverse('exports:experiment', args=[slug])}?preset={preset.pk}")
-                _check_identifying(request.user, data["columns"])
-                job = services.start_export_job(
-                    experiment=experiment,
-                    fmt=data["format"],
-                    columns=data["columns"],
-                    filters=form.filters(),
-                    user=request.user,
-                    background=getattr(settings, "EXPORTS_IN_BACKGROUND", True),
-                )
-                return redirect(f"{reverse('exports:experiment', args=[slug])}?job={job.pk}")
+                return redirect(_submit_export_form(request, experiment, form))
             except services.ExportError as exc:
                 form.add_error(None, str(exc))
     job = None

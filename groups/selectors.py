@@ -101,25 +101,20 @@ def snapshot(group_session_id: int) -> dict:
     return snapshot_of(gs, state)
 
 
+def _participant_rows(state: GroupState) -> list[dict]:
+    return [
+        {"id": pid, "connected": p.connected, "status": p.status, "form": p.form, "responded_step": p.responded_step,
+         "acked_version": p.acked_version, "behind": is_behind(state, pid), **flow_row(p)}
+        for pid, p in state.participants.items()
+    ]  # fmt: skip
+
+
 def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
     """``snapshot()`` of a state already in hand: a change that has just committed
     ``state`` publishes it without reading all N membership rows back (the step log is
     read: it is not part of ``state``). The context is the row's (the database is its
     record); building the snapshot syncs the context store's copy from it
     (``groups.context.sync``), which replays it after a Redis restart or outage."""
-    participants = [
-        {
-            "id": pid,
-            "connected": p.connected,
-            "status": p.status,
-            "form": p.form,
-            "responded_step": p.responded_step,
-            "acked_version": p.acked_version,
-            "behind": is_behind(state, pid),
-            **flow_row(p),
-        }
-        for pid, p in state.participants.items()
-    ]
     return {
         "type": "group.state",
         "version": state.version,
@@ -137,7 +132,7 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
         "all_responded": state.all_responded,
         "timer": timer_view(state),  # pages count down from deadline_ms on their corrected clock
         "lobby": lobby_view(LobbyPolicy.from_definition(gs.experiment.lobby), state),  # None without a lobby
-        "participants": participants,
+        "participants": _participant_rows(state),
         "context": gs.context or {},
         # The console's notice: the store's copy could not be written from this row.
         "context_store_down": not group_context.sync(gs.pk, gs.context or {}, gs.version),

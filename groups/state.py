@@ -210,7 +210,7 @@ def _start(state, action, now):
     if state.phase != WAITING:
         raise GroupError("The group session has already started.", code="already_started")
     new = bump(state, now, visible=True, phase=RUNNING, participants=_new_step_statuses(state))
-    new, handed = _at_new_step(new, now)
+    new, handed = _NEW_STEP[0](new, now)
     return new, [Event("started", now, {"step": new.step}), *handed]
 
 
@@ -219,7 +219,7 @@ def _advance(state, action, now):
     require_step(state, action.step)
     changes = {"step": state.step + 1, "exit_loop_step": None, "deadline_ms": None, "timer_remaining_ms": None}
     new = bump(state, now, visible=True, participants=_new_step_statuses(state), **changes)
-    new, handed = _at_new_step(new, now)
+    new, handed = _NEW_STEP[0](new, now)
     return new, [Event("advanced", now, {"from": state.step, "step": new.step}), *handed]
 
 
@@ -382,21 +382,12 @@ _HANDLERS = {
 
 # Extensions (groups.flowcontrol registers itself; this module imports nothing of it).
 _EXTENSIONS: dict = {}  # action type -> handler
-_NEW_STEP_RULES: list = []  # (state, now) -> (state, events), at every start and advance
+_NEW_STEP = [lambda state, now: (state, [])]  # (state, now) -> (state, events), at every start and advance
 
 
-def extend(handlers: dict, *, new_step=None) -> None:
+def extend(handlers: dict, *, new_step) -> None:
     _EXTENSIONS.update(handlers)
-    if new_step is not None and new_step not in _NEW_STEP_RULES:
-        _NEW_STEP_RULES.append(new_step)
-
-
-def _at_new_step(state: GroupState, now: int) -> tuple[GroupState, list[Event]]:
-    events: list[Event] = []
-    for rule in _NEW_STEP_RULES:
-        state, more = rule(state, now)
-        events += more
-    return state, events
+    _NEW_STEP[0] = new_step
 
 
 def is_behind(state: GroupState, pid: str) -> bool:

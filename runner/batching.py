@@ -104,7 +104,22 @@ def _runs_select(shape: tuple[int, tuple[int, ...]]) -> Select:
 
 
 def _store(submissions: list[services.Submission], results: list) -> None:
+    """Lock the batch's runs, take each answer in memory, then write them all at once."""
     positions, questions = _Cache(selectors.positions), _Cache(selectors.form_questions)
+    runs = _read_runs(submissions, positions)
+    taken = _take_all(submissions, results, runs, positions, questions)
+    checked = _check_steps(taken, results)
+    for index, one in taken.items():
+        services.move_on(one, submissions[index].data)
+    _write(taken, checked)
+    for index, one in taken.items():
+        for call in one.outcome.before_commit:
+            call()
+        results[index] = services.SubmitResult("stored")
+
+
+def _read_runs(submissions: list[services.Submission], positions: _Cache) -> dict[int, Session]:
+    """The batch's runs, locked, by id; and their experiment's forms into ``positions``."""
     experiments = {s.experiment_id for s in submissions}
     known = experiments.pop() if len(experiments) == 1 else None  # the answers' experiment, if the view said
     with pipelined():  # the runs and their experiment's forms in one round trip
@@ -113,8 +128,14 @@ def _store(submissions: list[services.Submission], results: list) -> None:
         runs = {run.pk: run for run in runs()}
         if forms is not None:
             positions.found[known] = forms()
-    by_token = {(run.experiment_id, run.run_token): run for run in runs.values()}
     _preload(runs.values(), positions)
+    return runs
+
+
+def _take_all(submissions, results: list, runs: dict[int, Session], positions, questions) -> dict[int, services.Taken]:
+    """``services.take`` for each answer of a run found (one per run): the batchable ones
+    by index; the others' results (refusals, stale, invalid...) go into ``results``."""
+    by_token = {(run.experiment_id, run.run_token): run for run in runs.values()}
     taken: dict[int, services.Taken] = {}
     seen = set()
     for index, submission in enumerate(submissions):
@@ -137,9 +158,11 @@ def _store(submissions: list[services.Submission], results: list) -> None:
             results[index] = outcome  # stale, duplicate, invalid
         elif _batchable(outcome.outcome):
             taken[index] = outcome
-    checked = _check_steps(taken, results)
-    for index, one in taken.items():
-        services.move_on(one, submissions[index].data)
+    return taken
+
+
+def _write(taken: dict[int, services.Taken], checked: list) -> None:
+    """The answers' rows, their runs and the batch steps' writes, then the steps' hooks."""
     with pipelined():  # rows, runs and the group writes in one round trip
         Response.objects.bulk_create([row for one in taken.values() for row in one.rows], ignore_conflicts=True)
         save_fields([one.session for one in taken.values()], SESSION_FIELDS, count=False)
@@ -147,10 +170,6 @@ def _store(submissions: list[services.Submission], results: list) -> None:
             step.write()
     for step in checked:  # hooks run outside the pipeline: their errors raise where they happen
         step.announce()
-    for index, one in taken.items():
-        for call in one.outcome.before_commit:
-            call()
-        results[index] = services.SubmitResult("stored")
 
 
 def _batchable(outcome) -> bool:

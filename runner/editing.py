@@ -35,34 +35,46 @@ def copy_experiment(*, experiment: Experiment) -> Experiment:
         copy.slug = free_copy_slug(experiment.slug)
         copy.title = f"{experiment.title} (copy)"[:200]
         copy.save()
-        questions: dict[int, Question] = {}
-        for question in Question.objects.filter(owner=experiment):
-            original_pk = question.pk
-            question.pk, question.owner = None, copy
-            question.save()
-            questions[original_pk] = question
-        forms: dict[int, Form] = {}
-        for form in Form.objects.filter(owner=experiment):
-            links = list(FormXQuestion.objects.filter(form=form))
-            original_pk = form.pk
-            form.pk, form.owner = None, copy
-            form.save()
-            FormXQuestion.objects.bulk_create(
-                FormXQuestion(
-                    form=form,
-                    question=questions.get(link.question_id, link.question),
-                    order=link.order,
-                    required=link.required,
-                )
-                for link in links
-            )
-            forms[original_pk] = form
+        forms = _copy_owned_forms(experiment, copy, _copy_owned_questions(experiment, copy))
         links = list(ExperimentXForm.objects.filter(experiment=experiment).order_by("order"))
         for link in links:
             link.pk, link.experiment = None, copy
             link.form = forms.get(link.form_id, link.form)
         ExperimentXForm.objects.bulk_create(links)
         return copy
+
+
+def _copy_owned_questions(experiment: Experiment, copy: Experiment) -> dict[int, Question]:
+    """The questions ``experiment`` owns, duplicated for ``copy``: {original pk: its copy}."""
+    questions: dict[int, Question] = {}
+    for question in Question.objects.filter(owner=experiment):
+        original_pk = question.pk
+        question.pk, question.owner = None, copy
+        question.save()
+        questions[original_pk] = question
+    return questions
+
+
+def _copy_owned_forms(experiment: Experiment, copy: Experiment, questions: dict[int, Question]) -> dict[int, Form]:
+    """The forms ``experiment`` owns, duplicated for ``copy`` with their question links
+    (to the copied questions where there is one): {original pk: its copy}."""
+    forms: dict[int, Form] = {}
+    for form in Form.objects.filter(owner=experiment):
+        links = list(FormXQuestion.objects.filter(form=form))
+        original_pk = form.pk
+        form.pk, form.owner = None, copy
+        form.save()
+        FormXQuestion.objects.bulk_create(
+            FormXQuestion(
+                form=form,
+                question=questions.get(link.question_id, link.question),
+                order=link.order,
+                required=link.required,
+            )
+            for link in links
+        )
+        forms[original_pk] = form
+    return forms
 
 
 def delete_experiment(*, experiment: Experiment) -> None:

@@ -64,11 +64,8 @@ def _number_field(fmt: DataFormat, *, required: bool, widget: str, label: str) -
     return forms.FloatField(**kwargs)
 
 
-def question_field(question, *, required: bool) -> forms.Field:
-    """The form field for one question (its widget type and data format)."""
-    fmt = question.data_format
-    widget = question.widget
-    label = question.text
+def _choice_field(fmt, *, required: bool, widget: str, label: str) -> forms.Field:
+    """Radio buttons, a menu, or check boxes (one yes/no box unless the format is an enum)."""
     if widget == WidgetType.RADIOGROUP:
         return forms.ChoiceField(
             choices=_choices(fmt),
@@ -83,18 +80,26 @@ def question_field(question, *, required: bool) -> forms.Field:
             label=label,
             widget=forms.Select(attrs={"class": "form-select"}),
         )
-    if widget == WidgetType.CHECKBOX:
-        if fmt.df_type != DataFormat.Type.ENUM:
-            return forms.BooleanField(
-                required=required, label=label, widget=forms.CheckboxInput(attrs={"class": "form-check-input"})
-            )
-        return forms.MultipleChoiceField(
-            choices=_choices(fmt),
-            required=required,
-            label=label,
-            widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
-            error_messages={"required": "Please tick at least one box."},
+    if fmt.df_type != DataFormat.Type.ENUM:
+        return forms.BooleanField(
+            required=required, label=label, widget=forms.CheckboxInput(attrs={"class": "form-check-input"})
         )
+    return forms.MultipleChoiceField(
+        choices=_choices(fmt),
+        required=required,
+        label=label,
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
+        error_messages={"required": "Please tick at least one box."},
+    )
+
+
+def question_field(question, *, required: bool) -> forms.Field:
+    """The form field for one question (its widget type and data format)."""
+    fmt = question.data_format
+    widget = question.widget
+    label = question.text
+    if widget in (WidgetType.RADIOGROUP, WidgetType.MENU, WidgetType.CHECKBOX):
+        return _choice_field(fmt, required=required, widget=widget, label=label)
     if widget in (WidgetType.NUMERIC, WidgetType.SLIDER) or fmt.df_type in (DataFormat.Type.INT, DataFormat.Type.FLOAT):
         return _number_field(fmt, required=required, widget=widget, label=label)
     if widget == WidgetType.TEXTAREA:

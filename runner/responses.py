@@ -5,20 +5,17 @@ from __future__ import annotations
 
 from django.utils.dateparse import parse_datetime
 
+from runner import policy
 from runner.models import Response
 
 
 def sanitize_trials(experiment, trials: list[dict]) -> list[dict]:
-    """jsPsych trials through ``runner.policy.sanitize_jspsych`` when the policy module exists.
+    """jsPsych trials through ``runner.policy.sanitize_jspsych``.
 
     Raises ``runner.policy.PolicyViolation`` (e.g. a trial that is not an object)."""
     if not trials:
         return []
-    try:
-        from runner.policy import sanitize_jspsych
-    except ImportError:
-        return trials
-    return sanitize_jspsych(experiment, trials)
+    return policy.sanitize_jspsych(experiment, trials)
 
 
 def _trial_index(trial: dict, fallback: int) -> int:

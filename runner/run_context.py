@@ -15,6 +15,7 @@ from typing import Any
 
 from runner.callbacks import resolve_callable
 from runner.errors import CallbackFailed
+from runner.subjects import apply_subject_fields
 
 logger = logging.getLogger("runner.callbacks")
 
@@ -70,24 +71,16 @@ class RunContext:
 
         Raises ``runner.policy.PolicyViolation`` naming the field when the policy forbids it.
         """
-        from runner.services import apply_subject_fields
-
         apply_subject_fields(session=self.session, fields={name: value}, explicit=True)
 
 
 def _group_for(session) -> Any:
-    """The groups app's view of this session's group, if it offers one (lazy import)."""
+    """The groups app's view of this session's group (imported here: groups imports runner)."""
     if not session.experiment.is_group:
         return None
-    try:
-        from groups import selectors as group_selectors
-    except ImportError:
-        return None
-    getter = getattr(group_selectors, "run_group", None)
-    if getter is not None:
-        return getter(session=session)
-    trial_for = getattr(group_selectors, "trial_for", None)
-    return trial_for(session) if trial_for else None
+    from groups import selectors as group_selectors
+
+    return group_selectors.run_group(session=session)
 
 
 def make_run(*, session, position, visit: int) -> RunContext:

@@ -7,30 +7,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
-from typing import Any
 
 from django.conf import settings
 from django.core import signing
-from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from project.core.rows import Select
 from runner import progress, selectors
+from runner.admission import check_ticket, locked_ticket, ticket_error
 from runner.errors import NoRunError, TicketError
 from runner.handlers import BaseHandler, Page, get_handler
-from runner.models import Experiment, Response, Session, Subject, Ticket
-from runner.personal import email_hmac, prolific_pid_hmac
+from runner.models import Response, Session, Subject, Ticket
+from runner.personal import prolific_pid_hmac
 from runner.responses import build_rows, sanitize_trials
 from runner.run_cookie import session_by_token
+from runner.subjects import EMAIL_SALT, apply_subject_fields, send_login_email, take_over_returning
+from runner.submissions import Submission, SubmitResult, Taken
 
 logger = logging.getLogger("runner.services")
-EMAIL_SALT = "runner.email-login"
 FIELD_MAX = 100
 MAX_SKIPS = 100
-TICKET_CODE_MAX = 200  # longer than any code we issue
 
 
 @dataclass(frozen=True)
@@ -53,61 +51,6 @@ def _lock_session(session_id: int) -> Session:
     return _LOCKED_SESSION.get(session_id)
 
 
-def _ticket_error(code: str) -> TicketError:
-    texts = {
-        "experiment_not_found": (404, "Study not found", "We could not find this study. Please check the link."),
-        "ticket_missing": (
-            400,
-            "This link is incomplete",
-            "The link you followed is missing its access code. Please use the full link you were given.",
-        ),
-        "ticket_not_found": (
-            404,
-            "Link not recognised",
-            "This link is not valid. Please check that you copied the whole link.",
-        ),
-        "ticket_wrong_experiment": (
-            404,
-            "Link not recognised",
-            "This link does not belong to this study. Please use the link you were given.",
-        ),
-        "ticket_used": (
-            409,
-            "This link has already been used",
-            "Each personal link can be used once, and this one has been used already. "
-            "If you did not finish, please contact the research team.",
-        ),
-        "ticket_not_yet_valid": (403, "Not open yet", "This link is not active yet. Please try again later."),
-        "ticket_expired": (410, "This link has expired", "This link is no longer active. Thank you for your interest."),
-        "experiment_closed": (403, "This study is closed", "This study is not taking part in sessions at the moment."),
-    }
-    status, title, message = texts[code]
-    return TicketError(message, code=code, status=status, title=title)
-
-
-def _check_ticket(experiment: Experiment | None, ticket: Ticket | None, *, is_staff: bool) -> None:
-    now = timezone.now()
-    if experiment is None:
-        raise _ticket_error("experiment_not_found")
-    if ticket is None:
-        raise _ticket_error("ticket_not_found")
-    if ticket.experiment_id != experiment.pk:
-        raise _ticket_error("ticket_wrong_experiment")
-    if ticket.type == Ticket.Type.USER and ticket.used:
-        raise _ticket_error("ticket_used")
-    if ticket.valid_from and now < ticket.valid_from:
-        raise _ticket_error("ticket_not_yet_valid")
-    if ticket.expires and now >= ticket.expires:
-        raise _ticket_error("ticket_expired")
-    closed = (
-        not experiment.is_active
-        or (experiment.start_date and now < experiment.start_date)
-        or (experiment.end_date and now >= experiment.end_date)
-    )
-    if closed and not is_staff:
-        raise _ticket_error("experiment_closed")
-
-
 def start_run(
     *,
     experiment_id: int,
@@ -128,34 +71,16 @@ def start_run(
     """
     if not ticket_code:
         if selectors.experiment_or_none(experiment_id) is None:
-            raise _ticket_error("experiment_not_found")
-        raise _ticket_error("ticket_missing")
+            raise ticket_error("experiment_not_found")
+        raise ticket_error("ticket_missing")
     with transaction.atomic():
         experiment = selectors.experiment_or_none(experiment_id)
-        unusable = "\x00" in ticket_code or len(ticket_code) > TICKET_CODE_MAX  # PostgreSQL refuses NUL
-        ticket = None if unusable else Ticket.objects.select_for_update().filter(code=ticket_code).first()
-        if resume_token and ticket is not None and experiment is not None and ticket.experiment_id == experiment.pk:
-            existing = Session.objects.filter(run_token=resume_token, ticket=ticket, end__isnull=True).first()
-            if existing is not None:
-                return existing
-        _check_ticket(experiment, ticket, is_staff=is_staff)
-        subject = (
-            Subject.objects.filter(prolific_pid_hmac=prolific_pid_hmac(referral.prolific_pid)).first()
-            if referral.prolific_pid
-            else None
-        )
-        session = Session.objects.create(
-            experiment=experiment,
-            ticket=ticket,
-            subject=subject or Subject.objects.create(),
-            is_preview=is_staff,
-            sona_code=referral.sona[:FIELD_MAX],
-            prolific_study_id=referral.study_id[:FIELD_MAX],
-            prolific_session_id=referral.session_id[:FIELD_MAX],
-            user_agent=user_agent[:300],
-        )
-        if referral.prolific_pid and subject is None:
-            apply_subject_fields(session=session, fields={"prolific_pid": referral.prolific_pid[:FIELD_MAX]})
+        ticket = locked_ticket(ticket_code)
+        existing = _resumable(experiment, ticket, resume_token)
+        if existing is not None:
+            return existing
+        check_ticket(experiment, ticket, is_staff=is_staff)
+        session = _new_session(experiment, ticket, referral, is_staff=is_staff, user_agent=user_agent)
         if ticket.type == Ticket.Type.USER:
             ticket.used = True
             ticket.save(update_fields=["used"])
@@ -166,16 +91,42 @@ def start_run(
     return session
 
 
+def _resumable(experiment, ticket: Ticket | None, resume_token: str | None) -> Session | None:
+    """The unfinished run of this ticket that this browser's run cookie names, if any."""
+    if not resume_token or ticket is None or experiment is None or ticket.experiment_id != experiment.pk:
+        return None
+    return Session.objects.filter(run_token=resume_token, ticket=ticket, end__isnull=True).first()
+
+
+def _new_session(experiment, ticket: Ticket, referral: Referral, *, is_staff: bool, user_agent: str) -> Session:
+    """The new run with its Subject: the one with the same Prolific id, or a new one."""
+    subject = (
+        Subject.objects.filter(prolific_pid_hmac=prolific_pid_hmac(referral.prolific_pid)).first()
+        if referral.prolific_pid
+        else None
+    )
+    session = Session.objects.create(
+        experiment=experiment,
+        ticket=ticket,
+        subject=subject or Subject.objects.create(),
+        is_preview=is_staff,
+        sona_code=referral.sona[:FIELD_MAX],
+        prolific_study_id=referral.study_id[:FIELD_MAX],
+        prolific_session_id=referral.session_id[:FIELD_MAX],
+        user_agent=user_agent[:300],
+    )
+    if referral.prolific_pid and subject is None:
+        apply_subject_fields(session=session, fields={"prolific_pid": referral.prolific_pid[:FIELD_MAX]})
+    return session
+
+
 def _attach_to_group(*, session: Session, ticket: Ticket) -> None:
+    """A group ticket's run joins its group session (``groups.services.attach_participant``;
+    imported here because groups imports runner); its refusal becomes a TicketError."""
+    from groups import services as group_services
+
     try:
-        from groups import services as group_services
-    except ImportError:
-        return
-    attach = getattr(group_services, "attach_participant", None)
-    if attach is None:
-        return
-    try:
-        attach(session=session, ticket=ticket)
+        group_services.attach_participant(session=session, ticket=ticket)
     except Exception as exc:
         code = getattr(exc, "code", None)
         if not code:
@@ -242,87 +193,6 @@ def ensure_current(*, session_id: int) -> Session:
     return session
 
 
-def apply_subject_fields(*, session: Session, fields: dict[str, Any], explicit: bool = False) -> None:
-    """Store personal fields on the session's Subject through the data policy (encrypted
-    at rest, with the email/Prolific HMACs). Sets ``Session.age`` from a date of birth.
-
-    ``explicit`` (a callback asking to store a field) first refuses fields the policy
-    drops. Raises ``runner.policy.PolicyViolation`` naming the field. Caller holds the lock.
-    """
-    experiment = session.experiment
-    try:
-        from runner import policy
-    except ImportError:
-        policy = None
-    if policy is not None and explicit:
-        for name in fields:
-            policy.store_forbidden_check(experiment, "subject", name)
-    clean = policy.sanitize_subject_fields(experiment, fields) if policy is not None else dict(fields)
-    subject = session.subject
-    if subject is None:
-        subject = Subject.objects.create()
-        session.subject = subject
-    age = clean.pop("age", None)
-    for name, value in clean.items():
-        setattr(subject, name, value if value is not None or name == "dob" else "")
-    if "email" in clean:
-        subject.email_hmac = email_hmac(fields["email"]) if clean["email"] else ""
-        subject.email_verified = False
-    if "prolific_pid" in clean:
-        subject.prolific_pid_hmac = prolific_pid_hmac(fields["prolific_pid"]) if clean["prolific_pid"] else ""
-    subject.save()
-    if age is None and isinstance(clean.get("dob"), date):
-        age = _age(clean["dob"], timezone.localdate())
-    if age is not None:
-        session.age = age
-        session.save(update_fields=["age", "subject"])
-
-
-def _age(born: date, today: date) -> int:
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-
-
-@dataclass
-class SubmitResult:
-    """``kind``: ``stored`` (moved on), ``stay`` (same visit, e.g. email sent),
-    ``duplicate`` (this visit was already stored), ``stale`` (not the current visit: nothing
-    stored), ``invalid`` (form errors; ``form``/``page`` to re-render)."""
-
-    kind: str
-    form: Any = None
-    page: Any = None
-
-
-@dataclass(frozen=True)
-class Submission:
-    """One POSTed visit, as ``submit_form`` (and ``runner.batching``) take it. The run is
-    ``session_id``, or (``session_id=None``) the run of ``experiment_id`` whose cookie
-    holds ``run_token``: a batch finds the runs of all its answers in one statement."""
-
-    session_id: int | None
-    order: int
-    visit: int
-    nonce: str
-    data: Any
-    client_time_ms: int | None = None
-    tz: str = ""
-    absolute_url: Callable[[str], str] = lambda path: path
-    experiment_id: int | None = None  # the run's, if the caller knows it (a batch reads its forms sooner)
-    run_token: str = ""
-
-
-@dataclass
-class Taken:
-    """A valid answer processed in memory (``take``): nothing written yet."""
-
-    session: Session
-    page: Page
-    outcome: Any
-    rows: list
-    positions: list
-    ident: dict
-
-
 def submit_form(*, session_id: int, order: int, visit: int, nonce: str, data, client_time_ms: int | None = None,
                 tz: str = "", absolute_url: Callable[[str], str] = lambda path: path) -> SubmitResult:  # fmt: skip
     """Store one visit's answers and move on. Locks the Session row.
@@ -355,7 +225,7 @@ def submit(submission: Submission) -> SubmitResult:
         if outcome.verify_email:
             current = session.state["current"]
             current["email_sent"] = True
-            _send_login_email(session=session, current=current, email=outcome.verify_email, absolute_url=absolute_url)
+            send_login_email(session=session, current=current, email=outcome.verify_email, absolute_url=absolute_url)
         if outcome.stay:
             session.save()
             _before_commit(outcome)
@@ -444,19 +314,6 @@ def _record_client(session: Session, *, tz: str, client_time_ms: int | None, now
         session.clock_offset_ms = float(client_time_ms - now.timestamp() * 1000)
 
 
-def _send_login_email(*, session: Session, current: dict, email: str, absolute_url: Callable[[str], str]) -> None:
-    from django.urls import reverse
-
-    token = signing.dumps({"s": session.pk, "o": current["order"], "n": current["nonce"]}, salt=EMAIL_SALT)
-    link = absolute_url(reverse("runner:verify_email", args=[session.experiment_id, token]))
-    title = session.experiment.title
-    body = (
-        f"Hello,\n\nplease open this link to confirm your email address and continue the study "
-        f'"{title}":\n\n{link}\n\nIf you did not ask for this, you can ignore this message.\n'
-    )
-    transaction.on_commit(lambda: send_mail(f"Confirm your email for {title}", body, None, [email]))
-
-
 def verify_email(*, token: str) -> Session:
     """Confirm the emailed link of ``form_login_w_email`` and move the session on.
 
@@ -470,46 +327,30 @@ def verify_email(*, token: str) -> Session:
         current = session.state.get("current") or {}
         if current.get("order") != payload["o"] or current.get("nonce") != payload["n"]:
             return session  # already confirmed (or moved on): nothing to do
-        subject = session.subject
-        returning = None
-        if subject.email_hmac:
-            returning = (
-                Subject.objects.filter(email_hmac=subject.email_hmac, email_verified=True)
-                .exclude(pk=subject.pk)
-                .order_by("created")
-                .first()
-            )
-        if returning is not None:
-            Response.objects.filter(session=session).update(subject=returning)
-            session.subject = returning
-            session.save(update_fields=["subject"])
-            if not subject.sessions.exists():
-                subject.delete()
-        else:
-            subject.email_verified = True
-            subject.save(update_fields=["email_verified"])
+        take_over_returning(session)
         position = selectors.position_at(selectors.positions(session.experiment), payload["o"])
-        Response.objects.bulk_create(
-            [
-                Response(
-                    session=session,
-                    subject=session.subject,
-                    experiment=session.experiment,
-                    form=position.form,
-                    form_order=position.order,
-                    visit=current["visit"],
-                    item="email_verified",
-                    value=True,
-                    served_at=parse_datetime(current.get("served_at") or ""),
-                    submitted_at=timezone.now(),
-                )
-            ],
-            ignore_conflicts=True,
-        )
+        _record_verified(session, position, current)
         session.state["last_done"] = {"order": current["order"], "visit": current["visit"], "nonce": current["nonce"]}
         progress.advance(session, position.order)
         session.save()
     return session
+
+
+def _record_verified(session: Session, position, current: dict) -> None:
+    """The ``email_verified`` answer of the visit whose link was confirmed."""
+    response = Response(
+        session=session,
+        subject=session.subject,
+        experiment=session.experiment,
+        form=position.form,
+        form_order=position.order,
+        visit=current["visit"],
+        item="email_verified",
+        value=True,
+        served_at=parse_datetime(current.get("served_at") or ""),
+        submitted_at=timezone.now(),
+    )
+    Response.objects.bulk_create([response], ignore_conflicts=True)
 
 
 def request_loop_exit(*, session_id: int) -> None:

@@ -104,34 +104,27 @@ def _check_header(header: list[str]) -> list[RowError]:
     return errors
 
 
-def _parse_row(number: int, raw: dict, header: list[str], media: set[str] | None) -> tuple[ParsedRow | None, list]:
-    errors = []
-    name = (raw.get("name") or "").strip()
-    location = (raw.get("location") or "").strip()
-    if not name:
-        errors.append(RowError(number, "name is empty"))
+def _location_errors(number: int, location: str, media: set[str] | None) -> list:
+    """What is wrong with a row's file: none given, an unsafe path, or not in the zip
+    (``media``) or, without a zip, not in storage."""
     if not location:
-        errors.append(RowError(number, "location is empty"))
-    elif _unsafe_location(location):
-        errors.append(
+        return [RowError(number, "location is empty")]
+    if _unsafe_location(location):
+        return [
             RowError(
                 number, f"location '{location}' must be a plain relative path (no '..', no leading '/', no backslashes)"
             )
-        )
-    elif media is not None and location not in media:
-        errors.append(RowError(number, f"file '{location}' is not in the zip"))
-    elif media is None and not default_storage.exists(location):
-        errors.append(RowError(number, f"file '{location}' is not in storage"))
-    fields = {
-        "description": (raw.get("description") or "").strip(),
-        "file_format": (raw.get("file_format") or "").strip() or posixpath.splitext(location)[1].lstrip(".").lower(),
-    }
-    duration = (raw.get("duration") or "").strip()
-    if duration:
-        try:
-            fields["duration"] = float(duration)
-        except ValueError:
-            errors.append(RowError(number, f"duration '{duration}' is not a number"))
+        ]
+    if media is not None and location not in media:
+        return [RowError(number, f"file '{location}' is not in the zip")]
+    if media is None and not default_storage.exists(location):
+        return [RowError(number, f"file '{location}' is not in storage")]
+    return []
+
+
+def _attributes(number: int, raw: dict, header: list[str], errors: list) -> list[tuple]:
+    """The row's ``attribute__<name>__<type>`` values that are given: (name, type, value),
+    a ``double`` as a float; a value that is not a number goes to ``errors``."""
     attributes = []
     for col in header:
         if not col.startswith("attribute__"):
@@ -147,6 +140,25 @@ def _parse_row(number: int, raw: dict, header: list[str], media: set[str] | None
                 errors.append(RowError(number, f"{col} value '{value}' is not a number"))
                 continue
         attributes.append((attr_name, attr_type, value))
+    return attributes
+
+
+def _parse_row(number: int, raw: dict, header: list[str], media: set[str] | None) -> tuple[ParsedRow | None, list]:
+    name = (raw.get("name") or "").strip()
+    location = (raw.get("location") or "").strip()
+    errors = [] if name else [RowError(number, "name is empty")]
+    errors += _location_errors(number, location, media)
+    fields = {
+        "description": (raw.get("description") or "").strip(),
+        "file_format": (raw.get("file_format") or "").strip() or posixpath.splitext(location)[1].lstrip(".").lower(),
+    }
+    duration = (raw.get("duration") or "").strip()
+    if duration:
+        try:
+            fields["duration"] = float(duration)
+        except ValueError:
+            errors.append(RowError(number, f"duration '{duration}' is not a number"))
+    attributes = _attributes(number, raw, header, errors)
     parsed = ParsedRow(number, name, location, fields, attributes) if not errors else None
     return parsed, errors
 

@@ -1,6 +1,6 @@
 """Model rows read by SQL written once: for the few reads every request of a running
 experiment makes (the run by its cookie, the run locked, its forms and questions, the
-group session and the participant's place in it).
+group session and the participant's place in it), and the UPDATE of many rows at once.
 
 Why: on this project's 2-core machine the ORM spends 1.3-2 ms of CPU building each
 such query (``SQLCompiler.as_sql``: joins, columns, ordering) against 0.3-0.4 ms to
@@ -10,7 +10,27 @@ and from then on only sends it; the rows become model instances exactly as the O
 makes them (``Model.from_db`` after each column's database converters, related rows
 cached as ``select_related`` would), so callers cannot tell the difference.
 
-Only for plain lookups by key: anything with a filter of its own belongs in the ORM.
+What stays here, measured by ``bench/rows.py`` (each statement against the ORM query
+loading the same rows, same run, 5 rounds x 200 calls, median; microseconds per call,
+wall time; ratio = ORM / rows.py, so above 1 is a win for rows.py; PostgreSQL 15 and
+SQLite, this 2-core machine, 2026-12-06)::
+
+    statement (its caller)                       PostgreSQL: ORM  rows   ratio   SQLite: ORM  rows  ratio
+    run by cookie token (runner.run_cookie)                  3538   712   4.97             728    70  10.45
+    an experiment's forms (runner.selectors)                 3037  1247   2.44             557   150   3.72
+    a form's questions (runner.selectors)                    4640  2291   2.02             672   204   3.30
+    the run, locked (runner.services)                        2568   848   3.03             750   114   6.58
+    a batch's runs, locked (runner.batching)                 3334  1426   2.34             813   247   3.29
+    save_fields of 8 runs vs bulk_update (batching)         11281  1478   7.63            7579   386  19.65
+    a run's membership (groups.selectors)                    2623   510   5.15            1555   118  13.14
+    memberships of 8 runs, select_in (groups.selectors)      1411   550   2.57            2522   538   4.68
+    the group session, locked (groups.services)               863   315   2.74            1271   192   6.61
+
+Every one wins by 2x or more on both databases (CPU alone: 3x or more), so all stay;
+``update_from`` is what ``save_fields`` (measured above) and the groups' batched
+membership updates are made of. ``pipelined`` is not a query but psycopg's pipeline
+mode, which the ORM has no way to use. Anything else (filters of its own, reads
+off the hot path) belongs in the ORM.
 """
 
 from __future__ import annotations

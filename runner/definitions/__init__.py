@@ -13,11 +13,12 @@ Modules: ``nodes`` (YAML with line numbers), ``fields`` (typed reading),
 (database writes), ``dumper`` (database -> YAML).
 """
 
+from .checks import loop_errors
 from .dumper import dump_experiment, experiment_to_definition
 from .issues import DefinitionError, Issue
 from .loader import CREATED, UNCHANGED, UPDATED, LoadResult, load_definition, load_file, load_text, parse_definition
 from .schema import ExperimentDef, FormDef, QuestionDef, definition_to_dict
-from .validate import loop_errors, validate_text
+from .validate import validate_text
 
 __all__ = [
     "CREATED",

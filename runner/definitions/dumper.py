@@ -39,45 +39,51 @@ _Dumper.add_representer(list, _list_representer)
 _Dumper.add_representer(dict, _dict_representer)
 
 
+def _question_definitions(form) -> list[QuestionDef]:
+    """The form's questions in order, each with its choices or range where its widget has them."""
+    questions = []
+    for fxq in form.form_questions.select_related("question__data_format").order_by("order"):
+        question, data_format = fxq.question, fxq.question.data_format
+        questions.append(
+            QuestionDef(
+                key=question.key,
+                text=question.text,
+                widget=question.widget,
+                choices=[str(c) for c in data_format.choices] if question.widget in CHOICE_TYPES else [],
+                range=dict(data_format.range or {}) if question.widget in RANGE_TYPES else {},
+                required=fxq.required,
+            )
+        )
+    return questions
+
+
+def _form_definition(link, position_by_order: dict[int, int]) -> FormDef:
+    """One form link of the sequence; ``goto`` as a position in it (1-based), as definitions say."""
+    form = link.form
+    return FormDef(
+        name=form.name,
+        handler=link.handler,
+        title=form.title,
+        header=form.header,
+        footer=form.footer,
+        questions=_question_definitions(form),
+        stimulus_script=link.stimulus_script,
+        condition_script=link.condition_script,
+        repeat=link.repeat,
+        goto=None if link.goto is None else position_by_order.get(link.goto, link.goto),
+        break_loop_button=link.break_loop_button,
+        break_loop_button_text=link.break_loop_button_text,
+        continue_button_text=link.continue_button_text,
+        jspsych_width=link.jspsych_width,
+        flow=dict(link.flow or {}),
+    )
+
+
 def experiment_to_definition(experiment: Experiment) -> ExperimentDef:
     """Read an experiment, its form links, forms and questions into an ExperimentDef."""
     links = list(experiment.experiment_forms.select_related("form").order_by("order"))
     position_by_order = {link.order: position for position, link in enumerate(links, start=1)}
-    forms = []
-    for link in links:
-        form = link.form
-        questions = []
-        for fxq in form.form_questions.select_related("question__data_format").order_by("order"):
-            question, data_format = fxq.question, fxq.question.data_format
-            questions.append(
-                QuestionDef(
-                    key=question.key,
-                    text=question.text,
-                    widget=question.widget,
-                    choices=[str(c) for c in data_format.choices] if question.widget in CHOICE_TYPES else [],
-                    range=dict(data_format.range or {}) if question.widget in RANGE_TYPES else {},
-                    required=fxq.required,
-                )
-            )
-        forms.append(
-            FormDef(
-                name=form.name,
-                handler=link.handler,
-                title=form.title,
-                header=form.header,
-                footer=form.footer,
-                questions=questions,
-                stimulus_script=link.stimulus_script,
-                condition_script=link.condition_script,
-                repeat=link.repeat,
-                goto=None if link.goto is None else position_by_order.get(link.goto, link.goto),
-                break_loop_button=link.break_loop_button,
-                break_loop_button_text=link.break_loop_button_text,
-                continue_button_text=link.continue_button_text,
-                jspsych_width=link.jspsych_width,
-                flow=dict(link.flow or {}),
-            )
-        )
+    forms = [_form_definition(link, position_by_order) for link in links]
     return ExperimentDef(
         slug=experiment.slug,
         title=experiment.title,

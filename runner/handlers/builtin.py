@@ -7,6 +7,7 @@ from urllib.parse import quote
 from django.utils.safestring import mark_safe
 
 from runner.errors import BadCallbackResult
+from runner.policy_text import plain_language_summary
 
 from . import register
 from .base import BaseHandler, Outcome, Page, Prepared
@@ -85,13 +86,8 @@ class ConsentHandler(BaseHandler):
     DECLINE = "decline"
 
     def get_context(self, page: Page, form) -> dict:
-        lines: list[str] = []
         try:
-            from runner.policy import plain_language_summary
-
             lines = plain_language_summary(page.session.experiment.data_policy or {})
-        except ImportError:
-            pass
         except Exception:  # a malformed policy must not hide the consent form
             lines = []
         return {"policy_lines": lines}

@@ -37,26 +37,14 @@ def page_for(session, *, request=None) -> tuple[Page, object, list]:
     return page, get_handler(position.handler), positions
 
 
-def render_visit(request, session, *, page=None, form=None, status: int = 200):
-    """Render the visit on screen (or the closing page of a finished run)."""
-    state = session.state
-    if not state.get("current"):
-        return render(
-            request,
-            "runner/done.html",
-            {"experiment": session.experiment, "declined": bool(state.get("declined"))},
-            status=status,
-        )
-    if selectors.position_at(selectors.positions(session.experiment), state["current"]["order"]) is None:
-        return render(request, "runner/done.html", {"experiment": session.experiment, "declined": False})
-    fresh_page, handler, positions = page_for(session, request=request)
-    page = page or fresh_page
-    form = form if form is not None else handler.build_form(page)
+def _visit_context(session, page, form, handler, positions) -> dict:
+    """The template context every visit has: the page, its form, where it is in the
+    sequence (step, loop round) and its jsPsych field; the handler adds its own."""
     position = page.position
     index = [p.order for p in positions].index(position.order) + 1
     loop = loop_containing(selectors.steps_of(positions), position.order)
     jspsych_field = form["_jspsych"] if "_jspsych" in form.fields else None
-    context = {
+    return {
         "experiment": session.experiment,
         "session": session,
         "page": page,
@@ -77,8 +65,26 @@ def render_visit(request, session, *, page=None, form=None, status: int = 200):
         ),
         "show_break_loop": bool(position.break_loop_button and position.repeat is not None),
     }
+
+
+def render_visit(request, session, *, page=None, form=None, status: int = 200):
+    """Render the visit on screen (or the closing page of a finished run)."""
+    state = session.state
+    if not state.get("current"):
+        return render(
+            request,
+            "runner/done.html",
+            {"experiment": session.experiment, "declined": bool(state.get("declined"))},
+            status=status,
+        )
+    if selectors.position_at(selectors.positions(session.experiment), state["current"]["order"]) is None:
+        return render(request, "runner/done.html", {"experiment": session.experiment, "declined": False})
+    fresh_page, handler, positions = page_for(session, request=request)
+    page = page or fresh_page
+    form = form if form is not None else handler.build_form(page)
+    context = _visit_context(session, page, form, handler, positions)
     context.update(handler.get_context(page, form))
     if context.get("timeline"):  # (a group trial's timeline comes from get_context)
         context["jspsych_max_bytes"] = jspsych_limits()["bytes"]
-        context["jspsych_package"] = jspsych_package.page_script(session.experiment_id, position.stimulus_script)
+        context["jspsych_package"] = jspsych_package.page_script(session.experiment_id, page.position.stimulus_script)
     return render(request, handler.template_name, context, status=status)

@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from runner import batching, selectors, services
 from runner.errors import NoRunError, RunError
 from runner.models import Session
+from runner.policy import InvalidPolicy, PolicyViolation
 from runner.run_cookie import read_run_token, set_run_cookie
 
 from .pages import error_page, render_visit
@@ -94,14 +95,26 @@ def run_page(request, experiment_id: int):
 
 def _post(request, experiment_id: int, *, session=None, run_token: str = ""):
     """Store the POSTed visit of ``session``, or (batched) of the run whose token the cookie holds."""
+    submission = _submission(request, experiment_id, session=session, run_token=run_token)
     try:
-        from runner.policy import InvalidPolicy, PolicyViolation
+        result = batching.submit(submission, key=experiment_id if session is None else None)
+    except (PolicyViolation, InvalidPolicy, RunError) as exc:
+        experiment = session.experiment if session is not None else selectors.experiment_or_none(experiment_id)
+        return error_page(request, _as_run_error(exc), experiment=experiment)
+    if result.kind == "invalid":
+        session = selectors.session_for_request(request, experiment_id)  # as stored now
+        if session is None:
+            return error_page(request, NoRunError.in_this_browser())
+        return render_visit(request, session, page=result.page, form=result.form)
+    if result.kind == "stale":
+        messages.warning(request, STALE_MESSAGE)
+    return redirect("runner:run", experiment_id=experiment_id)
 
-        policy_errors: tuple = (PolicyViolation, InvalidPolicy)
-    except ImportError:
-        policy_errors = ()
+
+def _submission(request, experiment_id: int, *, session, run_token: str) -> services.Submission:
+    """The POSTed visit as the services take it (the hidden fields the page sends)."""
     post = request.POST
-    submission = services.Submission(
+    return services.Submission(
         session_id=session.pk if session is not None else None,
         run_token=run_token,
         order=_int(post.get("_order"), -1),
@@ -113,26 +126,18 @@ def _post(request, experiment_id: int, *, session=None, run_token: str = ""):
         absolute_url=request.build_absolute_uri,
         experiment_id=experiment_id,
     )
-    try:
-        result = batching.submit(submission, key=experiment_id if session is None else None)
-    except (*policy_errors, RunError) as exc:
-        if isinstance(exc, policy_errors):
-            field = getattr(exc, "field", "")
-            exc = RunError(
-                f"This study is set up not to keep some of the data it tried to save ({field or exc}). "
-                "Please contact the research team.",
-                code="policy_violation", status=400, title="This answer cannot be saved",
-            )  # fmt: skip
-        experiment = session.experiment if session is not None else selectors.experiment_or_none(experiment_id)
-        return error_page(request, exc, experiment=experiment)
-    if result.kind == "invalid":
-        session = selectors.session_for_request(request, experiment_id)  # as stored now
-        if session is None:
-            return error_page(request, NoRunError.in_this_browser())
-        return render_visit(request, session, page=result.page, form=result.form)
-    if result.kind == "stale":
-        messages.warning(request, STALE_MESSAGE)
-    return redirect("runner:run", experiment_id=experiment_id)
+
+
+def _as_run_error(exc: Exception) -> RunError:
+    """A refusal of the data policy, told to the participant as a RunError."""
+    if isinstance(exc, RunError):
+        return exc
+    field = getattr(exc, "field", "")
+    return RunError(
+        f"This study is set up not to keep some of the data it tried to save ({field or exc}). "
+        "Please contact the research team.",
+        code="policy_violation", status=400, title="This answer cannot be saved",
+    )  # fmt: skip
 
 
 @never_cache

@@ -7,11 +7,11 @@ from io import StringIO
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.core.management import CommandError, call_command
 
 from groups import codes
 from groups.models import GroupSession
+from tests.caches import clear_own_cache
 from tests.factories import ExperimentFactory, GroupSessionFactory
 
 
@@ -100,7 +100,7 @@ def test_two_sessions_started_at_the_same_moment_never_share_a_code(monkeypatch)
 
 
 def test_rate_limit_counts_failures_per_browser_and_address():
-    cache.clear()
+    clear_own_cache()
     one = codes.Client(browser="a:10.0.0.1", address="10.0.0.1")
     for _ in range(settings.CODE_ATTEMPTS_PER_MINUTE):
         assert not codes.is_rate_limited(kind="participant", client=one)

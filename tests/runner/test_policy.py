@@ -11,12 +11,12 @@ from runner.policy import (
     InvalidPolicy,
     PolicyViolation,
     hash_value,
-    plain_language_summary,
     policy_errors,
     sanitize_jspsych,
     sanitize_subject_fields,
     store_forbidden_check,
 )
+from runner.policy_text import plain_language_summary
 from tests.factories import ExperimentFactory
 
 EXAMPLE = {

@@ -45,24 +45,8 @@ class Command(BaseCommand):
         exp = Experiment.objects.filter(slug=experiment).first()
         if exp is None:
             raise CommandError(f"no experiment with slug {experiment!r}")
-        columns = _names(opts["columns"])
-        filters = {
-            "include_preview": opts["include_preview"],
-            "include_excluded": opts["include_excluded"],
-            "finished_only": opts["finished_only"],
-        }
-        if opts["preset"]:
-            preset = ExportPreset.objects.filter(experiment=exp, name=opts["preset"]).first()
-            if preset is None:
-                names = ", ".join(exp.export_presets.values_list("name", flat=True)) or "none saved"
-                raise CommandError(f"no preset {opts['preset']!r} for {exp.slug} (presets: {names})")
-            columns = columns or preset.columns or None
-            filters = {k: v or bool(preset.filters.get(k)) for k, v in filters.items()}
-        user = None
-        if opts["user"]:
-            user = get_user_model().objects.filter(username=opts["user"]).first()
-            if user is None:
-                raise CommandError(f"no user {opts['user']!r}")
+        columns, filters = _choices(exp, opts)
+        user = _user(opts["user"])
         try:
             result = run_export(
                 experiment=exp,
@@ -76,6 +60,10 @@ class Command(BaseCommand):
             )
         except ExportError as exc:
             raise CommandError(str(exc)) from exc
+        self._report(result)
+
+    def _report(self, result) -> None:
+        """What was written: the file, each entry's rows and bytes, an identifiable export's warning."""
         self.stdout.write(f"Wrote {result.path} ({result.format}; {result.sessions} sessions, "
                           f"{result.participants} participants)")  # fmt: skip
         for info in result.files:
@@ -85,3 +73,31 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.WARNING(f"Identifiable export: {', '.join(result.identifying)} (recorded in the audit log)")
             )
+
+
+def _choices(exp: Experiment, opts) -> tuple[list[str] | None, dict]:
+    """The columns and filters asked for, completed by the named preset when there is one."""
+    columns = _names(opts["columns"])
+    filters = {
+        "include_preview": opts["include_preview"],
+        "include_excluded": opts["include_excluded"],
+        "finished_only": opts["finished_only"],
+    }
+    if opts["preset"]:
+        preset = ExportPreset.objects.filter(experiment=exp, name=opts["preset"]).first()
+        if preset is None:
+            names = ", ".join(exp.export_presets.values_list("name", flat=True)) or "none saved"
+            raise CommandError(f"no preset {opts['preset']!r} for {exp.slug} (presets: {names})")
+        columns = columns or preset.columns or None
+        filters = {k: v or bool(preset.filters.get(k)) for k, v in filters.items()}
+    return columns, filters
+
+
+def _user(username: str | None):
+    """The user an export is recorded for (None when not named)."""
+    if not username:
+        return None
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise CommandError(f"no user {username!r}")
+    return user
