@@ -221,3 +221,18 @@ def test_an_answer_to_a_skipped_step_stores_nothing_and_a_timed_out_one_is_kept(
     timed(experiment, timeout_seconds=5)  # on_timeout: submit: the page sends what is filled
     Membership.objects.filter(pseudonym=p2).update(flag="timed_out", responded_step=0, status="responded")
     answers.record_response(session=s2, step=0, answers={"rating": 5})  # accepted (idempotent step)
+
+
+def test_policy_bot_hands_the_run_to_the_registered_bot_players(experiment, gs, pair, staff, monkeypatch):
+    """Issue 19's bots plug in at flowservices.BOT_PLAYERS: called after the commit with
+    the group session, the pseudonym and the run a bot now plays on."""
+    played = []
+    monkeypatch.setattr(flowservices, "BOT_PLAYERS", [lambda *args: played.append(args)])
+    experiment.dropout = {"after_seconds": 45, "policy": "bot"}
+    experiment.save()
+    services.group_session_start(group_session=gs, by=staff)
+    (s1, p1), (s2, p2) = pair
+    Membership.objects.filter(pseudonym=p1).update(offline_since_ms=None, connections=1)  # p1 online
+    due_now()
+    assert played == [(gs.pk, p2, s2.pk)]
+    assert Membership.objects.get(pseudonym=p2).bot
