@@ -26,7 +26,15 @@ def _join(page, base, experiment, gs):
 
 
 @pytest.mark.browser
-def test_a_5_second_timer_runs_out_and_the_group_moves_on(daphne_server, new_page, transactional_db, artifacts):
+def test_a_5_second_timer_runs_out_and_the_group_moves_on(live_server_factory, new_page, transactional_db, artifacts):
+    server = live_server_factory({"GROUP_TIMERS": "1"})  # its own server, with the timer scheduler
+    try:
+        _scenario(server, new_page, artifacts)
+    finally:
+        server.stop()  # before the next tests, which fire their timers themselves
+
+
+def _scenario(server, new_page, artifacts):
     get_user_model().objects.create_user("timer", password=PASSWORD, is_staff=True)
     experiment = build_lockstep_experiment(3, title="Timed")
     ExperimentXForm.objects.filter(experiment=experiment, handler="group_trial").update(
@@ -34,7 +42,7 @@ def test_a_5_second_timer_runs_out_and_the_group_moves_on(daphne_server, new_pag
     )
     experiment.save()
     gs = services.start_group_session(experiment=experiment, size=2)
-    base = daphne_server.url
+    base = server.url
     console = new_page()
     attach_console(console, base, gs, username="timer", password=PASSWORD)
     console.locator("[data-link]", has_text="online").wait_for()
