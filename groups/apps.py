@@ -7,9 +7,26 @@ class GroupsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from realtime import ports
+        from runner import services as runner_services
+
+        from . import flowhandlers, hooks, presence, selectors, services, store
         from .lockstep import register
 
         register()  # the lockstep group_trial replaces the runner's plain one
-        from .flowhandlers import register as register_flow
-
-        register_flow()  # the flow-control timers' handlers (issue 20)
+        hooks.use_context_writer(services.group_session_set_context)
+        runner_services.use_group_attach(services.attach_participant)
+        ports.register(
+            ports.GroupPorts(
+                read_body=store.read_wire_body,
+                authenticate_participants=selectors.authenticate_participants,
+                authenticate_experimenter=selectors.authenticate_experimenter,
+                commands={**services.EXPERIMENTER_COMMANDS, **flowhandlers.FLOW_COMMANDS},
+                participant_ready=services.participant_ready,
+                record_presence=presence.record_presence_version,
+                record_acks=presence.record_acks,
+                counting_processes=presence.counting_processes,
+                sweep_processes=presence.sweep_processes,
+            )
+        )
+        flowhandlers.register()  # the flow-control timers' handlers (issue 20)

@@ -209,6 +209,24 @@ class GroupController:
         return await self._command({"type": "kick", "participant": participant}, kicked, timeout)
 
 
+async def _run_command(args, password: str) -> None:
+    """One command of ``_main`` (``watch`` prints every state until interrupted)."""
+    async with GroupController(args.url, username=args.user, password=password,
+                               experimenter_code=args.code) as ctl:  # fmt: skip
+        if args.command == "watch":
+            print(json.dumps(ctl.state), flush=True)
+            while True:
+                version = ctl.state["version"]
+                print(json.dumps(await ctl.wait_for(lambda s, v=version: s["version"] > v, timeout=3600)), flush=True)
+        elif args.command == "context":
+            state = await ctl.set_context(json.loads(args.argument or "{}"))
+        elif args.command == "kick":
+            state = await ctl.kick(args.argument)
+        else:
+            state = await getattr(ctl, args.command)()
+        print(json.dumps(state))
+
+
 def _main(argv=None) -> int:
     import argparse
     import getpass
@@ -224,26 +242,8 @@ def _main(argv=None) -> int:
     args = parser.parse_args(argv)
     password = os.environ.get("ENSEMBLE_PASSWORD") or getpass.getpass(f"Password for {args.user}: ")
 
-    async def run() -> None:
-        async with GroupController(args.url, username=args.user, password=password,
-                                   experimenter_code=args.code) as ctl:  # fmt: skip
-            if args.command == "watch":
-                print(json.dumps(ctl.state), flush=True)
-                while True:
-                    version = ctl.state["version"]
-                    print(
-                        json.dumps(await ctl.wait_for(lambda s, v=version: s["version"] > v, timeout=3600)), flush=True
-                    )
-            elif args.command == "context":
-                state = await ctl.set_context(json.loads(args.argument or "{}"))
-            elif args.command == "kick":
-                state = await ctl.kick(args.argument)
-            else:
-                state = await getattr(ctl, args.command)()
-            print(json.dumps(state))
-
     try:
-        asyncio.run(run())
+        asyncio.run(_run_command(args, password))
     except GroupError as exc:
         print(f"error: {exc.message} ({exc.code})")
         return 1

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -33,6 +32,8 @@ from functools import lru_cache
 from itertools import accumulate
 
 from django.conf import settings
+
+from project.core import jsonvalues
 
 from .state import GroupError
 
@@ -52,48 +53,32 @@ def _show(text: str) -> str:
     return shown if len(shown) <= 60 else shown[:56] + '..."'
 
 
-def _text_problem(text: str) -> str | None:
-    if "\x00" in text:
-        return "contains NUL (\\u0000), which the database cannot store"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "contains a lone surrogate (not valid Unicode)"
-    return None
+_TEXT_PROBLEMS = {
+    "nul": "contains NUL (\\u0000), which the database cannot store",
+    "surrogate": "contains a lone surrogate (not valid Unicode)",
+}
 
 
 def value_problem(value, where: str) -> str | None:
     """Why ``value`` (found at ``where``, e.g. ``context key "x"``) cannot be in the
-    context, or None. Walks without recursion, so a nesting of any depth is refused,
-    never a RecursionError (and a value that contains itself ends at the depth limit)."""
+    context, or None (``project.core.jsonvalues.first_fault``: any depth is refused,
+    never a RecursionError)."""
     max_depth = settings.GROUP_CONTEXT_MAX_DEPTH
-    stack = [(value, where, 0)]
-    while stack:
-        item, at, depth = stack.pop()
-        if depth > max_depth:
-            return f"{at}: nested deeper than {max_depth} levels (GROUP_CONTEXT_MAX_DEPTH)"
-        if item is None or isinstance(item, (bool, int)):
-            continue
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                return f"{at}: {item!r} is not a JSON number (no NaN or Infinity)"
-        elif isinstance(item, str):
-            problem = _text_problem(item)
-            if problem:
-                return f"{at}: a string {problem}"
-        elif isinstance(item, (list, tuple)):
-            stack.extend((inner, f"{at}[{i}]", depth + 1) for i, inner in enumerate(item))
-        elif isinstance(item, dict):
-            for key, inner in item.items():
-                if not isinstance(key, str):
-                    return f"{at}: key {key!r} is not a string"
-                problem = _text_problem(key)
-                if problem:
-                    return f"{at}: key {_show(key)} {problem}"
-                stack.append((inner, f"{at}[{_show(key)}]", depth + 1))
-        else:
-            return f"{at}: a {type(item).__name__} is not a JSON value"
-    return None
+    fault = jsonvalues.first_fault(value, max_depth=max_depth)
+    if fault is None:
+        return None
+    at = where + "".join(f"[{step}]" if isinstance(step, int) else f"[{_show(step)}]" for step in fault.path)
+    if fault.kind == jsonvalues.TOO_DEEP:
+        return f"{at}: nested deeper than {max_depth} levels (GROUP_CONTEXT_MAX_DEPTH)"
+    if fault.kind == jsonvalues.NOT_FINITE:
+        return f"{at}: {fault.value!r} is not a JSON number (no NaN or Infinity)"
+    if fault.kind == jsonvalues.BAD_TEXT:
+        return f"{at}: a string {_TEXT_PROBLEMS[fault.text]}"
+    if fault.kind == jsonvalues.KEY_NOT_TEXT:
+        return f"{at}: key {fault.value!r} is not a string"
+    if fault.kind == jsonvalues.BAD_KEY_TEXT:
+        return f"{at}: key {_show(fault.value)} {_TEXT_PROBLEMS[fault.text]}"
+    return f"{at}: a {type(fault.value).__name__} is not a JSON value"
 
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')  # a string in JSON text
@@ -137,9 +122,8 @@ def merge(context: dict, patch) -> dict:
     for key, value in patch.items():
         if not isinstance(key, str):
             raise GroupError(f"Context key {key!r} is not a string.", code="bad_patch")
-        problem = _text_problem(key)
-        if problem:
-            raise GroupError(f"Context key {_show(key)} {problem}.", code="bad_patch")
+        if problem := jsonvalues.text_fault(key):
+            raise GroupError(f"Context key {_show(key)} {_TEXT_PROBLEMS[problem]}.", code="bad_patch")
         if value is None:
             merged.pop(key, None)
         else:

@@ -19,9 +19,9 @@ from .flowsettings import DropoutPolicy, LobbyPolicy, StepFlow, ms  # noqa: F401
 from .state import (
     ANSWERING,
     ENDED,
+    INACTIVE,
     JOINED,
     KICKED,
-    OUTSIDE,
     PAUSED,
     READY,
     RELEASED,
@@ -195,12 +195,12 @@ def step_handover(state: GroupState, now: int) -> tuple[GroupState, list[Event]]
     participants = dict(state.participants)
     events: list[Event] = []
     for pid, p in state.participants.items():
-        if p.dropped_at_ms is not None and p.connected and p.status not in OUTSIDE and not p.replaced_by:
+        if p.dropped_at_ms is not None and p.connected and p.status not in INACTIVE and not p.replaced_by:
             participants[pid] = replace(p, dropped_at_ms=None, bot=False)
             events.append(Event("returned", now, {"participant": pid, "step": state.step, "from_bot": p.bot}))
     standby = sorted((p.joined_ms, pid) for pid, p in participants.items() if p.status == STANDBY and p.connected)
     for pid, p in list(participants.items()):
-        if not standby or p.dropped_at_ms is None or p.bot or p.replaced_by or p.status in OUTSIDE:
+        if not standby or p.dropped_at_ms is None or p.bot or p.replaced_by or p.status in INACTIVE:
             continue
         _joined, sub = standby.pop(0)
         participants[sub] = replace(participants[sub], status=READY)
@@ -237,7 +237,7 @@ def _arrive(state, action, now):
 def _release(state, action, now):
     not_over(state)
     p = member(state, action.participant)
-    waiting = p.status == STANDBY or (state.phase == WAITING and p.status not in OUTSIDE)
+    waiting = p.status == STANDBY or (state.phase == WAITING and p.status not in INACTIVE)
     early = action.joined_ms is None and now - p.joined_ms < action.wait_ms  # an armed timer is trusted
     if not waiting or early:
         return state, []
@@ -280,7 +280,7 @@ def releases_due(state: GroupState, lobby: LobbyPolicy | None) -> dict[str, int]
     return {
         pid: p.joined_ms + lobby.wait_ms
         for pid, p in state.participants.items()
-        if p.status == STANDBY or (state.phase == WAITING and p.status not in OUTSIDE)
+        if p.status == STANDBY or (state.phase == WAITING and p.status not in INACTIVE)
     }
 
 

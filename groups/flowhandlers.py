@@ -102,3 +102,13 @@ def send_back(*, group_session, participant: str, step: int, by=None) -> sm.Grou
 def resend(*, group_session, participant: str, by=None) -> sm.GroupState:
     """Send the state again (a new version every participant acknowledges)."""
     return _control(group_session, actions.Resend(participant), by)
+
+
+#: The console's flow commands (socket message type -> service), beside ``services.EXPERIMENTER_COMMANDS``.
+FLOW_COMMANDS = {
+    "extend_timer": extend_timer,
+    "stop_timer": stop_timer,
+    "move_on": move_on,
+    "send_back": send_back,
+    "resend": resend,
+}

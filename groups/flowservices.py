@@ -24,7 +24,7 @@ from collections.abc import Callable
 from django.db import transaction
 from django.utils import timezone
 
-from . import actions, timers
+from . import actions, store, timers
 from . import flowcontrol as fc
 from . import state as sm
 from .models import GroupSession, Timer
@@ -132,12 +132,16 @@ def _arm_advance(gs: GroupSession, state: sm.GroupState, now: int) -> None:
 
 def everyone_answered(gs: GroupSession) -> None:
     """The last answer of the step was stored (``groups.answers``, lock held)."""
-    from .selectors import load_state
-
     if not any(flow.get("auto_advance") for _name, flow in trial_flows(gs)):
         return  # the experimenter moves the group on: nothing to read
-    state, _ = load_state(gs)
+    state, _ = store.load_state(gs)
     _arm_advance(gs, state, timers.now_ms())
+
+
+def presence_changed(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> None:
+    """A presence batch was saved: someone who went offline may drop out."""
+    if any(p.connected and not new.participants[pid].connected for pid, p in old.participants.items()):
+        went_offline(gs, new)
 
 
 def went_offline(gs: GroupSession, state: sm.GroupState) -> None:

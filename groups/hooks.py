@@ -32,6 +32,7 @@ from runner.callbacks import CallbackError, resolve_module
 
 from .context import merge, value_problem
 from .state import GroupError, GroupState
+from .store import load_state
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,21 @@ class ParticipantInfo:
 
 def _copy(value):
     return json.loads(json.dumps(value))
+
+
+def _no_writer(**_):
+    raise RuntimeError("groups.hooks: no context writer registered (GroupsConfig.ready)")
+
+
+_write_context = _no_writer
+
+
+def use_context_writer(write) -> None:
+    """Register the service that writes a context patch outside a change
+    (``services.group_session_set_context``; from ``GroupsConfig.ready()``, so hooks
+    need not import the services that call them)."""
+    global _write_context
+    _write_context = write
 
 
 class GroupContext:
@@ -87,9 +103,7 @@ class GroupContext:
 
     def patch(self, patch: dict) -> dict:
         if not self._locked:
-            from .services import group_session_set_context
-
-            self._value = group_session_set_context(group_session=self._gs.pk, patch=patch)
+            self._value = _write_context(group_session=self._gs.pk, patch=patch)
             return _copy(self._value)
         self._value = merge(self.value, patch)
         self.dirty = True
@@ -182,8 +196,6 @@ class Group:
             raise AttributeError(name)
         state, session_ids = self._state, self._session_ids
         if state is None:
-            from .selectors import load_state
-
             state, session_ids = load_state(self._gs)
         self.participants = self._participants_of(state, session_ids)
         return self.participants

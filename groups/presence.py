@@ -1,7 +1,8 @@
 """Presence and acknowledgements of participant sockets, written in batches.
 
-A server process's hub (``realtime.broadcast.Hub``) collects what its sockets report
-for ``GROUP_PRESENCE_FLUSH_SECONDS`` and writes it with one call per group session:
+A server process's hub (``realtime.broadcast.Hub``, through ``realtime.ports``)
+collects what its sockets report for ``GROUP_PRESENCE_FLUSH_SECONDS`` and writes it
+with one call per group session:
 
 - ``record_acks``: only acknowledgements (what every participant sends after every
   state: 1000 of them after each advance of a group of 1000). One short transaction
@@ -23,16 +24,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
+from django.conf import settings
 from django.db import transaction
 
-from realtime.broadcast import FLUSH_SECONDS, broadcast_state
-
-from . import flowservices
+from . import flowservices, store
 from . import state as sm
 from .models import GroupSession, ProcessConnections
-from .selectors import load_state
-from .services import _lock, _update_memberships, now_ms, publish_on_commit, update_members_from
 from .state import GroupError
+
+FLUSH_SECONDS = getattr(settings, "GROUP_PRESENCE_FLUSH_SECONDS", 0.15)
 
 
 def record_acks(*, group_session: GroupSession | int, acks: dict[str, int]) -> int | None:
@@ -45,35 +45,21 @@ def record_acks(*, group_session: GroupSession | int, acks: dict[str, int]) -> i
     if not acks:
         return None
     with transaction.atomic():
-        gs = _lock(group_session)
-        if not _raise_acks(gs.pk, gs.version, acks):
+        gs = store.lock(group_session)
+        if not store.raise_acks(gs.pk, gs.version, acks):
             return None
-        gs.version, gs.changed_ms = gs.version + 1, now_ms()
+        gs.version, gs.changed_ms = gs.version + 1, store.now_ms()
         GroupSession.objects.filter(pk=gs.pk).update(version=gs.version, changed_ms=gs.changed_ms)
-        transaction.on_commit(lambda: broadcast_state(gs.pk, within=FLUSH_SECONDS))
+        store.publish_console(gs.pk, within=FLUSH_SECONDS)
         return gs.version
-
-
-def _raise_acks(group_session_id: int, current_version: int, acks: dict[str, int]) -> int:
-    """``acked_version = v`` where ``v`` is above it and at most ``current_version``;
-    the number of rows changed."""
-    return update_members_from(
-        group_session_id,
-        (("p", "text"), ("a", "bigint")),
-        [(str(p), int(v)) for p, v in acks.items()],
-        "acked_version = v.a",
-        where="AND v.a > acked_version AND v.a <= %s",
-        params=(current_version,),
-    )
 
 
 def record_presence(
     *,
     group_session: GroupSession | int,
-    acks: dict[str, int] | None = None,
-    connections: dict[str, int] | None = None,
+    acks: dict | None = None,
     process: str = "",
-    held: dict[str, int] | None = None,
+    held: dict | None = None,
     retired: Iterable[str] = (),
 ) -> sm.GroupState | None:
     """Apply a batch of acknowledgements (pseudonym -> highest version received) and
@@ -81,27 +67,21 @@ def record_presence(
     version, one broadcast.
 
     Connections come as ``held`` (pseudonym -> how many sockets server process
-    ``process`` holds now: absolute, so a write that is repeated or retried is right),
-    ``retired`` (processes whose connections are over: a dead process's, or this
-    process's own earlier lease ids) or, without a process, ``connections`` (pseudonym
-    -> +n opened / -n closed). What each process has counted is kept in
+    ``process`` holds now: absolute, so a write that is repeated or retried is right)
+    and ``retired`` (processes whose connections are over: a dead process's, or this
+    process's own earlier lease ids). What each process has counted is kept in
     ``ProcessConnections`` in the same transaction, so a dead process's share can be
     taken off later (``sweep_processes``).
 
-    This is what sockets use (``realtime.broadcast.Hub`` collects acks and presence
-    for ``GROUP_PRESENCE_FLUSH_SECONDS``), instead of one transaction per ack.
-    Entries the single-item services would refuse (``unknown_participant``,
-    ``kicked`` on connect, ``bad_version``) are skipped. Returns the new state, or
-    None when nothing changed. Locks the group session; raises ``not_found``.
-    """
+    What the hub of each process writes every ``GROUP_PRESENCE_FLUSH_SECONDS``; who went
+    offline may drop out (issue 20). What the state machine refuses (``unknown_participant``,
+    ``kicked`` on connect, ``bad_version``) is skipped. Returns the new state, or None
+    when nothing changed. Locks the group session; raises ``not_found``."""
     retired = tuple(p for p in retired if p and p != process)
     with transaction.atomic():
-        gs = _lock(group_session)
-        old, _ = load_state(gs)
-        at = now_ms()
-        rows = dict(old.participants)
-        for pid, delta in (connections or {}).items():
-            rows = _connect(old, rows, pid, delta, at)
+        gs = store.lock(group_session)
+        old, _ = store.load_state(gs)
+        at, rows = store.now_ms(), dict(old.participants)
         if held or retired:
             rows = _count_process(gs.pk, old, rows, at, process, held or {}, retired)
         for pid, version in (acks or {}).items():
@@ -110,9 +90,16 @@ def record_presence(
         if rows == dict(old.participants):
             return None
         new = replace(old, version=old.version + 1, participants=rows, changed_ms=at)
-        _save_presence(gs, old, new)
-        publish_on_commit(gs, new)
+        store.save_console_change(gs, old, new)
+        flowservices.presence_changed(gs, old, new)
+        store.publish_on_commit(gs, new)
         return new
+
+
+def record_presence_version(**batch) -> int | None:
+    """``record_presence`` giving the new version (or None): what the hub needs."""
+    new = record_presence(**batch)
+    return None if new is None else new.version
 
 
 def _connect(state: sm.GroupState, rows: dict, pid: str, delta: int, at: int) -> dict:
@@ -202,11 +189,3 @@ def _one(state: sm.GroupState, rows: dict, pid: str, action, at: int) -> dict:
         return rows
     rows[pid] = mini.participants[pid]
     return rows
-
-
-def _save_presence(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> None:
-    gs.version, gs.changed_ms = new.version, new.changed_ms
-    gs.save(update_fields=["version", "changed_ms"])
-    _update_memberships(gs, old, new)
-    if any(p.connected and not new.participants[pid].connected for pid, p in old.participants.items()):
-        flowservices.went_offline(gs, new)  # dropout timers (issue 20)

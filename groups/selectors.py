@@ -1,187 +1,22 @@
-"""Reads: group sessions, lockstep state, snapshots, who may connect.
+"""Reads: group sessions by code, who may connect, what the runner needs of a group run.
 
-``snapshot()`` builds the whole state once per change (what the experimenter sees);
-``participant_view()`` derives, without the database, what one participant sees.
+The state of a group session and its snapshots belong to ``groups.store``;
+``snapshot`` and ``get_group_session`` are re-exported here for the views.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from project.core.rows import Select, select_in
 
-from . import context as group_context
-from .flowcontrol import FLOW_MEMBER_FIELDS, LobbyPolicy, flow_fields, flow_row, lobby_view, timer_view
 from .hooks import Group
-from .models import GroupSession, Membership, StepLog
-from .state import TERMINAL, GroupError, GroupState, Participant, is_behind
-
-
-def get_group_session(group_session_id: int) -> GroupSession:
-    try:
-        return GroupSession.objects.select_related("experiment").get(pk=group_session_id)
-    except (GroupSession.DoesNotExist, ValueError, TypeError):
-        raise GroupError(f"No group session {group_session_id}.", code="not_found") from None
-
-
-_statements: dict[tuple[str, str], str] = {}  # (name, database vendor) -> SQL
-
-
-def _statement(name: str, write) -> str:
-    """The SQL ``write(quote_name)`` returns, written once per database vendor from the
-    models' metadata (the reads every change and every snapshot make: at N = 1000 the
-    ORM's ``values_list`` of the memberships cost 3.3-4.3 ms of CPU against 1.7 ms for
-    the same rows by hand, bench/analysis.md)."""
-    key = (name, connection.vendor)
-    if key not in _statements:
-        _statements[key] = write(connection.ops.quote_name)
-    return _statements[key]
-
-
-def _members_sql(q) -> str:
-    """The membership rows of one group session, in joining order, with whether each
-    run has ended."""
-    from runner.models import Session
-
-    m, s = q(Membership._meta.db_table), q(Session._meta.db_table)
-    col = {f.name: q(f.column) for f in Membership._meta.concrete_fields}
-    ended = q(Session._meta.get_field("end").column)
-    return (
-        f"SELECT m.{col['pseudonym']}, m.{col['status']}, s.{ended} IS NOT NULL, "
-        f"m.{col['connections']}, m.{col['form']}, m.{col['responded_step']}, m.{col['acked_version']}, "
-        f"m.{col['session']}, {', '.join('m.' + col[name] for name in FLOW_MEMBER_FIELDS)}, m.{col['joined']}"
-        f" FROM {m} m INNER JOIN {s} s ON s.{q(Session._meta.pk.column)} = m.{col['session']} "
-        f"WHERE m.{col['group_session']} = %s ORDER BY m.{col['joined']}, m.{col['id']}"
-    )
-
-
-def load_state(group_session: GroupSession) -> tuple[GroupState, dict[str, int]]:
-    """The pure state of ``group_session`` and each pseudonym's runner session id."""
-    participants, session_ids = {}, {}
-    with connection.cursor() as cursor:
-        cursor.execute(_statement("members", _members_sql), [group_session.pk])
-        rows = cursor.fetchall()
-    kicked, finished = Membership.Status.KICKED, Membership.Status.FINISHED
-    for pseudonym, status, ended, connections, form, responded_step, acked_version, session_id, *flow in rows:
-        if ended and status != kicked:
-            status = finished  # the run is over: no longer holds the group back
-        participants[pseudonym] = Participant(
-            connections=connections,
-            status=status,
-            form=form,
-            responded_step=responded_step,
-            acked_version=acked_version,
-            **flow_fields(flow),
-        )
-        session_ids[pseudonym] = session_id
-    state = GroupState(
-        phase=group_session.phase,
-        step=group_session.step,
-        version=group_session.version,
-        participant_version=group_session.participant_version,
-        changed_ms=group_session.changed_ms,
-        exit_loop_step=group_session.exit_loop_step,
-        deadline_ms=group_session.deadline_ms,
-        timer_remaining_ms=group_session.timer_remaining_ms,
-        timed_out_step=group_session.timed_out_step,
-        participants=MappingProxyType(participants),
-    )
-    return state, session_ids
-
-
-def snapshot(group_session_id: int) -> dict:
-    """The whole visible state (SPEC 5 ``group.state``), as the experimenter sees it."""
-    gs = get_group_session(group_session_id)
-    state, _ = load_state(gs)
-    return snapshot_of(gs, state)
-
-
-def _participant_rows(state: GroupState) -> list[dict]:
-    return [
-        {"id": pid, "connected": p.connected, "status": p.status, "form": p.form, "responded_step": p.responded_step,
-         "acked_version": p.acked_version, "behind": is_behind(state, pid), **flow_row(p)}
-        for pid, p in state.participants.items()
-    ]  # fmt: skip
-
-
-def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
-    """``snapshot()`` of a state already in hand: a change that has just committed
-    ``state`` publishes it without reading all N membership rows back (the step log is
-    read: it is not part of ``state``). The context is the row's (the database is its
-    record); building the snapshot syncs the context store's copy from it
-    (``groups.context.sync``), which replays it after a Redis restart or outage."""
-    return {
-        "type": "group.state",
-        "version": state.version,
-        "participant_version": state.participant_version,
-        "group_session": gs.pk,
-        "phase": state.phase,
-        "step": state.step,
-        "server_ms": state.changed_ms,
-        "shared_params": gs.shared_params or {},
-        "exit_loop": state.exit_loop_step is not None and state.exit_loop_step == state.step,
-        "run_url": f"/run/{gs.experiment_id}/",
-        "size": gs.expected_size,
-        "ready": state.ready_count,
-        "active": len(state.active),
-        "all_responded": state.all_responded,
-        "timer": timer_view(state),  # pages count down from deadline_ms on their corrected clock
-        "lobby": lobby_view(LobbyPolicy.from_definition(gs.experiment.lobby), state),  # None without a lobby
-        "participants": _participant_rows(state),
-        "context": gs.context or {},
-        # The console's notice: the store's copy could not be written from this row.
-        "context_store_down": not group_context.sync(gs.pk, gs.context or {}, gs.version),
-        "step_log": step_log(gs.pk),
-    }
-
-
-def step_log(group_session_id: int, *, limit: int | None = None) -> list[dict]:
-    """The latest ``limit`` (``GROUP_CONSOLE_LOG_ENTRIES``) step-log entries, newest first,
-    as the console shows them (experimenter view only)."""
-    limit = settings.GROUP_CONSOLE_LOG_ENTRIES if limit is None else limit
-    with connection.cursor() as cursor:  # with every snapshot: written once, like load_state's
-        cursor.execute(_statement("step_log", _step_log_sql), [int(group_session_id), int(limit)])
-        rows = cursor.fetchall()
-    return [{"at_ms": at_ms, "action": action, "step": step, "by": by or None} for at_ms, action, step, by in rows]
-
-
-def _step_log_sql(q) -> str:
-    """The latest step-log rows of one group session with their experimenter's name."""
-    from django.contrib.auth import get_user_model
-
-    user = get_user_model()
-    col = {f.name: q(f.column) for f in StepLog._meta.concrete_fields}
-    return (
-        f"SELECT l.{col['at_ms']}, l.{col['action']}, l.{col['step']}, u.{q(user._meta.get_field('username').column)}"
-        f" FROM {q(StepLog._meta.db_table)} l LEFT OUTER JOIN {q(user._meta.db_table)} u"
-        f" ON u.{q(user._meta.pk.column)} = l.{col['by']}"
-        f" WHERE l.{col['group_session']} = %s ORDER BY l.{col['at_ms']} DESC, l.{col['id']} DESC LIMIT %s"
-    )
-
-
-_SHARED_KEYS = (
-    "type", "version", "group_session", "phase", "step", "server_ms", "shared_params", "exit_loop", "run_url",
-    "size", "ready", "active", "all_responded", "timer", "lobby",
-)  # fmt: skip
-
-
-def participant_view(full: dict, pseudonym: str) -> dict:
-    """What participant ``pseudonym`` may see of snapshot ``full``: no context, no
-    other participants, only counts and their own row (pure function)."""
-    view = {key: full[key] for key in _SHARED_KEYS}
-    me = next((p for p in full["participants"] if p["id"] == pseudonym), None)
-    view["me"] = (
-        {"id": me["id"], "status": me["status"], "responded_step": me["responded_step"]}
-        if me
-        else {"id": pseudonym, "status": "kicked", "responded_step": None}
-    )
-    return view
-
+from .models import GroupSession, Membership
+from .state import TERMINAL, GroupError
+from .store import get_group_session, snapshot  # noqa: F401  (the views' reads, owned by groups.store)
 
 # ---- codes ----------------------------------------------------------------------
 

@@ -1,18 +1,17 @@
 """Writes to group sessions. Each public service:
 
-- locks the ``GroupSession`` row (``select_for_update`` inside ``transaction.atomic``),
-  so every change of one group session is serialised across processes;
+- locks the ``GroupSession`` row and loads its state (``groups.store``), so every
+  change of one group session is serialised across processes;
 - applies one action of the pure state machine (``groups.state.transition``);
-- writes the new state, the step log, the context checkpoint, and runs the hooks;
-- publishes the new snapshot once it commits (``publish_on_commit``: from the state in
-  hand; answers ask for one coalesced read per burst, ``broadcast_state(within=...)``);
+- saves the new state (``store.save``), writes the step log and the context
+  checkpoint, and runs the hooks;
+- publishes the new snapshot once it commits (``store.publish_on_commit``: from the
+  state in hand; console-only changes ask for one coalesced read, ``store.publish_console``);
 - raises ``GroupError`` with a machine code, changing nothing, when refused.
 """
 
 from __future__ import annotations
 
-import copy
-import time
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -21,89 +20,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from exports import pseudonyms
-from project.core.rows import Select, update_from
-from realtime.broadcast import broadcast_state, publish_state
 
-from . import flowservices, hooks
+from . import flowservices, hooks, store
 from . import state as sm
 from .codes import new_code
 from .context import merge
 from .models import Group, GroupSession, Membership, StepLog
-from .selectors import load_state
 from .state import GroupError
+from .store import load_state, now_ms
 
 LOGGED_EVENTS = {"started", "advanced", "paused", "resumed", "exit_loop", "ended", "aborted", "kicked", "context_set"}
 LOGGED_EVENTS |= flowservices.LOGGED
 STEP_EVENTS = {"started", "advanced"}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _pk(group_session: GroupSession | int) -> int:
-    return group_session.pk if isinstance(group_session, GroupSession) else int(group_session)
-
-
-# Every change of a group session, and every answer, starts here (project/core/rows.py).
-_LOCKED = Select(GroupSession, related=("experiment",), where='t0."id" = %s', lock="FOR NO KEY UPDATE OF t0")
-
-
-def _lock(group_session: GroupSession | int) -> GroupSession:
-    try:
-        # OF t0: lock the group session only, not its experiment's row as well (which would
-        # serialise every group session of that experiment). no_key (FOR NO KEY UPDATE): the
-        # changes never touch the key, and this mode does not conflict with the KEY SHARE
-        # locks that rows referring to the group session take (Response rows of answers
-        # being stored), so an answer storing its rows does not wait for, or deadlock
-        # with, a change of its group session; each change still excludes every other.
-        return _LOCKED.get(_pk(group_session))
-    except GroupSession.DoesNotExist:
-        raise GroupError(f"No group session {_pk(group_session)}.", code="not_found") from None
-
-
-def _save(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> list[str]:
-    """Write the changed memberships; set ``gs``'s fields and return their names (the
-    caller saves ``gs`` once, after the hooks: one UPDATE per change, not three)."""
-    gs.phase, gs.step, gs.version = new.phase, new.step, new.version
-    gs.participant_version, gs.changed_ms, gs.exit_loop_step = (
-        new.participant_version,
-        new.changed_ms,
-        new.exit_loop_step,
-    )
-    gs.deadline_ms, gs.timer_remaining_ms, gs.timed_out_step = (
-        new.deadline_ms,
-        new.timer_remaining_ms,
-        new.timed_out_step,
-    )
-    fields = ["phase", "step", "version", "participant_version", "changed_ms", "exit_loop_step"]
-    fields += ["deadline_ms", "timer_remaining_ms", "timed_out_step"]
-    if new.phase == sm.RUNNING and gs.started is None:
-        gs.started = timezone.now()
-        fields.append("started")
-    if new.phase in sm.TERMINAL and gs.ended is None:
-        gs.ended = timezone.now()
-        fields.append("ended")
-    _update_memberships(gs, old, new)
-    return fields
-
-
-def publish_on_commit(gs: GroupSession, new: sm.GroupState) -> None:
-    """Publish ``new`` once the transaction commits, from the state in hand (no read of
-    every membership back). ``gs`` is copied now: a later change in the same
-    transaction must not show in this version's snapshot."""
-    transaction.on_commit(partial(publish_state, copy.copy(gs), new))
-
-
-def checkpoint_context(gs: GroupSession, group: hooks.Group, *, save: bool = True) -> dict:
-    """Put what the hooks of ``group`` left in the context into ``GroupSession.context``
-    (caller holds the lock; saved in its transaction, so it commits or rolls back with
-    the change; the context store's copy follows from the committed row, see
-    ``groups.context``). ``save=False``: the caller saves the field with its others."""
-    gs.context = group.context.value
-    if save:
-        gs.save(update_fields=["context"])
-    return gs.context
 
 
 def _after(gs, new, session_ids, events, by, first=None) -> list[str]:
@@ -124,7 +52,7 @@ def _after(gs, new, session_ids, events, by, first=None) -> list[str]:
     if kinds & {"ended", "aborted"}:
         hooks.call_quietly("on_end", gs.experiment, group)
     if kinds & (STEP_EVENTS | {"ended", "aborted", "context_set"}) or group.context.dirty:
-        checkpoint_context(gs, group, save=False)  # after the hooks, so what they wrote is kept
+        store.checkpoint_context(gs, group, save=False)  # after the hooks, so what they wrote is kept
         fields.append("context")
     for event in events:
         if event.kind in LOGGED_EVENTS:
@@ -148,22 +76,22 @@ def _transition_locked(gs: GroupSession, old, session_ids, action, *, by=None, f
     new, events = sm.transition(old, action, now_ms=now)
     if new is not old:
         new, events = flowservices.follow(gs, new, events, now)  # a timed step's countdown
-        fields = _save(gs, old, new)
+        fields = store.save(gs, old, new)
         fields += _after(gs, new, session_ids, events, by, first)
         gs.save(update_fields=fields)
         flowservices.arm(gs, old, new, events, now)
         flowservices.hand_to_bots(gs.pk, events, session_ids)
         if new.participant_version != old.participant_version:
-            publish_on_commit(gs, new)  # participants wait for it: at once, from the state in hand
-        else:  # the console's alone (a form location, an ack): coalesced when many come together
-            transaction.on_commit(partial(broadcast_state, gs.pk))
+            store.publish_on_commit(gs, new)  # participants wait for it: at once, from the state in hand
+        else:  # the console's alone (a form location): coalesced when many come together
+            store.publish_console(gs.pk)
     return new, events
 
 
 def _apply(group_session, action, *, by=None):
     """Lock, transition, save, log, hook, publish. Returns (gs, new_state, events, session_ids)."""
     with transaction.atomic():
-        gs = _lock(group_session)
+        gs = store.lock(group_session)
         old, session_ids = load_state(gs)
         new, events = _transition_locked(gs, old, session_ids, action, by=by)
         return gs, new, events, session_ids
@@ -257,7 +185,7 @@ def attach_participant(*, session, ticket) -> Membership:
     if session.experiment_id != gs.experiment_id:
         raise GroupError("This run is for another experiment.", code="wrong_experiment")
     with transaction.atomic():
-        gs = _lock(gs)
+        gs = store.lock(gs)
         existing = Membership.objects.filter(session=session).first()
         if existing is not None:
             if existing.group_session_id != gs.pk:
@@ -318,11 +246,10 @@ def group_session_exit_loop(*, group_session: GroupSession | int, by=None) -> sm
 
 
 def _flag_loop_exit(session_ids: list[int]) -> None:
-    from runner import services as runner_services
+    from runner.services import request_loop_exit
 
-    request = getattr(runner_services, "request_loop_exit", None)
-    for session_id in session_ids if request else ():
-        request(session_id=session_id)
+    for session_id in session_ids:
+        request_loop_exit(session_id=session_id)
 
 
 def group_session_end(*, group_session: GroupSession | int, by=None) -> sm.GroupState:
@@ -343,7 +270,7 @@ def group_session_set_context(*, group_session: GroupSession | int, patch: dict,
     value the context cannot hold: ``groups.context.merge`` names the key; nothing is
     written anywhere), ``ended``."""
     with transaction.atomic():
-        gs = _lock(group_session)
+        gs = store.lock(group_session)
         old, session_ids = load_state(gs)
         sm.transition(old, sm.SetContext(patch), now_ms=now_ms())  # phase and shape first
         gs.context = merge(gs.context or {}, patch)  # refused before anything is written
@@ -357,76 +284,31 @@ def group_session_kick(*, group_session: GroupSession | int, participant: str, b
     return _apply(group_session, sm.Kick(participant), by=by)[1]
 
 
+#: The experimenter socket's commands (message type -> service), for ``realtime.ports``.
+EXPERIMENTER_COMMANDS = {
+    "start": group_session_start,
+    "pause": group_session_pause,
+    "resume": group_session_resume,
+    "exit_loop": group_session_exit_loop,
+    "end": group_session_end,
+    "abort": group_session_abort,
+    "advance": group_session_advance,
+    "set_context": group_session_set_context,
+    "kick": group_session_kick,
+}
+
+
 def save_notes(*, group_session: GroupSession | int, notes: str) -> None:
     """The experimenter's free-text notes (no state change, no broadcast)."""
-    GroupSession.objects.filter(pk=_pk(group_session)).update(notes=notes)
+    GroupSession.objects.filter(pk=store.pk_of(group_session)).update(notes=notes)
 
 
 # ---- participants --------------------------------------------------------------
 
 
-def participant_connected(*, group_session: GroupSession | int, participant: str) -> None:
-    """A participant socket opened. Raises ``unknown_participant``, ``kicked``."""
-    _apply(group_session, sm.Connect(participant))
-
-
-def participant_disconnected(*, group_session: GroupSession | int, participant: str) -> None:
-    """A participant socket closed (never raises for a known group session)."""
-    try:
-        _apply(group_session, sm.Disconnect(participant))
-    except GroupError:
-        pass
-
-
 def participant_ready(*, group_session: GroupSession | int, participant: str, step: int) -> None:
     """The participant is on the waiting screen for ``step``. Raises ``stale_step``, ``ended``, ..."""
     _apply(group_session, sm.Ready(participant, step))
-
-
-def record_ack(*, group_session: GroupSession | int, participant: str, version: int) -> None:
-    """The participant received state ``version`` (the console shows who is behind).
-    Raises ``bad_version``, ``unknown_participant``."""
-    _apply(group_session, sm.Ack(participant, version))
-
-
-def _update_memberships(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> None:
-    """Write every changed participant row in one statement, not one query per row (an
-    advance after everyone answered changes every row)."""
-    changed = [
-        (pid, p.connections, p.status, p.form, p.responded_step, p.acked_version)
-        + (p.flag, p.offline_since_ms, p.dropped_at_ms, p.bot, p.replaced_by)
-        for pid, p in new.participants.items()
-        if old.participants.get(pid) != p
-    ]
-    update_members_from(
-        gs.pk,
-        (("p", "text"), ("c", "int"), ("s", "text"), ("f", "text"), ("r", "int"), ("a", "bigint"))
-        + (("fl", "text"), ("o", "bigint"), ("d", "bigint"), ("b", "boolean"), ("rb", "text")),
-        changed,
-        "connections = v.c, status = v.s, form = v.f, responded_step = v.r, acked_version = v.a, "
-        "flag = v.fl, offline_since_ms = v.o, dropped_at_ms = v.d, bot = v.b, replaced_by = v.rb",
-    )
-
-
-def update_members_from(group_session_id: int, columns, rows: list[tuple], assign: str, *, where: str = "",
-                        params: tuple = ()) -> int:  # fmt: skip
-    """``UPDATE`` the memberships of one group session from ``rows`` (tuples in the order
-    of ``columns``, ``(name, PostgreSQL type)`` pairs, the first the pseudonym) in one
-    statement (``project.core.rows.update_from``): ``assign`` is the SET list and
-    ``where`` more conditions, both naming the row's values ``v.<name>`` (``params`` fill
-    the ``%s`` in ``where``). Returns how many memberships changed."""
-    from django.db import connection
-
-    table = connection.ops.quote_name(Membership._meta.db_table)
-    match = f"{table}.group_session_id = %s AND {table}.pseudonym = v.{columns[0][0]} {where}"
-    return update_from(Membership._meta.db_table, columns, rows, assign, match, (group_session_id, *params))
-
-
-def _membership(session) -> Membership:
-    membership = Membership.objects.filter(session=session).first()
-    if membership is None:
-        raise GroupError("This run is not part of a group session.", code="not_in_group")
-    return membership
 
 
 def record_location(*, session, form: str) -> None:

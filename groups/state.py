@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
+from project.core.errors import CodedError
+
 from .actions import (  # noqa: F401  (re-exported: state.Start, ...)
     Abort,
     Ack,
@@ -45,20 +47,14 @@ TERMINAL = frozenset({ENDED, ABORTED})
 # Participant statuses (groups.models.Membership.Status); the lobby's are outside the lockstep.
 JOINED, READY, ANSWERING = "joined", "waiting", "answering"
 RESPONDED, FINISHED, KICKED = "responded", "finished", "kicked"
-STANDBY, RELEASED = "standby", "released"
-OUTSIDE = frozenset({KICKED, FINISHED, STANDBY, RELEASED})
+STANDBY, RELEASED = "standby", "released"  # the lobby's (groups.flowcontrol)
+#: Statuses that no longer hold the group back (``Participant.active``; the store's
+#: batched "who is still answering" statement takes them from here).
+INACTIVE = frozenset({KICKED, FINISHED, STANDBY, RELEASED})
 
 
-class GroupError(Exception):
+class GroupError(CodedError):
     """A refused group action. ``code`` is machine-readable (sent to sockets as is)."""
-
-    def __init__(self, message: str, *, code: str):
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-    def __repr__(self):
-        return f"GroupError({self.message!r}, code={self.code!r})"
 
 
 @dataclass(frozen=True)
@@ -82,8 +78,8 @@ class Participant:
 
     @property
     def active(self) -> bool:
-        """In the lockstep: not removed, finished, standby, or dropped out without a bot."""
-        return self.status not in OUTSIDE and (self.dropped_at_ms is None or self.bot)
+        """In the lockstep: not inactive, and not dropped out unless a bot plays on."""
+        return self.status not in INACTIVE and (self.dropped_at_ms is None or self.bot)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,6 @@
-"""Publishing group-session changes to the sockets: one message per change per
-server process, serialised once per receiver class.
-
-``broadcast_state(id)`` (services call it from ``transaction.on_commit``) builds the
-whole snapshot once and publishes it as ONE message:
-
-- with ``REDIS_URL``: one Redis ``PUBLISH`` on ``realtime.groups.state_channel()``;
-  every server process holds ONE subscription to that channel (its ``Hub``);
-- without: handed to the in-process hub(s) directly.
+"""The per-process hub: the group sockets of one server process, fed with group
+states serialised once per receiver class (``realtime.frames``), which
+``realtime.publish`` delivers (one Redis PUBLISH per change, or in-process).
 
 The hub of a process keeps its sockets by group session. For each message it
 builds the experimenter frame (the snapshot text as published, not re-encoded)
@@ -23,8 +17,8 @@ already have.
 
 Acknowledgements and presence changes are collected by the hub and written in
 one service call per group session every ``GROUP_PRESENCE_FLUSH_SECONDS``
-(``groups.services.record_presence``), which makes one console-only change: the
-console view is coalesced instead of one database write and one broadcast per ack.
+(the registered ``ports.group().record_presence``), which makes one console-only
+change: the console view is coalesced instead of one database write and one broadcast per ack.
 Connections are written as the number of sockets this process holds, under the hub's
 lease id (``realtime.leases``), so that another process can take them off if this one
 dies.
@@ -33,251 +27,35 @@ dies.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import threading
 import time
 import weakref
 from collections import defaultdict
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 
-from .groups import close_subscription, state_channel
+from .frames import Frames
+from .groups import close_subscription, state_channel, uses_redis
 from .leases import keep_lease, new_process_id
+from .ports import group
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_EVENT = "group.snapshot"  # kept for senders that use the channel layer
 FLUSH_SECONDS = getattr(settings, "GROUP_PRESENCE_FLUSH_SECONDS", 0.15)
 ANSWER_FLUSH_SECONDS = getattr(settings, "GROUP_ANSWER_FLUSH_SECONDS", 0.1)
 WAIT_SECONDS = 2.0  # how long a connecting socket waits for the broadcast of its own connection
 TICK_SECONDS = 0.25  # the hub's timer: ack resends and presence timeouts of its sockets
-_SHARED_KEYS = (
-    "type", "version", "group_session", "phase", "step", "server_ms", "shared_params", "exit_loop", "run_url",
-    "size", "ready", "active", "all_responded", "timer", "lobby",
-)  # fmt: skip
-
-
-# one encoder, not one per call; never NaN or Infinity (browsers cannot parse them): ValueError
-_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
-_string = json.encoder.encode_basestring_ascii  # a JSON string literal (C), as json.dumps writes it
-
-
-def _me_row(pseudonym: str, status: str, responded_step: int | None) -> str:
-    """``{"id":..,"status":..,"responded_step":..}`` exactly as ``_dumps`` writes it, at
-    a fraction of its cost (one per participant per change)."""
-    responded = "null" if responded_step is None else int(responded_step)
-    return f'{{"id":{_string(pseudonym)},"status":{_string(status)},"responded_step":{responded}}}'
-
-
-class Frames:
-    """One snapshot, pre-serialised: ``experimenter`` text, and ``participant(id)``
-    built from the shared part (encoded once) plus that participant's own row (also
-    encoded once, by the process that published it).
-
-    On the wire (``encode`` / ``decode``, what one PUBLISH carries after the group
-    session's id) a snapshot is four lines, so that a hub never parses the whole
-    state: ``<version> <participant_version>``, the participants' shared part (a
-    JSON object without its closing brace), a JSON object ``{pseudonym: [status,
-    "<that participant's me row as JSON>"]}``, and the experimenter's text. JSON
-    text holds no raw newline, so the lines split unambiguously."""
-
-    __slots__ = ("group_session", "version", "participant_version", "experimenter", "_shared", "_me")
-
-    def __init__(self, group_session: int, version: int, participant_version: int, experimenter: str, shared: str,
-                 me: dict):  # fmt: skip
-        self.group_session, self.version, self.participant_version = group_session, version, participant_version
-        self.experimenter, self._shared, self._me = experimenter, shared, me
-
-    @staticmethod
-    def encode(state: dict) -> str:
-        shared = _dumps({key: state[key] for key in _SHARED_KEYS})[:-1]
-        me = {p["id"]: [p["status"], _me_row(p["id"], p["status"], p["responded_step"])] for p in state["participants"]}
-        return f"{int(state['version'])} {int(state['participant_version'])}\n{shared}\n{_dumps(me)}\n{_dumps(state)}"
-
-    @classmethod
-    def decode(cls, group_session: int, body: str) -> Frames:
-        head, shared, me, experimenter = body.split("\n", 3)
-        version, participant_version = head.split(" ")
-        return cls(int(group_session), int(version), int(participant_version), experimenter, shared, json.loads(me))
-
-    @classmethod
-    def of(cls, state: dict) -> Frames:
-        return cls.decode(state["group_session"], cls.encode(state))
-
-    def knows(self, pseudonym: str) -> bool:
-        return pseudonym in self._me
-
-    def status_of(self, pseudonym: str) -> str:
-        mine = self._me.get(pseudonym)
-        return "kicked" if mine is None else mine[0]
-
-    def participant(self, pseudonym: str) -> str:
-        mine = self._me.get(pseudonym)
-        if mine is None:  # removed from the group since: shown as such
-            me = _me_row(pseudonym, "kicked", None)
-        else:
-            me = mine[1]
-        return f'{self._shared},"me":{me}}}'
-
-
-# ---- publishing (sync: called after commit, from any thread) ---------------------
-
-_redis_lock = threading.Lock()
-_redis_client = None
-
-
-def _redis():
-    global _redis_client
-    with _redis_lock:
-        if _redis_client is None:
-            import redis
-
-            _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
-        return _redis_client
-
-
-def uses_redis() -> bool:
-    return bool(getattr(settings, "REDIS_URL", ""))
-
-
-def publish_text(group_session_id: int, body: str) -> None:
-    """Deliver one snapshot in its wire form (``Frames.encode``) to every hub (every
-    server process)."""
-    message = f"{int(group_session_id)}\n{body}"
-    if uses_redis():
-        _redis().publish(state_channel(), message)
-        return
-    for hub in list(_hubs.values()):
-        if not hub.loop.is_closed():
-            hub.loop.call_soon_threadsafe(hub.deliver_soon, message)
-
-
-def snapshot_message(group_session_id: int) -> dict:
-    from groups.selectors import snapshot
-
-    return {"type": SNAPSHOT_EVENT, "state": snapshot(group_session_id)}
-
-
-def broadcast_state(group_session_id: int, *, within: float = 0.0) -> None:
-    """Send the current snapshot of ``group_session_id`` to all its sockets (one
-    message per process). Never raises.
-
-    ``within`` > 0 (answers use ``GROUP_ANSWER_FLUSH_SECONDS``): the process's publisher
-    thread reads it that much later, so the changes of a burst (a whole group answering
-    within a second) are sent as a few snapshots, not one per answer, and the committing
-    request does not read it at all.
-
-    The committing thread reads and publishes the snapshot itself (on its open database
-    connection) unless a snapshot of the same group session is being read right now:
-    then it only marks it, and once that read is done the process's publisher thread
-    reads it once more. So changes that commit together (500 answers at once) cost a
-    few snapshot reads, not one each, and every change is covered by a read that
-    started after it committed. A broadcast that fails is logged (clients still
-    converge: every later change, every reconnect and every hub resync after a Redis
-    restart carries the whole state)."""
-    if within > 0:
-        _publisher.request(int(group_session_id), delay=within)
-        return
-    if _publish_coalesced(int(group_session_id)):
-        _publisher.request(int(group_session_id))
-
-
-def publish_now(group_session_id: int) -> None:
-    """Read and publish the snapshot of ``group_session_id`` in this thread."""
-    from groups.selectors import snapshot
-
-    publish_text(group_session_id, Frames.encode(snapshot(group_session_id)))
-
-
-def publish_state(group_session, state) -> None:
-    """Publish a change that has just committed, from the state it committed (what a
-    fresh read would return; ``groups.selectors.snapshot_of``): no read of all N rows
-    back, so an advance reaches the sockets sooner. Called by ``transaction.on_commit``
-    with a copy of the locked group session row; never raises."""
-    from groups.selectors import snapshot_of
-
-    try:
-        body = Frames.encode(snapshot_of(group_session, state))
-        publish_text(group_session.pk, body)
-    except Exception:
-        logger.exception("broadcast of group session %s failed", group_session.pk)
-
-
-_reading: set[int] = set()  # group sessions whose snapshot is being read in this process
-_stale: set[int] = set()  # ... and changed since that read started
-_reading_lock = threading.Lock()
-
-
-def _publish_coalesced(group_session_id: int) -> bool:
-    """Publish unless a read is under way (then mark it stale). True when another read
-    is needed (a change committed during this one)."""
-    with _reading_lock:
-        if group_session_id in _reading:
-            _stale.add(group_session_id)
-            return False
-        _reading.add(group_session_id)
-    try:
-        publish_now(group_session_id)
-    except Exception:
-        logger.exception("broadcast of group session %s failed", group_session_id)
-    finally:
-        with _reading_lock:
-            _reading.discard(group_session_id)
-            again = group_session_id in _stale
-            _stale.discard(group_session_id)
-    return again
-
-
-class _Publisher:
-    """One daemon thread per process for the coalesced re-reads."""
-
-    def __init__(self):
-        self._wanted: dict[int, float] = {}  # group session -> when to read it (monotonic)
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def request(self, group_session_id: int, delay: float = 0.0) -> None:
-        """Read and publish ``group_session_id`` within ``delay`` seconds (sooner if it
-        is already wanted sooner)."""
-        due = time.monotonic() + delay
-        with self._cond:
-            self._wanted[group_session_id] = min(due, self._wanted.get(group_session_id, due))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="group-state-publisher", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def _run(self) -> None:
-        from django.db import connection
-
-        while True:
-            with self._cond:
-                while True:
-                    if not self._wanted:
-                        connection.close()  # idle: hold no database connection
-                        self._cond.wait()
-                        continue
-                    group_session_id, due = min(self._wanted.items(), key=lambda item: item[1])
-                    wait = due - time.monotonic()
-                    if wait <= 0:
-                        break
-                    self._cond.wait(wait)
-                del self._wanted[group_session_id]
-            try:
-                if _publish_coalesced(group_session_id):
-                    self.request(group_session_id)
-            except Exception:
-                logger.exception("broadcast of group session %s failed", group_session_id)
-                connection.close()
-
-
-_publisher = _Publisher()
 
 
 # ---- the per-process hub -----------------------------------------------------------
 
 _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def hubs() -> list[Hub]:
+    """Every hub of this process (one per event loop)."""
+    return list(_hubs.values())
 
 
 def get_hub() -> Hub:
@@ -354,11 +132,8 @@ class Hub:
         return await asyncio.shield(loading)
 
     async def _load(self, group_session_id: int) -> Frames:
-        from channels.db import database_sync_to_async
-
-        from groups.selectors import snapshot
-
-        frames = Frames.of(await database_sync_to_async(snapshot)(group_session_id))
+        body = await database_sync_to_async(group().read_body)(group_session_id)
+        frames = Frames.decode(group_session_id, body)
         self._remember(frames)
         return self.frames.get(group_session_id, frames)
 
@@ -442,11 +217,8 @@ class Hub:
         self.resyncs += 1
         for gs_id in list(self.sockets):
             try:
-                from channels.db import database_sync_to_async
-
-                from groups.selectors import snapshot
-
-                await self.deliver(Frames.of(await database_sync_to_async(snapshot)(gs_id)))
+                body = await database_sync_to_async(group().read_body)(gs_id)
+                await self.deliver(Frames.decode(gs_id, body))
             except Exception:
                 logger.exception("resync of group session %s failed", gs_id)
 
@@ -490,22 +262,17 @@ class Hub:
 
     async def _write(self, group_session_id: int) -> bool:
         """Write the pending batch of one group session; False if it failed."""
-        from channels.db import database_sync_to_async
-
-        from groups.presence import record_acks, record_presence
-
         acks, deltas, futures = self._pending.pop(group_session_id)
         retired = self._retire.pop(group_session_id, ())
         try:
             if any(deltas.values()) or retired:  # the counts this process holds now (absolute):
                 counts = self.held.get(group_session_id, {})  # writes run in order (one database thread)
-                new = await database_sync_to_async(record_presence)(
+                version = await database_sync_to_async(group().record_presence)(
                     group_session=group_session_id, acks=acks, process=self.process,
                     held={pid: counts.get(pid, 0) for pid in deltas}, retired=retired,
                 )  # fmt: skip
-                version = new.version if new is not None else None
             else:  # acknowledgements only (the flood after every state): one UPDATE
-                version = await database_sync_to_async(record_acks)(group_session=group_session_id, acks=acks)
+                version = await database_sync_to_async(group().record_acks)(group_session=group_session_id, acks=acks)
             ok = True
         except Exception:
             logger.exception("presence of group session %s not recorded", group_session_id)

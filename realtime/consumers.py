@@ -4,7 +4,7 @@ snapshot, then turn each client message into one service call; group states are
 only forwarded, as the pre-serialised view this receiver may see.
 
 Acks and presence are not written one by one: the hub collects them and writes
-them together (``groups.services.record_presence``). One hub timer per process
+them together (the registered ``record_presence``, ``realtime.ports``). One hub timer per process
 re-sends unacknowledged views every ``GROUP_ACK_RESEND_SECONDS`` and closes sockets
 silent for longer than ``GROUP_PRESENCE_TIMEOUT_SECONDS`` (no task per socket).
 
@@ -30,10 +30,11 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from groups import flowhandlers, selectors, services
-from groups.state import GroupError
+from project.core.errors import CodedError
 
-from .broadcast import Frames, get_hub
+from .broadcast import get_hub
+from .frames import ABSENT_STATUS, Frames
+from .ports import group
 from .schemas import EXPERIMENTER_TYPES, PARTICIPANT_TYPES, PongMsg, ProtocolError, error, parse_client_message
 from .wire import direct_writer
 
@@ -66,12 +67,13 @@ class _GroupConsumer(AsyncWebsocketConsumer):
         await self.accept()
         try:
             await self.authenticate()
-        except GroupError as exc:
+        except CodedError as exc:
             await self.send_json(error(exc.code, exc.message))
             await self.close(code=CLOSE_CODES.get(exc.code, 4003))
             return
         self.writer = direct_writer(self.scope)
         self.hub = get_hub()
+        self.ports = group()  # the domain's callbacks (realtime.ports), looked up once per socket
         self.joined = True
         await self.hub.register(self.gs_id, self)  # before the snapshot: no change falls in between
         await self.after_join()
@@ -130,7 +132,7 @@ class _GroupConsumer(AsyncWebsocketConsumer):
             return
         try:
             await self.handle(message)
-        except GroupError as exc:
+        except CodedError as exc:
             await self.send_json(error(exc.code, exc.message))
         except Exception:
             logger.exception("group socket %s: %s failed", self.gs_id, message.type)
@@ -166,33 +168,17 @@ class ExperimenterConsumer(_GroupConsumer):
     """``/ws/group/<id>/experimenter/``: a staff user attached with the experimenter code."""
 
     allowed = EXPERIMENTER_TYPES
-    COMMANDS = {
-        "start": services.group_session_start,
-        "pause": services.group_session_pause,
-        "resume": services.group_session_resume,
-        "exit_loop": services.group_session_exit_loop,
-        "end": services.group_session_end,
-        "abort": services.group_session_abort,
-        "advance": services.group_session_advance,
-        "set_context": services.group_session_set_context,
-        "kick": services.group_session_kick,
-        "extend_timer": flowhandlers.extend_timer,
-        "stop_timer": flowhandlers.stop_timer,
-        "move_on": flowhandlers.move_on,
-        "send_back": flowhandlers.send_back,
-        "resend": flowhandlers.resend,
-    }
 
     async def authenticate(self):
         self.user = self.scope.get("user")
-        await database_sync_to_async(selectors.authenticate_experimenter)(group_session_id=self.gs_id, user=self.user)
+        await database_sync_to_async(group().authenticate_experimenter)(group_session_id=self.gs_id, user=self.user)
 
     async def after_join(self):
         await self.push(await self.hub.current(self.gs_id))
 
     async def handle(self, message):
         fields = message.model_dump(exclude={"type"})
-        service = self.COMMANDS[message.type]
+        service = self.ports.commands[message.type]
         await database_sync_to_async(service)(group_session=self.gs_id, by=self.user, **fields)
 
     async def push(self, frames: Frames, *, force: bool = False):
@@ -240,13 +226,13 @@ class ParticipantConsumer(_GroupConsumer):
     async def handle(self, message):
         if message.type == "ack":
             if message.version > self.sent_version:
-                raise GroupError(f"Version {message.version} was never sent.", code="bad_version")
+                raise CodedError(f"Version {message.version} was never sent.", code="bad_version")
             if message.version > self.acked:
                 self.acked = message.version
                 self.hub.note(self.gs_id, self.pseudonym, ack=message.version)
         elif message.type == "ready":
             await self.hub.flush_now(self.gs_id)
-            await database_sync_to_async(services.participant_ready)(
+            await database_sync_to_async(self.ports.participant_ready)(
                 group_session=self.gs_id, participant=self.pseudonym, step=message.step
             )
 
@@ -260,7 +246,7 @@ class ParticipantConsumer(_GroupConsumer):
         self.last_text, self.last_text_version = text, frames.version
         self.resends, self.sent_at = 0, time.monotonic()
         await self.send_text(text)
-        if frames.status_of(self.pseudonym) == "kicked":
+        if frames.status_of(self.pseudonym) == ABSENT_STATUS:
             self.closing = True
             await self.close(code=CLOSE_KICKED)
 
@@ -288,7 +274,7 @@ AUTH_BATCH_SECONDS = 0.002
 
 
 async def _authenticate_participant(gs_id: int, cookies: dict):
-    """``selectors.authenticate_participant``, batched: sockets that connect together
+    """The registered ``authenticate_participants`` of one socket, batched: sockets that connect together
     (a room of participants, a reconnect wave) are checked in one trip to the database
     thread, on one database connection, instead of one trip and connection each."""
     loop = asyncio.get_running_loop()
@@ -305,7 +291,7 @@ async def _authenticate_batch(loop) -> None:
     batch = _auth_batches.pop(loop, [])
 
     def check_all():
-        return selectors.authenticate_participants([(gs_id, cookies) for gs_id, cookies, _ in batch])
+        return group().authenticate_participants([(gs_id, cookies) for gs_id, cookies, _ in batch])
 
     try:
         results = await database_sync_to_async(check_all)()

@@ -1,14 +1,14 @@
-"""Channel-layer group names and the Redis channel of group states: the one place they are
-spelled; and closing a Redis subscription (the hub's and the start-up self-check's)."""
+"""The Redis channel of group states: the one place it is spelled; whether Redis is
+used; and closing a Redis subscription (the hub's and the start-up self-check's)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 
 
-def group_session_group(group_session_id: int) -> str:
-    """Every socket (participants and experimenters) of one group session."""
-    return f"groupsession.{int(group_session_id)}"
+def uses_redis() -> bool:
+    """Group states travel through Redis (``REDIS_URL`` set), else in-process."""
+    return bool(getattr(settings, "REDIS_URL", ""))
 
 
 def state_channel() -> str:

@@ -145,8 +145,9 @@ async def keep_lease(hub) -> None:
 async def _sweep(hub, store, sweeper: Sweeper) -> None:
     from channels.db import database_sync_to_async
 
-    from groups.presence import counting_processes, sweep_processes
+    from .ports import group
 
+    counting_processes, sweep_processes = group().counting_processes, group().sweep_processes
     candidates = await database_sync_to_async(counting_processes)(besides=[hub.process])
     alive = await store.alive(sorted(candidates)) if candidates else set()
     dead = sweeper.dead(candidates, alive, time.monotonic())

@@ -8,10 +8,11 @@ discriminated union on ``type``; unknown fields are refused (``extra="forbid"``)
 from __future__ import annotations
 
 import json
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, TypeAdapter, ValidationError
+
+from project.core import jsonvalues
 
 MAX_INT = 2**31 - 1  # steps and versions fit a database integer; larger ones are invalid
 MAX_DEPTH = 32  # default nesting limit of a client message (settings.WS_MAX_JSON_DEPTH)
@@ -259,46 +260,27 @@ def parse_client_message(text: str, *, allowed: frozenset[str] = CLIENT_TYPES, m
         raise ProtocolError(f"Invalid {kind!r} message: {detail}", code="invalid_message") from None
 
 
+_TEXT_PROBLEMS = {"nul": "contains a NUL character", "surrogate": "contains a lone surrogate (not Unicode text)"}
+
+
 def unfit_value(value: Any, *, max_depth: int = MAX_DEPTH) -> tuple[tuple, str] | None:
     """The first part of a parsed JSON ``value`` that no client message may carry, as
     ``(path, problem)``, or None: nesting deeper than ``max_depth``, a number that is
     not finite (``NaN``, ``Infinity``, ``1e400``), or a string or key with a NUL
     character or a lone surrogate (PostgreSQL's ``jsonb`` stores neither, browsers
-    cannot parse the former). Iterative: no recursion on hostile input."""
-    stack = [(value, 0, None)]  # (item, depth, trail: (key, parent trail) or None)
-    while stack:
-        item, depth, trail = stack.pop()
-        if isinstance(item, dict | list):
-            if depth >= max_depth:
-                return _where(trail), f"nested deeper than {max_depth} levels"
-            pairs = item.items() if isinstance(item, dict) else enumerate(item)
-            for key, child in pairs:
-                if isinstance(key, str) and (problem := _unfit_text(key)):
-                    return _where((key, trail)), f"key {problem}"
-                stack.append((child, depth + 1, (key, trail)))
-        elif isinstance(item, float) and not math.isfinite(item):
-            return _where(trail), "numbers must be finite (no NaN or Infinity)"
-        elif isinstance(item, str) and (problem := _unfit_text(item)):
-            return _where(trail), problem
-    return None
-
-
-def _where(trail) -> tuple:
-    keys = []
-    while trail is not None:
-        key, trail = trail
-        keys.append(key)
-    return tuple(reversed(keys))
-
-
-def _unfit_text(text: str) -> str | None:
-    if "\x00" in text:
-        return "contains a NUL character"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "contains a lone surrogate (not Unicode text)"
-    return None
+    cannot parse the former). ``project.core.jsonvalues.first_fault``: no recursion."""
+    fault = jsonvalues.first_fault(value, max_depth=max_depth - 1, containers_only=True)
+    if fault is None:
+        return None
+    if fault.kind == jsonvalues.TOO_DEEP:
+        return fault.path, f"nested deeper than {max_depth} levels"
+    if fault.kind == jsonvalues.NOT_FINITE:
+        return fault.path, "numbers must be finite (no NaN or Infinity)"
+    if fault.kind == jsonvalues.BAD_KEY_TEXT:
+        return (*fault.path, fault.value), f"key {_TEXT_PROBLEMS[fault.text]}"
+    if fault.kind == jsonvalues.BAD_TEXT:
+        return fault.path, _TEXT_PROBLEMS[fault.text]
+    return fault.path, "not a JSON value"  # (not from json.loads)
 
 
 def _shown(value: Any, limit: int = 40) -> str:

@@ -83,18 +83,23 @@ async def probe(layer, *, timeout: float) -> float:
             f"{type(exc).__name__}: {str(exc).rstrip('.')}. Check REDIS_URL and that Redis is running and reachable."
         ) from exc
     finally:
-        if channel is not None:
-            try:
-                async with asyncio.timeout(1):
-                    await layer.group_discard(group, channel)
-            except Exception:  # noqa: BLE001 - best effort: the group expires anyway
-                pass
-        close = getattr(layer, "close_pools", None)
-        if close is not None:
-            try:
-                await close()
-            except Exception:  # noqa: BLE001 - the loop ends right after
-                pass
+        await _clean_up(layer, group, channel)
+
+
+async def _clean_up(layer, group: str, channel: str | None) -> None:
+    """Leave the probe's group and close the layer's pools, quietly."""
+    if channel is not None:
+        try:
+            async with asyncio.timeout(1):
+                await layer.group_discard(group, channel)
+        except Exception:  # noqa: BLE001 - best effort: the group expires anyway
+            pass
+    close = getattr(layer, "close_pools", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # noqa: BLE001 - the loop ends right after
+            pass
 
 
 async def probe_pubsub(url: str, *, channel: str, timeout: float) -> float:

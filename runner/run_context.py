@@ -75,12 +75,12 @@ class RunContext:
 
 
 def _group_for(session) -> Any:
-    """The groups app's view of this session's group (imported here: groups imports runner)."""
+    """The groups app's view of this session's group (``groups.selectors.run_group``)."""
     if not session.experiment.is_group:
         return None
-    from groups import selectors as group_selectors
+    from groups.selectors import run_group
 
-    return group_selectors.run_group(session=session)
+    return run_group(session=session)
 
 
 def make_run(*, session, position, visit: int) -> RunContext:

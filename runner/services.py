@@ -120,13 +120,22 @@ def _new_session(experiment, ticket: Ticket, referral: Referral, *, is_staff: bo
     return session
 
 
-def _attach_to_group(*, session: Session, ticket: Ticket) -> None:
-    """A group ticket's run joins its group session (``groups.services.attach_participant``;
-    imported here because groups imports runner); its refusal becomes a TicketError."""
-    from groups import services as group_services
+#: Puts a run started with a group ticket into its group session: registered by the
+#: groups app at start-up (``GroupsConfig.ready``), so that the runner imports no groups
+#: module here (the groups app imports the runner's services).
+_group_attach = None
 
+
+def use_group_attach(attach) -> None:
+    global _group_attach
+    _group_attach = attach
+
+
+def _attach_to_group(*, session: Session, ticket: Ticket) -> None:
+    if _group_attach is None:  # the groups app is not installed
+        raise TicketError("Group sessions are not available on this server.", code="group_unavailable", status=409)
     try:
-        group_services.attach_participant(session=session, ticket=ticket)
+        _group_attach(session=session, ticket=ticket)
     except Exception as exc:
         code = getattr(exc, "code", None)
         if not code:

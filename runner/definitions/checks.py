@@ -4,8 +4,6 @@ resolve, and the data policy."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable
 
 from runner.callbacks import CallbackError, resolve_callable, resolve_module
@@ -147,15 +145,14 @@ def check_callbacks(reader: Reader, definition: ExperimentDef) -> None:
 
 
 def check_policy(reader: Reader, definition: ExperimentDef, root: YMap) -> None:
-    """Ask ``runner.policy.policy_errors`` (if that module exists) about data_policy."""
+    """Ask ``runner.policy.policy_errors`` about data_policy (imported here: the policy
+    module reads definitions)."""
     if not definition.data_policy:
         return
-    if importlib.util.find_spec("runner.policy") is None:
-        reader.warn(definition.line("data_policy"), "data_policy was not checked (runner.policy is not installed)")
-        return
+    from runner import policy
+
     try:
-        policy_errors = importlib.import_module("runner.policy").policy_errors
-        messages = policy_errors(definition.data_policy)
+        messages = policy.policy_errors(definition.data_policy)
     except Exception as exc:  # a broken checker must not let an unchecked policy through
         reader.error(definition.line("data_policy"), f"data_policy could not be checked: {type(exc).__name__}: {exc}")
         return

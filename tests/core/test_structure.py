@@ -5,9 +5,8 @@
 - no private name (leading underscore) imported from another module;
 - no ``except ImportError`` around an import of the project's own modules.
 
-``PENDING`` lists the offenders known today in ``groups/`` and ``realtime/``, which the
-``store`` branch (issue 15) is reworking in parallel. The lead empties it when that
-branch merges; everything outside it must pass with it empty.
+``PENDING`` lists known offenders awaiting a fix (empty since the group-state store of
+issue 15 merged).
 """
 
 from __future__ import annotations
@@ -20,21 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SKIPPED = {"tests", "migrations", "bench", "thirdparty", ".venv", "node_modules", "var", "static"}
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 40
 
-# Known offenders in groups/ and realtime/ (issue 15, branch `store`): "path" for a module
-# over the size, "path:function" for a function over it, "path:import name" for a private
-# import, "path:ImportError" for a guard. Empty this when `store` merges.
-PENDING: set[str] = {
-    "groups/services.py",
-    "realtime/broadcast.py",
-    "groups/answers.py:check_responses",
-    "groups/client.py:_main",
-    "groups/presence.py:record_presence",
-    "realtime/selfcheck.py:probe",
-    "groups/answers.py:import _LOCKED",
-    "groups/answers.py:import _membership",
-    "groups/presence.py:import _lock",
-    "groups/presence.py:import _update_memberships",
-}
+# Known offenders awaiting a fix: empty since issue 15 (groups/store) merged; a new entry
+# needs a reason beside it. "path" for a module over the size, "path:function" for a function
+# over it, "path:import name" for a private name imported across modules.
+PENDING: set[str] = set()
 
 
 def project_modules() -> list[Path]:
@@ -137,13 +125,10 @@ def test_no_import_error_guard_around_project_imports():
     _check(import_guard_offenders())
 
 
-def test_pending_lists_only_live_offenders_in_the_store_branch_area():
-    """PENDING shrinks as the `store` branch lands: an entry that is fixed, or one outside
-    groups/ and realtime/, is an error (so the list never hides a new offender)."""
+def test_pending_lists_only_live_offenders():
+    """An entry in PENDING that is fixed is an error, so the list never outlives its reason."""
     live = set(module_offenders() + function_offenders() + private_import_offenders() + import_guard_offenders())
     assert PENDING <= live, f"fixed, remove from PENDING: {sorted(PENDING - live)}"
-    outside = [e for e in PENDING if not e.startswith(("groups/", "realtime/"))]
-    assert not outside, f"PENDING is only for groups/ and realtime/: {outside}"
 
 
 def test_the_checks_catch_what_they_look_for():

@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from groups import answers, services
+from groups import services, store
 from groups.lockstep import StepRefused
 from groups.models import GroupSession, Membership
 from runner import batching
@@ -119,13 +119,13 @@ def test_each_answer_gets_its_own_result_and_the_others_are_stored(staff, flow):
 def test_an_answer_refused_under_the_lock_stores_nothing_of_its_own(staff, flow, monkeypatch):
     gs, runs = _world(3, staff)
     gone = Membership.objects.get(session=runs[1])
-    original = answers._answering_members
+    original = store.send_answering_members
 
     def without_one(group_session_id, keys):  # as if the run had left the group after the unlocked read
         found = original(group_session_id, keys)
         return lambda: {k: v for k, v in found().items() if k[0] != gone.pk}
 
-    monkeypatch.setattr(answers, "_answering_members", without_one)
+    monkeypatch.setattr(store, "send_answering_members", without_one)
     results = batching.submit_batch([_submission(run) for run in runs])
     assert _kinds(results)[0] == _kinds(results)[2] == "stored"
     assert isinstance(results[1], StepRefused) and results[1].code == "not_in_group"

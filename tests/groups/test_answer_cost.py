@@ -11,7 +11,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from groups import answers, services
+from groups import services, store
 from tests.runner.builders import build_lockstep_experiment, start
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +52,7 @@ def test_the_last_answer_check_never_scans_every_run(gs, join):
 
     session, membership = join()
     SessionFactory.create_batch(300, experiment=gs.experiment)
-    sql, params = answers.still_answering_query(gs.pk, 0, exclude=membership.pk)
+    sql, params = store.still_answering_query(gs.pk, 0, exclude=membership.pk)
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN " + sql, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())

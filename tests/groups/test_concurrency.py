@@ -13,7 +13,7 @@ import pytest
 from django.db import connection, transaction
 from django.test import Client
 
-from groups import answers, selectors, services
+from groups import answers, selectors, services, store
 from groups.models import GroupSession, StepLog
 from groups.state import GroupError
 from runner.models import Response
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 def race(gs, staff, monkeypatch, *, locking: bool):
     barrier = threading.Barrier(2, timeout=1.5)
-    original_load = selectors.load_state
+    original_load = store.load_state
 
     def load_state_together(group_session):
         try:
@@ -37,7 +37,7 @@ def race(gs, staff, monkeypatch, *, locking: bool):
     monkeypatch.setattr(services, "load_state", load_state_together)
     if not locking:
         monkeypatch.setattr(
-            services, "_lock", lambda g: GroupSession.objects.select_related("experiment").get(pk=services._pk(g))
+            store, "lock", lambda g: GroupSession.objects.select_related("experiment").get(pk=store.pk_of(g))
         )
     outcomes = []
 
@@ -191,7 +191,7 @@ def answer_at_once(gs, sessions, monkeypatch, *, locking: bool) -> list[str]:
     read their own row before any writes it and looks for who is still answering (if the
     lock lets them), which is the race for "the last answer"."""
     barrier = threading.Barrier(len(sessions), timeout=1.5)
-    original = answers._respond
+    original = store.save_answers
 
     def still_answering_together(*args, **kwargs):
         try:
@@ -200,10 +200,10 @@ def answer_at_once(gs, sessions, monkeypatch, *, locking: bool) -> list[str]:
             pass
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(answers, "_respond", still_answering_together)
+    monkeypatch.setattr(store, "save_answers", still_answering_together)
     if not locking:
         monkeypatch.setattr(
-            answers, "_locked", lambda pk: lambda: GroupSession.objects.select_related("experiment").get(pk=pk)
+            store, "send_lock", lambda pk: lambda: GroupSession.objects.select_related("experiment").get(pk=pk)
         )
     outcomes, lock = [], threading.Lock()
 

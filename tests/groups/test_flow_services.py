@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from groups import answers, flowhandlers, flowservices, services, timers
+from groups import answers, flowhandlers, flowservices, presence, services, timers
 from groups.models import GroupSession, Membership, StepLog, Timer
 from groups.state import GroupError
 from tests.factories import ExperimentXFormFactory
@@ -25,6 +25,11 @@ def due_now(kind=None):
     pending = Timer.objects.filter(fired_ms__isnull=True)
     (pending.filter(kind=kind) if kind else pending).update(due_ms=timers.now_ms() - 1)
     return timers.fire_due("test")
+
+
+def sockets(gs, held):
+    """The sockets this (test) server process holds per participant, as the hub writes them."""
+    presence.record_presence(group_session=gs, process="test-process", held=held)
 
 
 def log(gs):
@@ -143,9 +148,8 @@ def test_dropout_after_the_wait_offline(experiment, gs, pair, staff, policy):
     experiment.save()
     services.group_session_start(group_session=gs, by=staff)
     (s1, p1), (_s2, p2) = pair
-    for pid in (p1, p2):
-        services.participant_connected(group_session=gs, participant=pid)
-    services.participant_disconnected(group_session=gs, participant=p2)
+    sockets(gs, {p1: 1, p2: 1})
+    sockets(gs, {p1: 1, p2: 0})
     # at the start both were still offline (armed then too: those firings find them online)
     timer = Timer.objects.filter(kind="dropout").latest("id")
     assert timer.data["participant"] == p2 and timer.due_ms > timers.now_ms() + 40_000
@@ -167,10 +171,9 @@ def test_a_participant_back_in_time_is_not_dropped(experiment, gs, pair, staff):
     experiment.save()
     services.group_session_start(group_session=gs, by=staff)
     (_s1, p1), (_s2, p2) = pair
-    services.participant_connected(group_session=gs, participant=p1)
-    services.participant_connected(group_session=gs, participant=p2)
-    services.participant_disconnected(group_session=gs, participant=p2)
-    services.participant_connected(group_session=gs, participant=p2)
+    sockets(gs, {p1: 1, p2: 1})
+    sockets(gs, {p1: 1, p2: 0})
+    sockets(gs, {p1: 1, p2: 1})
     due_now()
     assert Membership.objects.get(pseudonym=p2).dropped_at_ms is None
     assert "dropped_out" not in actions_of(gs)
@@ -188,7 +191,7 @@ def test_flow_events_are_exported_with_their_dictionary(experiment, gs, pair, st
     timed(experiment, timeout_seconds=10, on_timeout="submit")
     services.group_session_start(group_session=gs, by=staff)
     (_s1, p1), (_s2, p2) = pair
-    services.participant_connected(group_session=gs, participant=p1)
+    sockets(gs, {p1: 1})
     due_now()  # the timeout (both flagged timed_out), p2's dropout (never connected)
     flowhandlers.send_back(group_session=gs, participant=p1, step=0, by=staff)
     flowhandlers.move_on(group_session=gs, participant=p1, step=0, by=staff)

@@ -93,19 +93,19 @@ def test_unknown_group_session_is_not_found(db):
 def test_batches_publish_after_commit(gs, join, staff, django_capture_on_commit_callbacks, monkeypatch):
     """record_presence publishes the state it committed; record_acks asks the publisher
     thread for one console read (not the database thread the next advance needs)."""
-    from realtime import broadcast
+    from realtime import frames, publish
 
     (_, m1), _ = join(), join()
     services.group_session_start(group_session=gs, by=staff)
     published, requested = [], []
-    monkeypatch.setattr(broadcast, "publish_text", lambda gs_id, body: published.append((gs_id, body)))
-    monkeypatch.setattr(broadcast._publisher, "request", lambda gs_id, delay=0.0: requested.append((gs_id, delay)))
+    monkeypatch.setattr(publish, "publish_text", lambda gs_id, body: published.append((gs_id, body)))
+    monkeypatch.setattr(publish._publisher, "request", lambda gs_id, delay=0.0: requested.append((gs_id, delay)))
     with django_capture_on_commit_callbacks(execute=True):
-        new = presence.record_presence(group_session=gs, connections={m1.pseudonym: +1})
+        new = presence.record_presence(group_session=gs, process="p1", held={m1.pseudonym: 1})
     assert [gs_id for gs_id, _ in published] == [gs.pk]
-    frames = broadcast.Frames.decode(gs.pk, published[0][1])
-    assert frames.version == new.version
-    assert frames.experimenter == broadcast._dumps(selectors.snapshot(gs.pk))  # what a fresh read gives
+    sent = frames.Frames.decode(gs.pk, published[0][1])
+    assert sent.version == new.version
+    assert sent.experimenter == frames.dumps(selectors.snapshot(gs.pk))  # what a fresh read gives
     with django_capture_on_commit_callbacks(execute=True):
         presence.record_acks(group_session=gs, acks={m1.pseudonym: new.version})
-    assert requested == [(gs.pk, broadcast.FLUSH_SECONDS)] and len(published) == 1
+    assert requested == [(gs.pk, presence.FLUSH_SECONDS)] and len(published) == 1

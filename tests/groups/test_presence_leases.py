@@ -43,17 +43,17 @@ def test_counts_are_absolute_per_process_and_sum_up(gs, join):
 
 
 def test_sweeping_a_dead_process_takes_off_its_share_only(gs, join, django_capture_on_commit_callbacks, monkeypatch):
-    from realtime import broadcast
+    from realtime import frames, publish
 
     (_, m1), (_, m2) = join(), join()
     a, b = m1.pseudonym, m2.pseudonym
     presence.record_presence(group_session=gs, process="dead", held={a: 1, b: 2})
     presence.record_presence(group_session=gs, process="alive", held={a: 1})
     published = []
-    monkeypatch.setattr(broadcast, "publish_text", lambda gs_id, body: published.append((gs_id, body)))
+    monkeypatch.setattr(publish, "publish_text", lambda gs_id, body: published.append((gs_id, body)))
     with django_capture_on_commit_callbacks(execute=True):
         assert presence.sweep_processes(dead=["dead"]) == [gs.pk]
-    console = broadcast.Frames.decode(gs.pk, published[-1][1]).experimenter  # the console is told
+    console = frames.Frames.decode(gs.pk, published[-1][1]).experimenter  # the console is told
     assert [p["connected"] for p in json.loads(console)["participants"]] == [True, False]
     assert _connections(gs) == {a: 1, b: 0}
     assert _ledger(gs) == {(a, "alive"): 1}

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from exports import pseudonyms
-from groups import answers, selectors, services
+from groups import answers, presence, selectors, services, store
 from groups.context import get_store
 from groups.models import GroupSession, Membership, StepLog
 from groups.state import GroupError
@@ -123,7 +123,7 @@ def test_failing_on_advance_refuses_the_step(gs, join, staff, flow):
         services.group_session_advance(group_session=gs, step=0, by=staff)
     assert info.value.code == "hook_failed"
     gs.refresh_from_db()
-    assert gs.step == 0 and gs.version == selectors.load_state(gs)[0].version
+    assert gs.step == 0 and gs.version == store.load_state(gs)[0].version
 
 
 def test_pause_resume_exit_loop_end(gs, join, staff, flow):
@@ -186,14 +186,14 @@ def test_context_restored_from_checkpoint_when_store_lost_it(gs, join, staff):
 
 def test_presence_ack_and_location(gs, join, staff):
     s1, m1 = join()
-    services.participant_connected(group_session=gs, participant=m1.pseudonym)
+    presence.record_presence(group_session=gs, process="p1", held={m1.pseudonym: 1})
     services.record_location(session=s1, form="trial")
     snap = selectors.snapshot(gs.pk)
     row = snap["participants"][0]
     assert row["connected"] and row["form"] == "trial" and row["behind"]
-    services.record_ack(group_session=gs, participant=m1.pseudonym, version=snap["version"])
+    presence.record_presence(group_session=gs, acks={m1.pseudonym: snap["version"]})
     assert selectors.snapshot(gs.pk)["participants"][0]["behind"] is False
-    services.participant_disconnected(group_session=gs, participant=m1.pseudonym)
+    presence.record_presence(group_session=gs, process="p1", held={m1.pseudonym: 0})
     assert selectors.snapshot(gs.pk)["participants"][0]["connected"] is False
 
 
@@ -222,7 +222,7 @@ def test_versions_strictly_increase_and_snapshot_is_consistent(gs, join, staff):
 def test_participant_view_hides_context_and_others(gs, join, staff):
     (_s1, m1), (_s2, m2) = join(), join()
     full = selectors.snapshot(gs.pk)
-    view = selectors.participant_view(full, m1.pseudonym)
+    view = store.participant_view(full, m1.pseudonym)
     assert "context" not in view and "participants" not in view
     assert view["me"]["id"] == m1.pseudonym and m2.pseudonym not in str(view)
 
@@ -258,7 +258,7 @@ def test_hooks_see_responses(gs, join, staff, flow):
     )
     from groups import hooks
 
-    state, ids = selectors.load_state(gs)
+    state, ids = store.load_state(gs)
     group = hooks.Group(gs, state, ids)
     assert group.responses == [{"participant": m1.pseudonym, "step": 0, "item": "rating", "value": 4}]
     assert group.params == {"k": 1} and group.participants[0].id == m1.pseudonym

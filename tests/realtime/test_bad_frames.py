@@ -77,13 +77,13 @@ async def test_pong_never_echoes_a_non_finite_number(world, number):
 
 
 def test_frames_on_the_wire_are_never_non_finite(world):
-    from realtime.broadcast import Frames
+    from groups.store import wire_body
 
     state = selectors.snapshot(world.gs.pk)
-    Frames.encode(state)
+    wire_body(state)
     for where in ("context", "shared_params"):
         with pytest.raises(ValueError):
-            Frames.encode({**state, where: {"x": float("nan")}})
+            wire_body({**state, where: {"x": float("nan")}})
     with pytest.raises(ValueError):
         consumers.PongMsg(t=float("inf"), server_ms=1)
 

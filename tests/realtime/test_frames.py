@@ -1,4 +1,4 @@
-"""The hub's pre-serialised frames (realtime.broadcast.Frames): what one PUBLISH
+"""The hub's pre-serialised frames (realtime.frames.Frames, built by groups.store.wire_body): what one PUBLISH
 carries decodes to exactly the texts a fresh snapshot gives each receiver."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import json
 
 import pytest
 
-from groups import selectors
-from realtime.broadcast import Frames, _dumps
+from groups.store import participant_view, wire_body
+from realtime.frames import Frames
+from realtime.frames import dumps as _dumps
 
 
 def _snapshot(participants: list[dict]) -> dict:
@@ -33,25 +34,25 @@ PARTICIPANTS = [
 
 def test_each_receiver_gets_what_its_fresh_view_serialises_to():
     snap = _snapshot(PARTICIPANTS)
-    frames = Frames.decode(3, Frames.encode(snap))
+    frames = Frames.decode(3, wire_body(snap))
     assert (frames.group_session, frames.version, frames.participant_version) == (3, 9, 7)
     assert frames.experimenter == _dumps(snap) and json.loads(frames.experimenter) == snap
     for p in PARTICIPANTS:
         text = frames.participant(p["id"])
-        assert text == _dumps(selectors.participant_view(snap, p["id"]))  # byte for byte
+        assert text == _dumps(participant_view(snap, p["id"]))  # byte for byte
         assert frames.knows(p["id"]) and frames.status_of(p["id"]) == p["status"]
 
 
 def test_a_participant_the_snapshot_does_not_hold_is_shown_removed():
-    frames = Frames.of(_snapshot(PARTICIPANTS[:1]))
+    frames = Frames.decode(3, wire_body(_snapshot(PARTICIPANTS[:1])))
     assert not frames.knows("PNOBODY") and frames.status_of("PNOBODY") == "kicked"
-    assert json.loads(frames.participant("PNOBODY")) == selectors.participant_view(_snapshot([]), "PNOBODY")
+    assert json.loads(frames.participant("PNOBODY")) == participant_view(_snapshot([]), "PNOBODY")
 
 
 @pytest.mark.parametrize("n", [0, 1, 1000])
 def test_the_wire_form_is_four_lines_whatever_the_text_holds(n):
     participants = [{**PARTICIPANTS[0], "id": f"P{i:06d}"} for i in range(n)]
-    body = Frames.encode(_snapshot(participants))
+    body = wire_body(_snapshot(participants))
     assert body.count("\n") == 3  # JSON escapes every newline inside strings
     frames = Frames.decode(3, body)
     assert all(frames.knows(p["id"]) for p in participants)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from groups import answers, selectors, services
+from groups import answers, selectors, services, store
 from realtime.schemas import ExperimenterState, ParticipantState
 
 from .test_consumers import state_where
@@ -44,7 +44,7 @@ class Verifier:
             return
         self.participant_version = fresh["participant_version"]
         view = await state_where(self.ann, lambda s: s["version"] >= fresh["participant_version"])
-        expected = selectors.participant_view(fresh, self.pseudonym)
+        expected = store.participant_view(fresh, self.pseudonym)
         assert {**view, "version": None} == {**expected, "version": None}
         assert fresh["participant_version"] <= view["version"] <= fresh["version"]
         ParticipantState.model_validate(view)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -288,16 +287,17 @@ def test_goto_by_number_and_single_form_loop():
     assert [(f.repeat, f.goto) for f in definition.forms] == [(None, None), (2, 1), (3, 3)]
 
 
-def test_data_policy_is_checked_by_runner_policy_when_present(monkeypatch):
+def test_data_policy_is_checked_by_runner_policy(monkeypatch):
     text = "slug: p\ntitle: P\ndata_policy: {default: shred}\nforms: [{name: a}]\n"
     _, issues = validate_text(text)
     assert [(i.line, i.warning) for i in issues] == [(3, False)]
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "runner.policy" else real_find_spec(name, *a)
-    )
+    # A checker that breaks refuses the policy instead of letting it through unchecked.
+    from runner import policy
+
+    monkeypatch.setattr(policy, "policy_errors", lambda _: 1 / 0)
     definition, issues = validate_text(text)
-    assert definition is not None and [(i.line, i.warning) for i in issues] == [(3, True)]
+    assert [(i.line, i.warning) for i in issues] == [(3, False)]
+    assert "could not be checked: ZeroDivisionError" in issues[0].message
 
 
 def test_loop_errors_is_pure_and_allows_loops_in_a_row():

@@ -130,19 +130,19 @@ def test_prolific_id_is_encrypted_at_rest(client, experiment):
     assert "PID-SECRET-42" not in raw
 
 
-def test_group_ticket_calls_attach_participant(client, monkeypatch):
+def test_group_ticket_calls_attach_participant(client):
     import groups.services
+    from runner import services as runner_services
 
     calls = []
-    monkeypatch.setattr(
-        groups.services,
-        "attach_participant",
-        lambda *, session, ticket: calls.append((session.pk, ticket.pk)),
-        raising=False,
-    )
-    experiment = build_experiment(SURVEY, is_group=True)
-    tkt = ticket(experiment, type=Ticket.Type.GROUP)
-    session = start(client, experiment, tkt)
+    # the groups app registers its attach at start-up (GroupsConfig.ready): stand in for it
+    runner_services.use_group_attach(lambda *, session, ticket: calls.append((session.pk, ticket.pk)))
+    try:
+        experiment = build_experiment(SURVEY, is_group=True)
+        tkt = ticket(experiment, type=Ticket.Type.GROUP)
+        session = start(client, experiment, tkt)
+    finally:
+        runner_services.use_group_attach(groups.services.attach_participant)
     assert calls == [(session.pk, tkt.pk)]
 
 
