@@ -3,7 +3,8 @@ daphne processes, group sessions, statistics.
 
 Nothing here touches the shared Redis on 6379: benchmarks start their own
 ``redis-server`` (``BENCH_REDIS_PORT``, default 6391) and their own PostgreSQL
-database (``ensemble_bench`` on the server of ``DATABASE_URL``); the embedded
+database (``ensemble_bench``, or ``BENCH_DB``, on the server of ``DATABASE_URL``; a branch
+whose migrations differ from another's running benchmarks at the same time names its own); the embedded
 variant uses an SQLite file under ``BENCH_VAR`` (default /tmp/ensemble-bench-var).
 """
 
@@ -28,6 +29,7 @@ PY = sys.executable
 VAR = Path(os.environ.get("BENCH_VAR", Path(tempfile.gettempdir()) / "ensemble-bench-var"))
 REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "6391"))
 BASE_DB = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/ensemble"
+BENCH_DB = os.environ.get("BENCH_DB", "ensemble_bench")
 
 
 def raise_nofile() -> int:
@@ -44,7 +46,7 @@ def free_port() -> int:
 
 
 def pg_url() -> str:
-    return urlunparse(urlparse(BASE_DB)._replace(path="/ensemble_bench"))
+    return urlunparse(urlparse(BASE_DB)._replace(path=f"/{BENCH_DB}"))
 
 
 def redis_url() -> str:
@@ -137,8 +139,8 @@ def ensure_database(env: dict) -> None:
 
         admin = urlunparse(urlparse(url)._replace(path="/postgres"))
         with psycopg.connect(admin, autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = 'ensemble_bench'").fetchone():
-                conn.execute('CREATE DATABASE "ensemble_bench"')
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone():
+                conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
     subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     _migrated.add(url)
 
@@ -219,13 +221,12 @@ def postgres_cpu_seconds() -> float:
     return total
 
 
-def prepare_group(env: dict, n: int) -> dict:
+def prepare_group(env: dict, n: int, *, started: bool = True) -> dict:
     """A fresh group session with ``n`` participants (runs + memberships), in the
-    database of ``env``; returns ids, cookies and the experimenter login (bench/prepare.py)."""
-    out = subprocess.run(
-        [PY, str(ROOT / "bench" / "prepare.py"), str(n)], cwd=ROOT, env=env, check=True,
-        capture_output=True, text=True,
-    )  # fmt: skip
+    database of ``env``, started (or, ``started=False``, waiting for the experimenter's
+    start); returns ids, cookies and the experimenter login (bench/prepare.py)."""
+    argv = [PY, str(ROOT / "bench" / "prepare.py"), str(n), *([] if started else ["--waiting"])]
+    out = subprocess.run(argv, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -1,11 +1,12 @@
 """Make a fresh running group session for a benchmark and print it as JSON (last line).
 
-    DATABASE_URL=... python bench/prepare.py N [trial]
+    DATABASE_URL=... python bench/prepare.py N [--waiting]
 
 Loads bench/bench_group.yaml (once), an experimenter ``bench-boss`` logged in (the
-session cookie is printed), a group session started at step 0, and N participant runs
-attached to it. Runs and memberships are bulk-created (a benchmark of the sockets, not
-of attaching); use ``--http`` style attaching in bench/submit.py for the real path.
+session cookie is printed), a group session started at step 0 (``--waiting``: not
+started, the experimenter starts it), and N participant runs attached to it. Runs and
+memberships are bulk-created (a benchmark of the sockets, not of attaching); use
+``--http`` style attaching in bench/submit.py for the real path.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings.base")
 
 
-def main(n: int) -> dict:
+def main(n: int, *, start: bool = True) -> dict:
     import django
 
     django.setup()
@@ -53,7 +54,8 @@ def main(n: int) -> dict:
         taken.add(pseudonym)
         memberships.append(Membership(group_session=gs, session=session, pseudonym=pseudonym, form="trial"))
     Membership.objects.bulk_create(memberships, batch_size=500)
-    services.group_session_start(group_session=gs, by=boss)
+    if start:
+        services.group_session_start(group_session=gs, by=boss)
     client = Client()
     client.force_login(boss)
     return {
@@ -68,4 +70,4 @@ def main(n: int) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(int(sys.argv[1]))))
+    print(json.dumps(main(int(sys.argv[1]), start="--waiting" not in sys.argv[2:])))

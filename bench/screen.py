@@ -2,20 +2,20 @@
 page showing the new step, with protocol clients that do what a participant's page does,
 against the bare ``websockets`` floor, a plain page GET and oTree, in one run.
 
-    .venv/bin/python bench/screen.py [--sizes 10,100,200] [--with-500] [--steps 10]
-        [--variants floor,ours,otree] [--workers 2] [--keep-socket]
+    .venv/bin/python bench/screen.py [--sizes 10,100,200,500] [--steps 10]
+        [--variants floor,live,reload,otree] [--workers 2] [--otree-max N] [--resend 0.1]
 
-- ``ours``: daphne + ``asgi:application``, PostgreSQL (``ensemble_bench``) and a private
-  Redis; a running group session of N runs on bench/bench_group.yaml's group_trial. Each
-  step: every client answers (the form's POST with CSRF, then the redirect's GET), the
-  experimenter advances ``SETTLE`` (0.5 s) after the last answer's waiting page is back
-  with its socket (t0: the advance is sent), each client gets the state frame,
-  acks it and GETs the run URL as ``location.replace(runUrl)`` does; the step's trial page
-  parsed (hidden ``_group_step``) is "content ready" (bench/screen_clients.py). Each page
-  load opens a new socket, as a new document does (``--keep-socket``: one socket throughout).
-  Also, before the steps, the same N clients GET the home page (a template, no database)
-  at once on their keep-alive connections, once to warm up and then once per step: the
-  plain GET at the same N.
+- ``live`` (bench/screen_liverun.py, bench/screen_live.py): the live participant page's
+  protocol clients on daphne + PostgreSQL (``ensemble_bench``) + a private Redis: one
+  document and one socket per participant; each step's state (t0: the experimenter's
+  advance is sent) -> the step's ``group.content`` (or the content GET) parsed: "content
+  ready" -> revealed at ``starts_at`` on the client's clock (its offset from the pongs):
+  "onset". Answers by POST to the answer URL with the visit's nonce (10 % of the clients
+  send each answer twice: the second must store nothing). Figures: frame, ready, onset p50/p95/p99, the onset spread per
+  step, late reveals, the lead time the server chose, answers stored / lost / doubled.
+- ``reload``: the same clients, but on each new step they GET the run URL (a reload: the
+  live page showing that step); frame -> page against a plain GET of the home page by the
+  same N clients at once (one warm-up round, then one per step).
 - ``floor``: bench/baseline_ws.py, a bare ``websockets`` broadcast to N sockets
   (bench/fanout.py's ``floor`` variant, same N and number of advances).
 - ``otree``: oTree (bench/otree-requirements.txt, its own virtualenv) as ``otree
@@ -24,9 +24,10 @@ against the bare ``websockets`` floor, a plain page GET and oTree, in one run.
   page (its socket open, as the page's script does); ``SETTLE`` later the last player
   submits (t0); each player's next Trial page returned 200 is "content ready".
 
-Prints one JSON object: per variant and N, frame and click -> screen p50/p95/p99/max in
-ms, reload (frame -> page) and plain GET, answers stored / lost / doubled; and the ratios
-ours / floor, ours / oTree and reload / plain GET (p99). Every wait is bounded.
+Prints one JSON object: per variant and N, p50/p95/p99/max in ms of the frame, click ->
+content ready, click -> onset (oTree: click -> next page), the onset spread per step,
+reload (frame -> page) and plain GET, answers stored / lost / doubled; and per N the
+ratios in the same run (``ratios``). Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import common, fanout, screen_clients  # noqa: E402
+from bench import common, fanout, screen_clients, screen_liverun  # noqa: E402
 
 PAUSE = 0.3  # between steps, as bench/fanout.py
 # From the last answer (its waiting page back with its socket) to the advance (ours), and
@@ -106,81 +107,7 @@ def _set_up(replies: list) -> dict:
     return {"failed_setups": failed, "setup_errors": [e for r in replies for e in r[1]][:3]}
 
 
-# ---- ours -------------------------------------------------------------------------------
-
-
-async def run_ours(n: int, steps: int, workers: int, reconnect: bool, embedded: bool = False) -> dict:
-    """``embedded``: SQLite and the in-process layer (``make run``'s defaults) instead of
-    PostgreSQL and Redis."""
-    import websockets
-
-    env = common.server_env(embedded=embedded)
-    common.ensure_database(env)
-    group = common.prepare_group(env, n)
-    server = common.Daphne(env)
-    pool = None
-    t0: dict[int, float] = {}
-    try:
-        pool = Pool("ours", n, workers, {"port": server.port, "group": group, "reconnect": reconnect})
-        setup = _set_up(await pool.replies())
-        for _ in range(steps + 1):  # the plain GET at the same N; the first round warms up
-            await pool.call(("plain_get",))
-            await asyncio.sleep(PAUSE)
-        url = f"ws://127.0.0.1:{server.port}/ws/group/{group['group_session']}/experimenter/"
-        headers = [("Origin", server.url), ("Cookie", group["login_cookie"])]
-        async with websockets.connect(url, additional_headers=headers, compression=None, ping_interval=None,
-                                      max_size=2**26) as boss:  # fmt: skip
-            drain = asyncio.create_task(fanout._drain(boss))
-            await asyncio.sleep(0.5)
-            for k in range(steps):
-                await pool.call(("answer",))
-                await asyncio.sleep(SETTLE)
-                pool.send(("await_step", k + 1))
-                t0[k + 1] = time.monotonic()
-                await boss.send(json.dumps({"type": "advance", "step": k}))
-                await pool.replies()
-                await asyncio.sleep(PAUSE)
-            drain.cancel()
-        results = await pool.stop()
-        pool = None
-    finally:
-        if pool is not None:
-            await pool.stop()
-        server.stop()
-    return {"variant": "embedded" if embedded else "ours", "n": n, "steps": steps, "socket_per_page": reconnect,
-            **setup, **_ours_figures(results, t0), "answers": _stored(env, group, n, steps),
-            "load": common.load_average()}  # fmt: skip
-
-
-def _ours_figures(results: list[dict], t0: dict[int, float]) -> dict:
-    frame, screen, reload_, posts, plain, missing = [], [], [], [], [], 0
-    for c in results:
-        for k, sent in t0.items():
-            if k in c["frame"]:
-                frame.append(c["frame"][k] - sent)
-            if k in c["ready"]:
-                screen.append(c["ready"][k] - sent)
-                reload_.append(c["ready"][k] - c["frame"][k])
-            else:
-                missing += 1
-        posts += [p[1] for p in c["posts"]]
-        plain += [p[0] for p in c["plain"][1:]]
-    statuses: dict[str, int] = {}
-    for c in results:
-        for p in c["posts"]:
-            statuses[str(p[2])] = statuses.get(str(p[2]), 0) + 1
-    return {
-        "frame_ms": common.summary_ms(frame),
-        "screen_ms": common.summary_ms(screen),
-        "reload_ms": common.summary_ms(reload_),
-        "plain_get_ms": common.summary_ms(plain),
-        "answer_post_ms": common.summary_ms(posts),
-        "answer_statuses": statuses,
-        "missing_screens": missing,
-        "wrong_pages": sum(len(c["wrong_page"]) for c in results),
-        "sockets_opened": sum(c["sockets"] for c in results),
-        "http_connections": sum(c["http_connections"] for c in results),
-    }
+# ---- answers in the database -----------------------------------------------------------
 
 
 def _stored(env: dict, group: dict, n: int, steps: int) -> dict:
@@ -262,43 +189,62 @@ def _otree_figures(results: list[dict], lasts: dict[int, int]) -> dict:
 
 
 def ratios(results: list[dict]) -> list[dict]:
-    """Per N, p99 ratios in the same run: ours click -> screen / floor frame, / oTree click ->
-    screen, and our reload (frame -> page) / the plain GET at the same N."""
+    """Per N, in the same run: the live clients' click -> content ready p99 / the floor's p99
+    and / oTree's click -> next page p99, click -> onset p99 minus ready p99, the onset
+    spread p95; the reload (frame -> live page) p99 / the plain GET p99 at the same N."""
     by = {(r["variant"], r["n"]): r for r in results}
     out = []
     for n in sorted({r["n"] for r in results}):
-        ours, floor, otree = by.get(("ours", n)), by.get(("floor", n)), by.get(("otree", n))
-        if not ours or ours["screen_ms"].get("p99") is None:
-            continue
-        p99 = ours["screen_ms"].get("p99")
-        row = {"n": n, "ours_screen_p99_ms": p99}
-        if floor and floor["latency_ms"].get("p99"):
-            row["screen_vs_floor"] = round(p99 / floor["latency_ms"]["p99"], 2)
-            row["frame_vs_floor"] = round(ours["frame_ms"]["p99"] / floor["latency_ms"]["p99"], 2)
-        if otree and otree["screen_ms"].get("p99"):
-            row["otree_screen_p99_ms"] = otree["screen_ms"]["p99"]
-            row["screen_vs_otree"] = round(p99 / otree["screen_ms"]["p99"], 2)
-        if ours["plain_get_ms"].get("p99"):
-            row["reload_vs_plain_get"] = round(ours["reload_ms"]["p99"] / ours["plain_get_ms"]["p99"], 2)
+        floor, otree = by.get(("floor", n), {}).get("latency_ms", {}), by.get(("otree", n), {}).get("screen_ms", {})
+        row: dict = {"n": n, "floor_p99_ms": floor.get("p99"), "otree_p99_ms": otree.get("p99")}
+        live, reload_ = by.get(("live", n)), by.get(("reload", n))
+        if live and live.get("ready_ms", {}).get("p99") is not None:
+            ready, onset = live["ready_ms"]["p99"], live["onset_ms"].get("p99")
+            row |= {
+                "ready_p99_ms": ready,
+                "onset_p99_ms": onset,
+                "spread_p95_ms": live["onset_spread_ms"].get("p95"),
+                "onset_minus_ready_ms": round(onset - ready, 2) if onset is not None else None,
+                "ready_vs_floor": _ratio(ready, floor.get("p99")),
+                "ready_vs_otree": _ratio(ready, otree.get("p99")),
+            }
+        if reload_ and reload_.get("reload_ms", {}).get("p99") is not None:
+            row |= {
+                "reload_p99_ms": reload_["reload_ms"]["p99"],
+                "plain_get_p99_ms": reload_["plain_get_ms"].get("p99"),
+                "reload_vs_plain_get": _ratio(reload_["reload_ms"]["p99"], reload_["plain_get_ms"].get("p99")),
+            }
         out.append(row)
     return out
 
 
+def _ratio(a, b) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+async def _variant(variant: str, n: int, args) -> dict:
+    if variant == "floor":
+        return await fanout.run_case("floor", n, args.steps, workers=args.workers)
+    if variant in ("live", "reload"):
+        return await screen_liverun.run_live(n, args.steps, args.workers, variant, resend=args.resend)
+    return await run_otree(n, args.steps, args.workers)
+
+
 async def main_async(args) -> dict:
     common.raise_nofile()
-    sizes = [int(x) for x in args.sizes.split(",")] + ([500] if args.with_500 else [])
+    sizes = sorted({int(x) for x in args.sizes.split(",")} | ({500} if args.with_500 else set()))
     variants = args.variants.split(",")
-    redis = common.PrivateRedis().start() if "ours" in variants else None
+    redis = common.PrivateRedis().start() if {"live", "reload"} & set(variants) else None
     results = []
     try:
         for n in sizes:
             for variant in variants:
-                if variant == "floor":
-                    result = await fanout.run_case("floor", n, args.steps, workers=args.workers)
-                elif variant == "ours":
-                    result = await run_ours(n, args.steps, args.workers, not args.keep_socket)
-                else:
-                    result = await run_otree(n, args.steps, args.workers)
+                if variant == "otree" and n > args.otree_max:
+                    continue
+                try:
+                    result = await _variant(variant, n, args)
+                except Exception as exc:  # noqa: BLE001 - one variant's failure is reported, the run goes on
+                    result = {"variant": variant, "n": n, "error": repr(exc)[:500], "load": common.load_average()}
                 print(json.dumps(result), file=sys.stderr, flush=True)
                 results.append(result)
     finally:
@@ -309,12 +255,13 @@ async def main_async(args) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="10,100,200")
+    parser.add_argument("--sizes", default="10,100,200,500")
     parser.add_argument("--with-500", action="store_true", help="add N=500")
     parser.add_argument("--steps", type=int, default=10, help="advances (ours, floor) and rounds (oTree) per N")
-    parser.add_argument("--variants", default="floor,ours,otree")
+    parser.add_argument("--variants", default="floor,live,reload,otree", help="of floor,live,reload,otree")
+    parser.add_argument("--otree-max", type=int, default=10**6, help="oTree only up to this N")
+    parser.add_argument("--resend", type=float, default=0.1, help="share of live clients that POST each answer twice")
     parser.add_argument("--workers", type=int, default=2, help="client processes")
-    parser.add_argument("--keep-socket", action="store_true", help="one socket per client (no new one per page)")
     args = parser.parse_args(argv)
     return asyncio.run(main_async(args))
 

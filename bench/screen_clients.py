@@ -1,13 +1,5 @@
-"""The participants of bench/screen.py: protocol clients doing what a participant's page
-does today, one keep-alive HTTP connection and one socket each, no browser.
-
-``OursClient`` (Ensemble Live): holds the trial page of the current step (its hidden
-``_group_step`` and CSRF token) and the group socket (``ack`` every state, ``ping`` on
-open and every 3 s, as protocol.js). On a ``group.state`` of a newer step it records the
-frame's arrival, acks, GETs the run URL (what ``location.replace(runUrl)`` does) and
-checks that the page is that step's trial page: content ready. Answering is the form's
-POST (CSRF token and cookie, Origin) and the GET of the redirect. ``reconnect``: every
-page load opens a new socket, as a new document does (the old one closes).
+"""The participants of bench/screen.py in their worker processes: the live page's protocol
+clients (``live``, ``reload``: bench/screen_live.py) and oTree's.
 
 ``OTreeClient`` (the peer): session-wide link -> participant start link -> the round's
 Trial page; the page's auto-advance socket is held while the page is open, as oTree's
@@ -16,152 +8,24 @@ next page (the last player), or the wait page whose socket (``/wait_page?...``, 
 from the page as its script does) gets a message and the page reloads, is redirected,
 and the next round's Trial page returns 200: content ready.
 
-Times are ``time.monotonic()`` (one clock for all processes on Linux).
+oTree's times are ``time.monotonic()`` (one clock for all processes on Linux), the live
+clients' ``time.time()`` (they compare with ``starts_at``, server epoch ms).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import random
 import re
 import time
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlparse
 
-from bench.keepalive import KeepAlive, form_fields
+from bench.keepalive import KeepAlive
 
 STEP_FIELD = "_group_step"
 WS_ARGS = dict(compression=None, ping_interval=None, open_timeout=60, close_timeout=2, max_size=2**24)
 OTREE_STEP = re.compile(r'id="bench-step" data-step="(\d+)"')
 OTREE_PAGE_SOCKET = re.compile(r'data-socket-url="([^"]+)"')
 OTREE_WAIT_SOCKET = re.compile(r'makeReconnectingWebSocket\("([^"]+)"\)')
-
-
-async def _pinger(ws) -> None:
-    await asyncio.sleep(random.uniform(0, 3))
-    while True:
-        await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
-        await asyncio.sleep(3)
-
-
-class OursClient:
-    def __init__(self, index: int, port: int, group: dict, reconnect: bool = True):
-        self.index, self.port, self.reconnect = index, port, reconnect
-        self.run_url = f"/run/{group['experiment']}/"
-        self.ws_url = f"ws://127.0.0.1:{port}/ws/group/{group['group_session']}/participant/"
-        self.http = KeepAlive(port)
-        self.http.cookies[group["run_cookie"]] = group["run_tokens"][index]
-        self.step, self.version = -1, 0  # the step of the page shown, the newest state of its socket
-        self.fields: dict[str, str] = {}
-        self.frame: dict[int, float] = {}  # step -> the state frame's arrival
-        self.ready: dict[int, float] = {}  # step -> its trial page parsed
-        self.wrong_page: dict[int, str] = {}  # step -> what the run URL showed instead
-        self.posts: list[tuple[int, float, object]] = []  # (step, seconds, final status)
-        self.plain: list[tuple[float, int]] = []
-        self.sockets = 0
-        self.ws = None
-        self.stop = False
-        self.connected = asyncio.Event()
-
-    async def setup(self) -> None:
-        await self.load(None)
-        self.task = asyncio.create_task(self.socket_loop())
-
-    async def load(self, expect: int | None) -> bool:
-        """GET the run URL (a reload); True if it is the trial page of ``expect``."""
-        response = await self.http.request("GET", self.run_url)
-        fields, questions = form_fields(response.text()) if response.status == 200 else ({}, [])
-        step = next((v for k, v in fields.items() if k.endswith(STEP_FIELD)), None)  # the form prefixes names
-        if step is None:
-            if expect is not None:
-                self.wrong_page[expect] = f"HTTP {response.status}, no {STEP_FIELD}"
-            return False
-        self.fields, self.step = {**fields, **{q: "4" for q in questions}}, int(step)
-        if expect is not None and int(step) != expect:
-            self.wrong_page[expect] = f"step {step}"
-            return False
-        return True
-
-    async def socket_loop(self) -> None:
-        import websockets
-
-        headers = [("Origin", f"http://127.0.0.1:{self.port}"),
-                   ("Cookie", "; ".join(f"{k}={v}" for k, v in self.http.cookies.items()))]  # fmt: skip
-        while not self.stop:
-            try:
-                async with websockets.connect(self.ws_url, additional_headers=headers, **WS_ARGS) as ws:
-                    self.ws, self.sockets = ws, self.sockets + 1
-                    self.version = 0  # a new document: its first state is its snapshot, acked too
-                    await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
-                    pinger = asyncio.create_task(_pinger(ws))
-                    try:
-                        async for message in ws:
-                            if await self.on_message(ws, message):
-                                break  # the page navigated: a new document opens a new socket
-                    finally:
-                        pinger.cancel()
-            except Exception:  # noqa: BLE001 - the page reconnects (protocol.js backs off)
-                await asyncio.sleep(0.5)
-            self.ws = None
-
-    async def on_message(self, ws, message) -> bool:
-        now = time.monotonic()
-        data = json.loads(message)
-        if data.get("type") != "group.state":
-            return False
-        self.connected.set()  # this socket has its snapshot
-        if data.get("version", 0) <= self.version:  # protocol.js ignores older states
-            return False
-        self.version = data["version"]
-        await ws.send(json.dumps({"type": "ack", "version": data["version"]}))
-        step = data.get("step", 0)
-        if data.get("phase") != "running" or step <= self.step:
-            return False
-        self.frame[step] = now
-        if await self.load(step):
-            self.ready[step] = time.monotonic()
-        return self.reconnect
-
-    async def answer(self) -> None:
-        step = self.step
-        body = urlencode(self.fields).encode()
-        origin = f"http://127.0.0.1:{self.port}"
-        started = time.monotonic()
-        try:
-            response = await self.http.request("POST", self.run_url, body, {
-                "Content-Type": "application/x-www-form-urlencoded", "Origin": origin, "Referer": origin + self.run_url,
-                "X-CSRFToken": self.http.cookies.get("csrftoken", "")})  # fmt: skip
-            status = response.status
-            if status in (302, 303):  # the browser follows the redirect: the waiting page
-                status = f"{status}->{(await self.http.request('GET', response.location)).status}"
-        except Exception as exc:  # noqa: BLE001 - reported as a failed answer
-            status = repr(exc)
-        self.posts.append((step, time.monotonic() - started, status))
-        if self.reconnect and self.ws is not None:
-            self.connected.clear()
-            await self.ws.close()  # the waiting page is a new document with its own socket
-            try:  # back on the waiting page's socket before the experimenter advances
-                await asyncio.wait_for(self.connected.wait(), 30)
-            except TimeoutError:
-                pass
-
-    async def plain_get(self) -> None:
-        started = time.monotonic()
-        response = await self.http.request("GET", "/")
-        self.plain.append((time.monotonic() - started, response.status))
-
-    async def close(self) -> None:
-        self.stop = True
-        if self.ws is not None:
-            await self.ws.close()
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-        self.http.close()
-
-    def result(self) -> dict:
-        return {"index": self.index, "frame": self.frame, "ready": self.ready, "wrong_page": self.wrong_page,
-                "posts": self.posts, "plain": self.plain, "sockets": self.sockets,
-                "http_connections": self.http.opened}  # fmt: skip
 
 
 class OTreeClient:
@@ -288,8 +152,10 @@ async def _all(clients, method: str, timeout: float) -> list:
 async def _worker_main(conn, kind: str, indices: list[int], options: dict) -> None:
     commands: asyncio.Queue = asyncio.Queue()
     asyncio.get_running_loop().add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
-    if kind == "ours":
-        clients = [OursClient(i, options["port"], options["group"], options.get("reconnect", True)) for i in indices]
+    if kind in ("live", "reload"):
+        from bench.screen_live import LiveClient
+
+        clients = [LiveClient(i, options["port"], options["group"], kind, options.get("resend", 0)) for i in indices]
     else:
         clients = [OTreeClient(i, options["port"], options["join_path"]) for i in indices]
     gate = asyncio.Semaphore(20)  # participants arrive over a moment, not in one burst
@@ -298,8 +164,10 @@ async def _worker_main(conn, kind: str, indices: list[int], options: dict) -> No
         async with gate:
             await client.setup()
 
-    failed = [repr(e) for e in await asyncio.gather(*(setup(c) for c in clients), return_exceptions=True) if e]
-    if kind == "ours":
+    outcomes = await asyncio.gather(*(setup(c) for c in clients), return_exceptions=True)
+    failed = [repr(e) for e in outcomes if e]
+    everyone, clients = clients, [c for c, e in zip(clients, outcomes, strict=True) if not e]  # commands: set up ones
+    if kind != "otree":  # every client set up has its socket and first state
         await _wait(lambda: all(c.connected.is_set() for c in clients), 60)
     conn.send(("set_up", failed[:3], len(failed)))
     answering: list[asyncio.Task] = []
@@ -308,17 +176,17 @@ async def _worker_main(conn, kind: str, indices: list[int], options: dict) -> No
         conn.send(("done", command[0]))
     for task in answering:
         task.cancel()
-    await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
-    conn.send(("result", [c.result() for c in clients]))
+    await asyncio.gather(*(c.close() for c in everyone), return_exceptions=True)
+    conn.send(("result", [c.result() for c in everyone]))
 
 
 async def _command(clients: list, command: tuple, answering: list[asyncio.Task]) -> list[asyncio.Task]:
     """Carry out one command of the parent; returns the oTree answers still under way."""
     op, arg = command[0], command[1] if len(command) > 1 else None
-    if op in ("answer", "plain_get"):  # ours: everyone at once
+    if op in ("answer", "plain_get"):  # live, reload: everyone at once
         await _all(clients, op, 120)
     elif op == "await_step":  # every client has the step's page (or was shown another)
-        await _wait(lambda: all(arg in c.ready or arg in c.wrong_page for c in clients), 120)
+        await _wait(lambda: all(c.settled(arg) for c in clients), 120)
     elif op == "otree_answer":  # everyone but player ``arg`` submits and waits on the wait page
         others = [c for c in clients if c.index != arg]
         for c in others:

@@ -102,6 +102,21 @@ COLUMNS: tuple[Column, ...] = (
     _c("submitted_at", "When the answer arrived at the server (UTC, ISO 8601).", "datetime", R),
     _c("client_time_ms", "Browser clock at submit, ms since the epoch.", "integer", R, units="ms", default_on=False),
     _c("step", "Lockstep index of the group session when answered (group experiments).", "integer", R),
+    _c(
+        "onset_ms",
+        "Live page: when the step appeared on this participant's screen, server clock, ms since the Unix epoch "
+        "(the planned onset is the group's starts_at; see onset_late_ms).",
+        "integer",
+        R,
+        units="ms",
+    ),
+    _c(
+        "onset_late_ms",
+        "Live page: how late the step appeared because its content was not ready at the planned onset (0: on time).",
+        "integer",
+        R,
+        units="ms",
+    ),
     _c("shared.*", "Shared trial parameter the experimenter's step gave the whole group.", "json", R),
     _c("jspsych.*", "jsPsych trial data as recorded in the browser, flattened to dotted columns.", "json", R),
 )

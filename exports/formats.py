@@ -85,6 +85,8 @@ def _response_object(ctx: ExportContext, row: dict[str, Any], participant: str) 
         "submitted_at": utc_iso(row["submitted_at"]),
         "client_time_ms": row["client_time_ms"],
         "step": row["step"],
+        "onset_ms": row.get("onset_ms"),
+        "onset_late_ms": row.get("onset_late_ms"),
     }
     obj |= {k: v for k, v in plain.items() if ctx.wants(k)}
     obj["group_session"] = row["group_session_id"]
@@ -135,9 +137,29 @@ def _group_sessions(ctx: ExportContext) -> list[dict[str, Any]]:
                 "shared_params": canonical(gs.shared_params),
                 "members": members,
                 "step_log": steps,
+                "onsets": _onsets(gs, ctx),
             }
         )
     return out
+
+
+def _onsets(gs, ctx: ExportContext) -> list[dict[str, Any]]:
+    """The live page's onsets of each step (reported over the socket, the first per
+    participant and step), participants as pseudonyms."""
+    members = {m.pseudonym: m.session for m in gs.memberships.select_related("session")}
+    return [
+        {
+            "participant": ctx.pseudonyms.get(members[o.pseudonym].subject_id, members[o.pseudonym].pk)
+            if o.pseudonym in members
+            else None,
+            "step": o.step,
+            "starts_at_ms": o.starts_at,
+            "onset_ms": o.onset_ms,
+            "late_ms": o.late_ms,
+            "ready_ms": o.ready_ms,
+        }
+        for o in gs.onsets.order_by("step", "onset_ms", "id")
+    ]
 
 
 def _stimuli(ctx: ExportContext) -> list[dict[str, Any]]:

@@ -25,12 +25,13 @@ class ExportForm(forms.Form):
     )
     finished_only = forms.BooleanField(required=False, label="Finished sessions only")
     include_preview = forms.BooleanField(required=False, label="Include preview sessions")
+    include_bots = forms.BooleanField(required=False, label="Include bot sessions (rehearsals)")
     include_excluded = forms.BooleanField(required=False, label="Include excluded sessions and participants")
     preset_name = forms.CharField(required=False, max_length=100, label="Preset name")
 
     def filters(self) -> dict[str, bool]:
         data = self.cleaned_data
-        return {k: bool(data.get(k)) for k in ("finished_only", "include_preview", "include_excluded")}
+        return {k: bool(data.get(k)) for k in ("finished_only", "include_preview", "include_bots", "include_excluded")}
 
     @staticmethod
     def identifying_names() -> set[str]:

@@ -141,6 +141,8 @@ def response_record(row: dict[str, Any], *, lookups: dict[str, dict]) -> dict[st
         "submitted_at": utc_iso(row["submitted_at"]),
         "client_time_ms": row["client_time_ms"],
         "step": row["step"],
+        "onset_ms": row.get("onset_ms"),
+        "onset_late_ms": row.get("onset_late_ms"),
     }
     if isinstance(value, dict):
         flatten("value", value, record)

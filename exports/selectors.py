@@ -48,14 +48,17 @@ RESPONSE_FIELDS = (
     "group_session_id",
     "step",
     "shared_params",
+    "onset_ms",
+    "onset_late_ms",
 )
 
 
 @dataclass(frozen=True)
 class ExportFilters:
-    """Which sessions an export covers. Previews and excluded sessions are left out unless asked for."""
+    """Which sessions an export covers. Previews, bots and excluded sessions are left out unless asked for."""
 
     include_preview: bool = False
+    include_bots: bool = False
     include_excluded: bool = False
     finished_only: bool = False
 
@@ -76,6 +79,8 @@ def sessions_for_export(*, experiment: Experiment, filters: ExportFilters) -> Qu
     qs = Session.objects.filter(experiment=experiment)
     if not filters.include_preview:
         qs = qs.filter(is_preview=False)
+    if not filters.include_bots:
+        qs = qs.filter(is_bot=False)
     if not filters.include_excluded:
         qs = qs.filter(excluded=False).exclude(Q(subject__isnull=False) & Q(subject__excluded=True))
     if filters.finished_only:

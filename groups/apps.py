@@ -10,7 +10,7 @@ class GroupsConfig(AppConfig):
         from realtime import ports
         from runner import services as runner_services
 
-        from . import flowhandlers, hooks, presence, selectors, services, store
+        from . import flowhandlers, hooks, live, live_content, presence, selectors, services, store
         from .lockstep import register
 
         register()  # the lockstep group_trial replaces the runner's plain one
@@ -27,6 +27,10 @@ class GroupsConfig(AppConfig):
                 record_acks=presence.record_acks,
                 counting_processes=presence.counting_processes,
                 sweep_processes=presence.sweep_processes,
+                step_content=live_content.content_text,
+                prebuilt_content=live_content.built_text,
+                record_reports=presence.record_reports,
             )
         )
         flowhandlers.register()  # the flow-control timers' handlers (issue 20)
+        live.use_prebuild(live_content.prebuild)

@@ -1,12 +1,12 @@
 """The lockstep ``group_trial`` handler, registered over the runner's plain one
 from ``GroupsConfig.ready()``.
 
-Serving (GET): a participant whose group has not started, is paused, or who already
-answered the current step gets the waiting screen (``groups/waiting.html``); the
-others get the trial for the *current* step: the stimulus script runs at render
-time with ``run.group`` at that step (``group.step``, ``group.shared_params``), so
-every participant sees the same shared trial parameters. The page carries the
-current step in a hidden field and listens on the participant socket.
+Serving (GET): the live page (``groups/live.html``, docs/groups.md "The live page") for
+the whole group part: the waiting screen or the *current* step, whose content
+(``groups.live_content``: the stimulus script run with ``run.group`` at that step) is
+embedded; later steps reach the page over its socket. Showing a step takes no
+group-session lock and writes nothing. After the end: ``groups/waiting.html``; kicked:
+``groups/removed.html``.
 
 Answering (POST, inside the runner's transaction that stores the answer): the step is
 checked against an unlocked read first (a stale answer is refused at once); the rows
@@ -20,7 +20,8 @@ group session, checks the step again and refuses a step that is no longer curren
 commit lets the answers of a whole group be stored side by side;
 an answer to the step at which the experimenter exited the loop leaves the loop;
 the clock offset the page estimated over the participant socket is kept with the
-session (``keep_clock_estimate``).
+session (``keep_clock_estimate``) and the onset it achieved goes on the rows
+(``onset_fields``).
 """
 
 from __future__ import annotations
@@ -28,22 +29,25 @@ from __future__ import annotations
 import math
 
 from django import forms
+from django.conf import settings
 
 from runner.errors import RunError
 from runner.handlers import BatchStep, Outcome, Prepared
 from runner.handlers.base import JSPSYCH_FIELD, JsPsychDataField
 from runner.handlers.builtin import GroupTrialHandler
 
-from . import answers, selectors, services
+from . import answers, selectors
 from .state import GroupError
 
 STEP_FIELD = "_group_step"
 CLOCK_OFFSET_FIELD, CLOCK_RTT_FIELD = "_clock_offset_ms", "_clock_rtt_ms"
+ONSET_FIELD, ONSET_LATE_FIELD = "_onset_ms", "_onset_late_ms"
 MAX_CLOCK_OFFSET_MS = 7 * 24 * 3600 * 1000  # a browser clock a week off is not worth keeping
 MAX_CLOCK_RTT_MS = 60_000
 WAITING_TEMPLATE = "groups/waiting.html"
 REMOVED_TEMPLATE = "groups/removed.html"
 TRIAL_TEMPLATE = "groups/trial.html"
+LIVE_TEMPLATE = "groups/live.html"
 _PRELOADED = "_lockstep_view"  # a run's TrialView read by LockstepGroupTrial.preload
 _UNSET = object()
 
@@ -115,9 +119,26 @@ def keep_clock_estimate(session, post) -> None:
     session.state["clock"] = {"via": "socket", "offset_ms": offset, "rtt_ms": rtt}
 
 
+def onset_fields(post) -> dict:
+    """The onset the live page achieved for this step, posted with the answer
+    (``_onset_ms``: server clock, ms since the epoch; ``_onset_late_ms``): Response columns."""
+    onset = _number(post.get(ONSET_FIELD), low=0, high=2**53 - 1)
+    late = _number(post.get(ONSET_LATE_FIELD), low=0, high=MAX_CLOCK_RTT_MS * 1000)
+    return {"onset_ms": round(onset) if onset is not None else None,
+            "onset_late_ms": round(late) if late is not None and onset is not None else None}  # fmt: skip
+
+
 class LockstepGroupTrial(GroupTrialHandler):
     name = "group_trial"
     template_name = TRIAL_TEMPLATE
+    live_page = True  # shown on the live page (groups.live_content)
+
+    def interpret(self, result) -> Prepared:
+        """Also ``{"timeline": [...], "preload": [urls]}`` (the live page preloads those
+        media before the step's onset: ``groups.live_content``)."""
+        if isinstance(result, dict) and isinstance(result.get("timeline"), list):
+            result = result["timeline"]
+        return super().interpret(result)
 
     # ------------------------------------------------------------ entering
     def prepare(self, run) -> Prepared:
@@ -153,6 +174,10 @@ class LockstepGroupTrial(GroupTrialHandler):
         return form
 
     def get_context(self, page, form) -> dict:
+        """The live page (``groups/live.html``) for the whole group part: it shows the
+        waiting screen or the current step and follows the group without navigating
+        (``groups.live_content``). Reads only: no group-session lock, no write; where the
+        participant is reaches the console from the page's socket (``groups.live``)."""
         view = _view(page)
         if view is None:  # a group experiment run outside any group session
             return {}
@@ -164,30 +189,23 @@ class LockstepGroupTrial(GroupTrialHandler):
             context["released_code"] = page.session.experiment.lobby.get("release_completion_code", "")
             context["released"] = view.lobby == "released"
             return context
-        if view.must_wait or view.phase in ("ended", "aborted"):
+        if view.phase in ("ended", "aborted"):
             self.template_name = WAITING_TEMPLATE
             return context
-        services.record_location(session=page.session, form=page.position.form.name)
-        try:
-            timeline = self._timeline_for(page)
-        except RunError as exc:  # a failing stimulus script: the runner's friendly error page
+        from . import live_content
+
+        live = live_content.participant_content(page.session, view=view, form=form if form.is_bound else None)
+        content = live["content"] or {}
+        if content.get("problem_code"):  # a failing stimulus script: the runner's friendly error page
             self.template_name = "runner/error.html"
-            context.update(title=exc.title, message=exc.message, code=exc.code)
+            context.update(title=content["problem_title"], message=content["problem"], code=content["problem_code"])
             return context
-        if timeline:
-            field = form[JSPSYCH_FIELD] if JSPSYCH_FIELD in form.fields else None
-            context.update(timeline=timeline, jspsych_field=field)
+        self.template_name = LIVE_TEMPLATE
+        # The first step's questions are in the page itself (the JSON names them by null).
+        live_html, content["html"] = content.get("html", ""), None
+        context.update(live=live, live_html=live_html, timeline=None,
+                       live_push=getattr(settings, "GROUP_LIVE_PUSH_CONTENT", True))  # fmt: skip
         return context
-
-    def _timeline_for(self, page) -> list | dict | None:
-        script = page.position.stimulus_script
-        if not script:
-            return None
-        from runner.run_context import call_callback, make_run
-
-        run = make_run(session=page.session, position=page.position, visit=page.visit)
-        prepared = self.interpret(call_callback(script, run))
-        return prepared.timeline
 
     # ------------------------------------------------------------ answering
     def process(self, page, form, post) -> Outcome:
@@ -206,7 +224,7 @@ class LockstepGroupTrial(GroupTrialHandler):
         if view.exit_loop:
             outcome.leave_loop = True
         outcome.row_fields = {"group_session_id": view.group_session_id, "step": step,
-                              "shared_params": view.shared_params}  # fmt: skip
+                              "shared_params": view.shared_params, **onset_fields(post)}  # fmt: skip
         # Recorded with the group session last in the transaction that stores the rows (the
         # group session is locked only from there to the commit), together with the other
         # answers to this group session that arrived with it (runner.batching).

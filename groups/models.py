@@ -159,3 +159,27 @@ class Timer(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.key} of {self.group_session_id} at {self.due_ms}"
+
+
+class StepOnset(models.Model):
+    """When a step appeared on a participant's live page (docs/groups.md, "The live page"):
+    the onset the page achieved on the server clock and how late it was, reported over the
+    socket at the reveal (or with the answer). One row per participant and step, the first
+    report kept."""
+
+    group_session = models.ForeignKey(GroupSession, on_delete=models.CASCADE, related_name="onsets")
+    pseudonym = models.CharField(max_length=32)
+    step = models.IntegerField()
+    starts_at = models.BigIntegerField(null=True, blank=True, help_text="Planned onset, server ms since the epoch.")
+    onset_ms = models.BigIntegerField(help_text="Achieved onset, server clock, ms since the epoch.")
+    late_ms = models.IntegerField(default=0, help_text="How late the content was ready (0: in time).")
+    ready_ms = models.BigIntegerField(null=True, blank=True, help_text="Content ready, server clock.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group_session", "pseudonym", "step"], name="step_onset_once"),
+        ]
+        indexes = [models.Index(fields=["group_session", "step"])]
+
+    def __str__(self):
+        return f"{self.group_session_id}/{self.pseudonym}@{self.step}"

@@ -16,7 +16,8 @@ with one call per group session:
   console-only version, published from the state in hand. Each process writes the
   number of sockets it holds (absolute) under its lease id in ``ProcessConnections``
   (whose rows add up to ``Membership.connections``), so that
-- ``sweep_processes`` can take a dead process's share off (``realtime.leases``).
+- ``sweep_processes`` can take a dead process's share off (``realtime.leases``);
+- ``record_reports``: the live page's onsets, locations and jsPsych errors, the same way.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import replace
 from django.conf import settings
 from django.db import transaction
 
-from . import flowservices, store
+from . import flowservices, live, store
 from . import state as sm
 from .models import GroupSession, ProcessConnections
 from .state import GroupError
@@ -189,3 +190,28 @@ def _one(state: sm.GroupState, rows: dict, pid: str, action, at: int) -> dict:
         return rows
     rows[pid] = mini.participants[pid]
     return rows
+
+
+def record_reports(*, group_session: GroupSession | int, onsets: list[dict], locations: dict[str, str],
+                   errors: list[dict]) -> int | None:  # fmt: skip
+    """What a process's live pages reported for one group session (``realtime.live.Reports``),
+    as ONE console-only change, like acknowledgements: locations (pseudonym -> the form on
+    screen) through the state machine one participant at a time, onsets (``{participant,
+    step, at, late_ms, ready_at}``, the first per participant and step kept) and jsPsych
+    errors (``{participant, step, message}``: server log and step log; ``groups.live``).
+    Locks the group session; returns the new version, or None when nothing changed."""
+    with transaction.atomic():
+        gs = store.lock(group_session)
+        old, _ = store.load_state(gs)
+        at = store.now_ms()
+        rows = dict(old.participants)
+        for pid, form in locations.items():
+            rows = _one(old, rows, pid, sm.Locate(pid, form), at)
+        stored = live.store_onsets(gs, old, onsets)
+        live.log_client_errors(gs, old, errors)
+        if rows == dict(old.participants) and not stored and not errors:
+            return None
+        new = replace(old, version=old.version + 1, participants=rows, changed_ms=at)
+        store.save_console_change(gs, old, new)  # a console-only change (participants see nothing new)
+        store.publish_on_commit(gs, new)
+        return new.version

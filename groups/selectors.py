@@ -135,6 +135,7 @@ class TrialView:
     membership_id: int = 0
     last_step: int | None = None  # the last step this participant answered
     lobby: str = ""  # "standby" (waits to replace a dropout) or "released" (lobby, issue 20)
+    participant_code: str = ""  # (tells group sessions apart in groups.live's keys)
 
     @property
     def missed_steps(self) -> bool:
@@ -175,6 +176,7 @@ def _trial_view(membership) -> TrialView:
         membership_id=membership.pk,
         last_step=membership.responded_step,
         lobby=membership.status if membership.status in (Membership.Status.STANDBY, Membership.Status.RELEASED) else "",
+        participant_code=gs.participant_code,
     )
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import live_views, views
 
 app_name = "groups"
 
@@ -15,4 +15,6 @@ urlpatterns = [
     path("session/status/<int:group_session_id>/store/", views.session_store, name="session_store"),
     path("session/attach/participant/", views.attach_participant, name="attach_participant"),
     path("session/attach/experimenter/", views.attach_experimenter, name="attach_experimenter"),
+    path("live/<int:experiment_id>/content/", live_views.live_content_view, name="live_content"),
+    path("live/<int:experiment_id>/answer/", live_views.live_answer_view, name="live_answer"),
 ]

@@ -15,6 +15,7 @@ urlpatterns = [
     # Browsers ask for /favicon.ico on pages without an icon link (the editor's admin pages).
     path("favicon.ico", RedirectView.as_view(url=static_url("img/favicon.ico"), permanent=True), name="favicon"),
     path("editor/exports/", include("exports.urls")),
+    path("editor/bots/", include("bots.urls")),
     path("editor/", admin.site.urls),
     path("run/", include("runner.urls")),
     path("group/", include("groups.urls")),

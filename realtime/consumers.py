@@ -32,6 +32,7 @@ from django.conf import settings
 
 from project.core.errors import CodedError
 
+from . import live
 from .broadcast import get_hub
 from .frames import ABSENT_STATUS, Frames
 from .ports import group
@@ -209,6 +210,7 @@ class ParticipantConsumer(_GroupConsumer):
         self.resends = 0
         self.closing = False
         self.last_seen = time.monotonic()
+        self.content_step = None  # the step whose content this socket was sent (the live page)
 
     async def after_join(self):
         # The first view carries the change that records this connection (written
@@ -235,6 +237,8 @@ class ParticipantConsumer(_GroupConsumer):
             await database_sync_to_async(self.ports.participant_ready)(
                 group_session=self.gs_id, participant=self.pseudonym, step=message.step
             )
+        else:  # the live page's onset, location and jsPsych errors: batched (realtime.live)
+            live.Reports.get().add(self.gs_id, self.pseudonym, message)
 
     async def push(self, frames: Frames, *, force: bool = False):
         if frames.version <= self.sent_version or self.closing or not frames.knows(self.pseudonym):
@@ -246,9 +250,20 @@ class ParticipantConsumer(_GroupConsumer):
         self.last_text, self.last_text_version = text, frames.version
         self.resends, self.sent_at = 0, time.monotonic()
         await self.send_text(text)
+        phase, step = frames.where()
+        if phase in ("running", "paused") and self.content_step != step and live.pushes_content():
+            self.content_step = step  # the step's content follows its first state on this socket
+            live.push_content(self, self.gs_id, step)
         if frames.status_of(self.pseudonym) == ABSENT_STATUS:
             self.closing = True
             await self.close(code=CLOSE_KICKED)
+
+    def content_ready(self, step: int, text: str) -> None:
+        """``realtime.live``: the content of ``step`` is built; sent unless the socket moved on."""
+        if self.closing or step != self.content_step or not self.joined:
+            return
+        if not self.write_direct(text):
+            asyncio.ensure_future(self.send(text_data=text))
 
     def tick(self, now: float) -> None:
         if self.closing:

@@ -42,18 +42,26 @@ class Frames:
     built from the shared part (encoded once) plus that participant's own row (also
     encoded once, by the process that published it)."""
 
-    __slots__ = ("group_session", "version", "participant_version", "experimenter", "_shared", "_me")
+    __slots__ = ("group_session", "version", "participant_version", "experimenter", "_shared", "_me", "_where")
 
     def __init__(self, group_session: int, version: int, participant_version: int, experimenter: str, shared: str,
                  me: dict):  # fmt: skip
         self.group_session, self.version, self.participant_version = group_session, version, participant_version
         self.experimenter, self._shared, self._me = experimenter, shared, me
+        self._where = None
 
     @classmethod
     def decode(cls, group_session: int, body: str) -> Frames:
         head, shared, me, experimenter = body.split("\n", 3)
         version, participant_version = head.split(" ")
         return cls(int(group_session), int(version), int(participant_version), experimenter, shared, json.loads(me))
+
+    def where(self) -> tuple[str, int]:
+        """``(phase, step)`` of this snapshot (parsed once per snapshot and process)."""
+        if self._where is None:
+            shared = json.loads(self._shared + "}")
+            self._where = (shared["phase"], shared["step"])
+        return self._where
 
     def knows(self, pseudonym: str) -> bool:
         return pseudonym in self._me

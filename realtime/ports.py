@@ -33,6 +33,14 @@ class GroupPorts:
     counting_processes: Callable[..., set[str]]
     #: (dead=) -> the group sessions whose counts of ``dead`` processes were taken off
     sweep_processes: Callable[..., list[int]]
+    #: The live page (docs/groups.md, "The live page"):
+    #: (group session id, step) -> the step's ``group.content`` frame text, or None
+    step_content: Callable[[int, int], str | None] | None = None
+    #: (group session id, step) -> the text this process built when it published the step;
+    #: KeyError when it did not
+    prebuilt_content: Callable[[int, int], str | None] | None = None
+    #: (group_session=, onsets=, locations=, errors=) -> the new version or None
+    record_reports: Callable[..., int | None] | None = None
 
 
 _registered: GroupPorts | None = None

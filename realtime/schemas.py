@@ -105,6 +105,33 @@ class AckMsg(_Message):
     version: StrictInt = Field(ge=0, le=MAX_INT)
 
 
+class LocationMsg(_Message):
+    """What the live page shows: ``form`` (a form name) at ``step``."""
+
+    type: Literal["location"]
+    form: str = Field(max_length=100)
+    step: StrictInt = Field(ge=0, le=MAX_INT)
+
+
+class OnsetMsg(_Message):
+    """The onset the live page achieved for ``step``: ``at`` and ``ready_at`` on the server
+    clock (ms since the epoch), ``late_ms`` how late (0: the content was ready in time)."""
+
+    type: Literal["onset"]
+    step: StrictInt = Field(ge=0, le=MAX_INT)
+    at: FiniteFloat = Field(ge=0, le=2**53)
+    late_ms: FiniteFloat = Field(ge=0, le=MAX_INT)
+    ready_at: FiniteFloat | None = Field(default=None, ge=0, le=2**53)
+
+
+class ClientErrorMsg(_Message):
+    """A jsPsych error on the live page at ``step`` (logged; the console's step log)."""
+
+    type: Literal["client_error"]
+    step: StrictInt = Field(ge=0, le=MAX_INT)
+    message: str = Field(max_length=500)
+
+
 # ---- either -> server -----------------------------------------------------------
 
 
@@ -119,7 +146,7 @@ class PingMsg(_Message):
 ClientMessage = Annotated[
     StartMsg | AdvanceMsg | PauseMsg | ResumeMsg | ExitLoopMsg | EndMsg | AbortMsg | SetContextMsg | KickMsg
     | ExtendTimerMsg | StopTimerMsg | MoveOnMsg | SendBackMsg | ResendMsg
-    | ReadyMsg | AckMsg | PingMsg,
+    | ReadyMsg | AckMsg | LocationMsg | OnsetMsg | ClientErrorMsg | PingMsg,
     Field(discriminator="type"),
 ]  # fmt: skip
 _client_adapter = TypeAdapter(ClientMessage)
@@ -128,7 +155,7 @@ EXPERIMENTER_TYPES = frozenset(
     {"start", "advance", "pause", "resume", "exit_loop", "end", "abort", "set_context", "kick", "ping"}
     | {"extend_timer", "stop_timer", "move_on", "send_back", "resend"}  # flow control (issue 20)
 )
-PARTICIPANT_TYPES = frozenset({"ready", "ack", "ping"})
+PARTICIPANT_TYPES = frozenset({"ready", "ack", "location", "onset", "client_error", "ping"})
 CLIENT_TYPES = EXPERIMENTER_TYPES | PARTICIPANT_TYPES
 
 
@@ -184,6 +211,14 @@ class _StateBase(_Message):
     all_responded: bool
     timer: Timer
     lobby: LobbyView | None = None
+    starts_at: int | None = None  # when the current step appears on every live page (server epoch ms)
+
+
+class StepOnsets(_Message):
+    step: int
+    reported: int
+    spread_ms: int
+    late: list[str]
 
 
 class StepLogEntry(_Message):
@@ -199,10 +234,30 @@ class ExperimenterState(_StateBase):
     context: dict[str, Any]
     context_store_down: bool = False  # the context store's copy could not be written (console notice)
     step_log: list[StepLogEntry]  # newest first, the latest GROUP_CONSOLE_LOG_ENTRIES
+    onsets: list[StepOnsets] = []  # live page onsets of the latest steps, newest first
 
 
 class ParticipantState(_StateBase):
     me: Me
+
+
+class ContentMsg(_Message):
+    """A step's content for the live page, sent once per step per socket (groups.live_content)."""
+
+    type: Literal["group.content"] = "group.content"
+    step: int
+    order: int
+    form: str
+    title: str
+    html: str
+    timeline: list[Any] | dict[str, Any] | None
+    preload: list[str] | None
+    package: dict[str, Any] | None
+    problem: str
+    problem_code: str
+    problem_title: str
+    shared_params: dict[str, Any]
+    loop_rounds: int | None
 
 
 class ErrorMsg(_Message):

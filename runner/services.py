@@ -57,6 +57,7 @@ def start_run(
     ticket_code: str,
     referral: Referral = Referral(),
     is_staff: bool = False,
+    is_bot: bool = False,
     user_agent: str = "",
     resume_token: str | None = None,
 ) -> Session:
@@ -65,8 +66,9 @@ def start_run(
     Locks the Ticket row (a user ticket starts one session only). Resumes instead of
     starting again when ``resume_token`` (this browser's run cookie) names an unfinished
     session of the same ticket. Creates a Subject (or reuses the one with the same
-    Prolific id), marks a user ticket used, attaches a ``group`` ticket's session via
-    ``groups.services.attach_participant`` and enters the first form.
+    Prolific id; ``is_bot`` flags it as a scripted participant's), marks a user ticket used,
+    attaches a ``group`` ticket's session via ``groups.services.attach_participant`` and
+    enters the first form.
     Raises :class:`TicketError` (codes in its docstring) or ``CallbackFailed``.
     """
     if not ticket_code:
@@ -80,7 +82,7 @@ def start_run(
         if existing is not None:
             return existing
         check_ticket(experiment, ticket, is_staff=is_staff)
-        session = _new_session(experiment, ticket, referral, is_staff=is_staff, user_agent=user_agent)
+        session = _new_session(experiment, ticket, referral, is_staff=is_staff, is_bot=is_bot, user_agent=user_agent)
         if ticket.type == Ticket.Type.USER:
             ticket.used = True
             ticket.save(update_fields=["used"])
@@ -98,7 +100,9 @@ def _resumable(experiment, ticket: Ticket | None, resume_token: str | None) -> S
     return Session.objects.filter(run_token=resume_token, ticket=ticket, end__isnull=True).first()
 
 
-def _new_session(experiment, ticket: Ticket, referral: Referral, *, is_staff: bool, user_agent: str) -> Session:
+def _new_session(
+    experiment, ticket: Ticket, referral: Referral, *, is_staff: bool, is_bot: bool, user_agent: str
+) -> Session:
     """The new run with its Subject: the one with the same Prolific id, or a new one."""
     subject = (
         Subject.objects.filter(prolific_pid_hmac=prolific_pid_hmac(referral.prolific_pid)).first()
@@ -110,6 +114,7 @@ def _new_session(experiment, ticket: Ticket, referral: Referral, *, is_staff: bo
         ticket=ticket,
         subject=subject or Subject.objects.create(),
         is_preview=is_staff,
+        is_bot=is_bot,
         sona_code=referral.sona[:FIELD_MAX],
         prolific_study_id=referral.study_id[:FIELD_MAX],
         prolific_session_id=referral.session_id[:FIELD_MAX],

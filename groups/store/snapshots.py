@@ -19,6 +19,7 @@ from django.db import connection, transaction
 from realtime import frames, publish
 
 from .. import context as group_context
+from .. import live
 from ..flowcontrol import LobbyPolicy, flow_row, lobby_view, timer_view
 from ..models import GroupSession, StepLog
 from ..state import GroupError, GroupState, is_behind
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 #: What every participant sees of a snapshot (besides their own row, ``me``).
 SHARED_KEYS = (
     "type", "version", "group_session", "phase", "step", "server_ms", "shared_params", "exit_loop", "run_url",
-    "size", "ready", "active", "all_responded", "timer", "lobby",
+    "size", "ready", "active", "all_responded", "starts_at", "timer", "lobby",
 )  # fmt: skip
 
 
@@ -78,11 +79,13 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
         "all_responded": state.all_responded,
         "timer": timer_view(state),  # pages count down from deadline_ms on their corrected clock
         "lobby": lobby_view(LobbyPolicy.from_definition(gs.experiment.lobby), state),  # None without a lobby
+        "starts_at": live.starts_at(gs, state),  # the live page's onset of this step (groups.live)
         "participants": _participant_rows(state),
         "context": gs.context or {},
         # The console's notice: the store's copy could not be written from this row.
         "context_store_down": not group_context.sync(gs.pk, gs.context or {}, gs.version),
         "step_log": step_log(gs.pk),
+        "onsets": live.console_onsets(gs.pk, state.step),
     }
 
 

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "groups",
     "realtime",
     "exports",
+    "bots",
 ]
 
 MIDDLEWARE = [
@@ -233,6 +234,18 @@ GROUP_TIMERS = env_bool("GROUP_TIMERS", True)
 GROUP_TIMER_POLL_SECONDS = env_float("GROUP_TIMER_POLL_SECONDS", 0.1)
 # How many of the latest step-log entries the experimenter's snapshot (console) carries.
 GROUP_CONSOLE_LOG_ENTRIES = env_int("GROUP_CONSOLE_LOG_ENTRIES", 20)
+# The live page (docs/groups.md, "The live page"): a step is revealed on every page at
+# starts_at = the moment after the commit that started it + a lead time: the p99 of the
+# "content ready" delays pages reported for the last GROUP_LIVE_LEAD_STEPS steps, plus
+# GROUP_LIVE_LEAD_MARGIN_MS, kept within [MIN, MAX]; DEFAULT before any report.
+GROUP_LIVE_LEAD_MIN_MS = env_int("GROUP_LIVE_LEAD_MIN_MS", 60)
+GROUP_LIVE_LEAD_MAX_MS = env_int("GROUP_LIVE_LEAD_MAX_MS", 1500)
+GROUP_LIVE_LEAD_DEFAULT_MS = env_int("GROUP_LIVE_LEAD_DEFAULT_MS", 300)
+GROUP_LIVE_LEAD_MARGIN_MS = env_int("GROUP_LIVE_LEAD_MARGIN_MS", 30)
+GROUP_LIVE_LEAD_STEPS = env_int("GROUP_LIVE_LEAD_STEPS", 5)
+# Push each step's content (questions, timeline) over the socket, built once per step.
+# False: every page fetches its own (for stimulus scripts that read the participant's run).
+GROUP_LIVE_PUSH_CONTENT = env_bool("GROUP_LIVE_PUSH_CONTENT", True)
 
 # Start-up delivery self-check (realtime.selfcheck, run by asgi.py): a probe broadcast
 # through the channel layer must come back within this many seconds, or the server

@@ -102,6 +102,7 @@ class Session(models.Model):
     excluded = models.BooleanField(default=False)
     exclusion_reason = models.TextField(blank=True)
     is_preview = models.BooleanField(default=False, help_text="An experimenter trying the experiment.")
+    is_bot = models.BooleanField(default=False, help_text="A scripted participant (manage.py run_bots, a rehearsal).")
     sona_code = models.CharField(max_length=100, blank=True)
     prolific_study_id = models.CharField(max_length=100, blank=True)
     prolific_session_id = models.CharField(max_length=100, blank=True)
@@ -149,6 +150,8 @@ class Response(models.Model):
     )
     step = models.IntegerField(null=True, blank=True)
     shared_params = models.JSONField(null=True, blank=True)
+    onset_ms = models.BigIntegerField(null=True, blank=True, help_text="Live page: onset on the server clock (ms).")
+    onset_late_ms = models.IntegerField(null=True, blank=True, help_text="Live page: how late the onset was (ms).")
 
     class Meta:
         ordering = ["session", "form_order", "visit", "id"]

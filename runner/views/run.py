@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from runner import batching, selectors, services
+from runner import batching, bot_token, selectors, services
 from runner.errors import NoRunError, RunError
 from runner.models import Session
 from runner.policy import InvalidPolicy, PolicyViolation
@@ -60,6 +60,7 @@ def start(request, experiment_id: int):
             ticket_code=code,
             referral=referral,
             is_staff=bool(request.user.is_authenticated and request.user.is_staff),
+            is_bot=bot_token.is_bot(_param(request, "bot"), experiment_id),
             user_agent=request.META.get("HTTP_USER_AGENT", "").replace("\x00", ""),
             resume_token=read_run_token(request.COOKIES, experiment_id),
         )

@@ -40,6 +40,7 @@
     text($("[data-context]"), compactJson(s.context));
     showStoreDown(!!s.context_store_down);
     renderLog(s.step_log);
+    renderOnsets(s.onsets || []);
     renderParticipants(s, over);
     root.dispatchEvent(new CustomEvent("ensemble:state", {detail: s}));  // console_flow.js
   }
@@ -70,6 +71,22 @@
   function compactJson(value) {
     return JSON.stringify(value, null, 2).replace(/\[\s+([^\[\]{}]*?)\s+\]/g, function (all, inner) {
       return "[" + inner.replace(/,\n\s*/g, ", ") + "]";
+    });
+  }
+
+  // Per step: how many live pages reported its onset, the spread (last minus first) and who was late.
+  function renderOnsets(onsets) {
+    var body = $("[data-onsets]");
+    if (!body) return;
+    body.innerHTML = "";
+    onsets.forEach(function (o) {
+      var row = document.createElement("tr");
+      row.dataset.onsetStep = o.step;
+      cell(row, o.step);
+      cell(row, o.reported);
+      cell(row, o.spread_ms + " ms");
+      cell(row, o.late.length ? o.late.join(", ") : "—").classList.toggle("text-danger", o.late.length > 0);
+      body.appendChild(row);
     });
   }
 

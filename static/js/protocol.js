@@ -5,7 +5,8 @@
    ignores states older than the last one, acknowledges states (participants),
    and pings every few seconds (presence + clock offset estimate: offsetMs = server
    clock minus this clock, from the pong with the shortest round trip; options.onClock
-   (offsetMs, rttMs) is called whenever that estimate improves). */
+   (offsetMs, rttMs) is called whenever that estimate improves). options.onContent(content)
+   gets each group.content frame (the live page's step content, sent once per step). */
 (function (global) {
   "use strict";
 
@@ -18,8 +19,8 @@
   var TYPES = {
     experimenter: ["start", "advance", "pause", "resume", "exit_loop", "end", "abort", "set_context", "kick", "ping",
                    "extend_timer", "stop_timer", "move_on", "send_back", "resend"],
-    participant: ["ready", "ack", "ping"],
-    server: ["group.state", "error", "pong"]
+    participant: ["ready", "ack", "location", "onset", "client_error", "ping"],
+    server: ["group.state", "group.content", "error", "pong"]
   };
 
   var msg = {
@@ -39,6 +40,13 @@
     resend: function (participant) { return {type: "resend", participant: participant}; },
     ready: function (step) { return {type: "ready", step: step}; },
     ack: function (version) { return {type: "ack", version: version}; },
+    location: function (form, step) { return {type: "location", form: form, step: step}; },
+    onset: function (step, at, lateMs, readyAt) {
+      return {type: "onset", step: step, at: at, late_ms: lateMs, ready_at: readyAt};
+    },
+    clientError: function (step, message) {
+      return {type: "client_error", step: step, message: String(message).slice(0, 500)};
+    },
     ping: function () { return {type: "ping", t: Date.now()}; }
   };
 
@@ -81,6 +89,8 @@
         self.version = data.version;
         self.state = data;
         if (fresh && self.opts.onState) self.opts.onState(data, self);
+      } else if (data.type === "group.content") {
+        if (self.opts.onContent) self.opts.onContent(data, self);
       } else if (data.type === "pong") {
         var now = Date.now(), rtt = now - data.t;
         if (rtt <= self.bestRtt) {

@@ -47,7 +47,12 @@ def test_manifest_counts_and_hashes(solo, export):
     result, files = export(solo, "json")
     manifest = json.loads(files["manifest.json"])
     assert manifest["created"] == "2026-01-02T03:04:05.000Z"
-    assert manifest["filters"] == {"include_preview": False, "include_excluded": False, "finished_only": False}
+    assert manifest["filters"] == {
+        "include_preview": False,
+        "include_bots": False,
+        "include_excluded": False,
+        "finished_only": False,
+    }
     by_name = {f["name"]: f for f in manifest["files"]}
     assert by_name["sessions.json"]["rows"] == 3
     assert by_name["responses.json"]["rows"] == len(json.loads(files["responses.json"]))

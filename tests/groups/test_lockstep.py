@@ -74,7 +74,7 @@ def test_start_link_attaches_to_the_group_session(session_of):
     assert session.group_membership.group_session == session_of.gs
     html = page(client, session)
     assert "Waiting for the experimenter to start" in html
-    assert f"/ws/group/{session_of.gs.pk}/participant/" in html and "group_participant.js" in html
+    assert f"/ws/group/{session_of.gs.pk}/participant/" in html and "group_live.js" in html
 
 
 def test_lockstep_round_trip(session_of, staff, post):
@@ -145,11 +145,11 @@ def test_stimulus_script_sees_the_current_step(lockstep_experiment, session_of, 
     ann, s1 = session_of()
     services.group_session_start(group_session=gs, by=staff)
     html = page(ann, s1)
-    assert "jspsych-timeline" in html and "red" in html
+    assert "live-initial" in html and "red" in html  # the live page's first step, timeline included
     services.group_session_advance(group_session=gs, step=0, by=staff)
     html = page(ann, s1)
-    raw = re.search(r'id="jspsych-timeline"[^>]*>(.*?)</script>', html, re.S).group(1)
-    timeline = json.loads(raw)
+    raw = re.search(r'id="live-initial"[^>]*>(.*?)</script>', html, re.S).group(1)
+    timeline = json.loads(raw)["content"]["timeline"]
     assert "green" in timeline[0]["stimulus"]
 
 
@@ -226,7 +226,7 @@ def test_the_trial_page_carries_the_clock_fields(session_of, staff):
     ann, s1 = session_of()
     services.group_session_start(group_session=gs, by=staff)
     html = page(ann, s1)
-    assert 'name="_clock_offset_ms" value="" form="run-form"' in html and 'name="_clock_rtt_ms"' in html
+    assert 'name="_clock_offset_ms" value=""' in html and 'name="_clock_rtt_ms"' in html
 
 
 def test_every_state_change_and_answer_carries_a_server_timestamp_in_ms(session_of, staff, post):

@@ -57,7 +57,7 @@ def test_js_mirror_matches():
     source = (settings.BASE_DIR / "static/js/protocol.js").read_text()
     assert _js_list(source, "experimenter") == schemas.EXPERIMENTER_TYPES
     assert _js_list(source, "participant") == schemas.PARTICIPANT_TYPES
-    assert _js_list(source, "server") == {"group.state", "error", "pong"}
+    assert _js_list(source, "server") == {"group.state", "group.content", "error", "pong"}
     js_codes = {int(c) for c in re.findall(r"\b(4\d{3})\b", source.split("var FINAL")[0])}
     assert js_codes == {
         *consumers.CLOSE_CODES.values(),

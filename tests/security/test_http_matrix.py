@@ -81,6 +81,7 @@ def _table() -> dict:
 CSRF_CASES = [
     ("run answer", "p1", lambda w: f"/run/{w.a.pk}/", lambda w: _answer(w.p1)),
     ("group run answer", "anon", lambda w: f"/run/{w.group_exp.pk}/", lambda w: {"_order": 1}),
+    ("live page answer", "anon", lambda w: f"/group/live/{w.group_exp.pk}/answer/", lambda w: {"_order": 1}),
     ("attach participant", "anon", lambda w: "/group/session/attach/participant/",
      lambda w: {"code": w.gs.participant_code}),
     ("attach experimenter", "assistant", lambda w: "/group/session/attach/experimenter/",
@@ -108,6 +109,7 @@ CSRF_CASES = [
     ("survey builder preview run", "boss", lambda w: f"/editor/runner/experiment/{w.a.pk}/preview/", lambda w: {}),
     ("login", "anon", lambda w: "/editor/login/", lambda w: {"username": "boss", "password": "pw-boss-123456"}),
     ("logout", "boss", lambda w: "/editor/logout/", lambda w: {}),
+    ("rehearse", "boss", lambda w: f"/editor/bots/rehearse/{w.a.pk}/", lambda w: {"count": "3"}),
 ]  # fmt: skip
 
 # (name, who, path(world), data(world), statuses, page text): with the token, but ids that
@@ -118,6 +120,8 @@ FORGED_CASES = [
     ("run without a run cookie", "anon", lambda w: f"/run/{w.a.pk}/", lambda w: _answer(w.p1), {403}, NO_RUN),
     ("group run without a run cookie", "anon", lambda w: f"/run/{w.group_exp.pk}/", lambda w: {"_order": 1},
      {403}, NO_RUN),
+    ("live page answer without a run cookie", "anon", lambda w: f"/group/live/{w.group_exp.pk}/answer/",
+     lambda w: {"_order": 1}, {404}, b'"code": "no_run"'),
     # another participant's visit (order, visit, nonce) posted with one's own cookie: stale,
     # answered with a redirect and a message (docs/security.md), stored nowhere
     ("another participant's visit", "p1", lambda w: f"/run/{w.a.pk}/", lambda w: _answer(w.p2), {302}, b""),
@@ -199,14 +203,15 @@ def test_the_matrix_covers_every_post_endpoint():
     """Every URL pattern of ours that takes a POST is in CSRF_CASES (the admin by example)."""
     from django.urls import get_resolver
 
-    covered = {"runner:run", "groups:attach_participant", "groups:attach_experimenter", "groups:create",
+    covered = {"runner:run", "bots:rehearse", "groups:attach_participant", "groups:attach_experimenter",
+               "groups:create",
                "groups:session_start", "groups:session_notes", "runner:stimulus_import", "exports:experiment",
                "exports:delete_previews", "exports:set_exclusion", "runner:timeline_failure",
-               "runner:skip_failure"}  # fmt: skip
-    get_only = {"runner:start", "runner:verify_email", "groups:session_status", "exports:index",
+               "runner:skip_failure", "groups:live_answer"}  # fmt: skip
+    get_only = {"runner:start", "bots:rehearsal", "runner:verify_email", "groups:session_status", "exports:index",
                 "exports:job_status", "exports:job_download", "exports:sessions", "home", "healthz", "favicon",
                 "runner:package_script", "groups:session_answers", "groups:session_projector",
-                "groups:session_failures", "groups:session_store"}  # fmt: skip
+                "groups:session_failures", "groups:session_store", "groups:live_content"}  # fmt: skip
     ours = set()
     for pattern in get_resolver().url_patterns:
         namespace = getattr(pattern, "namespace", None)

@@ -53,6 +53,9 @@ VALID: dict[str, dict] = {
     "move_on": {"type": "move_on", "participant": "{P1}", "step": 0},
     "send_back": {"type": "send_back", "participant": "{P1}", "step": 0},
     "resend": {"type": "resend", "participant": "{P1}"},
+    "location": {"type": "location", "form": "trial", "step": 0},
+    "onset": {"type": "onset", "step": 0, "at": 1.5, "late_ms": 0, "ready_at": 1.0},
+    "client_error": {"type": "client_error", "step": 0, "message": "x"},
 }
 FIELD = {
     "advance": "step",
@@ -66,6 +69,9 @@ FIELD = {
     "move_on": "participant",
     "send_back": "participant",
     "resend": "participant",
+    "location": "step",
+    "onset": "step",
+    "client_error": "step",
 }
 WRONG_TYPE = {"step": "zero", "patch": [1], "participant": 5, "t": "now", "version": True}
 

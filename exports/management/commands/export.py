@@ -30,6 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
         parser.add_argument("--out", required=True, help="A .zip path, or an existing folder to write into.")
         parser.add_argument("--include-preview", action="store_true", help="Include experimenters' previews.")
+        parser.add_argument("--include-bots", action="store_true", help="Include bot sessions (run_bots, rehearsals).")
         parser.add_argument("--include-excluded", action="store_true", help="Include excluded sessions.")
         parser.add_argument("--finished-only", action="store_true", help="Only sessions that reached the end.")
         parser.add_argument(
@@ -80,6 +81,7 @@ def _choices(exp: Experiment, opts) -> tuple[list[str] | None, dict]:
     columns = _names(opts["columns"])
     filters = {
         "include_preview": opts["include_preview"],
+        "include_bots": opts["include_bots"],
         "include_excluded": opts["include_excluded"],
         "finished_only": opts["finished_only"],
     }

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runner', '0003_experimentxform_jspsych_width'),
+        ('runner', '0005_session_is_bot'),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('groups', '0004_process_connections_ledger'),
+        ('groups', '0005_live_step_onsets'),
     ]
 
     operations = [

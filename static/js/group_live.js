@@ -1,0 +1,346 @@
+/* The live page (docs/groups.md, "The live page"; wire contract: live-protocol).
+
+   One document for the group part of a run. Over the participant socket it gets each
+   state (with starts_at) and each step's content (group.content, or GET data-content-url),
+   builds the step hidden, reveals it on an animation frame at starts_at on the server
+   clock (corrected by the socket's offset estimate), reports the onset, and posts the
+   answer with fetch (no navigation). It navigates once, to data-run-url, when the run
+   leaves the group part.
+
+   window.ensembleLive.log: one entry per step, {step, state_at, content_at, ready_at,
+   reveal_at (performance.now()), starts_at, onset_ms (server clock), offset_ms (server
+   minus browser), late_ms}; window.ensembleLive.submitAt: performance.now() of the last
+   answer's click. */
+(function () {
+  "use strict";
+  var el = document.querySelector("[data-lockstep]");
+  if (!el || !window.EnsembleProtocol) return;
+  var P = window.EnsembleProtocol;
+  var initial = JSON.parse(document.getElementById("live-initial").textContent || "{}");
+  var form = el.querySelector("form[data-live-form]");
+  var questions = el.querySelector("[data-questions]");
+  var stage = el.querySelector("[data-stage]");
+  var waiting = el.querySelector("[data-waiting]");
+  var host = document.getElementById("jspsych-host");
+  var errorPanel = el.querySelector("[data-timeline-error]");
+  var live = window.ensembleLive = {log: [], submitAt: null, errors: []};
+  var page = {
+    visit: initial.visit || null, contents: {}, state: null, shown: null, revealed: null,
+    answered: {}, leaving: false, sending: false, pending: null, fetching: false, readySent: -1,
+    task: null, waitTimer: null
+  };
+  var logs = {};
+  var socket;
+
+  function now() { return Date.now(); }
+  function serverNow() { return now() + (socket && socket.offsetMs || 0); }
+  function entry(step) {
+    if (!logs[step]) {
+      logs[step] = {step: step, state_at: null, content_at: null, ready_at: null, reveal_at: null,
+                    starts_at: null, onset_ms: null, offset_ms: null, late_ms: null};
+      live.log.push(logs[step]);
+    }
+    return logs[step];
+  }
+  function text(selector, value) {
+    var node = el.querySelector(selector);
+    if (node) node.textContent = value;
+  }
+  function hidden(name, value) {
+    var input = form.querySelector('input[name="' + name + '"]');
+    if (input) input.value = value == null ? "" : String(value);
+  }
+
+  function go(url) {
+    if (page.leaving) return;
+    page.leaving = true;
+    cancelPending();
+    window.location.replace(url || el.dataset.runUrl);
+  }
+
+  /* ---- what the group state asks for ---------------------------------------- */
+  function shouldLeave(s) {
+    if (s.me.status === "kicked" || s.me.status === "finished") return true;
+    if (s.phase === "ended" || s.phase === "aborted") return true;
+    return !!(s.exit_loop && s.me.responded_step === s.step);
+  }
+
+  function onState(s) {
+    page.state = s;
+    if (s.phase === "running" || s.phase === "paused") {
+      var e = entry(s.step);
+      if (e.state_at === null) { e.state_at = performance.now(); }
+      e.starts_at = s.starts_at;
+    }
+    if (shouldLeave(s)) return go();
+    var overlay = el.querySelector("[data-paused]");
+    if (overlay) overlay.hidden = s.phase !== "paused";
+    text("[data-ready]", s.ready + " of " + s.active + " ready");
+    text("[data-message]", s.phase === "waiting" ? "Waiting for the experimenter to start…" :
+      s.phase === "paused" ? "The session is paused." : "Waiting for the others…");
+    if (s.phase === "waiting" && page.readySent !== s.step) {
+      page.readySent = s.step;
+      socket.send(P.msg.ready(s.step));
+    }
+    consider();
+  }
+
+  function onContent(c) {
+    var e = entry(c.step);
+    if (e.content_at === null) e.content_at = performance.now();
+    page.contents[c.step] = c;
+    consider();
+  }
+
+  function mustWait(s) {
+    if (s.phase === "waiting" || s.me.responded_step === s.step || page.answered[s.step]) return true;
+    return s.phase === "paused" && page.shown !== s.step;
+  }
+
+  function consider() {
+    var s = page.state;
+    if (!s || page.leaving) return;
+    if (page.shown !== null && page.shown !== s.step && !page.answered[page.shown] && page.revealed === page.shown) {
+      return go();  // the group moved on without this answer: the run page says where to rejoin
+    }
+    if (mustWait(s)) { if (page.shown !== null || el.dataset.mode !== "waiting") showWaiting(); return; }
+    if (page.shown === s.step) return;
+    var c = page.contents[s.step];
+    if (c && page.visit && c.order === page.visit.order) return prepare(c, s);
+    if (c || el.dataset.push === "0") return fetchContent();
+    clearTimeout(page.waitTimer);  // pushed content follows the state; fetch if it does not come
+    page.waitTimer = setTimeout(function () { if (page.shown !== s.step) fetchContent(); }, 1500);
+  }
+
+  function fetchContent() {
+    if (page.fetching) return;
+    page.fetching = true;
+    fetch(el.dataset.contentUrl, {credentials: "same-origin", headers: {Accept: "application/json"}})
+      .then(function (r) { return r.json(); })
+      .then(function (reply) {
+        page.fetching = false;
+        if (reply.mode === "leave") return go();
+        page.visit = reply.visit || page.visit;
+        if (reply.content) { reply.content.starts_at = reply.starts_at; onContent(reply.content); }
+        else if (reply.mode === "waiting") showWaiting();
+      })
+      .catch(function () { page.fetching = false; setTimeout(consider, 1000); });
+  }
+
+  /* ---- showing a step -------------------------------------------------------- */
+  function showWaiting() {
+    cancelPending();
+    stopTask();
+    page.shown = null;
+    stage.hidden = true;
+    waiting.hidden = false;
+    el.dataset.mode = "waiting";
+  }
+
+  function cancelPending() {
+    if (!page.pending) return;
+    clearTimeout(page.pending.timer);
+    if (page.pending.raf) cancelAnimationFrame(page.pending.raf);
+    page.pending = null;
+  }
+
+  function prepare(c, s) {
+    cancelPending();
+    stopTask();
+    page.shown = s.step;
+    var e = entry(s.step);
+    if (e.content_at === null) e.content_at = performance.now();
+    text("[data-title]", c.title || "");
+    text("[data-round]", c.loop_rounds && page.visit ? "Round " + page.visit.visit + " of " + c.loop_rounds : "");
+    var problem = el.querySelector("[data-problem]");
+    problem.hidden = !c.problem;
+    problem.textContent = c.problem || "";
+    if (c.html != null) questions.innerHTML = c.html;  // (null: the page came with them)
+    c.html = null;
+    bindQuestions();
+    hidden("_order", page.visit.order); hidden("_visit", page.visit.visit); hidden("_nonce", page.visit.nonce);
+    var stepField = questions.querySelector('input[name$="_group_step"]');  // the form's own (prefixed)
+    if (stepField) stepField.value = String(s.step);
+    errorPanel.classList.add("d-none");
+    var ready = c.timeline ? window.EnsembleLiveTask.prepare(c, host, taskHooks(c, s.step)) : Promise.resolve(null);
+    ready.then(function (task) {
+      if (page.shown !== s.step || page.leaving) return;
+      page.task = task;
+      e.ready_at = performance.now();
+      e.ready_server = serverNow();
+      schedule(s.step, s.starts_at != null ? s.starts_at : c.starts_at);
+    }, function (err) { if (page.shown === s.step) { reveal(s.step, null); fail(s.step, err); } });
+  }
+
+  /* Reveal at startsAt (server clock) on the animation frame nearest to it (at most half a
+     frame early); at once when that moment has passed (late). A timer wakes the frame loop
+     ~2 frames early. */
+  function schedule(step, startsAt) {
+    // (the target follows the clock estimate, which may improve while the step waits)
+    var target = function () { return startsAt == null ? now() : startsAt - (socket.offsetMs || 0); };
+    page.pending = {timer: null, raf: null};
+    if (target() <= now()) return reveal(step, startsAt);
+    var last = null, interval = 1000 / 60;
+    var frame = function (ts) {
+      if (ts && last) interval = Math.min(50, Math.max(4, ts - last));
+      last = ts || null;
+      // the frame nearest to the target: at most half a frame early or late
+      if (now() + (ts ? interval / 2 : 0) >= target()) { page.pending = null; reveal(step, startsAt); }
+      else if (document.hidden) page.pending.timer = setTimeout(frame, Math.max(0, target() - now()));
+      else page.pending.raf = requestAnimationFrame(frame);
+    };
+    page.pending.timer = setTimeout(frame, Math.max(0, target() - now() - 34));
+  }
+
+  function reveal(step, startsAt) {
+    var e = entry(step);
+    e.reveal_at = performance.now();
+    e.offset_ms = socket.offsetMs || 0;
+    e.onset_ms = serverNow();
+    var wasLate = startsAt != null && e.ready_server != null && e.ready_server > startsAt;
+    e.late_ms = wasLate || startsAt == null ? Math.max(0, Math.round(e.onset_ms - (startsAt || e.onset_ms))) : 0;
+    page.revealed = step;
+    waiting.hidden = true;
+    stage.hidden = false;
+    el.dataset.step = String(step);
+    el.dataset.mode = "form";
+    hidden("_onset_ms", Math.round(e.onset_ms)); hidden("_onset_late_ms", e.late_ms);
+    socket.send(P.msg.onset(step, Math.round(e.onset_ms), e.late_ms, Math.round(e.ready_server || e.onset_ms)));
+    var c = page.contents[step];
+    if (c) socket.send(P.msg.location(c.form, step));
+    if (page.task) { questions.hidden = true; page.task.run(); }
+    else { questions.hidden = false; var first = questions.querySelector("input, select, textarea"); if (first) first.focus(); }
+  }
+
+  /* ---- jsPsych ------------------------------------------------------------- */
+  function taskHooks(c, step) {
+    return {
+      done: function (json) {
+        var input = questions.querySelector("input[data-jspsych-data]");
+        if (input) input.value = json;
+        host.hidden = true;
+        if (questions.querySelector("[data-question]")) { questions.hidden = false; return; }
+        var next = questions.querySelector("button[name=_action][value=next]");
+        submit(next);
+      },
+      fail: function (err) { fail(step, err); }
+    };
+  }
+
+  function stopTask() {
+    if (page.task) { page.task.stop(); page.task = null; }
+    host.hidden = true;
+  }
+
+  /* A jsPsych error on one step: reported (socket -> console and server log; the runner's
+     failure report), the step offers "Try again"; the page lives on. */
+  function fail(step, err) {
+    var message = String(err && err.message || err).slice(0, 500);
+    live.errors.push({step: step, message: message});
+    socket.send(P.msg.clientError(step, message));
+    if (page.visit && el.dataset.failureUrl) {
+      fetch(el.dataset.failureUrl, {method: "POST", credentials: "same-origin",
+        headers: {"Content-Type": "application/json", "X-CSRFToken": csrf()},
+        body: JSON.stringify({order: page.visit.order, visit: page.visit.visit, nonce: page.visit.nonce,
+                              kind: err && err.kind || "exception", message: message})}).catch(function () {});
+    }
+    stopTask();
+    errorPanel.querySelector("[data-timeline-error-message]").textContent = message;
+    errorPanel.classList.remove("d-none");
+  }
+
+  errorPanel.querySelector("[data-timeline-retry]").addEventListener("click", function () {
+    var s = page.state;
+    if (!s) return;
+    page.shown = null;
+    consider();
+  });
+
+  /* ---- answering ----------------------------------------------------------- */
+  function csrf() {
+    var input = form.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  function bindQuestions() {
+    questions.querySelectorAll("input[type=range]").forEach(function (slider) {
+      var out = questions.querySelector('output[for="' + slider.id + '"]');
+      var marker = questions.querySelector('input[data-untouched-for="' + slider.id + '"]');
+      if (marker) slider.classList.add("slider-untouched");
+      var touch = function () {
+        if (out) out.textContent = slider.value;
+        slider.classList.remove("slider-untouched");
+        if (marker) { marker.remove(); marker = null; }
+      };
+      slider.addEventListener("input", touch);
+      slider.addEventListener("change", touch);
+    });
+  }
+
+  function message(textValue) {
+    var box = form.querySelector("[data-answer-message]");
+    box.hidden = !textValue;
+    box.textContent = textValue || "";
+  }
+
+  function submit(button) {
+    if (page.sending || page.shown === null) return;
+    page.sending = true;
+    live.submitAt = performance.now();
+    hidden("_client_ms", now());
+    try { hidden("_tz", Intl.DateTimeFormat().resolvedOptions().timeZone || ""); } catch (e) { /* old browser */ }
+    var data = new FormData(form);
+    if (button && button.name) data.append(button.name, button.value);
+    var step = page.shown;
+    fetch(el.dataset.answerUrl, {method: "POST", body: data, credentials: "same-origin",
+                                 headers: {"X-CSRFToken": csrf(), Accept: "application/json"}})
+      .then(function (r) { return r.json().then(function (body) { return {status: r.status, body: body}; }); })
+      .then(function (reply) { page.sending = false; answered(step, reply); })
+      .catch(function () { page.sending = false; message("The answer could not be sent. Check the connection and try again."); });
+  }
+
+  function answered(step, reply) {
+    var body = reply.body || {};
+    if (reply.status === 200 && body.ok) {
+      message("");
+      page.answered[step] = true;
+      if (body.next === "leave") return go(body.url);
+      page.visit = body.visit || page.visit;
+      showWaiting();
+      return consider();
+    }
+    if (body.code === "invalid") {
+      questions.innerHTML = body.html;
+      bindQuestions();
+      questions.hidden = false;
+      return message("");
+    }
+    message(body.message || "The answer was not stored.");
+    if (body.code === "stale_visit") { page.shown = null; return fetchContent(); }
+    if (body.code === "stale_step" || body.code === "ended" || body.code === "kicked") return go();
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    submit(event.submitter);
+  });
+
+  socket = new P.GroupSocket(el.dataset.wsPath, {
+    ack: true,
+    onState: onState,
+    onContent: onContent,
+    onClock: function (offsetMs, rttMs) { hidden("_clock_offset_ms", -offsetMs); hidden("_clock_rtt_ms", rttMs); },
+    onStatus: function (status) { text("[data-link]", status === "online" ? "" : status + "…"); },
+    onClose: function (code) {
+      if (code === P.CLOSE.KICKED) return go();
+      text("[data-link]", "The connection was refused (" + code + "). Reload the page.");
+    }
+  });
+  live.socket = socket;
+  live.page = page;  // (what the page holds: for tests and debugging)
+  if (initial.content && initial.step != null) {
+    initial.content.starts_at = initial.starts_at;
+    page.contents[initial.step] = initial.content;
+    entry(initial.step).content_at = performance.now();
+  }
+})();

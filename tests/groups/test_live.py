@@ -1,0 +1,196 @@
+"""The live page's HTTP side (groups/live_views.py, groups/live_content.py, groups/live.py):
+showing a step takes no group-session lock and writes nothing; answers without navigation
+reply in JSON (stored, duplicate, inline errors, stale step, stale visit); onsets posted
+with the answer are stored on the rows; starts_at is chosen once per step."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from groups import live, presence, services
+from groups.models import StepOnset
+from runner.models import Response
+from tests.runner.builders import build_experiment, current, start
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def experiment(flow):
+    return build_experiment(
+        [
+            {"name": "trial", "handler": "group_trial", "questions": [{"key": "warm", "choices": ["Yes", "No"]}],
+             "repeat": 2, "goto": 1},
+            {"name": "end", "handler": "form_end_session"},
+        ],
+        is_group=True, group_flow="tests.groups.flow_fixture",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def group(experiment, staff):
+    gs = services.start_group_session(experiment=experiment, experimenter=staff)
+
+    def join():
+        client = Client()
+        return client, start(client, experiment, gs.ticket)
+
+    join.gs = gs
+    return join
+
+
+def answer(client, session, warm="Yes", *, step=0, ident=None, **extra):
+    ident = ident or current(session)
+    data = {"_order": ident["order"], "_visit": ident["visit"], "_nonce": ident["nonce"], "q-_group_step": step,
+            "_onset_ms": "1796531938980", "_onset_late_ms": "0", **extra}  # fmt: skip
+    if warm is not None:
+        data["q-warm"] = warm
+    return client.post(f"/group/live/{session.experiment_id}/answer/", data)
+
+
+@pytest.fixture
+def count_locks(monkeypatch):
+    """How many times a group session's lock is taken (``groups.store.lock`` / ``send_lock``,
+    the only ways to it)."""
+    from groups import store
+
+    taken = []
+    for name in ("lock", "send_lock"):
+        real = getattr(store, name)
+
+        def counting(*args, real=real, **kwargs):
+            taken.append(args)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(store, name, counting)
+    return taken
+
+
+def test_showing_a_step_takes_no_group_session_lock_and_writes_nothing(group, staff, count_locks):
+    client, session = group()
+    services.group_session_start(group_session=group.gs, by=staff)
+    client.get(f"/run/{session.experiment_id}/")  # the first visit of a form notes when it was served
+    count_locks.clear()
+    with CaptureQueriesContext(connection) as queries:  # a reload, and the content GET
+        page = client.get(f"/run/{session.experiment_id}/")
+        content = client.get(f"/group/live/{session.experiment_id}/content/")
+    assert page.status_code == 200 and "group_live.js" in page.content.decode()
+    assert content.status_code == 200 and content.json()["mode"] == "form"
+    assert count_locks == []  # no group-session lock taken by showing a step
+    writes = [q["sql"] for q in queries.captured_queries if re.match(r"\s*(INSERT|UPDATE|DELETE)", q["sql"], re.I)]
+    assert writes == []
+    assert "FOR UPDATE" not in " ".join(q["sql"] for q in queries.captured_queries).upper()
+
+
+def test_content_carries_the_questions_the_visit_and_starts_at(group, staff):
+    client, session = group()
+    before = client.get(f"/group/live/{session.experiment_id}/content/").json()
+    assert before["mode"] == "waiting" and before["starts_at"] is None and before["content"] is None
+    services.group_session_start(group_session=group.gs, by=staff)
+    group.gs.refresh_from_db()
+    from groups.store import load_state
+
+    state, _ = load_state(group.gs)
+    planned = live.starts_at(group.gs, state)
+    reply = client.get(f"/group/live/{session.experiment_id}/content/").json()
+    assert reply["mode"] == "form" and reply["step"] == 0 and reply["starts_at"] == planned
+    assert reply["visit"] == {k: current(session)[k] for k in ("order", "visit", "nonce")}
+    assert 'name="q-warm"' in reply["content"]["html"] and reply["content"]["loop_rounds"] == 2
+    assert live.starts_at(group.gs, state) == planned  # chosen once per step
+
+
+def test_an_answer_without_navigation_replies_in_json(group, staff):
+    client, session = group()
+    services.group_session_start(group_session=group.gs, by=staff)
+    ident = dict(current(session))
+    reply = answer(client, session)
+    assert reply.status_code == 200, reply.content
+    body = reply.json()
+    assert body["ok"] and body["stored"] and body["next"] == "wait" and body["visit"]["visit"] == 2
+    row = Response.objects.get(session=session, item="warm")
+    assert (row.step, row.onset_ms, row.onset_late_ms) == (0, 1796531938980, 0)
+    again = answer(client, session, ident=ident)  # the same visit again: nothing stored
+    assert again.status_code == 200 and again.json()["stored"] is False
+    assert Response.objects.filter(session=session).count() == 1
+
+
+def test_an_invalid_answer_comes_back_inline_and_stores_nothing(group, staff):
+    client, session = group()
+    services.group_session_start(group_session=group.gs, by=staff)
+    reply = answer(client, session, warm=None)
+    assert reply.status_code == 400
+    body = reply.json()
+    assert body["code"] == "invalid" and "warm" in body["errors"] and "invalid-feedback" in body["html"]
+    assert not Response.objects.filter(session=session).exists()
+
+
+def test_a_stale_step_is_refused_with_its_code_and_stores_nothing(group, staff):
+    client, session = group()
+    services.group_session_start(group_session=group.gs, by=staff)
+    services.group_session_advance(group_session=group.gs, step=0, by=staff)  # advance anyway
+    reply = answer(client, session, step=0)
+    assert reply.status_code == 409 and reply.json()["code"] == "stale_step"
+    assert not Response.objects.filter(session=session).exists()
+    forged = answer(client, session, step=1, ident={"order": 1, "visit": 1, "nonce": "forged"})
+    assert forged.status_code == 409 and forged.json()["code"] == "stale_visit"
+
+
+def test_the_last_answer_of_the_loop_leaves_the_group_part(group, staff):
+    client, session = group()
+    services.group_session_start(group_session=group.gs, by=staff)
+    assert answer(client, session, step=0).json()["next"] == "wait"
+    services.group_session_advance(group_session=group.gs, step=0, by=staff)
+    body = answer(client, session, step=1).json()
+    assert body["next"] == "leave" and body["url"] == f"/run/{session.experiment_id}/"
+
+
+def test_without_a_run_cookie_the_routes_say_so(experiment):
+    client = Client()
+    assert client.get(f"/group/live/{experiment.pk}/content/").status_code == 404
+    assert client.post(f"/group/live/{experiment.pk}/answer/", {}).status_code == 404
+
+
+def test_reports_store_onsets_once_and_feed_the_console(group, staff):
+    client, session = group()
+    services.group_session_start(group_session=group.gs, by=staff)
+    pid = session.group_membership.pseudonym
+    onset = {"participant": pid, "step": 0, "at": 1000.0, "late_ms": 0.0, "ready_at": 900.0}
+    presence.record_reports(group_session=group.gs.pk, onsets=[onset], locations={pid: "trial"}, errors=[])
+    presence.record_reports(group_session=group.gs.pk, onsets=[{**onset, "at": 5000.0}], locations={}, errors=[])
+    assert list(StepOnset.objects.values_list("step", "onset_ms")) == [(0, 1000)]  # the first report kept
+    assert live.console_onsets(group.gs.pk, 0) == [{"step": 0, "reported": 1, "spread_ms": 0, "late": []}]
+    session.group_membership.refresh_from_db()
+    assert session.group_membership.form == "trial"
+
+
+def test_the_lead_time_follows_the_reported_delays_within_its_bounds(settings):
+    live.forget_samples()
+    settings.GROUP_LIVE_LEAD_DEFAULT_MS, settings.GROUP_LIVE_LEAD_MARGIN_MS = 300, 30
+    settings.GROUP_LIVE_LEAD_MIN_MS, settings.GROUP_LIVE_LEAD_MAX_MS = 60, 1500
+    assert live.lead_ms() == 300
+    live._samples[(1, 0)] = [10.0] * 99 + [100.0]
+    assert live.lead_ms() == 60  # p99 (10) + 30 = 40, kept at the minimum
+    live._samples[(1, 1)] = [400.0] * 100
+    assert live.lead_ms() == 430
+    live._samples[(1, 2)] = [5000.0] * 300
+    assert live.lead_ms() == 1500
+    live.forget_samples()
+
+
+def test_the_live_page_embeds_the_current_step_for_a_reload(group, staff):
+    client, session = group()
+    services.group_session_start(group_session=group.gs, by=staff)
+    html = client.get(f"/run/{session.experiment_id}/").content.decode()
+    initial = json.loads(re.search(r'id="live-initial"[^>]*>(.*?)</script>', html, re.S).group(1))
+    assert initial["mode"] == "form" and initial["content"]["html"] is None  # the questions are in the page
+    assert 'name="q-warm"' in html
+    answer(client, session)
+    html = client.get(f"/run/{session.experiment_id}/").content.decode()
+    initial = json.loads(re.search(r'id="live-initial"[^>]*>(.*?)</script>', html, re.S).group(1))
+    assert initial["mode"] == "waiting" and 'name="q-warm"' not in html  # an answered step is not shown again
