@@ -20,11 +20,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
 
-from . import actions, store, timers
+from . import actions, live, store, timers
 from . import flowcontrol as fc
 from . import state as sm
 from .models import GroupSession, Timer
@@ -88,14 +89,19 @@ def lobby_policy(gs: GroupSession) -> fc.LobbyPolicy | None:
 
 
 def follow(gs: GroupSession, new: sm.GroupState, events: list, now: int) -> tuple[sm.GroupState, list]:
-    """A new step of a timed form starts its countdown from the step's start."""
+    """A new step of a timed form counts down from its onset: ``starts_at`` (the live
+    page's reveal, ``groups.live``) is chosen here, before the commit, and the deadline is
+    ``starts_at`` + timeout in the same change; ``live.pin`` makes that ``starts_at`` the
+    step's after the commit, so pages and console count down the seconds the
+    participant sees the step."""
     if new.phase != sm.RUNNING or not {e.kind for e in events} & {"started", "advanced"}:
         return new, events
-    starts_at = getattr(new, "starts_at_ms", None) or now  # issue 16's onset, when the state has it
-    deadline = step_flow(gs, new).deadline(starts_at)
-    if deadline is None:
+    flow = step_flow(gs, new)
+    if flow.timeout_ms is None:
         return new, events
-    timed, more = sm.transition(new, actions.StartTimer(new.step, deadline), now_ms=now)
+    plan = live.reserve()  # the step's onset (the live page's starts_at), chosen now with its lead
+    timed, more = sm.transition(new, actions.StartTimer(new.step, flow.deadline(plan[0])), now_ms=now)
+    transaction.on_commit(partial(live.pin, gs.pk, gs.participant_code, new.step, plan))
     return timed, [*events, *more]
 
 
@@ -171,6 +177,13 @@ def open_lobby_session(experiment) -> GroupSession | None:
     has not expired or ended."""
     live = GroupSession.objects.filter(experiment=experiment, expires__gt=timezone.now())
     return live.exclude(phase__in=sm.TERMINAL).select_related("ticket").order_by("-created", "-pk").first()
+
+
+def lobby_now(gs: GroupSession) -> dict | None:
+    """The lobby's frame part for ``gs`` as it is now (``waiting_for``, ``placed``,
+    ``min_size``, ``eta_seconds``): the door shows it before *Join*. Reads only."""
+    state, _ = store.load_state(gs)
+    return fc.lobby_view(lobby_policy(gs), state)
 
 
 def hand_to_bots(gs_id: int, events: list, session_ids: dict) -> None:

@@ -136,6 +136,7 @@ class TrialView:
     last_step: int | None = None  # the last step this participant answered
     lobby: str = ""  # "standby" (waits to replace a dropout) or "released" (lobby, issue 20)
     participant_code: str = ""  # (tells group sessions apart in groups.live's keys)
+    timed_out: bool = False  # the step's timer closed this participant's answer (on_timeout: submit)
 
     @property
     def missed_steps(self) -> bool:
@@ -177,6 +178,7 @@ def _trial_view(membership) -> TrialView:
         last_step=membership.responded_step,
         lobby=membership.status if membership.status in (Membership.Status.STANDBY, Membership.Status.RELEASED) else "",
         participant_code=gs.participant_code,
+        timed_out=gs.timed_out_step == gs.step and membership.flag == "timed_out",
     )
 
 

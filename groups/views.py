@@ -253,9 +253,10 @@ def lobby_door(request, experiment_id: int | None):
     if experiment is None:
         return None
     context = {"experiment_id": experiment_id, "lobby": experiment.lobby, "title": experiment.title}
-    if request.method != "POST":
-        return render(request, "groups/lobby_door.html", context)
     gs = flowservices.open_lobby_session(experiment)
+    if request.method != "POST":
+        context["waiting"] = flowservices.lobby_now(gs) if gs is not None else None  # reads only
+        return render(request, "groups/lobby_door.html", context)
     if gs is None or gs.ticket is None:
         context["closed"] = True
         return render(request, "groups/lobby_door.html", context, status=409)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from groups import answers, flowhandlers, flowservices, presence, services, timers
+from groups import answers, flowhandlers, flowservices, live, presence, services, timers
 from groups.models import GroupSession, Membership, StepLog, Timer
 from groups.state import GroupError
 from tests.factories import ExperimentXFormFactory
@@ -51,7 +51,8 @@ def test_a_timed_step_counts_down_from_its_start_and_skips_open_answers(experime
     before = timers.now_ms()
     services.group_session_start(group_session=gs, by=staff)
     gs.refresh_from_db()
-    assert before + 30_000 <= gs.deadline_ms <= timers.now_ms() + 30_000
+    lead = live.lead_ms()  # the countdown starts at the step's onset (test below)
+    assert before + lead + 30_000 <= gs.deadline_ms <= timers.now_ms() + lead + 30_000
     timer = Timer.objects.get(kind="timeout")
     assert (timer.key, timer.due_ms, timer.data["on_timeout"]) == ("0", gs.deadline_ms, "skip")
     assert flowservices.step_flow(gs, services.load_state(gs)[0]).timeout_ms == 30_000
@@ -67,6 +68,27 @@ def test_a_timed_step_counts_down_from_its_start_and_skips_open_answers(experime
     assert advanced == [{"from": 0, "by": "auto"}]
     assert ("on_advance", gs.pk, 1) in flow.CALLS  # the hook as for the console's advance
     assert Timer.objects.get(kind="timeout", key="1").fired_ms is None  # step 1 counts down anew
+
+
+def test_the_countdown_runs_from_the_steps_onset_on_every_page(experiment, gs, pair, staff):
+    """The deadline is the live page's starts_at (chosen with its lead before the commit)
+    plus the timeout: the snapshot every page and the console get carries both, and the
+    timer fires at that deadline, at the start and at each advance."""
+    from groups import store
+
+    timed(experiment, timeout_seconds=30)
+    for change in ("start", "advance"):
+        before = timers.now_ms()
+        if change == "start":
+            services.group_session_start(group_session=gs, by=staff)
+        else:
+            services.group_session_advance(group_session=gs, step=0, by=staff)
+        gs.refresh_from_db()
+        snap = store.snapshot(gs.pk)
+        assert snap["starts_at"] >= before + live.lead_ms() - 5  # the onset is after the lead
+        assert snap["timer"]["deadline_ms"] == snap["starts_at"] + 30_000 == gs.deadline_ms
+        assert Timer.objects.get(kind="timeout", key=str(gs.step)).due_ms == gs.deadline_ms
+        assert live.starts_at(gs, services.load_state(gs)[0]) == snap["starts_at"]  # kept for the step
 
 
 def test_all_responded_advances_after_the_delay(experiment, gs, pair, staff):

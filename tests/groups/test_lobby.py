@@ -84,3 +84,17 @@ def test_not_placed_in_time_are_released_and_see_the_code(client, lobby_experime
 def test_the_door_says_when_no_session_is_open(client, lobby_experiment):
     response = client.post("/group/session/attach/participant/", {"experiment": lobby_experiment.pk})
     assert response.status_code == 409 and b"No group session is open" in response.content
+
+
+def test_the_door_shows_how_many_more_and_the_estimated_wait(client, lobby_experiment):
+    lobby_experiment.lobby = {**LOBBY, "min_size": 3, "max_size": 4}
+    lobby_experiment.save()
+    gs = services.start_group_session(experiment=lobby_experiment)
+    page = client.get(f"/group/session/attach/participant/?experiment={lobby_experiment.pk}").content.decode()
+    assert 'data-waiting-for="3"' in page and "waiting for 3 more." in page  # no estimate before two arrived
+    arrive(gs)
+    arrive(gs)
+    version = services.load_state(gs)[0].version
+    page = client.get(f"/group/session/attach/participant/?experiment={lobby_experiment.pk}").content.decode()
+    assert 'data-waiting-for="1"' in page and "2 of 3 here: waiting for 1 more (about " in page
+    assert services.load_state(gs)[0].version == version  # the door wrote nothing
