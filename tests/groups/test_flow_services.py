@@ -165,7 +165,8 @@ def test_move_on_send_back_and_resend(experiment, gs, pair, staff):
 
 
 @pytest.mark.parametrize("policy", ["continue", "end_group", "bot"])
-def test_dropout_after_the_wait_offline(experiment, gs, pair, staff, policy):
+def test_dropout_after_the_wait_offline(experiment, gs, pair, staff, policy, monkeypatch):
+    monkeypatch.setattr(flowservices, "BOT_PLAYERS", [])  # (the stand-in bots: tests/bots/test_dropout_standin.py)
     experiment.dropout = {"after_seconds": 45, "policy": policy}
     experiment.save()
     services.group_session_start(group_session=gs, by=staff)
