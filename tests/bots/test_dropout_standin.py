@@ -17,7 +17,6 @@ from groups import flowservices
 from groups.models import GroupSession, StepLog
 from runner.definitions.loader import load_file
 from runner.models import Response
-
 from tests.bots.conftest import PACKAGES
 from tests.e2e.conftest import e2e_static_root, live_server_factory  # noqa: F401 - fixtures used here
 
