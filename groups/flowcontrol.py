@@ -248,16 +248,23 @@ def _release(state, action, now):
 # ---- what is due next (the services schedule these) -----------------------------
 
 
+#: After a timeout with ``on_timeout: submit`` the group moves on no sooner than this: the
+#: pages' answers (what is filled, sent at the deadline) land in the step they answer.
+SUBMIT_GRACE_MS = 1500
+
+
 def advance_due(state: GroupState, flow: StepFlow, now: int) -> int | None:
     """When the group should move on by itself, given it is ``now``: ``now`` + delay once
     the step's condition holds (everyone answered, or the timer ran out), else None."""
     if state.phase != RUNNING:
         return None
     timed_out = state.timed_out_step == state.step
+    # on_timeout submit: the pages send what is filled when time runs out; wait for it
+    delay = max(flow.delay_ms, SUBMIT_GRACE_MS) if timed_out and flow.on_timeout == "submit" else flow.delay_ms
     if flow.auto_advance == "timeout" and timed_out:
-        return now + flow.delay_ms
+        return now + delay
     if flow.auto_advance == "all_responded" and (state.all_responded or timed_out):
-        return now + flow.delay_ms
+        return now + delay
     return None
 
 

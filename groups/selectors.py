@@ -17,6 +17,7 @@ from .hooks import Group
 from .models import GroupSession, Membership
 from .state import TERMINAL, GroupError
 from .store import get_group_session, snapshot  # noqa: F401  (the views' reads, owned by groups.store)
+from .timers import now_ms
 
 # ---- codes ----------------------------------------------------------------------
 
@@ -163,6 +164,19 @@ def trial_for(session) -> TrialView | None:
     return None if membership is None else _trial_view(membership)
 
 
+DEADLINE_TOLERANCE_MS = 300  # a page's corrected clock may run a little ahead of the server's
+
+
+def _timed_out(gs, membership) -> bool:
+    """The step's timer closed this participant's answer, or its deadline has passed (the
+    page sends what is filled at the deadline: the server's timer may fire a moment later)."""
+    if gs.timed_out_step == gs.step and membership.flag == "timed_out":
+        return True
+    if membership.responded_step == gs.step or gs.deadline_ms is None:
+        return False
+    return now_ms() >= gs.deadline_ms - DEADLINE_TOLERANCE_MS
+
+
 def _trial_view(membership) -> TrialView:
     gs = membership.group_session
     return TrialView(
@@ -178,7 +192,7 @@ def _trial_view(membership) -> TrialView:
         last_step=membership.responded_step,
         lobby=membership.status if membership.status in (Membership.Status.STANDBY, Membership.Status.RELEASED) else "",
         participant_code=gs.participant_code,
-        timed_out=gs.timed_out_step == gs.step and membership.flag == "timed_out",
+        timed_out=_timed_out(gs, membership),
     )
 
 

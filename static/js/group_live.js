@@ -8,9 +8,9 @@
    leaves the group part.
 
    The step's countdown (issue 20, group_countdown.js) counts to state.timer.deadline_ms
-   (the step's starts_at + timeout) on the same corrected clock; when the server's timer
-   closed the step (timer.timed_out) and the step's on_timeout is "submit", the page sends
-   what is filled, flagged _timed_out (the server relaxes required fields then). While a
+   (the step's starts_at + timeout) on the same corrected clock; when it runs out (or the
+   server's timer closed the step: timer.timed_out) and the step's on_timeout is "submit",
+   the page sends what is filled, flagged _timed_out (the server relaxes required fields). While a
    lobby waits, the waiting screen says how many more are needed and the estimated wait.
 
    window.ensembleLive.log: one entry per step, {step, state_at, content_at, ready_at,
@@ -40,7 +40,7 @@
   var countdownNode = el.querySelector("[data-countdown]");
   var countdown = countdownNode && window.EnsembleCountdown ? window.EnsembleCountdown.create(countdownNode, {
     serverNow: function () { return serverNow(); },
-    onExpire: function (s) { live.expiredAt = serverNow(); timedOut(s); }
+    onExpire: function (s) { live.expiredAt = serverNow(); timedOut(s, true); }
   }) : null;
 
   function now() { return Date.now(); }
@@ -99,13 +99,15 @@
     consider();
   }
 
-  /* The step ran out of time: once the server's timer closed it (timer.timed_out), a step
-     with on_timeout "submit" sends what is filled (flagged; required fields relaxed). */
-  function timedOut(s) {
+  /* The step ran out of time (at the deadline on this page's corrected clock, or when the
+     server's timer closed it: timer.timed_out): a step with on_timeout "submit" sends what
+     is filled, once (flagged; the server relaxes required fields past the deadline). */
+  function timedOut(s, atDeadline) {
     var c = page.contents[s.step];
-    if (!s.timer || !s.timer.timed_out || page.revealed !== s.step || page.shown !== s.step) return;
-    if (page.answered[s.step] || page.timedOutSent === s.step || !c || c.on_timeout !== "submit") return;
-    page.timedOutSent = s.step;
+    if (!s.timer || !(s.timer.timed_out || atDeadline) || page.revealed !== s.step || page.shown !== s.step) return;
+    var sent = atDeadline ? "expirySent" : "timedOutSent";  // each once (the nonce stores one answer)
+    if (page.answered[s.step] || page[sent] === s.step || !c || c.on_timeout !== "submit") return;
+    page[sent] = s.step;
     submit(null, true);
   }
 

@@ -74,3 +74,52 @@ def _scenario(server, new_page, artifacts):
     for page in pages:
         page.close()
     console.locator("[data-participants] tr", has_text="offline").nth(1).wait_for(timeout=20_000)
+
+
+@pytest.mark.browser
+def test_the_live_page_counts_down_with_the_console_and_submits_what_is_filled(
+    live_server_factory, new_page, transactional_db, artifacts
+):
+    """on_timeout: submit on the live page: both pages count down the same seconds as the
+    console (the step's starts_at + timeout); at the deadline each sends what is filled:
+    one answered "Yes" without pressing Next, the other nothing (stored as missing)."""
+    server = live_server_factory({"GROUP_TIMERS": "1"})
+    try:
+        _submit_scenario(server, new_page, artifacts)
+    finally:
+        server.stop()
+
+
+def _submit_scenario(server, new_page, artifacts):
+    from runner.models import Response
+
+    get_user_model().objects.create_user("timer", password=PASSWORD, is_staff=True)
+    experiment = build_lockstep_experiment(3, title="Timed submit")
+    ExperimentXForm.objects.filter(experiment=experiment, handler="group_trial").update(
+        flow={"timeout_seconds": 5, "on_timeout": "submit", "auto_advance": "timeout"}
+    )
+    experiment.save()
+    gs = services.start_group_session(experiment=experiment, size=2)
+    console = new_page()
+    attach_console(console, server.url, gs, username="timer", password=PASSWORD)
+    console.locator("[data-link]", has_text="online").wait_for()
+    pages = [new_page(width=390, height=844), new_page(width=390, height=844)]
+    for page in pages:
+        _join(page, server.url, experiment, gs)
+    console.locator("[data-participants] tr", has_text="online").nth(1).wait_for()
+    console.get_by_role("button", name="Start", exact=True).click()
+    for page in pages:
+        page.locator("input[name=q-warm]").first.wait_for()
+    lefts = [int(p.locator("[data-countdown]").get_attribute("data-countdown-ms")) for p in (console, *pages)]
+    assert all(0 < left <= 5000 for left in lefts), lefts
+    assert max(lefts) - min(lefts) < 600, lefts  # the same seconds everywhere (ticks of 100 ms, reading order)
+    pages[0].locator("input[name=q-warm][value=Yes]").check()  # filled, never sent by the participant
+    pages[0].screenshot(path=str(artifacts / "flow-live-countdown.png"), full_page=True)
+    console.locator("[data-step]", has_text="1").wait_for(timeout=20_000)
+    values = sorted(Response.objects.filter(group_session=gs, step=0, item="warm").values_list("value", flat=True))
+    assert values == ["", "Yes"]  # what was filled, and the other as missing
+    actions = list(StepLog.objects.filter(group_session=gs).values_list("action", flat=True))
+    assert "timer_expired" in actions and ("advanced" in actions)
+    for page in pages:
+        page.close()
+    console.locator("[data-participants] tr", has_text="offline").nth(1).wait_for(timeout=20_000)

@@ -152,10 +152,12 @@ def test_advance_due_on_timeout_only_when_the_timer_ran_out(timed):
     answered, _ = apply(timed, s.Respond("ann", 0), s.Respond("bob", 0))
     assert f.advance_due(answered, flow, T) is None  # everyone answered, but the mode is timeout
     out, _ = apply(answered, a.TimeOut(0), now=T + 5000)
-    assert f.advance_due(out, flow, T + 5000) == T + 5000
+    assert f.advance_due(out, flow, T + 5000) == T + 5000 + f.SUBMIT_GRACE_MS  # (submit: the pages' answers land)
+    skip = f.StepFlow(timeout_ms=5000, auto_advance="timeout", on_timeout="skip")
+    assert f.advance_due(out, skip, T + 5000) == T + 5000
     # all_responded mode: a timer that closes the open answers also moves the group on
     closed, _ = apply(timed, a.TimeOut(0), now=T + 5000)
-    assert f.advance_due(closed, f.StepFlow(auto_advance="all_responded"), T + 5000) == T + 5000
+    assert f.advance_due(closed, f.StepFlow(auto_advance="all_responded", on_timeout="skip"), T + 5000) == T + 5000
 
 
 # ---- per-participant controls ---------------------------------------------------

@@ -46,6 +46,20 @@ def test_a_timed_out_answer_is_stored_with_what_was_filled(experiment, group, st
     assert Response.objects.get(session=s2, item="warm").value == "No"
 
 
+def test_at_the_deadline_before_the_timer_fired_the_flagged_answer_is_taken(experiment, group, staff):  # noqa: F811
+    """The page sends at the deadline on its clock; the server's timer may fire a moment later."""
+    from groups.models import GroupSession
+
+    timed(experiment, timeout_seconds=5, on_timeout="submit")
+    client, session = group()
+    services.group_session_start(group_session=group.gs, by=staff)
+    GroupSession.objects.filter(pk=group.gs.pk).update(deadline_ms=timers.now_ms() - 1)
+    assert answer(client, session, warm=None).status_code == 400  # unflagged: required as ever
+    reply = answer(client, session, warm=None, _timed_out="1")
+    assert reply.status_code == 200 and reply.json()["stored"]
+    assert Response.objects.get(session=session, item="warm").value == ""
+
+
 def test_an_untimed_step_says_so_and_skip_is_carried(experiment, group, staff):  # noqa: F811
     client, _session = group()
     services.group_session_start(group_session=group.gs, by=staff)
