@@ -97,11 +97,13 @@ class StandIn:
         return True
 
     def answer(self, run, step: int) -> None:
-        from groups import live_content
+        from groups import live_content, selectors
 
-        content = live_content.build(run, step=step)
         visit = live_content.ident(run)
-        if content is None or visit is None:
+        if visit is None or visit["visit"] != selectors.group_round(self.gs_id, visit["order"], step):
+            return  # the person answered this step a moment ago (their run is at the next visit)
+        content = live_content.build(run, step=step)
+        if content is None:
             self.tries[step] = TRIES_PER_STEP  # not at this step's visit (the runner moves it on)
             return
         self.tries[step] = self.tries.get(step, 0) + 1

@@ -57,7 +57,7 @@ def _scenario(server, new_page, artifacts):
     countdown = console.get_by_test_id("console-countdown")
     countdown.wait_for()
     left = int(countdown.get_attribute("data-countdown-ms"))
-    assert 0 < left <= 5000, left
+    assert 0 < left <= 5200, left  # from the step's onset (repainted every 100 ms, on each page's clock estimate)
     console.screenshot(path=str(artifacts / "flow-console-countdown.png"), full_page=True)
     started = time.monotonic()
     console.locator("[data-step]", has_text="1").wait_for(timeout=20_000)  # nobody answered: the timer did it
@@ -111,7 +111,7 @@ def _submit_scenario(server, new_page, artifacts):
     for page in pages:
         page.locator("input[name=q-warm]").first.wait_for()
     lefts = [int(p.locator("[data-countdown]").get_attribute("data-countdown-ms")) for p in (console, *pages)]
-    assert all(0 < left <= 5000 for left in lefts), lefts
+    assert all(0 < left <= 5200 for left in lefts), lefts  # from the onset (repainted every 100 ms)
     assert max(lefts) - min(lefts) < 600, lefts  # the same seconds everywhere (ticks of 100 ms, reading order)
     pages[0].locator("input[name=q-warm][value=Yes]").check()  # filled, never sent by the participant
     pages[0].screenshot(path=str(artifacts / "flow-live-countdown.png"), full_page=True)
