@@ -68,7 +68,13 @@ class LiveGroupPage:
             if socket.closed_code == KICKED or must_leave(state) or initial.get("mode") == "leave":
                 return await bot.load()
             step = state.get("step") if state else None
-            if state and state.get("phase") == "running" and step not in self.answered:
+            mine = (state or {}).get("me") or {}  # answered for it (a stand-in bot while it was away): it waits
+            if (
+                state
+                and state.get("phase") == "running"
+                and step not in self.answered
+                and mine.get("responded_step") != step
+            ):
                 if step not in self.rolled:
                     self.rolled.add(step)
                     if bot.rng.random() < bot.options.drop_rate:

@@ -45,7 +45,8 @@ def test_a_rehearsal_with_dropouts_and_policy_bot_finishes_every_step(transactio
     assert report["ok"], summary
     assert report["status"] == {"finished": COUNT}
     assert report["drops"] >= 2, summary  # the seed makes bots drop (a test of nothing otherwise)
-    assert report["dropped_bots"] == report["flagged_bots"] and report["dropped_out"] == report["drops"], summary
+    # every bot that dropped out was declared so (a second drop while still declared is the same dropout)
+    assert report["dropped_bots"] == report["flagged_bots"] and 0 < report["dropped_out"] <= report["drops"], summary
     answers = report["answers"]
     assert answers["lost"] == 0 and answers["doubled"] == 0 and answers["played_by_bot"] >= 1, summary
     assert answers["stored"] == answers["sent"] + answers["played_by_bot"] == COUNT * (1 + STEPS), summary
@@ -56,6 +57,6 @@ def test_a_rehearsal_with_dropouts_and_policy_bot_finishes_every_step(transactio
     log = StepLog.objects.filter(group_session=gs)
     assert log.filter(action="advanced").count() >= STEPS - 1
     assert all(e.data["by"] == "auto" for e in log.filter(action="advanced"))  # the server moved the group on
-    assert log.filter(action="dropped_out").count() == report["drops"]
+    assert log.filter(action="dropped_out").count() == report["dropped_out"]
     assert log.filter(action="bot_answered").count() == answers["played_by_bot"]
     assert all(e.data["bot"] is True for e in log.filter(action="bot_answered"))
