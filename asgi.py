@@ -51,6 +51,10 @@ http_application = StaticMount(
 
 application = ProtocolTypeRouter({"http": http_application, "websocket": websocket_application})
 
+from groups.timers import start_scheduler  # noqa: E402
+
+start_scheduler()  # this process's group timers (issue 20; GROUP_TIMERS=0 turns it off)
+
 from project.core.gc_tuning import tune_for_serving  # noqa: E402
 
 tune_for_serving()  # last: what start-up built is frozen, not walked by every collection

@@ -1,6 +1,7 @@
 """The experimenter's part of a rehearsal: log in over HTTP, attach with the experimenter
 code and drive the experimenter socket (``groups.client.GroupController``). With
-``--advance auto`` it starts once every bot has joined and advances each step as soon as
+``--advance start`` it only starts (the definition's ``auto_advance`` moves the group on);
+with ``--advance auto`` it starts once every bot has joined and advances each step as soon as
 everybody answered it, recording when each step was clicked (the "click" of click ->
 screen); at the end, once every bot is done, it ends the group session.
 """
@@ -36,8 +37,8 @@ class Experimenter:
         await ctl.connect()
         pinger = asyncio.create_task(self._ping())  # the console pings every 3 s; a silent socket is closed (4008)
         try:
-            if advance == "auto":
-                await self._auto(bots_done, arrived, answered, timeout)
+            if advance in ("auto", "start"):  # start: the server's auto_advance moves the group on
+                await self._auto(bots_done, arrived, answered, timeout, advancing=advance == "auto")
             while not bots_done():
                 await asyncio.sleep(0.2)
             if ctl.state["phase"] not in OVER:
@@ -54,14 +55,14 @@ class Experimenter:
             await asyncio.sleep(3)
             await self.controller._ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
 
-    async def _auto(self, bots_done, arrived, answered, timeout: float) -> None:
+    async def _auto(self, bots_done, arrived, answered, timeout: float, *, advancing: bool = True) -> None:
         """Start once every bot reached the group part (or gave up), advance each answered step."""
         ctl = self.controller
         if ctl.state["phase"] == "waiting":
             await self._until(lambda s: arrived(), timeout)
             self.clicked[0] = time.monotonic()
             await ctl.start()
-        while not bots_done():
+        while advancing and not bots_done():
             state = await self._until(lambda s: self._can_advance(s, answered) or s["phase"] in OVER or bots_done(),
                                       timeout)  # fmt: skip
             if bots_done() or state["phase"] in OVER:

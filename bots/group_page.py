@@ -76,6 +76,7 @@ class ReloadGroupPage:
         bot = self.bot
         if bot.rng.random() < bot.options.drop_rate:
             await socket.wait(lambda s: True, 10)
+            await socket.close()  # the server sees the tab offline while it is away
             return await self._drop()
         if page.kind == "form":
             bot.record.on_screen(page.step)
@@ -96,5 +97,5 @@ class ReloadGroupPage:
         """The bot's tab goes away for a while (socket closed) and comes back as a reload."""
         self.bot.record.drops += 1
         self.bot.http.close()
-        await asyncio.sleep(self.bot.rng.uniform(1.0, 3.0))
+        await asyncio.sleep(self.bot.rng.uniform(*self.bot.options.drop_seconds))
         return await self.bot.load()

@@ -68,11 +68,17 @@ class LiveGroupPage:
             if socket.closed_code == KICKED or must_leave(state) or initial.get("mode") == "leave":
                 return await bot.load()
             step = state.get("step") if state else None
-            if state and state.get("phase") == "running" and step not in self.answered:
+            mine = (state or {}).get("me") or {}  # answered for it (a stand-in bot while it was away): it waits
+            if (
+                state
+                and state.get("phase") == "running"
+                and step not in self.answered
+                and mine.get("responded_step") != step
+            ):
                 if step not in self.rolled:
                     self.rolled.add(step)
                     if bot.rng.random() < bot.options.drop_rate:
-                        return await self._drop()
+                        return await self._drop(socket)
                 content = await self._content(socket, step)
                 if content == "leave":
                     return await bot.load()
@@ -168,8 +174,11 @@ class LiveGroupPage:
             return await self._answer(socket, step, {**content, "html": reply["html"]}, retry=False)
         return "wait"
 
-    async def _drop(self) -> Page:
+    async def _drop(self, socket: ParticipantSocket) -> Page:
+        """The tab goes away (socket and connection closed: the server sees it offline) for
+        ``drop_seconds`` and comes back as a reload."""
         self.bot.record.drops += 1
+        await socket.close()
         self.bot.http.close()
-        await asyncio.sleep(self.bot.rng.uniform(1.0, 3.0))
+        await asyncio.sleep(self.bot.rng.uniform(*self.bot.options.drop_seconds))
         return await self.bot.load()

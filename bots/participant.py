@@ -6,7 +6,6 @@ CSRF token, and hands the group part to the group-page adapter (bots/group_page.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import re
 import time
@@ -19,7 +18,7 @@ from bots.group_page import ReloadGroupPage
 from bots.http import Browser
 from bots.live_page import LiveGroupPage
 from bots.pages import Page, parse
-from bots.script import ExpectationFailed, Script, screen_for
+from bots.script import ExpectationFailed, Script, posted_fields, screen_for
 
 CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 MAX_PAGES = 2000
@@ -34,6 +33,7 @@ class Options:
     participant_code: str = ""  # a group session's participant code
     think: tuple[float, float] = (0.0, 0.0)
     drop_rate: float = 0.0
+    drop_seconds: tuple[float, float] = (1.0, 3.0)  # how long a dropped tab stays away
     timeout: float = 600.0
     join: str = "link"  # group bots: the group session's link (ticket) or its participant code
     seed: int | None = None
@@ -59,6 +59,7 @@ class Record:
     rate_limited: int = 0  # participant-code posts answered 429 (retried after a wait)
     disconnects: int = 0
     drops: int = 0
+    dropped_out: int = 0  # times the server declared this run dropped out (step log, dropout policy)
 
     def on_screen(self, step: int | None) -> None:
         if step is not None:
@@ -157,15 +158,7 @@ class Bot:
 
     def answer_fields(self, page: Page, chosen: dict) -> list[tuple[str, str]]:
         """The posted fields of the answers ``chosen`` (question keys or field names; ``_jspsych``)."""
-        names = {f.key: name for name, f in page.fields.items()}
-        out = []
-        for key, value in chosen.items():
-            if key == "_jspsych":
-                out.append(("_jspsych", json.dumps(value)))
-                continue
-            values = value if isinstance(value, list | tuple) else [value]
-            out += [(names.get(key, key), str(v)) for v in values if v is not None]
-        return out
+        return posted_fields(page, chosen)
 
     def choose(self, page: Page, shared_params: dict) -> dict:
         """The script's answers for the page on screen (raises ExpectationFailed naming bot, form, step)."""

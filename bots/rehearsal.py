@@ -37,6 +37,7 @@ class Plan:
     advance: str = "auto"
     think: tuple[float, float] = (0.0, 0.0)
     drop_rate: float = 0.0
+    drop_seconds: tuple[float, float] = (1.0, 3.0)  # how long a dropped bot stays away
     bots_module: str | None = None
     timeout: float = 600.0
     seed: int | None = None
@@ -99,7 +100,7 @@ def _prepare_group(setup: Setup, exp) -> None:
     from groups.models import GroupSession
 
     plan = setup.plan
-    user, password = rehearsal_user() if plan.advance == "auto" else (None, "")
+    user, password = rehearsal_user() if plan.advance in ("auto", "start") else (None, "")
     if plan.group_session:
         gs = GroupSession.objects.filter(pk=plan.group_session, experiment=exp).first()
         if gs is None:
@@ -124,7 +125,8 @@ def _bots(setup: Setup) -> list[Bot]:
         options = Options(base_url=urls[i % len(urls)], experiment_id=setup.experiment_id, bot_token=setup.token,
                           ticket=setup.tickets[i] if setup.tickets else setup.group_ticket,
                           participant_code=setup.participant_code,
-                          think=plan.think, drop_rate=plan.drop_rate, timeout=plan.timeout, seed=plan.seed)  # fmt: skip
+                          think=plan.think, drop_rate=plan.drop_rate, drop_seconds=plan.drop_seconds,
+                          timeout=plan.timeout, seed=plan.seed)  # fmt: skip
         out.append(Bot(i + 1, options, setup.script))
     return out
 
@@ -182,15 +184,42 @@ def verify(setup: Setup, records: list) -> tuple[dict, list[str]]:
     stored: dict[int, dict] = {}
     for session_id, order, visit, step in rows:
         stored.setdefault(session_id, {})[(order, visit)] = step
-    counts = {"stored": 0, "lost": 0, "doubled": 0}
+    played, dropped = _stood_in(sessions.values())
+    counts = {"stored": 0, "lost": 0, "doubled": 0, "played_by_bot": 0}
     for r in records:
-        mine = stored.get(sessions.get(r.run_token), {})
+        session_id = sessions.get(r.run_token)
+        mine, by_bot = stored.get(session_id, {}), played.get(session_id, set())
         counts["stored"] += len(mine)
+        counts["played_by_bot"] += len(by_bot & set(mine))
         counts["lost"] += len(set(r.sent) - set(mine))
         steps = [s for s in mine.values() if s is not None]
-        counts["doubled"] += len(set(mine) - set(r.sent)) + len(steps) - len(set(steps))
+        counts["doubled"] += len(set(mine) - set(r.sent) - by_bot) + len(steps) - len(set(steps))
+        counts["doubled"] += len(by_bot & set(r.sent))  # the person's answer and the stand-in's: twice
+        r.dropped_out = dropped.get(session_id, 0)
     unflagged = len(sessions) - len(flagged)
     return counts, [f"{unflagged} bot runs are not flagged as bots"] if unflagged else []
+
+
+def _stood_in(session_ids) -> tuple[dict[int, set], dict[int, int]]:
+    """From the step log (dropout policy ``bot``, issue 20): per run, the visits a stand-in
+    bot answered (``bot_answered``), and how often it was declared dropped out."""
+    from groups.models import Membership, StepLog
+
+    rows = Membership.objects.filter(session_id__in=list(session_ids))
+    runs = {(gs, pid): sid for gs, pid, sid in rows.values_list("group_session_id", "pseudonym", "session_id")}
+    played: dict[int, set] = {}
+    dropped: dict[int, int] = {}
+    entries = StepLog.objects.filter(group_session_id__in={gs for gs, _p in runs}, action__in=("bot_answered",
+                                     "dropped_out")).values_list("group_session_id", "action", "data")  # fmt: skip
+    for gs, action, data in entries:
+        run = runs.get((gs, (data or {}).get("participant")))
+        if run is None:
+            continue
+        if action == "bot_answered":
+            played.setdefault(run, set()).add((data["order"], data["visit"]))
+        else:
+            dropped[run] = dropped.get(run, 0) + 1
+    return played, dropped
 
 
 def _group_page(records: list) -> str:

@@ -80,6 +80,9 @@ def build(*, meta: dict, records: list, clicked: dict, stored: dict | None, extr
         "error_samples": errors[:20],
         "disconnects": sum(r.disconnects for r in records),
         "drops": sum(r.drops for r in records),
+        "dropped_out": sum(r.dropped_out for r in records),  # declared by the server (its dropout policy)
+        "dropped_bots": sorted(r.bot for r in records if r.drops),
+        "flagged_bots": sorted(r.bot for r in records if r.dropped_out),
         "rate_limited": sum(r.rate_limited for r in records),
         "http_retries": sum(r.http_retries for r in records),
         "expectations_failed": expectations,
@@ -99,7 +102,10 @@ def table(report: dict) -> str:
     lines += ["", f"answers: sent {a['sent']}, stored {a['stored']}, lost {a['lost']}, doubled {a['doubled']}"]
     spread = report["onset_spread_ms"]
     lines.append(f"onset spread: {spread if spread is not None else 'n/a'} ({report['onset_note']})")
-    lines.append(f"errors: {report['errors']}, disconnects: {report['disconnects']}, drops: {report['drops']}, "
+    if a.get("played_by_bot"):
+        lines.append(f"answered by stand-in bots (dropout policy bot): {a['played_by_bot']}")
+    lines.append(f"errors: {report['errors']}, disconnects: {report['disconnects']}, drops: {report['drops']} "
+                 f"(declared dropped out: {report.get('dropped_out', 0)}), "
                  f"HTTP retries: {report['http_retries']}, participant codes refused 429 (retried): "
                  f"{report['rate_limited']}")  # fmt: skip
     lines += [f"  {e}" for e in report["error_samples"][:10]]

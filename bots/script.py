@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,19 @@ def screen_for(bot: int, page: Page, *, shared_params: dict, earlier: list[dict]
     _order, visit = page.order_visit
     return Screen(bot, page.form_name, page.handler, visit, page.step if page.lockstep else None,
                   dict(shared_params or {}), page.timeline, questions, earlier, rng, default)  # fmt: skip
+
+
+def posted_fields(page: Page, chosen: dict) -> list[tuple[str, str]]:
+    """The posted fields of the answers ``chosen`` (question keys or field names; ``_jspsych``)."""
+    names = {f.key: name for name, f in page.fields.items()}
+    out = []
+    for key, value in chosen.items():
+        if key == "_jspsych":
+            out.append(("_jspsych", json.dumps(value)))
+            continue
+        values = value if isinstance(value, list | tuple) else [value]
+        out += [(names.get(key, key), str(v)) for v in values if v is not None]
+    return out
 
 
 class Script:

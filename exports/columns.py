@@ -239,7 +239,26 @@ STEP_COLUMNS: tuple[Column, ...] = (
     _c("at_ms", "When it happened, server time in ms since the Unix epoch.", "integer", "step", units="ms"),
     _c("shared.*", "Shared trial parameter given to the whole group at this step.", "json", "step"),
 )
-STEP_BY_NAME = {c.name: c for c in STEP_COLUMNS}
+#: Flow-control columns of the step log (issue 20), present when the covered group
+#: sessions have flow-control events (timers, move on, dropouts, lobby).
+FLOW_STEP_COLUMNS: tuple[Column, ...] = (
+    _c("participant", "Group pseudonym of the participant the action is about (its export pseudonym starts so).",
+       "string", "step"),
+    _c("by", "Who acted: experimenter, auto (the server's timer or auto-advance), or empty (the server otherwise).",
+       "string", "step"),
+    _c("timed_out", "True when the step's timer ran out on this participant's open answer (on_timeout: submit).",
+       "boolean", "step"),
+    _c("skipped", "True when this participant's step was closed without an answer (on_timeout: skip, or the "
+       "console's move on).", "boolean", "step"),
+    _c("dropped_at", "When this participant was declared dropped out (UTC, ISO 8601; offline past "
+       "dropout.after_seconds).", "datetime", "step"),
+    _c("played_by_bot", "True when a bot played on for this dropped-out participant (dropout policy bot).",
+       "boolean", "step"),
+)  # fmt: skip
+FLOW_ACTIONS = frozenset({"timer_started", "timer_expired", "timed_out", "skipped", "timer_extended",
+                          "timer_stopped", "moved_on", "sent_back", "resent", "dropped_out", "bot_took_over",
+                          "returned", "replaced", "released", "standby"})  # fmt: skip
+STEP_BY_NAME = {c.name: c for c in STEP_COLUMNS + FLOW_STEP_COLUMNS}
 
 
 def describe_step(name: str) -> Entry:

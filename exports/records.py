@@ -189,3 +189,17 @@ def wide_cells(
         for name, v in flatten(wide_base(item, trial_index), jspsych).items():
             cells[name + suffix] = v
     return cells
+
+
+def flow_step_record(entry) -> dict[str, Any]:
+    """The flow-control columns of one step-log entry (``columns.FLOW_STEP_COLUMNS``)."""
+    data = entry.data or {}
+    by = "auto" if data.get("by") == "auto" else ("experimenter" if entry.by_id else "")
+    return {
+        "participant": data.get("participant"),
+        "by": by,
+        "timed_out": entry.action == "timed_out",
+        "skipped": entry.action in ("skipped", "moved_on"),
+        "dropped_at": utc_iso(entry.at) if entry.action == "dropped_out" else None,
+        "played_by_bot": entry.action == "bot_took_over" or bool(data.get("bot")),
+    }

@@ -13,7 +13,16 @@ from typing import Any
 from . import columns as registry
 from .columns import RESPONSE, SESSION, Entry
 from .context import ExportContext
-from .records import cell, family_keys, flatten, response_record, session_record, utc_iso, wide_cells
+from .records import (
+    cell,
+    family_keys,
+    flatten,
+    flow_step_record,
+    response_record,
+    session_record,
+    utc_iso,
+    wide_cells,
+)
 from .selectors import group_sessions_for_export, iter_response_json, iter_step_log
 
 DF_TYPES = {"enum": "string", "int": "integer", "float": "number", "string": "string", "text": "string"}
@@ -151,9 +160,12 @@ def write_steps(ctx: ExportContext, data_name: str, dictionary_name: str) -> int
     if not ids:
         return None
     shared: set[str] = set()
+    flow = False
     for entry in iter_step_log(group_session_ids=ids):
         shared.update(flatten("shared", entry.shared_params or {}))
+        flow = flow or entry.action in registry.FLOW_ACTIONS
     header = [c.name for c in registry.STEP_COLUMNS if not c.is_family] + sorted(shared)
+    header += [c.name for c in registry.FLOW_STEP_COLUMNS] if flow else []
     with ctx.archive.csv(data_name, header) as (writer, info):
         for entry in iter_step_log(group_session_ids=ids):
             record = {
@@ -164,6 +176,8 @@ def write_steps(ctx: ExportContext, data_name: str, dictionary_name: str) -> int
                 "at_ms": entry.at_ms,
             }
             flatten("shared", entry.shared_params or {}, record)
+            if flow:
+                record.update(flow_step_record(entry))
             writer.writerow([cell(record.get(n)) for n in header])
             info.rows += 1
     write_dictionary(ctx, dictionary_name, [registry.describe_step(n) for n in header])

@@ -31,7 +31,7 @@ from django.db import connection, transaction
 
 from project.core.rows import pipelined
 
-from . import hooks, store
+from . import flowservices, hooks, store
 from . import state as sm
 from .models import GroupSession
 from .selectors import TrialView
@@ -118,6 +118,7 @@ class CheckedResponses:
             hooks.call_quietly("on_response", gs.experiment, group, info, dict(item.answers))
         if all_responded:  # after every on_response, which it should see
             hooks.call_quietly("on_all_responded", gs.experiment, group)
+            flowservices.everyone_answered(gs)  # auto_advance: all_responded (issue 20)
         if group.context.dirty:  # in the answer's transaction: durable with it, Redis or not
             store.checkpoint_context(gs, group)
         # The console's count of answers: one snapshot per burst of answers (they come together).
@@ -154,6 +155,9 @@ def _decide(checked: CheckedResponses, rows: dict) -> CheckedResponses:
             checked.refusals[index] = GroupError("This run is not part of a group session.", code="not_in_group")
             continue
         pseudonym, me = row
+        if me.flag == "skipped" and me.responded_step == item.step:  # closed without an answer (issue 20)
+            checked.refusals[index] = GroupError("This step was closed for you; it stores nothing.", code="skipped")
+            continue
         # Each answer on a state of its own participant only (the versions carried on):
         # a state of every participant so far would be copied once per answer (K squared).
         one = replace(state, participants=MappingProxyType({pseudonym: answered.get(pseudonym, me)}))

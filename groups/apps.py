@@ -10,7 +10,7 @@ class GroupsConfig(AppConfig):
         from realtime import ports
         from runner import services as runner_services
 
-        from . import hooks, live, live_content, presence, selectors, services, store
+        from . import flowhandlers, hooks, live, live_content, presence, selectors, services, store
         from .lockstep import register
 
         register()  # the lockstep group_trial replaces the runner's plain one
@@ -21,7 +21,7 @@ class GroupsConfig(AppConfig):
                 read_body=store.read_wire_body,
                 authenticate_participants=selectors.authenticate_participants,
                 authenticate_experimenter=selectors.authenticate_experimenter,
-                commands=services.EXPERIMENTER_COMMANDS,
+                commands={**services.EXPERIMENTER_COMMANDS, **flowhandlers.FLOW_COMMANDS},
                 participant_ready=services.participant_ready,
                 record_presence=presence.record_presence_version,
                 record_acks=presence.record_acks,
@@ -32,4 +32,5 @@ class GroupsConfig(AppConfig):
                 record_reports=presence.record_reports,
             )
         )
+        flowhandlers.register()  # the flow-control timers' handlers (issue 20)
         live.use_prebuild(live_content.prebuild)

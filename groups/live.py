@@ -125,6 +125,29 @@ def planned(gs, state: sm.GroupState) -> tuple[int, int] | None:
     return known[0], known[1]
 
 
+def reserve() -> tuple[int, int]:
+    """``(starts_at, chosen_at)`` for a step starting now, chosen before its commit: a
+    timed step's deadline is ``starts_at`` + timeout in the same change
+    (``groups.flowservices.follow``); ``pin`` makes it the step's after the commit."""
+    chosen = _now_ms()
+    return chosen + lead_ms(), chosen
+
+
+def pin(group_session_id: int, participant_code: str, step: int, plan: tuple[int, int]) -> None:
+    """After the commit that started ``step`` with a ``reserve``d plan: build the content
+    (as ``planned`` would) and keep the plan as the step's ``starts_at``, so that every
+    page reveals the step, and counts its timer down, from the moment the deadline was
+    chosen from. A process that chose first (it read the step in between) keeps its own."""
+    if _prebuild is not None:
+        _prebuild(group_session_id, step)
+    key = _key_of(group_session_id, participant_code, step)
+    if not cache.add(key, tuple(plan), _KEEP_SECONDS):
+        logger.warning("group session %s step %s: starts_at was chosen before the timer's", group_session_id, step)
+        plan = cache.get(key) or plan
+    with _lock:
+        _known[key] = tuple(plan)
+
+
 def starts_at(gs, state: sm.GroupState) -> int | None:
     """When the current step appears on every page (server epoch ms), or None."""
     plan = planned(gs, state)

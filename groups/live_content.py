@@ -108,7 +108,15 @@ def build(session, *, step: int, shared_params: dict | None = None, found=None, 
         "problem_title": problem["title"],
         "shared_params": shared_params if shared_params is not None else _shared_params(session),
         "loop_rounds": rounds,
+        "on_timeout": on_timeout(position),
     }
+
+
+def on_timeout(position) -> str | None:
+    """What the page does when the step's timer runs out (issue 20): ``submit`` (send what
+    is filled), ``skip``; None for a step without a timer."""
+    flow = position.flow or {}
+    return flow.get("on_timeout", "submit") if flow.get("timeout_seconds") is not None else None
 
 
 def _shared_params(session) -> dict:

@@ -40,6 +40,7 @@ from . import answers, selectors
 from .state import GroupError
 
 STEP_FIELD = "_group_step"
+TIMED_OUT_FIELD = "_timed_out"  # the live page sends what is filled when the timer ran out (issue 20)
 CLOCK_OFFSET_FIELD, CLOCK_RTT_FIELD = "_clock_offset_ms", "_clock_rtt_ms"
 ONSET_FIELD, ONSET_LATE_FIELD = "_onset_ms", "_onset_late_ms"
 MAX_CLOCK_OFFSET_MS = 7 * 24 * 3600 * 1000  # a browser clock a week off is not worth keeping
@@ -171,6 +172,9 @@ class LockstepGroupTrial(GroupTrialHandler):
                 # The timeline is built at render time; the page's script fills this field
                 # when it shows one (and keeps the questions hidden until it has).
                 form.fields[JSPSYCH_FIELD] = JsPsychDataField(required=False)
+            if data is not None and data.get(TIMED_OUT_FIELD) and view.timed_out:
+                for field in form.fields.values():  # what was filled when time ran out; the rest missing
+                    field.required = False
         return form
 
     def get_context(self, page, form) -> dict:
@@ -184,8 +188,10 @@ class LockstepGroupTrial(GroupTrialHandler):
         context = {"lockstep": lockstep_context(view, page.session), "shared_params": view.shared_params,
                    "group_step": view.step}  # fmt: skip
         # get_handler() gives a fresh instance per request, so choosing the template here is safe.
-        if view.kicked:
+        if view.kicked or view.lobby == "released":
             self.template_name = REMOVED_TEMPLATE
+            context["released_code"] = page.session.experiment.lobby.get("release_completion_code", "")
+            context["released"] = view.lobby == "released"
             return context
         if view.phase in ("ended", "aborted"):
             self.template_name = WAITING_TEMPLATE
@@ -252,7 +258,7 @@ def _refusal(view: selectors.TrialView | None, step: int) -> str:
         return "ended"
     if view.phase == "waiting":
         return "not_started"
-    if view.kicked:
+    if view.kicked or view.lobby:
         return "kicked"
     return "stale_step" if view.step != step else ""
 

@@ -44,6 +44,9 @@ class GroupSession(models.Model):
     participant_version = models.BigIntegerField(default=1, help_text="Version of the last change participants see.")
     changed_ms = models.BigIntegerField(default=0, help_text="Server time of the last change, ms since the epoch.")
     exit_loop_step = models.IntegerField(null=True, blank=True, help_text="Step at which the loop was exited.")
+    deadline_ms = models.BigIntegerField(null=True, blank=True, help_text="The current step's timer runs out (ms).")
+    timer_remaining_ms = models.BigIntegerField(null=True, blank=True, help_text="A paused timer's time left (ms).")
+    timed_out_step = models.IntegerField(null=True, blank=True, help_text="Step whose timer ran out.")
     context = models.JSONField(default=dict, blank=True, help_text="Checkpoint of the shared context.")
     shared_params = models.JSONField(default=dict, blank=True, help_text="Current step's parameters.")
     notes = models.TextField(blank=True)
@@ -72,6 +75,8 @@ class Membership(models.Model):
         RESPONDED = "responded"
         FINISHED = "finished"
         KICKED = "kicked"
+        STANDBY = "standby"  # lobby: arrived when the session was full, may replace a dropout
+        RELEASED = "released"  # lobby: not placed within wait_seconds, left with the code
 
     group_session = models.ForeignKey(GroupSession, on_delete=models.CASCADE, related_name="memberships")
     session = models.OneToOneField("runner.Session", on_delete=models.CASCADE, related_name="group_membership")
@@ -81,6 +86,11 @@ class Membership(models.Model):
     connections = models.PositiveIntegerField(default=0, help_text="Open participant sockets.")
     form = models.CharField(max_length=100, blank=True, help_text="Form last served to the participant.")
     acked_version = models.BigIntegerField(default=0)
+    flag = models.CharField(max_length=12, blank=True, help_text="This step's flow flag: timed_out or skipped.")
+    offline_since_ms = models.BigIntegerField(null=True, blank=True)
+    dropped_at_ms = models.BigIntegerField(null=True, blank=True, help_text="Declared dropped out at (ms).")
+    bot = models.BooleanField(default=False, help_text="A bot plays on for this dropped-out participant.")
+    replaced_by = models.CharField(max_length=32, blank=True, help_text="Standby pseudonym who took the place.")
     joined = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -124,6 +134,31 @@ class StepLog(models.Model):
 
     class Meta:
         ordering = ["group_session", "at_ms", "id"]
+
+
+class Timer(models.Model):
+    """A deadline of a group session (a step timer, an auto-advance, a dropout, a lobby
+    release), fired once by one server process (``groups.timers``): the row is the
+    timer, so it survives a restart of every process."""
+
+    group_session = models.ForeignKey(GroupSession, on_delete=models.CASCADE, related_name="timers")
+    kind = models.CharField(max_length=20)
+    key = models.CharField(max_length=64, help_text="What the timer is for, e.g. the step or participant.")
+    due_ms = models.BigIntegerField(help_text="Fire at this server time, ms since the epoch.")
+    fired_ms = models.BigIntegerField(null=True, blank=True, help_text="When a process fired it.")
+    fired_by = models.CharField(max_length=32, blank=True, help_text="Lease id of the process that fired it.")
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group_session", "kind", "key"], name="timer_unique"),
+        ]
+        indexes = [
+            models.Index(fields=["due_ms"], name="timer_pending", condition=models.Q(fired_ms__isnull=True)),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.key} of {self.group_session_id} at {self.due_ms}"
 
 
 class StepOnset(models.Model):

@@ -28,7 +28,7 @@ from dataclasses import replace
 from django.conf import settings
 from django.db import transaction
 
-from . import live, store
+from . import flowservices, live, store
 from . import state as sm
 from .models import GroupSession, ProcessConnections
 from .state import GroupError
@@ -74,16 +74,15 @@ def record_presence(
     ``ProcessConnections`` in the same transaction, so a dead process's share can be
     taken off later (``sweep_processes``).
 
-    What the hub of each process writes every ``GROUP_PRESENCE_FLUSH_SECONDS``. What
-    the state machine refuses (``unknown_participant``, ``kicked`` on connect,
-    ``bad_version``) is skipped. Returns the new state, or None when nothing changed.
-    Locks the group session; raises ``not_found``."""
+    What the hub of each process writes every ``GROUP_PRESENCE_FLUSH_SECONDS``; who went
+    offline may drop out (issue 20). What the state machine refuses (``unknown_participant``,
+    ``kicked`` on connect, ``bad_version``) is skipped. Returns the new state, or None
+    when nothing changed. Locks the group session; raises ``not_found``."""
     retired = tuple(p for p in retired if p and p != process)
     with transaction.atomic():
         gs = store.lock(group_session)
         old, _ = store.load_state(gs)
-        at = store.now_ms()
-        rows = dict(old.participants)
+        at, rows = store.now_ms(), dict(old.participants)
         if held or retired:
             rows = _count_process(gs.pk, old, rows, at, process, held or {}, retired)
         for pid, version in (acks or {}).items():
@@ -93,6 +92,7 @@ def record_presence(
             return None
         new = replace(old, version=old.version + 1, participants=rows, changed_ms=at)
         store.save_console_change(gs, old, new)
+        flowservices.presence_changed(gs, old, new)
         store.publish_on_commit(gs, new)
         return new
 

@@ -17,6 +17,7 @@ from .hooks import Group
 from .models import GroupSession, Membership
 from .state import TERMINAL, GroupError
 from .store import get_group_session, snapshot  # noqa: F401  (the views' reads, owned by groups.store)
+from .timers import now_ms
 
 # ---- codes ----------------------------------------------------------------------
 
@@ -134,7 +135,9 @@ class TrialView:
     kicked: bool
     membership_id: int = 0
     last_step: int | None = None  # the last step this participant answered
+    lobby: str = ""  # "standby" (waits to replace a dropout) or "released" (lobby, issue 20)
     participant_code: str = ""  # (tells group sessions apart in groups.live's keys)
+    timed_out: bool = False  # the step's timer closed this participant's answer (on_timeout: submit)
 
     @property
     def missed_steps(self) -> bool:
@@ -147,7 +150,7 @@ class TrialView:
     @property
     def must_wait(self) -> bool:
         """Show the waiting screen instead of the form."""
-        return self.phase in ("waiting", "paused") or (self.phase == "running" and self.responded)
+        return self.phase in ("waiting", "paused") or (self.phase == "running" and self.responded) or bool(self.lobby)
 
 
 # Read on every request of a group run (project/core/rows.py says why by hand); a run
@@ -159,6 +162,19 @@ def trial_for(session) -> TrialView | None:
     """The lockstep position of a runner ``Session`` (None if it is in no group session)."""
     membership = _MEMBERSHIP.first(session.pk)
     return None if membership is None else _trial_view(membership)
+
+
+DEADLINE_TOLERANCE_MS = 300  # a page's corrected clock may run a little ahead of the server's
+
+
+def _timed_out(gs, membership) -> bool:
+    """The step's timer closed this participant's answer, or its deadline has passed (the
+    page sends what is filled at the deadline: the server's timer may fire a moment later)."""
+    if gs.timed_out_step == gs.step and membership.flag == "timed_out":
+        return True
+    if membership.responded_step == gs.step or gs.deadline_ms is None:
+        return False
+    return now_ms() >= gs.deadline_ms - DEADLINE_TOLERANCE_MS
 
 
 def _trial_view(membership) -> TrialView:
@@ -174,7 +190,9 @@ def _trial_view(membership) -> TrialView:
         kicked=membership.status == Membership.Status.KICKED,
         membership_id=membership.pk,
         last_step=membership.responded_step,
+        lobby=membership.status if membership.status in (Membership.Status.STANDBY, Membership.Status.RELEASED) else "",
         participant_code=gs.participant_code,
+        timed_out=_timed_out(gs, membership),
     )
 
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from exports import pseudonyms
 
-from . import hooks, store
+from . import flowservices, hooks, store
 from . import state as sm
 from .codes import new_code
 from .context import merge
@@ -30,6 +30,7 @@ from .state import GroupError
 from .store import load_state, now_ms
 
 LOGGED_EVENTS = {"started", "advanced", "paused", "resumed", "exit_loop", "ended", "aborted", "kicked", "context_set"}
+LOGGED_EVENTS |= flowservices.LOGGED
 STEP_EVENTS = {"started", "advanced"}
 
 
@@ -63,7 +64,7 @@ def _after(gs, new, session_ids, events, by, first=None) -> list[str]:
                 at=datetime.fromtimestamp(event.at_ms / 1000, tz=UTC),
                 at_ms=event.at_ms,
                 shared_params=gs.shared_params if event.kind in STEP_EVENTS else {},
-                data={k: v for k, v in event.data.items() if k != "step"},
+                data={k: v for k, v in event.data.items() if k != "step"} | ({"by": by} if by == "auto" else {}),
             )
     return fields
 
@@ -71,11 +72,15 @@ def _after(gs, new, session_ids, events, by, first=None) -> list[str]:
 def _transition_locked(gs: GroupSession, old, session_ids, action, *, by=None, first=None):
     """Transition a locked group session and persist it (caller holds the lock).
     ``first(group, new)`` runs before the events' hooks (see ``_after``)."""
-    new, events = sm.transition(old, action, now_ms=now_ms())
+    now = now_ms()
+    new, events = sm.transition(old, action, now_ms=now)
     if new is not old:
+        new, events = flowservices.follow(gs, new, events, now)  # a timed step's countdown
         fields = store.save(gs, old, new)
         fields += _after(gs, new, session_ids, events, by, first)
         gs.save(update_fields=fields)
+        flowservices.arm(gs, old, new, events, now)
+        flowservices.hand_to_bots(gs.pk, events, session_ids)
         if new.participant_version != old.participant_version:
             store.publish_on_commit(gs, new)  # participants wait for it: at once, from the state in hand
         else:  # the console's alone (a form location): coalesced when many come together
@@ -90,6 +95,12 @@ def _apply(group_session, action, *, by=None):
         old, session_ids = load_state(gs)
         new, events = _transition_locked(gs, old, session_ids, action, by=by)
         return gs, new, events, session_ids
+
+
+def apply_action(*, group_session: GroupSession | int, action, by=None) -> sm.GroupState:
+    """Any action of the state machine through the usual lock, save, log, hooks and publish
+    (the flow controls and timers use it: ``groups.flowhandlers``)."""
+    return _apply(group_session, action, by=by)[1]
 
 
 def _info(state: sm.GroupState, session_ids: dict, pid: str) -> hooks.ParticipantInfo:
@@ -190,7 +201,7 @@ def attach_participant(*, session, ticket) -> Membership:
         def on_join(group, new):
             hooks.call_quietly("on_join", gs.experiment, group, _info(new, session_ids, pseudonym))
 
-        _transition_locked(gs, old, session_ids, sm.Join(pseudonym), first=on_join)
+        _transition_locked(gs, old, session_ids, flowservices.join_action(gs, pseudonym), first=on_join)
     return membership
 
 

@@ -5,12 +5,10 @@ group session changes. It touches no database, socket or clock: the services loa
 a ``GroupState`` from the rows (under a lock), apply one action, write the new
 state back and publish it. Refusals raise ``GroupError`` with a machine ``code``.
 
-Versions: ``version`` grows with every change (the console sees them all);
-``participant_version`` is the ``version`` of the last change that participants
-can see (phase, step, shared parameters, who answered). Acks, presence and form
-locations change only what the experimenter sees, so participants are not asked to
-re-acknowledge them; a participant is *behind* while ``acked_version <
-participant_version``.
+Versions: ``version`` grows with every change; ``participant_version`` is the version
+of the last change participants see (acks, presence and form locations are console-only);
+a participant is *behind* while ``acked_version < participant_version``. Flow control
+(timers, auto-advance, dropouts, lobby) is in ``groups.flowcontrol``.
 """
 
 from __future__ import annotations
@@ -46,18 +44,13 @@ WAITING, RUNNING, PAUSED, ENDED, ABORTED = "waiting", "running", "paused", "ende
 PHASES = (WAITING, RUNNING, PAUSED, ENDED, ABORTED)
 TERMINAL = frozenset({ENDED, ABORTED})
 
-# Participant statuses (mirrors groups.models.Membership.Status).
-JOINED, READY, ANSWERING, RESPONDED, FINISHED, KICKED = (
-    "joined",
-    "waiting",
-    "answering",
-    "responded",
-    "finished",
-    "kicked",
-)
+# Participant statuses (groups.models.Membership.Status); the lobby's are outside the lockstep.
+JOINED, READY, ANSWERING = "joined", "waiting", "answering"
+RESPONDED, FINISHED, KICKED = "responded", "finished", "kicked"
+STANDBY, RELEASED = "standby", "released"  # the lobby's (groups.flowcontrol)
 #: Statuses that no longer hold the group back (``Participant.active``; the store's
 #: batched "who is still answering" statement takes them from here).
-INACTIVE = frozenset({KICKED, FINISHED})
+INACTIVE = frozenset({KICKED, FINISHED, STANDBY, RELEASED})
 
 
 class GroupError(CodedError):
@@ -71,6 +64,13 @@ class Participant:
     form: str = ""
     responded_step: int | None = None
     acked_version: int = 0
+    # Flow control: flag (timed_out|skipped at this step), bot plays on, replaced_by (standby).
+    flag: str = ""
+    offline_since_ms: int | None = None
+    dropped_at_ms: int | None = None
+    bot: bool = False
+    joined_ms: int = 0
+    replaced_by: str = ""
 
     @property
     def connected(self) -> bool:
@@ -78,8 +78,8 @@ class Participant:
 
     @property
     def active(self) -> bool:
-        """Still in the lockstep: neither removed nor finished with the run."""
-        return self.status not in INACTIVE
+        """In the lockstep: not inactive, and not dropped out unless a bot plays on."""
+        return self.status not in INACTIVE and (self.dropped_at_ms is None or self.bot)
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,9 @@ class GroupState:
     participant_version: int = 1
     changed_ms: int = 0
     exit_loop_step: int | None = None
+    deadline_ms: int | None = None  # the current step's timer runs out (None: no timer)
+    timer_remaining_ms: int | None = None  # a paused timer's time left
+    timed_out_step: int | None = None  # the step whose timer ran out
     participants: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self):
@@ -102,8 +105,7 @@ class GroupState:
 
     @property
     def all_responded(self) -> bool:
-        """True when every participant still in the group answered the current step,
-        or when everyone finished the run; False with nobody in the group."""
+        """Everyone in the lockstep answered the step (or all finished; False if nobody is in)."""
         active = self.active
         if not active:
             return any(p.status == FINISHED for p in self.participants.values())
@@ -111,8 +113,7 @@ class GroupState:
 
     @property
     def ready_count(self) -> int:
-        """Participants ready for what comes next: before the start, those on the
-        waiting screen; afterwards, those who answered the current step."""
+        """Ready for what comes next: on the waiting screen before the start, else answered the step."""
         if self.phase == WAITING:
             return sum(1 for p in self.participants.values() if p.active and p.status == READY)
         return sum(1 for p in self.participants.values() if p.active and p.responded_step == self.step)
@@ -130,24 +131,24 @@ class Event:
 # ---- guards ---------------------------------------------------------------------
 
 
-def _not_over(state: GroupState) -> None:
+def not_over(state: GroupState) -> None:
     if state.phase in TERMINAL:
         raise GroupError(f"The group session has {state.phase}.", code="ended")
 
 
-def _require_started(state: GroupState) -> None:
-    _not_over(state)
+def require_started(state: GroupState) -> None:
+    not_over(state)
     if state.phase == WAITING:
         raise GroupError("The group session has not started yet.", code="not_started")
 
 
 def _require_running(state: GroupState) -> None:
-    _require_started(state)
+    require_started(state)
     if state.phase != RUNNING:
         raise GroupError("The group session is paused.", code="not_running")
 
 
-def _member(state: GroupState, pid: str, *, allow_kicked: bool = False) -> Participant:
+def member(state: GroupState, pid: str, *, allow_kicked: bool = False) -> Participant:
     if pid not in state.participants:
         raise GroupError(f"No participant {pid!r} in this group session.", code="unknown_participant")
     participant = state.participants[pid]
@@ -156,7 +157,7 @@ def _member(state: GroupState, pid: str, *, allow_kicked: bool = False) -> Parti
     return participant
 
 
-def _require_step(state: GroupState, step: int) -> None:
+def require_step(state: GroupState, step: int) -> None:
     if step != state.step:
         raise GroupError(f"Step {step} is not the current step ({state.step}).", code="stale_step")
 
@@ -164,7 +165,7 @@ def _require_step(state: GroupState, step: int) -> None:
 # ---- the transition -------------------------------------------------------------
 
 
-def _bump(state: GroupState, now_ms: int, *, visible: bool, **changes) -> GroupState:
+def bump(state: GroupState, now_ms: int, *, visible: bool, **changes) -> GroupState:
     version = state.version + 1
     return replace(
         state,
@@ -175,7 +176,7 @@ def _bump(state: GroupState, now_ms: int, *, visible: bool, **changes) -> GroupS
     )
 
 
-def _with(state: GroupState, pid: str, **changes) -> MappingProxyType:
+def changed(state: GroupState, pid: str, **changes) -> MappingProxyType:
     participants = dict(state.participants)
     participants[pid] = replace(participants[pid], **changes)
     return MappingProxyType(participants)
@@ -183,83 +184,85 @@ def _with(state: GroupState, pid: str, **changes) -> MappingProxyType:
 
 def _new_step_statuses(state: GroupState) -> MappingProxyType:
     """At a new step, everyone who was done with the old one is waiting again."""
-    return MappingProxyType(
-        {pid: (replace(p, status=READY) if p.status == RESPONDED else p) for pid, p in state.participants.items()}
-    )
+    statuses = {pid: READY if p.status == RESPONDED else p.status for pid, p in state.participants.items()}
+    return MappingProxyType({pid: replace(p, status=statuses[pid], flag="") for pid, p in state.participants.items()})
 
 
 def transition(state: GroupState, action: Action, *, now_ms: int) -> tuple[GroupState, list[Event]]:
     """Apply ``action`` to ``state``; return the new state and what happened.
 
-    Raises ``GroupError`` (nothing changes) with codes: ``not_started``,
-    ``already_started``, ``not_running``, ``not_paused``, ``ended``, ``stale_step``,
-    ``unknown_participant``, ``already_joined``, ``kicked``, ``bad_version``,
-    ``bad_patch``, ``unknown_action``. A repeated ``Respond``/``Ack``/``Ready`` that
-    changes nothing returns the state unchanged and no events (idempotent).
+    Raises ``GroupError`` (nothing changes; codes in docs/groups.md, "Lifecycle"). A
+    repeated ``Respond``/``Ack``/``Ready`` that changes nothing returns the state
+    unchanged and no events (idempotent).
     """
-    handler = _HANDLERS.get(type(action))
+    handler = _HANDLERS.get(type(action)) or _EXTENSIONS.get(type(action))
     if handler is None:
         raise GroupError(f"Unknown action {type(action).__name__}.", code="unknown_action")
     return handler(state, action, now_ms)
 
 
 def _start(state, action, now):
-    _not_over(state)
+    not_over(state)
     if state.phase != WAITING:
         raise GroupError("The group session has already started.", code="already_started")
-    new = _bump(state, now, visible=True, phase=RUNNING, participants=_new_step_statuses(state))
-    return new, [Event("started", now, {"step": new.step})]
+    new = bump(state, now, visible=True, phase=RUNNING, participants=_new_step_statuses(state))
+    new, handed = _NEW_STEP[0](new, now)
+    return new, [Event("started", now, {"step": new.step}), *handed]
 
 
 def _advance(state, action, now):
     _require_running(state)
-    _require_step(state, action.step)
-    new = _bump(
-        state, now, visible=True, step=state.step + 1, exit_loop_step=None, participants=_new_step_statuses(state)
-    )
-    return new, [Event("advanced", now, {"from": state.step, "step": new.step})]
+    require_step(state, action.step)
+    changes = {"step": state.step + 1, "exit_loop_step": None, "deadline_ms": None, "timer_remaining_ms": None}
+    new = bump(state, now, visible=True, participants=_new_step_statuses(state), **changes)
+    new, handed = _NEW_STEP[0](new, now)
+    return new, [Event("advanced", now, {"from": state.step, "step": new.step}), *handed]
 
 
 def _pause(state, action, now):
     _require_running(state)
-    return _bump(state, now, visible=True, phase=PAUSED), [Event("paused", now, {"step": state.step})]
+    left = None if state.deadline_ms is None else max(0, state.deadline_ms - now)
+    new = bump(state, now, visible=True, phase=PAUSED, deadline_ms=None, timer_remaining_ms=left)
+    return new, [Event("paused", now, {"step": state.step})]
 
 
 def _resume(state, action, now):
-    _require_started(state)
+    require_started(state)
     if state.phase != PAUSED:
         raise GroupError("The group session is not paused.", code="not_paused")
-    return _bump(state, now, visible=True, phase=RUNNING), [Event("resumed", now, {"step": state.step})]
+    deadline = None if state.timer_remaining_ms is None else now + state.timer_remaining_ms
+    new = bump(state, now, visible=True, phase=RUNNING, deadline_ms=deadline, timer_remaining_ms=None)
+    return new, [Event("resumed", now, {"step": state.step})]
 
 
 def _exit_loop(state, action, now):
-    _require_started(state)
-    new = _bump(state, now, visible=True, exit_loop_step=state.step)
+    require_started(state)
+    new = bump(state, now, visible=True, exit_loop_step=state.step)
     return new, [Event("exit_loop", now, {"step": state.step})]
 
 
 def _end(state, action, now):
-    _require_started(state)
-    return _bump(state, now, visible=True, phase=ENDED), [Event("ended", now, {"step": state.step})]
+    require_started(state)
+    return bump(state, now, visible=True, phase=ENDED), [Event("ended", now, {"step": state.step})]
 
 
 def _abort(state, action, now):
-    _not_over(state)
-    return _bump(state, now, visible=True, phase=ABORTED), [Event("aborted", now, {"step": state.step})]
+    not_over(state)
+    return bump(state, now, visible=True, phase=ABORTED), [Event("aborted", now, {"step": state.step})]
 
 
 def _set_context(state, action, now):
-    _not_over(state)
+    not_over(state)
     if not isinstance(action.patch, dict) or not all(isinstance(k, str) for k in action.patch):
         raise GroupError("A context patch is an object with string keys.", code="bad_patch")
-    new = _bump(state, now, visible=False)
+    new = bump(state, now, visible=False)
     return new, [Event("context_set", now, {"patch": dict(action.patch)})]
 
 
 def _kick(state, action, now):
-    _not_over(state)
-    _member(state, action.participant)
-    new = _bump(state, now, visible=True, participants=_with(state, action.participant, status=KICKED))
+    not_over(state)
+    member(state, action.participant)
+    new = bump(state, now, visible=True, participants=changed(state, action.participant, status=KICKED))
     events = [Event("kicked", now, {"participant": action.participant, "step": state.step})]
     if state.phase in (RUNNING, PAUSED) and not state.all_responded and new.all_responded:
         events.append(Event("all_responded", now, {"step": state.step}))
@@ -267,65 +270,66 @@ def _kick(state, action, now):
 
 
 def _join(state, action, now):
-    _not_over(state)
+    not_over(state)
     if action.participant in state.participants:
         raise GroupError(f"Participant {action.participant!r} already joined.", code="already_joined")
     participants = dict(state.participants)
-    participants[action.participant] = Participant()
-    new = _bump(state, now, visible=True, participants=MappingProxyType(participants))
+    participants[action.participant] = Participant(joined_ms=now, offline_since_ms=now)
+    new = bump(state, now, visible=True, participants=MappingProxyType(participants))
     return new, [Event("joined", now, {"participant": action.participant})]
 
 
 def _connect(state, action, now):
-    p = _member(state, action.participant)
-    new = _bump(state, now, visible=False, participants=_with(state, action.participant, connections=p.connections + 1))
+    p = member(state, action.participant)
+    changes = {"connections": p.connections + 1, "offline_since_ms": None}
+    new = bump(state, now, visible=False, participants=changed(state, action.participant, **changes))
     return new, [Event("connected", now, {"participant": action.participant})] if not p.connected else []
 
 
 def _disconnect(state, action, now):
-    p = _member(state, action.participant, allow_kicked=True)
+    p = member(state, action.participant, allow_kicked=True)
     if p.connections == 0:
         return state, []
-    new = _bump(state, now, visible=False, participants=_with(state, action.participant, connections=p.connections - 1))
-    return new, [Event("disconnected", now, {"participant": action.participant})] if not new.participants[
-        action.participant
-    ].connected else []
+    changes = {"connections": p.connections - 1, "offline_since_ms": now if p.connections == 1 else p.offline_since_ms}
+    new = bump(state, now, visible=False, participants=changed(state, action.participant, **changes))
+    gone = not new.participants[action.participant].connected
+    return new, [Event("disconnected", now, {"participant": action.participant})] if gone else []
 
 
 def _locate(state, action, now):
-    p = _member(state, action.participant)
+    p = member(state, action.participant)
     status = p.status
     if p.responded_step != state.step and state.phase in (RUNNING, PAUSED) and status != FINISHED:
         status = ANSWERING
     if (p.form, p.status) == (action.form, status):
         return state, []
-    new = _bump(
-        state, now, visible=False, participants=_with(state, action.participant, form=action.form, status=status)
+    new = bump(
+        state, now, visible=False, participants=changed(state, action.participant, form=action.form, status=status)
     )
     return new, [Event("located", now, {"participant": action.participant, "form": action.form})]
 
 
 def _ready(state, action, now):
-    _not_over(state)
-    p = _member(state, action.participant)
-    _require_step(state, action.step)
+    not_over(state)
+    p = member(state, action.participant)
+    require_step(state, action.step)
     if p.status in (READY, RESPONDED, FINISHED):
         return state, []
-    new = _bump(state, now, visible=True, participants=_with(state, action.participant, status=READY))
+    new = bump(state, now, visible=True, participants=changed(state, action.participant, status=READY))
     return new, [Event("ready", now, {"participant": action.participant, "step": state.step})]
 
 
 def _respond(state, action, now):
-    _require_started(state)
-    p = _member(state, action.participant)
-    _require_step(state, action.step)
+    require_started(state)
+    p = member(state, action.participant)
+    require_step(state, action.step)
     if p.responded_step == state.step:
         return state, []
-    new = _bump(
+    new = bump(
         state,
         now,
         visible=True,
-        participants=_with(state, action.participant, responded_step=state.step, status=RESPONDED),
+        participants=changed(state, action.participant, responded_step=state.step, status=RESPONDED),
     )
     events = [Event("responded", now, {"participant": action.participant, "step": state.step})]
     if new.all_responded:
@@ -334,20 +338,20 @@ def _respond(state, action, now):
 
 
 def _ack(state, action, now):
-    p = _member(state, action.participant, allow_kicked=True)
+    p = member(state, action.participant, allow_kicked=True)
     if action.version > state.version or action.version < 0:
         raise GroupError(f"Version {action.version} was never sent.", code="bad_version")
     if action.version <= p.acked_version:
         return state, []
-    new = _bump(state, now, visible=False, participants=_with(state, action.participant, acked_version=action.version))
+    new = bump(state, now, visible=False, participants=changed(state, action.participant, acked_version=action.version))
     return new, [Event("acked", now, {"participant": action.participant, "version": action.version})]
 
 
 def _finish(state, action, now):
-    p = _member(state, action.participant)
+    p = member(state, action.participant)
     if p.status == FINISHED:
         return state, []
-    new = _bump(state, now, visible=True, participants=_with(state, action.participant, status=FINISHED))
+    new = bump(state, now, visible=True, participants=changed(state, action.participant, status=FINISHED))
     return new, [Event("finished", now, {"participant": action.participant})]
 
 
@@ -370,6 +374,16 @@ _HANDLERS = {
     Ack: _ack,
     Finish: _finish,
 }
+
+
+# Extensions (groups.flowcontrol registers itself; this module imports nothing of it).
+_EXTENSIONS: dict = {}  # action type -> handler
+_NEW_STEP = [lambda state, now: (state, [])]  # (state, now) -> (state, events), at every start and advance
+
+
+def extend(handlers: dict, *, new_step) -> None:
+    _EXTENSIONS.update(handlers)
+    _NEW_STEP[0] = new_step
 
 
 def is_behind(state: GroupState, pid: str) -> bool:

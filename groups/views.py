@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import codes, projector, selectors, services
+from . import codes, flowservices, projector, selectors, services
 from . import context as group_context
 from .forms import CodeForm, GroupForm, StartSessionForm
 from .models import StepLog
@@ -209,9 +209,13 @@ def _attach_counted(request, kind: str, find, on_found, template: str, context: 
 
 
 def attach_participant(request):
-    """The participant-code page. ``?experiment=<id>`` limits codes to that experiment."""
+    """The participant-code page. ``?experiment=<id>`` limits codes to that experiment;
+    for an experiment with a lobby it is the lobby's door (no code: ``lobby_door``)."""
     raw_exp = request.GET.get("experiment") or request.POST.get("experiment") or ""
     experiment_id = int(raw_exp) if raw_exp.isdigit() else None
+    door = lobby_door(request, experiment_id)
+    if door is not None:
+        return door
 
     def enter(gs):
         if gs.ticket is None:
@@ -237,3 +241,23 @@ def attach_experimenter(request):
         request, codes.EXPERIMENTER, selectors.find_by_experimenter_code, enter, "groups/attach_experimenter.html",
         {"wrong_code": "No unexpired group session has this experimenter code."},
     )  # fmt: skip
+
+
+def lobby_door(request, experiment_id: int | None):
+    """An experiment with a lobby (issue 20) is joined without a code: *Join* places the
+    arrival into its open group session (the newest unexpired one that has not ended), as
+    the code would; the session's lobby places or keeps them standby. None: no lobby."""
+    from runner.models import Experiment
+
+    experiment = Experiment.objects.filter(pk=experiment_id, is_group=True).exclude(lobby={}).first()
+    if experiment is None:
+        return None
+    context = {"experiment_id": experiment_id, "lobby": experiment.lobby, "title": experiment.title}
+    gs = flowservices.open_lobby_session(experiment)
+    if request.method != "POST":
+        context["waiting"] = flowservices.lobby_now(gs) if gs is not None else None  # reads only
+        return render(request, "groups/lobby_door.html", context)
+    if gs is None or gs.ticket is None:
+        context["closed"] = True
+        return render(request, "groups/lobby_door.html", context, status=409)
+    return redirect(f"/run/{gs.experiment_id}/start/?{urlencode({'tc': gs.ticket.code})}")

@@ -64,6 +64,34 @@ class KickMsg(_Message):
     participant: str = Field(min_length=1, max_length=32)
 
 
+class ExtendTimerMsg(_Message):
+    type: Literal["extend_timer"]
+    step: StrictInt = Field(ge=0, le=MAX_INT)
+    seconds: StrictInt = Field(ge=1, le=86400)
+
+
+class StopTimerMsg(_Message):
+    type: Literal["stop_timer"]
+    step: StrictInt = Field(ge=0, le=MAX_INT)
+
+
+class MoveOnMsg(_Message):
+    type: Literal["move_on"]
+    participant: str = Field(min_length=1, max_length=32)
+    step: StrictInt = Field(ge=0, le=MAX_INT)
+
+
+class SendBackMsg(_Message):
+    type: Literal["send_back"]
+    participant: str = Field(min_length=1, max_length=32)
+    step: StrictInt = Field(ge=0, le=MAX_INT)
+
+
+class ResendMsg(_Message):
+    type: Literal["resend"]
+    participant: str = Field(min_length=1, max_length=32)
+
+
 # ---- participant -> server ------------------------------------------------------
 
 
@@ -117,6 +145,7 @@ class PingMsg(_Message):
 
 ClientMessage = Annotated[
     StartMsg | AdvanceMsg | PauseMsg | ResumeMsg | ExitLoopMsg | EndMsg | AbortMsg | SetContextMsg | KickMsg
+    | ExtendTimerMsg | StopTimerMsg | MoveOnMsg | SendBackMsg | ResendMsg
     | ReadyMsg | AckMsg | LocationMsg | OnsetMsg | ClientErrorMsg | PingMsg,
     Field(discriminator="type"),
 ]  # fmt: skip
@@ -124,6 +153,7 @@ _client_adapter = TypeAdapter(ClientMessage)
 
 EXPERIMENTER_TYPES = frozenset(
     {"start", "advance", "pause", "resume", "exit_loop", "end", "abort", "set_context", "kick", "ping"}
+    | {"extend_timer", "stop_timer", "move_on", "send_back", "resend"}  # flow control (issue 20)
 )
 PARTICIPANT_TYPES = frozenset({"ready", "ack", "location", "onset", "client_error", "ping"})
 CLIENT_TYPES = EXPERIMENTER_TYPES | PARTICIPANT_TYPES
@@ -140,6 +170,23 @@ class ParticipantRow(_Message):
     responded_step: int | None
     acked_version: int
     behind: bool
+    flag: str = ""  # flow control (issue 20): timed_out | skipped at this step
+    dropped_at_ms: int | None = None
+    bot: bool = False
+    replaced_by: str = ""
+
+
+class LobbyView(_Message):
+    waiting_for: int  # arrivals still needed before the session starts
+    placed: int
+    min_size: int
+    eta_seconds: int | None  # estimated from the arrival rate so far
+
+
+class Timer(_Message):
+    deadline_ms: int | None  # the step's countdown ends (server ms); count down on the corrected clock
+    timer_remaining_ms: int | None  # while paused
+    timed_out: bool
 
 
 class Me(_Message):
@@ -162,6 +209,8 @@ class _StateBase(_Message):
     ready: int
     active: int
     all_responded: bool
+    timer: Timer
+    lobby: LobbyView | None = None
     starts_at: int | None = None  # when the current step appears on every live page (server epoch ms)
 
 

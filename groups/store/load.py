@@ -16,6 +16,7 @@ from django.db import connection
 from project.core.rows import Select
 
 from .. import state as sm
+from ..flowcontrol import FLOW_MEMBER_FIELDS, flow_fields
 from ..models import GroupSession, Membership
 from ..state import GroupError, GroupState, Participant
 
@@ -60,14 +61,15 @@ def send_lock(group_session_id: int):
 
 
 def participant_of(
-    status: str, run_ended: bool, connections: int, form: str, responded_step, acked: int
+    status: str, run_ended: bool, connections: int, form: str, responded_step, acked: int, **flow
 ) -> Participant:
     """A membership row as the state machine sees it: a run that has ended is
-    ``finished`` (no longer holds the group back) unless it was removed."""
+    ``finished`` (no longer holds the group back) unless it was removed. ``flow``: the
+    flow-control fields read (``flowcontrol.FLOW_MEMBER_FIELDS``)."""
     if run_ended and status != sm.KICKED:
         status = sm.FINISHED
     return Participant(connections=connections, status=status, form=form, responded_step=responded_step,
-                       acked_version=acked)  # fmt: skip
+                       acked_version=acked, **flow)  # fmt: skip
 
 
 def state_of(gs: GroupSession, participants: dict[str, Participant] | None = None) -> GroupState:
@@ -75,6 +77,7 @@ def state_of(gs: GroupSession, participants: dict[str, Participant] | None = Non
     return GroupState(
         phase=gs.phase, step=gs.step, version=gs.version, participant_version=gs.participant_version,
         changed_ms=gs.changed_ms, exit_loop_step=gs.exit_loop_step, participants=MappingProxyType(participants or {}),
+        deadline_ms=gs.deadline_ms, timer_remaining_ms=gs.timer_remaining_ms, timed_out_step=gs.timed_out_step,
     )  # fmt: skip
 
 
@@ -103,7 +106,8 @@ def _members_sql(q) -> str:
     return (
         f"SELECT m.{col['pseudonym']}, m.{col['status']}, s.{ended} IS NOT NULL, "
         f"m.{col['connections']}, m.{col['form']}, m.{col['responded_step']}, m.{col['acked_version']}, "
-        f"m.{col['session']} FROM {m} m INNER JOIN {s} s ON s.{q(Session._meta.pk.column)} = m.{col['session']} "
+        f"m.{col['session']}, {', '.join('m.' + col[name] for name in FLOW_MEMBER_FIELDS)}, m.{col['joined']}"
+        f" FROM {m} m INNER JOIN {s} s ON s.{q(Session._meta.pk.column)} = m.{col['session']} "
         f"WHERE m.{col['group_session']} = %s ORDER BY m.{col['joined']}, m.{col['id']}"
     )
 
@@ -114,8 +118,10 @@ def load_state(group_session: GroupSession) -> tuple[GroupState, dict[str, int]]
     with connection.cursor() as cursor:
         cursor.execute(statement("members", _members_sql), [group_session.pk])
         rows = cursor.fetchall()
-    for pseudonym, status, ended, connections, form, responded_step, acked_version, session_id in rows:
-        participants[pseudonym] = participant_of(status, ended, connections, form, responded_step, acked_version)
+    for pseudonym, status, ended, connections, form, responded_step, acked_version, session_id, *flow in rows:
+        participants[pseudonym] = participant_of(
+            status, ended, connections, form, responded_step, acked_version, **flow_fields(flow)
+        )
         session_ids[pseudonym] = session_id
     return state_of(group_session, participants), session_ids
 
@@ -131,7 +137,7 @@ def send_answering_members(group_session_id: int, keys: list[tuple[int, int]]):
     ids = sorted({membership_id for membership_id, _ in keys})
     sql = (
         'SELECT m."id", m."session_id", m."pseudonym", m."status", s."end", m."connections", m."form",'
-        ' m."responded_step", m."acked_version"'
+        ' m."responded_step", m."acked_version", m."flag"'
         f" FROM {quote(Membership._meta.db_table)} m INNER JOIN {quote(Session._meta.db_table)} s"
         f' ON s."id" = m."session_id" WHERE m."group_session_id" = %s AND m."id" IN ({", ".join(["%s"] * len(ids))})'
     )
@@ -141,8 +147,11 @@ def send_answering_members(group_session_id: int, keys: list[tuple[int, int]]):
     def found() -> dict:
         with cursor:
             return {
-                (mid, sid): (pseudonym, participant_of(status, ended is not None, conns, form, responded, acked))
-                for mid, sid, pseudonym, status, ended, conns, form, responded, acked in cursor.fetchall()
+                (mid, sid): (
+                    pseudonym,
+                    participant_of(status, ended is not None, conns, form, responded, acked, flag=flag),
+                )
+                for mid, sid, pseudonym, status, ended, conns, form, responded, acked, flag in cursor.fetchall()
             }
 
     return found

@@ -33,7 +33,13 @@ def save(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> list[str]:
         new.changed_ms,
         new.exit_loop_step,
     )
+    gs.deadline_ms, gs.timer_remaining_ms, gs.timed_out_step = (
+        new.deadline_ms,
+        new.timer_remaining_ms,
+        new.timed_out_step,
+    )
     fields = ["phase", "step", "version", "participant_version", "changed_ms", "exit_loop_step"]
+    fields += ["deadline_ms", "timer_remaining_ms", "timed_out_step"]
     if new.phase == sm.RUNNING and gs.started is None:
         gs.started = timezone.now()
         fields.append("started")
@@ -56,14 +62,17 @@ def save_members(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> No
     advance after everyone answered changes every row)."""
     changed = [
         (pid, p.connections, p.status, p.form, p.responded_step, p.acked_version)
+        + (p.flag, p.offline_since_ms, p.dropped_at_ms, p.bot, p.replaced_by)
         for pid, p in new.participants.items()
         if old.participants.get(pid) != p
     ]
     update_members_from(
         gs.pk,
-        (("p", "text"), ("c", "int"), ("s", "text"), ("f", "text"), ("r", "int"), ("a", "bigint")),
+        (("p", "text"), ("c", "int"), ("s", "text"), ("f", "text"), ("r", "int"), ("a", "bigint"))
+        + (("fl", "text"), ("o", "bigint"), ("d", "bigint"), ("b", "boolean"), ("rb", "text")),
         changed,
-        "connections = v.c, status = v.s, form = v.f, responded_step = v.r, acked_version = v.a",
+        "connections = v.c, status = v.s, form = v.f, responded_step = v.r, acked_version = v.a, "
+        "flag = v.fl, offline_since_ms = v.o, dropped_at_ms = v.d, bot = v.b, replaced_by = v.rb",
     )
 
 
@@ -158,6 +167,7 @@ def still_answering_query(group_session_id: int, step: int, *, exclude: int | li
         f" AND m.id NOT IN ({', '.join(['%s'] * len(excluded))})"
         f" AND m.status NOT IN ({', '.join(['%s'] * len(inactive))})"
         " AND (m.responded_step IS NULL OR m.responded_step <> %s)"
+        " AND (m.dropped_at_ms IS NULL OR m.bot)"  # a dropout without a bot holds nobody back (issue 20)
         f' AND (SELECT s."end" FROM {run} s WHERE s.id = m.session_id) IS NULL LIMIT 1'
     )
     return sql, [group_session_id, *excluded, *inactive, step]

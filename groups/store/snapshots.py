@@ -20,6 +20,7 @@ from realtime import frames, publish
 
 from .. import context as group_context
 from .. import live
+from ..flowcontrol import LobbyPolicy, flow_row, lobby_view, timer_view
 from ..models import GroupSession, StepLog
 from ..state import GroupError, GroupState, is_behind
 from .load import load_state, statement
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 #: What every participant sees of a snapshot (besides their own row, ``me``).
 SHARED_KEYS = (
     "type", "version", "group_session", "phase", "step", "server_ms", "shared_params", "exit_loop", "run_url",
-    "size", "ready", "active", "all_responded", "starts_at",
+    "size", "ready", "active", "all_responded", "starts_at", "timer", "lobby",
 )  # fmt: skip
 
 
@@ -50,7 +51,7 @@ def snapshot(group_session_id: int) -> dict:
 def _participant_rows(state: GroupState) -> list[dict]:
     return [
         {"id": pid, "connected": p.connected, "status": p.status, "form": p.form, "responded_step": p.responded_step,
-         "acked_version": p.acked_version, "behind": is_behind(state, pid)}
+         "acked_version": p.acked_version, "behind": is_behind(state, pid), **flow_row(p)}
         for pid, p in state.participants.items()
     ]  # fmt: skip
 
@@ -76,6 +77,8 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
         "ready": state.ready_count,
         "active": len(state.active),
         "all_responded": state.all_responded,
+        "timer": timer_view(state),  # pages count down from deadline_ms on their corrected clock
+        "lobby": lobby_view(LobbyPolicy.from_definition(gs.experiment.lobby), state),  # None without a lobby
         "starts_at": live.starts_at(gs, state),  # the live page's onset of this step (groups.live)
         "participants": _participant_rows(state),
         "context": gs.context or {},

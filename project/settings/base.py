@@ -226,6 +226,12 @@ GROUP_ANSWER_FLUSH_SECONDS = env_float("GROUP_ANSWER_FLUSH_SECONDS", 0.1)
 # each alone.
 RUN_ANSWER_BATCH = env_bool("RUN_ANSWER_BATCH", True)
 RUN_ANSWER_BATCH_MAX = env_int("RUN_ANSWER_BATCH_MAX", 200)
+# Group flow control (issue 20): each server process runs one timer scheduler
+# (groups/timers.py) unless GROUP_TIMERS=0; it looks for timers armed by other processes
+# at least every GROUP_TIMER_POLL_SECONDS (one indexed query), and sleeps until the
+# earliest due timer otherwise, so a timer fires well within 250 ms of its deadline.
+GROUP_TIMERS = env_bool("GROUP_TIMERS", True)
+GROUP_TIMER_POLL_SECONDS = env_float("GROUP_TIMER_POLL_SECONDS", 0.1)
 # How many of the latest step-log entries the experimenter's snapshot (console) carries.
 GROUP_CONSOLE_LOG_ENTRIES = env_int("GROUP_CONSOLE_LOG_ENTRIES", 20)
 # The live page (docs/groups.md, "The live page"): a step is revealed on every page at

@@ -75,6 +75,7 @@ def _form_definition(link, position_by_order: dict[int, int]) -> FormDef:
         break_loop_button_text=link.break_loop_button_text,
         continue_button_text=link.continue_button_text,
         jspsych_width=link.jspsych_width,
+        flow=dict(link.flow or {}),
     )
 
 
@@ -94,6 +95,8 @@ def experiment_to_definition(experiment: Experiment) -> ExperimentDef:
         data_policy=dict(experiment.data_policy or {}),
         sona_url=experiment.sona_url,
         prolific_completion_url=experiment.prolific_completion_url,
+        dropout=dict(experiment.dropout or {}),
+        lobby=dict(experiment.lobby or {}),
         forms=forms,
     )
 

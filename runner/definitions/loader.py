@@ -191,6 +191,7 @@ def _write_forms(experiment: Experiment, definition: ExperimentDef) -> None:
             break_loop_button_text=fdef.break_loop_button_text,
             continue_button_text=fdef.continue_button_text,
             jspsych_width=fdef.jspsych_width,
+            flow=fdef.flow,
         )
         for order, fdef in enumerate(definition.forms, start=1)
     )

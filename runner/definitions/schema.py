@@ -15,6 +15,8 @@ from typing import Any
 from runner.models import DataFormat, Handler, WidgetType
 from runner.models.design import CHOICE_WIDGETS, RANGE_WIDGETS
 
+from .flow import DROPOUT_KEYS, FORM_FLOW_KEYS, LOBBY_KEYS, flow_dict
+
 # Experiment fields a file sets one to one (besides its slug and forms).
 EXPERIMENT_FIELDS = (
     "title",
@@ -26,6 +28,8 @@ EXPERIMENT_FIELDS = (
     "data_policy",
     "sona_url",
     "prolific_completion_url",
+    "dropout",
+    "lobby",
 )
 TOP_KEYS = ("slug", *EXPERIMENT_FIELDS, "forms")
 FORM_KEYS = (
@@ -43,6 +47,7 @@ FORM_KEYS = (
     "break_loop_button_text",
     "continue_button_text",
     "jspsych_width",
+    *FORM_FLOW_KEYS,
 )
 QUESTION_KEYS = ("key", "text", "type", "choices", "range", "required")
 RANGE_KEYS = ("min", "max", "step")
@@ -96,6 +101,7 @@ class FormDef:
     break_loop_button_text: str = DEFAULT_BREAK_TEXT
     continue_button_text: str = DEFAULT_CONTINUE_TEXT
     jspsych_width: str = DEFAULT_JSPSYCH_WIDTH  # "normal", "wide" or a number of pixels (as text)
+    flow: dict[str, Any] = field(default_factory=dict)  # group_trial timer / auto-advance (runner.definitions.flow)
     line: int = 0
     lines: dict[str, int] = field(default_factory=dict)  # form key -> line
 
@@ -115,6 +121,8 @@ class ExperimentDef:
     data_policy: dict[str, Any] = field(default_factory=dict)
     sona_url: str = ""
     prolific_completion_url: str = ""
+    dropout: dict[str, Any] = field(default_factory=dict)  # {after_seconds, policy}
+    lobby: dict[str, Any] = field(default_factory=dict)  # {min_size, max_size, wait_seconds, release_completion_code}
     forms: list[FormDef] = field(default_factory=list)
     lines: dict[str, int] = field(default_factory=dict)  # top-level key -> line
 
@@ -168,6 +176,7 @@ def _form_dict(form: FormDef, names_by_order: dict[int, str]) -> dict[str, Any]:
     if form.jspsych_width != DEFAULT_JSPSYCH_WIDTH:
         width = form.jspsych_width
         out["jspsych_width"] = int(width) if width.isdigit() else width
+    out.update(flow_dict(form.flow, FORM_FLOW_KEYS))
     return out
 
 
@@ -188,6 +197,10 @@ def definition_to_dict(definition: ExperimentDef) -> dict[str, Any]:
             out[key] = getattr(definition, key)
     if definition.data_policy:
         out["data_policy"] = definition.data_policy
+    if definition.dropout:
+        out["dropout"] = flow_dict(definition.dropout, DROPOUT_KEYS)
+    if definition.lobby:
+        out["lobby"] = flow_dict(definition.lobby, LOBBY_KEYS)
     names = [f.name for f in definition.forms]
     unique = len(set(names)) == len(names)
     names_by_order = {i: name for i, name in enumerate(names, start=1)} if unique else {}

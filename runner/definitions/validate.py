@@ -15,6 +15,7 @@ from runner.models import Handler
 
 from .checks import check_callbacks, check_policy, check_sequence, resolve_gotos
 from .fields import Reader
+from .flow import check_experiment_flow, read_form_flow
 from .issues import Issue
 from .nodes import YMap, YNode, YScalar, parse_yaml
 from .schema import (
@@ -73,6 +74,7 @@ def _read_experiment(reader: Reader, root: YMap) -> ExperimentDef:
         for key in ("group_flow", "group_size"):
             if reader.present(get(key)):
                 reader.error(root.line_of(key), f"{key} is only for group experiments (set is_group: true)")
+    definition.dropout, definition.lobby = check_experiment_flow(reader, root, definition.is_group)
     _read_forms(reader, root, definition)
     return definition
 
@@ -147,6 +149,7 @@ def _read_form_options(reader: Reader, form_map: YMap, form: FormDef, where: str
             setattr(form, key, reader.string(get(key), f"{where}: {key}", form_map.line, max_length=100))
     if reader.present(get("jspsych_width")):
         form.jspsych_width = reader.jspsych_width(get("jspsych_width"), f"{where}: jspsych_width")
+    form.flow = read_form_flow(reader, form_map, where, form.handler)
     if reader.present(get("repeat")) != reader.present(get("goto")):
         present, missing = ("repeat", "goto") if reader.present(get("repeat")) else ("goto", "repeat")
         reader.error(form_map.line_of(present), f"{where}: a loop needs both repeat and goto ({missing} is missing)")

@@ -167,6 +167,14 @@ class Experiment(models.Model):
         help_text="SONA client-side completion URL; XXXX is replaced by the survey code.",
     )
     prolific_completion_url = models.URLField(max_length=500, blank=True)
+    dropout = models.JSONField(
+        default=dict, blank=True, help_text="Group flow control: {after_seconds, policy} (docs/definitions.md)."
+    )
+    lobby = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Group flow control: {min_size, max_size, wait_seconds, release_completion_code}.",
+    )
     forms = models.ManyToManyField(Form, through="ExperimentXForm", related_name="experiments")
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -225,6 +233,11 @@ class ExperimentXForm(models.Model):
         validators=[validate_jspsych_width],
         help_text="Page width: normal (720 px), wide (1200 px) or a number of pixels (320-2400), "
         "for jsPsych stimuli wider than the normal page.",
+    )
+    flow = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="group_trial flow control: timeout_seconds, on_timeout, auto_advance, auto_advance_delay_seconds.",
     )
 
     class Meta:

@@ -42,6 +42,7 @@
     renderLog(s.step_log);
     renderOnsets(s.onsets || []);
     renderParticipants(s, over);
+    root.dispatchEvent(new CustomEvent("ensemble:state", {detail: s}));  // console_flow.js
   }
 
   function renderControls(s, over, done) {
@@ -243,6 +244,9 @@
   function send(message) {
     if (!socket.send(message)) showError("Not connected; try again in a moment.");
   }
+  window.EnsembleConsole = {
+    send: send, state: function () { return current; }, serverNow: function () { return socket.serverNow(); }
+  };
 
   var confirmations = {
     "advance-anyway": "Not everyone has answered. Advance anyway?",

@@ -7,6 +7,12 @@
    answer with fetch (no navigation). It navigates once, to data-run-url, when the run
    leaves the group part.
 
+   The step's countdown (issue 20, group_countdown.js) counts to state.timer.deadline_ms
+   (the step's starts_at + timeout) on the same corrected clock; when it runs out (or the
+   server's timer closed the step: timer.timed_out) and the step's on_timeout is "submit",
+   the page sends what is filled, flagged _timed_out (the server relaxes required fields). While a
+   lobby waits, the waiting screen says how many more are needed and the estimated wait.
+
    window.ensembleLive.log: one entry per step, {step, state_at, content_at, ready_at,
    reveal_at (performance.now()), starts_at, onset_ms (server clock), offset_ms (server
    minus browser), late_ms}; window.ensembleLive.submitAt: performance.now() of the last
@@ -31,6 +37,11 @@
   };
   var logs = {};
   var socket;
+  var countdownNode = el.querySelector("[data-countdown]");
+  var countdown = countdownNode && window.EnsembleCountdown ? window.EnsembleCountdown.create(countdownNode, {
+    serverNow: function () { return serverNow(); },
+    onExpire: function (s) { live.expiredAt = serverNow(); timedOut(s, true); }
+  }) : null;
 
   function now() { return Date.now(); }
   function serverNow() { return now() + (socket && socket.offsetMs || 0); }
@@ -73,6 +84,9 @@
       e.starts_at = s.starts_at;
     }
     if (shouldLeave(s)) return go();
+    if (countdown) countdown.update(s);
+    if (s.timer && s.timer.timed_out) timedOut(s);
+    showLobby(s.lobby);
     var overlay = el.querySelector("[data-paused]");
     if (overlay) overlay.hidden = s.phase !== "paused";
     text("[data-ready]", s.ready + " of " + s.active + " ready");
@@ -83,6 +97,29 @@
       socket.send(P.msg.ready(s.step));
     }
     consider();
+  }
+
+  /* The step ran out of time (at the deadline on this page's corrected clock, or when the
+     server's timer closed it: timer.timed_out): a step with on_timeout "submit" sends what
+     is filled, once (flagged; the server relaxes required fields past the deadline). */
+  function timedOut(s, atDeadline) {
+    var c = page.contents[s.step];
+    if (!s.timer || !(s.timer.timed_out || atDeadline) || page.revealed !== s.step || page.shown !== s.step) return;
+    var sent = atDeadline ? "expirySent" : "timedOutSent";  // each once (the nonce stores one answer)
+    if (page.answered[s.step] || page[sent] === s.step || !c || c.on_timeout !== "submit") return;
+    page[sent] = s.step;
+    submit(null, true);
+  }
+
+  function showLobby(lobby) {
+    var node = el.querySelector("[data-lobby]");
+    if (!node) return;
+    node.hidden = !lobby || !lobby.waiting_for;
+    if (node.hidden) return;
+    var eta = lobby.eta_seconds == null ? "" : " (about " + (lobby.eta_seconds < 60 ? lobby.eta_seconds + " s" :
+      Math.round(lobby.eta_seconds / 60) + " min") + ")";
+    node.textContent = "Waiting for " + lobby.waiting_for + " more participant" +
+      (lobby.waiting_for === 1 ? "" : "s") + eta + " · " + lobby.placed + " of " + lobby.min_size + " here";
   }
 
   function onContent(c) {
@@ -288,14 +325,15 @@
     box.textContent = textValue || "";
   }
 
-  function submit(button) {
-    if (page.sending || page.shown === null) return;
+  function submit(button, outOfTime) {
+    if ((page.sending && !outOfTime) || page.shown === null) return;
     page.sending = true;
     live.submitAt = performance.now();
     hidden("_client_ms", now());
     try { hidden("_tz", Intl.DateTimeFormat().resolvedOptions().timeZone || ""); } catch (e) { /* old browser */ }
     var data = new FormData(form);
     if (button && button.name) data.append(button.name, button.value);
+    if (outOfTime) { data.append("_timed_out", "1"); data.append("_action", "next"); }
     var step = page.shown;
     fetch(el.dataset.answerUrl, {method: "POST", body: data, credentials: "same-origin",
                                  headers: {"X-CSRFToken": csrf(), Accept: "application/json"}})

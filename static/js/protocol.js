@@ -22,7 +22,8 @@
   var PING_GAP_MS = 200;
 
   var TYPES = {
-    experimenter: ["start", "advance", "pause", "resume", "exit_loop", "end", "abort", "set_context", "kick", "ping"],
+    experimenter: ["start", "advance", "pause", "resume", "exit_loop", "end", "abort", "set_context", "kick", "ping",
+                   "extend_timer", "stop_timer", "move_on", "send_back", "resend"],
     participant: ["ready", "ack", "location", "onset", "client_error", "ping"],
     server: ["group.state", "group.content", "error", "pong"]
   };
@@ -37,6 +38,11 @@
     abort: function () { return {type: "abort"}; },
     setContext: function (patch) { return {type: "set_context", patch: patch}; },
     kick: function (participant) { return {type: "kick", participant: participant}; },
+    extendTimer: function (step, seconds) { return {type: "extend_timer", step: step, seconds: seconds}; },
+    stopTimer: function (step) { return {type: "stop_timer", step: step}; },
+    moveOn: function (participant, step) { return {type: "move_on", participant: participant, step: step}; },
+    sendBack: function (participant, step) { return {type: "send_back", participant: participant, step: step}; },
+    resend: function (participant) { return {type: "resend", participant: participant}; },
     ready: function (step) { return {type: "ready", step: step}; },
     ack: function (version) { return {type: "ack", version: version}; },
     location: function (form, step) { return {type: "location", form: form, step: step}; },

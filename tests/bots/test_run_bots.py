@@ -31,7 +31,7 @@ def _answers(experiment, key: str) -> list:
 def _assert_clean(report: dict, *, bots: int, answers: int) -> None:
     assert report["ok"], {k: report[k] for k in ("status", "answers", "error_samples", "drops", "expectations_failed")}
     assert report["status"] == {"finished": bots}
-    assert report["answers"] == {"sent": answers, "stored": answers, "lost": 0, "doubled": 0}
+    assert report["answers"] == {"sent": answers, "stored": answers, "lost": 0, "doubled": 0, "played_by_bot": 0}
     assert report["errors"] == 0 and report["expectations_failed"] == []
 
 

@@ -17,6 +17,7 @@ def _snapshot(participants: list[dict]) -> dict:
         "type": "group.state", "version": 9, "participant_version": 7, "group_session": 3, "phase": "running",
         "step": 2, "server_ms": 1_700_000_000_000, "shared_params": {"colour": "#aabbcc", "ünï": ["\n", "\"q\""]},
         "exit_loop": False, "run_url": "/run/4/", "size": 3, "ready": 1, "active": 2, "all_responded": False,
+        "timer": {"deadline_ms": 1700000005000, "timer_remaining_ms": None, "timed_out": False}, "lobby": None,
         "starts_at": None, "participants": participants, "context": {"note": "line\nbreak"}, "step_log": [],
     }  # fmt: skip
 

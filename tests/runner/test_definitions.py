@@ -315,3 +315,43 @@ def test_unreadable_file_is_a_definition_error(tmp_path: Path):
     with pytest.raises(DefinitionError):
         load_file(path=binary)
     assert not Experiment.objects.exists()
+
+
+def test_flow_control_is_stored_where_the_runtime_reads_it():
+    """Issue 20: a group_trial's timer and auto-advance sit on its form link, the
+    dropout policy and lobby on the experiment; defaults are left out."""
+    experiment = load_file(path=FULL).experiment
+    link = experiment.experiment_forms.get(form__name="trial")
+    assert link.flow == {
+        "timeout_seconds": 30,
+        "on_timeout": "skip",
+        "auto_advance": "all_responded",
+        "auto_advance_delay_seconds": 1.5,
+    }
+    assert experiment.dropout == {"after_seconds": 45, "policy": "bot"}
+    assert experiment.lobby["min_size"] == 4 and experiment.lobby["release_completion_code"] == "C1A2B3"
+    assert all(link.flow == {} for link in experiment.experiment_forms.exclude(form__name="trial"))
+
+
+def test_flow_control_only_for_group_experiments():
+    text = (
+        "slug: solo-flow\ntitle: T\ndropout: {after_seconds: 30}\nlobby: {min_size: 2, wait_seconds: 60}\n"
+        "forms:\n  - name: a\n    auto_advance: all_responded\n"
+    )
+    _definition, issues = validate_text(text)
+    messages = [(i.line, i.message) for i in issues]
+    assert (3, "dropout is only for group experiments (set is_group: true)") in messages
+    assert (4, "lobby is only for group experiments (set is_group: true)") in messages
+    assert (7, "form 'a': auto_advance is only for group_trial forms") in messages
+
+
+def test_explicit_defaults_load_like_no_flow_control():
+    text = (
+        "slug: flow-defaults\ntitle: T\nis_group: true\ndropout: {after_seconds: 30, policy: continue}\n"
+        "forms:\n  - name: a\n    handler: group_trial\n    timeout_seconds: 5\n    on_timeout: submit\n"
+        "    auto_advance: experimenter\n"
+    )
+    experiment = load_text(text=text).experiment
+    assert experiment.experiment_forms.get().flow == {"timeout_seconds": 5}
+    assert experiment.dropout == {"after_seconds": 30}
+    assert load_text(text=dump_experiment(experiment)).status == UNCHANGED

@@ -48,6 +48,11 @@ VALID: dict[str, dict] = {
     "ping": {"type": "ping", "t": 1.5},
     "ready": {"type": "ready", "step": 0},
     "ack": {"type": "ack", "version": 0},
+    "extend_timer": {"type": "extend_timer", "step": 0, "seconds": 5},
+    "stop_timer": {"type": "stop_timer", "step": 0},
+    "move_on": {"type": "move_on", "participant": "{P1}", "step": 0},
+    "send_back": {"type": "send_back", "participant": "{P1}", "step": 0},
+    "resend": {"type": "resend", "participant": "{P1}"},
     "location": {"type": "location", "form": "trial", "step": 0},
     "onset": {"type": "onset", "step": 0, "at": 1.5, "late_ms": 0, "ready_at": 1.0},
     "client_error": {"type": "client_error", "step": 0, "message": "x"},
@@ -59,6 +64,11 @@ FIELD = {
     "ping": "t",
     "ready": "step",
     "ack": "version",
+    "extend_timer": "step",
+    "stop_timer": "step",
+    "move_on": "participant",
+    "send_back": "participant",
+    "resend": "participant",
     "location": "step",
     "onset": "step",
     "client_error": "step",
@@ -133,6 +143,21 @@ UNAUTHORISED = {
     ),
     "kick: participant of another group session": Case(
         "experimenter", {"type": "kick", "participant": "{OTHER}"}, "unknown_participant"
+    ),
+    "move_on: forged participant id": Case(
+        "experimenter", {"type": "move_on", "participant": "PFORGED", "step": 0}, "unknown_participant"
+    ),
+    "resend: participant of another group session": Case(
+        "experimenter", {"type": "resend", "participant": "{OTHER}"}, "unknown_participant"
+    ),
+    "extend_timer: no timer at this step": Case(
+        "experimenter", {"type": "extend_timer", "step": 0, "seconds": 5}, "no_timer"
+    ),
+    "extend_timer: zero seconds": Case(
+        "experimenter", {"type": "extend_timer", "step": 0, "seconds": 0}, "invalid_message"
+    ),
+    "send_back: not answered": Case(
+        "experimenter", {"type": "send_back", "participant": "{P1}", "step": 0}, "not_responded"
     ),
     "advance: stale step": Case("experimenter", {"type": "advance", "step": 5}, "stale_step"),
     "ready: a step that is not current": Case("participant", {"type": "ready", "step": 3}, "stale_step"),

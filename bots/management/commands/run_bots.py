@@ -1,5 +1,5 @@
 """``manage.py run_bots --experiment SLUG --count N [--url BASE_URL] [--group-session ID |
---start-group] [--advance auto|manual] [--think MIN-MAX] [--drop-rate P] [--bots MODULE]
+--start-group] [--advance auto|start|manual] [--think MIN-MAX] [--drop-rate P] [--bots MODULE]
 [--seed N] [--timeout S] [--join link|code] [--json]``: N bots play the experiment through the real HTTP and
 socket protocol; prints the report (docs/bots.md). Exit code 1 on a failed expectation,
 a lost or doubled answer, an error or a bot that did not finish.
@@ -58,11 +58,14 @@ class Command(BaseCommand):
         where = parser.add_mutually_exclusive_group()
         where.add_argument("--group-session", type=int, metavar="ID", help="join this group session")
         where.add_argument("--start-group", action="store_true", help="start a new group session (the default)")
-        parser.add_argument("--advance", choices=("auto", "manual"), default="auto")
+        parser.add_argument("--advance", choices=("auto", "start", "manual"), default="auto",
+                            help="auto: start and advance; start: only start (auto_advance moves on)")  # fmt: skip
         parser.add_argument("--join", choices=("link", "code"), default="link",
                             help="group bots open the group session's link, or type its participant code")  # fmt: skip
         parser.add_argument("--think", type=think_range, default=(0.0, 0.0), metavar="MIN-MAX")
         parser.add_argument("--drop-rate", type=float, default=0.0, metavar="P")
+        parser.add_argument("--drop-seconds", type=think_range, default=(1.0, 3.0), metavar="MIN-MAX",
+                            help="how long a dropped bot stays away (s)")  # fmt: skip
         parser.add_argument("--bots", metavar="MODULE", help="bots module (default: <package>.bots if it exists)")
         parser.add_argument("--seed", type=int, help="seed of the bots' random answers")
         parser.add_argument("--timeout", type=float, default=600.0, help="longest wait for the group (s)")
@@ -76,8 +79,8 @@ class Command(BaseCommand):
             raise CommandError(f"--url must start with http:// or https://, not {o['url']!r}")
         plan = Plan(experiment=o["experiment"], count=o["count"], url=",".join(urls),
                     group_session=o["group_session"], start_group=o["start_group"], advance=o["advance"],
-                    think=o["think"], drop_rate=o["drop_rate"], bots_module=o["bots"], timeout=o["timeout"],
-                    seed=o["seed"], join=o["join"])  # fmt: skip
+                    think=o["think"], drop_rate=o["drop_rate"], drop_seconds=o["drop_seconds"], bots_module=o["bots"],
+                    timeout=o["timeout"], seed=o["seed"], join=o["join"])  # fmt: skip
         progress = Progress(sys.stderr, plan.count) if sys.stderr.isatty() else None
         try:
             result = rehearse(plan, progress)
