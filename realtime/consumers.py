@@ -252,9 +252,11 @@ class ParticipantConsumer(_GroupConsumer):
         self.resends, self.sent_at = 0, time.monotonic()
         await self.send_text(text)
         phase, step = frames.where()
-        if phase in ("running", "paused") and self.content_step != step and live.pushes_content():
-            self.content_step = step  # the step's content follows its first state on this socket
-            live.push_content(self, self.gs_id, step)
+        if phase in ("running", "paused") and self.content_step != step:
+            content = live.content_of(frames, self.gs_id, step)  # once per snapshot, not per socket
+            if content is not None:
+                self.content_step = step  # the step's content follows its first state on this socket
+                live.push_content(self, step, content)
         if frames.status_of(self.pseudonym) == ABSENT_STATUS:
             self.closing = True
             await self.close(code=CLOSE_KICKED)

@@ -42,13 +42,23 @@ class Frames:
     built from the shared part (encoded once) plus that participant's own row (also
     encoded once, by the process that published it)."""
 
-    __slots__ = ("group_session", "version", "participant_version", "experimenter", "_shared", "_me", "_where")
+    __slots__ = (
+        "group_session",
+        "version",
+        "participant_version",
+        "experimenter",
+        "_shared",
+        "_me",
+        "_where",
+        "content",
+    )
 
     def __init__(self, group_session: int, version: int, participant_version: int, experimenter: str, shared: str,
                  me: dict):  # fmt: skip
         self.group_session, self.version, self.participant_version = group_session, version, participant_version
         self.experimenter, self._shared, self._me = experimenter, shared, me
         self._where = None
+        self.content = None  # (step, its content future or None): ``realtime.live``'s memo, once per snapshot
 
     @classmethod
     def decode(cls, group_session: int, body: str) -> Frames:

@@ -1,6 +1,7 @@
 """The live page's traffic on participant sockets (docs/groups.md, "The live page").
 
-- ``push_content(consumer, group_session_id, step)``: a step's content (``group.content``)
+- ``content_of(frames, group_session_id, step)`` (once per snapshot) and ``push_content(consumer,
+  step, future)``: a step's content (``group.content``)
   is built once per step per process (by the domain, ``ports.GroupPorts.step_content``,
   or already when the process published the step: ``prebuilt_content``) and serialised once; every socket of the group
   session gets the same text, when it is ready, right after the state that starts the step.
@@ -41,8 +42,26 @@ async def _built(group_session_id: int, step: int) -> str | None:
         return None
 
 
-def push_content(consumer, group_session_id: int, step: int) -> None:
-    """Send ``consumer`` the content of ``step`` as soon as this process has it."""
+def content_of(frames, group_session_id: int, step: int):
+    """The future of ``step``'s content (its text, or None), or None when contents are not
+    pushed: looked up once per snapshot (memo on ``frames``), not once per socket, so the
+    fan-out pass of a step's first state stays a write per socket."""
+    memo = frames.content
+    if memo is None or memo[0] != step:
+        frames.content = memo = (step, _future(group_session_id, step) if pushes_content() else None)
+    return memo[1]
+
+
+def push_content(consumer, step: int, future) -> None:
+    """Send ``consumer`` the content of ``step`` (``content_of``) as soon as this process has it."""
+    if future.done():
+        _deliver(consumer, step, future)
+    else:
+        future.add_done_callback(lambda done: _deliver(consumer, step, done))
+
+
+def _future(group_session_id: int, step: int):
+    """This process's future of a step's content: cached, prebuilt or being built."""
     loop = asyncio.get_running_loop()
     cache = _contents.setdefault(loop, {})
     future = cache.get((group_session_id, step))
@@ -56,10 +75,7 @@ def push_content(consumer, group_session_id: int, step: int) -> None:
         )
         while len(cache) > KEEP_STEPS:
             cache.pop(next(iter(cache)))
-    if future.done():
-        _deliver(consumer, step, future)
-    else:
-        future.add_done_callback(lambda done: _deliver(consumer, step, done))
+    return future
 
 
 def _prebuilt(loop, group_session_id: int, step: int):

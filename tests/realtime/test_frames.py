@@ -56,3 +56,39 @@ def test_the_wire_form_is_four_lines_whatever_the_text_holds(n):
     assert body.count("\n") == 3  # JSON escapes every newline inside strings
     frames = Frames.decode(3, body)
     assert all(frames.knows(p["id"]) for p in participants)
+
+
+def test_a_steps_content_is_looked_up_once_per_snapshot_not_once_per_socket(monkeypatch, settings):
+    """The fan-out pass of a step's first state (1000 sockets) asks ``realtime.live`` once:
+    the setting and the content future are memoised on the snapshot's Frames."""
+    import asyncio
+
+    from realtime import live
+
+    calls = []
+
+    def prebuilt(group_session_id, step):
+        calls.append((group_session_id, step))
+        return '{"type":"group.content"}'
+
+    monkeypatch.setattr(
+        live,
+        "group",
+        lambda: type(
+            "P", (), {"step_content": staticmethod(lambda *a: None), "prebuilt_content": staticmethod(prebuilt)}
+        )(),  # fmt: skip
+    )
+    settings.GROUP_LIVE_PUSH_CONTENT = True
+
+    async def fan_out():
+        frames = Frames.decode(3, wire_body(_snapshot(PARTICIPANTS)))
+        futures = {id(live.content_of(frames, 3, 2)) for _ in range(1000)}
+        other = Frames.decode(3, wire_body(_snapshot(PARTICIPANTS)))
+        settings.GROUP_LIVE_PUSH_CONTENT = False  # a later snapshot sees the setting anew
+        assert live.content_of(other, 3, 2) is None
+        return futures, live.content_of(frames, 3, 2)
+
+    futures, again = asyncio.run(fan_out())
+    assert len(futures) == 1 and calls == [(3, 2)]
+    assert again.result() == '{"type":"group.content"}'
+    live.forget_contents(3)
