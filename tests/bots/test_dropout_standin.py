@@ -27,8 +27,12 @@ COUNT, STEPS = int(os.environ.get("STANDIN_BOTS", "12")), 3
 
 @pytest.fixture(scope="module")
 def flow_server(live_server_factory):  # noqa: F811
-    """Its own server with the timer scheduler (dropouts and auto-advance are timers)."""
-    return live_server_factory(env={"EXPERIMENTS_PATH": str(PACKAGES), "GROUP_TIMERS": "1"})
+    """Its own server with the timer scheduler (dropouts and auto-advance are timers),
+    stopped with the module: left running (the factory stops its servers only at the end
+    of the session) it fired the timers of later tests that fire their own."""
+    server = live_server_factory(env={"EXPERIMENTS_PATH": str(PACKAGES), "GROUP_TIMERS": "1"})
+    yield server
+    server.stop()
 
 
 def test_the_stand_in_is_registered_by_the_bots_app():
