@@ -141,6 +141,7 @@ def test_reload_pause_and_exit_loop_on_the_live_page(daphne_server, new_page, tr
     console.get_by_role("button", name="Start", exact=True).click()
     _mode(ann, "form", 0)
     _mode(bob, "form", 0)
+    first = ann.evaluate("window.ensembleLive.log[0]")  # the onset ann's first reveal reported
 
     ann.reload()  # mid-step: the same step again, nothing answered
     _mode(ann, "form", 0)
@@ -172,7 +173,10 @@ def test_reload_pause_and_exit_loop_on_the_live_page(daphne_server, new_page, tr
         page.get_by_text("Thank you").wait_for()  # the loop is over: out of the group part
     assert ann_err == [] and bob_err == []
     assert StepOnset.objects.filter(group_session=gs, step=0).count() == 2
-    assert StepOnset.objects.get(group_session=gs, step=0, pseudonym=_pid(ann_nav, gs, 0)).late_ms == 0
+    # The first report is kept, not the reload's (which was late). Under load the first
+    # reveal may itself be a little late, so it is compared, not assumed on time.
+    kept = StepOnset.objects.get(group_session=gs, step=0, pseudonym=_pid(ann_nav, gs, 0))
+    assert abs(kept.onset_ms - first["onset_ms"]) <= 1 and kept.late_ms == first["late_ms"]
     for page in (ann, bob):
         page.close()
     console.locator("[data-participants] tr", has_text="offline").nth(1).wait_for(timeout=20000)
