@@ -240,6 +240,10 @@ def test_group_console_shows_the_failure_and_skips_the_form(transactional_db, se
     person.wait_for_selector("[data-end-page]")
     assert not Response.objects.filter(experiment=experiment).exists()
     assert TimelineFailure.objects.get(experiment=experiment).skipped_by == lead
+    # No socket left open at teardown (its presence writes deadlocked the database flush).
+    person.close()
+    console.locator("[data-participants] tr", has_text="offline").first.wait_for(timeout=20000)
+    console.close()
 
 
 @pytest.mark.parametrize(
