@@ -14,23 +14,13 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from runner import batching, services
+from runner import batching
 from runner import selectors as runner_selectors
 from runner.errors import NoRunError, RunError
 from runner.run_cookie import read_run_token
-from runner.views.run import MAX_CLIENT_INT
+from runner.views.run import submission_from
 
 from . import live_content
-
-
-def _int(value, default=None):
-    """An integer from a form field (as the run page reads them); ``default`` otherwise."""
-    try:
-        number = int(str(value)[:20])
-    except (TypeError, ValueError):
-        return default
-    return number if -MAX_CLIENT_INT <= number <= MAX_CLIENT_INT else default
-
 
 NO_RUN = {"ok": False, "code": "no_run", "message": NoRunError.in_this_browser().message}
 STALE_VISIT = "This page had already been answered or replaced; it shows the current trial again."
@@ -45,22 +35,6 @@ def live_content_view(request, experiment_id: int):
     return JsonResponse(live_content.participant_content(session))
 
 
-def _submission(request, experiment_id: int, token: str) -> services.Submission:
-    post = request.POST
-    return services.Submission(
-        session_id=None,
-        run_token=token,
-        order=_int(post.get("_order"), -1),
-        visit=_int(post.get("_visit"), -1),
-        nonce=post.get("_nonce", ""),
-        data=post,
-        client_time_ms=_int(post.get("_client_ms")),
-        tz=post.get("_tz", "").replace("\x00", "").strip(),
-        absolute_url=request.build_absolute_uri,
-        experiment_id=experiment_id,
-    )
-
-
 @never_cache
 @require_POST
 def live_answer_view(request, experiment_id: int):
@@ -72,7 +46,7 @@ def live_answer_view(request, experiment_id: int):
     try:
         # A group's answers come together: stored in batches (runner/batching.py), as on the run page.
         key = experiment_id if runner_selectors.is_group(experiment_id) else None
-        result = batching.submit(_submission(request, experiment_id, token), key=key)
+        result = batching.submit(submission_from(request, experiment_id, session=None, run_token=token), key=key)
     except (PolicyViolation, InvalidPolicy) as exc:
         return JsonResponse({"ok": False, "code": "policy_violation", "message": str(exc)}, status=400)
     except RunError as exc:

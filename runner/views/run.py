@@ -97,7 +97,7 @@ def run_page(request, experiment_id: int):
 
 def _post(request, experiment_id: int, *, session=None, run_token: str = ""):
     """Store the POSTed visit of ``session``, or (batched) of the run whose token the cookie holds."""
-    submission = _submission(request, experiment_id, session=session, run_token=run_token)
+    submission = submission_from(request, experiment_id, session=session, run_token=run_token)
     try:
         result = batching.submit(submission, key=experiment_id if session is None else None)
     except (PolicyViolation, InvalidPolicy, RunError) as exc:
@@ -113,8 +113,9 @@ def _post(request, experiment_id: int, *, session=None, run_token: str = ""):
     return redirect("runner:run", experiment_id=experiment_id)
 
 
-def _submission(request, experiment_id: int, *, session, run_token: str) -> services.Submission:
-    """The POSTed visit as the services take it (the hidden fields the page sends)."""
+def submission_from(request, experiment_id: int, *, session, run_token: str) -> services.Submission:
+    """The POSTed visit as the services take it (the hidden fields the page sends); also
+    the live group page's answer route (``groups.live_views``)."""
     post = request.POST
     return services.Submission(
         session_id=session.pk if session is not None else None,
