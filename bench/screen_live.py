@@ -4,9 +4,9 @@ does per step, with asyncio, ``websockets`` and one keep-alive HTTP connection, 
 
 ``LiveClient(mode="live")``: GET the run URL once (the live page: ``[data-lockstep]`` with
 its socket path, content and answer URLs, the visit and content in ``#live-initial``, a
-CSRF token), hold one socket (ack every state, ping: a burst of 6 after open, each 0.2 s after a
-pong, then every 3 s, and keep the clock offset
-of the pong with the shortest round trip, as protocol.js does). A state that starts a new
+CSRF token), hold one socket (ack every state, ping and keep the clock offset of the pong
+with the shortest round trip by protocol.js's rule, ``realtime.clock``: quick pings while
+the best round trip is long, one every 3 s, one after each step's ``starts_at``). A state that starts a new
 step and the step's ``group.content`` frame (pushed after it; a content GET when its
 ``order`` is not the participant's visit's) parsed (its inputs: what rendering finds) is
 "ready"; the page reveals it at ``starts_at`` on its own clock (``starts_at - offset``)
@@ -36,14 +36,13 @@ import time
 from urllib.parse import urlencode
 
 from bench.keepalive import ATTR, KeepAlive, form_fields
+from realtime import clock
 
 LOCKSTEP = re.compile(r"<[a-z]+\b[^>]*\bdata-lockstep\b[^>]*>", re.I)
 BUTTON = re.compile(r"<button\b[^>]*\btype=\"submit\"[^>]*>", re.I)
 INITIAL = re.compile(r'<script id="live-initial" type="application/json">(.*?)</script>', re.S)
 WS_ARGS = dict(compression=None, ping_interval=None, open_timeout=60, close_timeout=2, max_size=2**24)
-PING_S = 3.0  # protocol.js pingMs
-PING_BURST = 6  # protocol.js: pings right after open, each PING_GAP_S after the previous pong
-PING_GAP_S = 0.2
+PING_S = clock.PING_MS / 1000  # protocol.js pingMs
 
 
 def live_page(text: str) -> dict | None:
@@ -83,9 +82,10 @@ class LiveClient:
         self.page: dict = {}
         self.visit: dict = {}  # the visit the answer names (order, visit, nonce)
         self.version, self.shown, self.ready_sent = 0, -1, -1  # newest state; step on screen; ready sent
-        self.offset_ms, self.rtt_ms = 0.0, float("inf")  # server clock minus ours, best round trip
-        self.burst = 0  # pings of the opening burst still to send (protocol.js)
-        self._burst_task: asyncio.Task | None = None  # (held: the loop keeps only weak references)
+        self.offset_ms, self.rtt_ms = 0.0, None  # server clock minus ours, best round trip
+        self.fast_sent, self.quiet_step = 0, None  # quick pings since the open; the step pinged after
+        self.pongs: list[tuple[float, float, float]] = []  # (arrival, rtt ms, offset ms) of every pong
+        self._ping_tasks: set[asyncio.Task] = set()  # (held: the loop keeps only weak references)
         self.content: dict = {}
         self.states: dict[int, dict] = {}  # step -> the state that started it, until its content is there
         self.pushed: dict[int, dict] = {}  # step -> its group.content frame, until its state is there
@@ -146,17 +146,23 @@ class LiveClient:
                     await asyncio.sleep(0.5)
             self.ws = None
 
-    async def _ping_later(self, ws) -> None:
-        """The next ping of the opening burst (protocol.js)."""
-        await asyncio.sleep(PING_GAP_S)
-        with contextlib.suppress(Exception):
-            await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+    def _ping_in(self, ws, ms: float) -> None:
+        """A ping ``ms`` from now (a quick or a quiet one, protocol.js)."""
+
+        async def later():
+            await asyncio.sleep(ms / 1000)
+            with contextlib.suppress(Exception):
+                await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+
+        task = asyncio.create_task(later())
+        self._ping_tasks.add(task)
+        task.add_done_callback(self._ping_tasks.discard)
 
     async def _pinger(self, ws) -> None:
-        """One ping at once (the rest of the opening burst follows its pongs, ``on_message``),
-        then every 3 s (protocol.js); the later ones at a random phase, as pages opened at
-        different moments have (all clients here open within a second)."""
-        self.burst = PING_BURST - 1
+        """One ping at once (the quick ones follow its pongs, ``on_message``), then every 3 s
+        (protocol.js); the later ones at a random phase, as pages opened at different
+        moments have (all clients here open within a second)."""
+        self.fast_sent = 0
         await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
         await asyncio.sleep(random.uniform(0, PING_S))
         while True:
@@ -167,12 +173,13 @@ class LiveClient:
         now = time.time()
         kind = data.get("type")
         if kind == "pong":
-            rtt = now * 1000 - data["t"]
-            if rtt <= self.rtt_ms:
-                self.rtt_ms, self.offset_ms = rtt, data["server_ms"] - (data["t"] + rtt / 2)
-            if self.burst > 0:
-                self.burst -= 1
-                self._burst_task = asyncio.create_task(self._ping_later(ws))
+            offset, rtt = clock.sample(data["t"], now * 1000, data["server_ms"])
+            self.pongs.append((round(now, 3), round(rtt, 1), round(offset, 1)))
+            if clock.better(self.rtt_ms, rtt):
+                self.rtt_ms, self.offset_ms = rtt, offset
+            if (wait := clock.next_ping_ms(self.rtt_ms, self.fast_sent)) is not None:
+                self.fast_sent += 1
+                self._ping_in(ws, wait)
         elif kind == "group.content":
             if data.get("step", -1) > self.shown:
                 self.pushed[data["step"]] = data
@@ -183,6 +190,7 @@ class LiveClient:
                 return
             self.version = data["version"]
             self.connected.set()
+            self._quiet_ping(ws, data)
             step = data.get("step", 0)
             if data.get("phase") == "waiting" and self.ready_sent != step:  # before the start, as the page does
                 self.ready_sent = step
@@ -204,6 +212,15 @@ class LiveClient:
             else:
                 self._maybe_show(ws, step)
                 self._start(self._unless_pushed(ws, step))
+
+    def _quiet_ping(self, ws, state: dict) -> None:
+        """One ping a little after the step's ``starts_at`` (protocol.js ``quietPing``)."""
+        if state.get("starts_at") is None or state.get("step") == self.quiet_step:
+            return
+        self.quiet_step = state.get("step")
+        wait = clock.quiet_ping_ms(state["starts_at"], self.offset_ms, time.time() * 1000, random.random())
+        if wait is not None:
+            self._ping_in(ws, wait)
 
     def _maybe_show(self, ws, step: int) -> None:
         if step in self.states and step in self.pushed and self.mode == "live":
@@ -249,7 +266,8 @@ class LiveClient:
         late = max(0.0, at - starts_at) if ready > due else 0.0
         self.starts_at[step], self.reported[step] = starts_at, (at, late)
         await ws.send(json.dumps({"type": "onset", "step": step, "at": round(at), "late_ms": round(late),
-                                  "ready_at": round(ready * 1000 + offset)}))  # fmt: skip
+                                  "ready_at": round(ready * 1000 + offset),
+                                  "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 1)}))  # fmt: skip
         await ws.send(json.dumps({"type": "location", "form": pushed.get("form") or "", "step": step}))
         self.onset[step] = onset  # revealed: the parent may go on
 
@@ -278,7 +296,7 @@ class LiveClient:
         body = {**fields, **dict.fromkeys(steps, step), "csrfmiddlewaretoken": self.page["csrf"],
                 "_order": self.visit.get("order", ""), "_visit": self.visit.get("visit", ""),
                 "_nonce": self.visit.get("nonce", ""), "_clock_offset_ms": round(-self.offset_ms, 1),
-                "_clock_rtt_ms": round(self.rtt_ms, 1) if self.rtt_ms != float("inf") else ""}  # fmt: skip
+                "_clock_rtt_ms": round(self.rtt_ms, 1) if self.rtt_ms is not None else ""}  # fmt: skip
         if at is not None:
             body |= {"_onset_ms": round(at, 1), "_onset_late_ms": round(late, 1)}
         encoded = urlencode(body).encode()
@@ -322,7 +340,7 @@ class LiveClient:
         self.stop = True
         if self.ws is not None:
             await self.ws.close()
-        tasks = [t for t in (self.task, *self.tasks) if t is not None]
+        tasks = [t for t in (self.task, *self.tasks, *self._ping_tasks) if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -330,5 +348,5 @@ class LiveClient:
 
     def result(self) -> dict:
         keys = ("index", "frame", "ready", "onset", "reported", "starts_at", "offsets", "wrong_page", "posts", "plain",
-                "sockets", "resend", "fetched")  # fmt: skip
+                "sockets", "resend", "fetched", "pongs")  # fmt: skip
         return {**{k: getattr(self, k) for k in keys}, "errors": self.errors[:5], "http_connections": self.http.opened}

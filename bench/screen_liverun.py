@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
+from pathlib import Path
 
 from bench import common, fanout
 
@@ -64,6 +66,9 @@ async def run_live(n: int, steps: int, workers: int, mode: str = "live", *, embe
             drain.cancel()
         results = await pool.stop()
         pool = None
+        if os.environ.get("BENCH_SCREEN_DUMP"):  # every client's record (pongs, onsets), to look into one run
+            path = Path(os.environ["BENCH_SCREEN_DUMP"]) / f"{mode}-{n}.json"
+            path.write_text(json.dumps({"t0": t0, "clients": results}))
     finally:
         if pool is not None:
             await pool.stop()

@@ -118,7 +118,8 @@ class LiveGroupPage:
         late = max(0.0, onset - starts_at) if starts_at else 0.0
         self.bot.record.on_screen(step)
         self.bot.record.onsets.setdefault(step, (onset, late))
-        await socket.send({"type": "onset", "step": step, "at": onset, "late_ms": late, "ready_at": onset})
+        await socket.send({"type": "onset", "step": step, "at": onset, "late_ms": late, "ready_at": onset,
+                           "rtt_ms": socket.rtt_ms})  # fmt: skip
         await socket.send({"type": "location", "form": content.get("form", ""), "step": step})
         return onset, late
 

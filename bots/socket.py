@@ -1,7 +1,7 @@
 """A bot's participant socket, as ``static/js/protocol.js`` runs it: the run cookie and the
-page's Origin, ``ack`` for each newer ``group.state``, ``ping`` on open (then the rest of
-a burst of ``PING_BURST``, each ``PING_GAP_S`` after a pong) and every 3 s, the clock offset from the
-pong with the shortest round trip,
+page's Origin, ``ack`` for each newer ``group.state``, ``ping`` on open, then by protocol.js's
+clock rule (``realtime.clock``: quick pings while the best round trip is long, every 3 s, one
+after each step's ``starts_at``), the clock offset from the pong with the shortest round trip,
 reconnection with back-off (0.5 s doubling to 5 s) except after a final close code.
 """
 
@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
 
 import websockets
 
+from realtime import clock
+
 FINAL = {4001, 4003, 4004, 4009, 4010}
 KICKED = 4010
-PING_SECONDS = 3.0
-PING_BURST = 6  # protocol.js: pings right after open, each PING_GAP_S after the previous pong
-PING_GAP_S = 0.2
+PING_SECONDS = clock.PING_MS / 1000
 WS_ARGS = dict(compression=None, ping_interval=None, open_timeout=60, close_timeout=2, max_size=2**24)
 
 
@@ -37,8 +38,8 @@ class ParticipantSocket:
         self.offset_ms: float | None = None  # this clock minus the server's, from the best pong
         self.rtt_ms: float | None = None
         self.contents: dict[int, dict] = {}  # step -> the live page's pushed group.content
-        self.burst = 0  # pings of the opening burst still to send
-        self._burst_task: asyncio.Task | None = None  # (held: the loop keeps only weak references)
+        self.fast_sent, self.quiet_step = 0, None  # quick pings since the open; the step pinged after
+        self._pings: set[asyncio.Task] = set()  # (held: the loop keeps only weak references)
 
     def open(self) -> None:
         self.task = asyncio.create_task(self._run())
@@ -83,14 +84,20 @@ class ParticipantSocket:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _ping_later(self, ws) -> None:
-        """The next ping of the opening burst (protocol.js)."""
-        await asyncio.sleep(PING_GAP_S)
-        with contextlib.suppress(Exception):
-            await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+    def _ping_in(self, ws, ms: float) -> None:
+        """A quick or a quiet ping ``ms`` from now (protocol.js)."""
+
+        async def later():
+            await asyncio.sleep(ms / 1000)
+            with contextlib.suppress(Exception):
+                await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+
+        task = asyncio.create_task(later())
+        self._pings.add(task)
+        task.add_done_callback(self._pings.discard)
 
     async def _pinger(self, ws) -> None:
-        self.burst = PING_BURST - 1
+        self.fast_sent = 0
         while True:
             await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
             await asyncio.sleep(PING_SECONDS)
@@ -100,9 +107,9 @@ class ParticipantSocket:
         kind = data.get("type")
         if kind == "pong":
             self._clock(data)
-            if self.burst > 0:
-                self.burst -= 1
-                self._burst_task = asyncio.create_task(self._ping_later(ws))
+            if (wait := clock.next_ping_ms(self.rtt_ms, self.fast_sent)) is not None:
+                self.fast_sent += 1
+                self._ping_in(ws, wait)
         if kind == "group.content" and isinstance(data.get("step"), int):
             self.contents[data["step"]] = data
             self.changed.set()
@@ -110,6 +117,11 @@ class ParticipantSocket:
             return
         self.version = data["version"]
         await ws.send(json.dumps({"type": "ack", "version": data["version"]}))
+        if data.get("starts_at") is not None and data.get("step") != self.quiet_step:  # protocol.js quietPing
+            self.quiet_step = data.get("step")
+            wait = clock.quiet_ping_ms(data["starts_at"], -(self.offset_ms or 0), time.time() * 1000, random.random())
+            if wait is not None:
+                self._ping_in(ws, wait)
         if data.get("phase") == "running":
             self.state_arrival.setdefault(int(data.get("step", 0)), time.monotonic())
         self.state = data
@@ -118,14 +130,12 @@ class ParticipantSocket:
         self.changed.set()
 
     def _clock(self, pong: dict) -> None:
-        now = time.time() * 1000
         try:
-            rtt = now - float(pong["t"])
-            offset = (float(pong["t"]) + now) / 2 - float(pong["server_ms"])
+            offset, rtt = clock.sample(float(pong["t"]), time.time() * 1000, float(pong["server_ms"]))
         except (KeyError, TypeError, ValueError):
             return
-        if self.rtt_ms is None or rtt < self.rtt_ms:
-            self.rtt_ms, self.offset_ms = rtt, offset
+        if clock.better(self.rtt_ms, rtt):
+            self.rtt_ms, self.offset_ms = rtt, -offset  # this clock minus the server's
 
     async def wait(self, predicate, timeout: float) -> bool:
         """Wait until ``predicate(state)`` holds or the socket is closed for good."""

@@ -99,7 +99,7 @@ def follow(gs: GroupSession, new: sm.GroupState, events: list, now: int) -> tupl
     flow = step_flow(gs, new)
     if flow.timeout_ms is None:
         return new, events
-    plan = live.reserve()  # the step's onset (the live page's starts_at), chosen now with its lead
+    plan = live.reserve(gs, len(new.participants))  # the step's onset (the live page's starts_at), with its lead
     timed, more = sm.transition(new, actions.StartTimer(new.step, flow.deadline(plan[0])), now_ms=now)
     transaction.on_commit(partial(live.pin, gs.pk, gs.participant_code, new.step, plan))
     return timed, [*events, *more]

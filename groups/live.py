@@ -5,11 +5,13 @@
   that step, in whichever process builds it) as that moment plus ``lead_ms()``, and kept
   in the cache (Redis with ``REDIS_URL``: ``add`` is atomic, so every process and every
   later snapshot of the step carries the same value).
-- ``lead_ms``: per step, the p99 of the "content ready" delays (content ready on a page
-  minus the moment ``starts_at`` was chosen) that pages reported, far outliers dropped;
-  the lower median of those per-step values over the last ``GROUP_LIVE_LEAD_STEPS``
-  steps in this process, plus ``GROUP_LIVE_LEAD_MARGIN_MS``, within
-  ``GROUP_LIVE_LEAD_MIN_MS`` .. ``GROUP_LIVE_LEAD_MAX_MS`` (docs/groups.md says why).
+- ``lead_ms``: per step, the slowest of the "content ready" delays (content ready on a
+  page minus the moment ``starts_at`` was chosen) that the group's pages reported, far
+  outliers dropped; the lower median of those per-step values over the group session's
+  last ``GROUP_LIVE_LEAD_STEPS`` steps (the start included), plus
+  ``GROUP_LIVE_LEAD_MARGIN_MS``, within ``GROUP_LIVE_LEAD_MIN_MS`` ..
+  ``GROUP_LIVE_LEAD_MAX_MS``; for its first step, this process's recent ms per page times
+  its pages (docs/groups.md says why).
 - ``store_onsets``, ``log_client_errors``: what the pages' sockets reported, written by
   ``groups.presence.record_reports`` (collected by ``realtime.live.Reports``).
 """
@@ -17,7 +19,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -33,9 +34,15 @@ logger = logging.getLogger(__name__)
 
 _KEEP_SECONDS = 24 * 3600
 _known: OrderedDict = OrderedDict()  # (key) -> (starts_at, chosen_at), this process's latest
-_samples: OrderedDict = OrderedDict()  # (gs, step) -> [delay ms, ...], the last GROUP_LIVE_LEAD_STEPS steps
+# (group session id, code) -> {step: [(delay ms, clock rtt ms or None), ...]}: the latest
+# GROUP_LIVE_LEAD_STEPS steps of each group session this process heard of (a group of 10 and
+# one of 500 in one process do not share a lead)
+_samples: OrderedDict = OrderedDict()
 _lock = threading.Lock()
 MAX_SAMPLES_PER_STEP = 2000
+MAX_GROUPS = 200  # group sessions whose samples this process keeps (the latest)
+RTT_TRUST, RTT_FLOOR_MS = 3.0, 20.0  # a ready report counts if its clock's round trip is within these
+RATE_STEPS = 20  # steps of any group session the first step's estimate (ms per page) is taken from
 OUTLIER_FLOOR_MS = 10.0  # the smallest IQR the outlier fence of one step's delays uses
 ONSET_CONSOLE_STEPS = 5  # the console shows the onsets of this many latest steps
 
@@ -76,29 +83,76 @@ def known_starts_at(group_session_id: int, participant_code: str, step: int) -> 
     return known[0] if known else None
 
 
-def _step_delay(delays: list[float]) -> float:
-    """One step's "content ready" delay: the p99 of its reports after dropping the far
-    outliers (above Q3 + 3 IQR, the IQR at least ``OUTLIER_FLOOR_MS``): one page with a
-    bad clock estimate or one stalled client does not set the whole group's lead."""
-    ordered = sorted(delays)
+def step_delay(delays: list[float], rtts: list[float | None] | None = None) -> float:
+    """One step's "content ready" delay: the slowest page's, after dropping the pages
+    whose clock estimate is unsure (``trusted``) and the far outliers (above Q3 + 3 IQR,
+    the IQR at least ``OUTLIER_FLOOR_MS``): one page with a bad clock estimate or one
+    stalled client does not set the whole group's lead."""
+    ordered = sorted(trusted(delays, rtts) if rtts else delays)
     n = len(ordered)
     q1, q3 = ordered[(n - 1) // 4], ordered[(3 * (n - 1)) // 4]
     fence = q3 + 3 * max(q3 - q1, OUTLIER_FLOOR_MS)
-    kept = [d for d in ordered if d <= fence]
-    return kept[min(len(kept) - 1, math.ceil(0.99 * len(kept)) - 1)]
+    return max(d for d in ordered if d <= fence)
 
 
-def lead_ms() -> int:
-    """The lead time for a step starting now (see the module)."""
-    low, high = _setting("GROUP_LIVE_LEAD_MIN_MS", 60), _setting("GROUP_LIVE_LEAD_MAX_MS", 1500)
-    with _lock:
-        recent = [step for step in _samples.values() if step][-max(1, _setting("GROUP_LIVE_LEAD_STEPS", 3)) :]
-    per_step = sorted(_step_delay(step) for step in recent)
-    if not per_step:
-        lead = _setting("GROUP_LIVE_LEAD_DEFAULT_MS", 150)
-    else:  # the lower median of the recent steps: one slow step (the first, a hiccup) is outvoted
-        lead = per_step[(len(per_step) - 1) // 2] + _setting("GROUP_LIVE_LEAD_MARGIN_MS", 30)
+def trusted(delays: list[float], rtts: list[float | None]) -> list[float]:
+    """The delays of the pages whose clock estimate had a round trip (``rtts``, None:
+    not said) at most ``RTT_TRUST`` times the step's median one, or ``RTT_FLOOR_MS``: a
+    page's ``ready_at`` is off by up to half its round trip, and early in a loaded
+    session some pages have had only round trips of seconds. All when none is."""
+    known = sorted(r for r in rtts if r is not None)
+    if not known:
+        return delays
+    limit = max(RTT_FLOOR_MS, RTT_TRUST * known[(len(known) - 1) // 2])
+    kept = [d for d, r in zip(delays, rtts, strict=True) if r is None or r <= limit]
+    return kept or delays
+
+
+def choose_lead(per_step: list[float], first: float | None, *, margin: int, low: int, high: int,
+                default: int) -> int:  # fmt: skip
+    """The lead time (ms) from this group's latest per-step delays (``step_delay``): their
+    lower median (one slow step of three is outvoted) plus ``margin``; before any step of
+    the group, ``first`` (the estimate from this process's other steps) plus ``margin``,
+    or ``default`` without one; within ``low`` .. ``high``."""
+    if per_step:
+        lead = sorted(per_step)[(len(per_step) - 1) // 2] + margin
+    elif first is not None:
+        lead = first + margin
+    else:
+        lead = default
     return int(min(max(lead, low), high))
+
+
+def first_estimate(rates: list[float], pages: int) -> float | None:
+    """A group's first step, before it reported anything: the median ms per page of the
+    latest steps of this process (any group session) times the group's pages; None
+    without either."""
+    if not rates or pages <= 0:
+        return None
+    return sorted(rates)[(len(rates) - 1) // 2] * pages
+
+
+def lead_ms(gs=None, pages: int = 0) -> int:
+    """The lead time for a step of ``gs`` (with ``pages`` participants) starting now (see
+    the module)."""
+    keep = max(1, _setting("GROUP_LIVE_LEAD_STEPS", 3))
+    with _lock:
+        mine = _samples.get(_group_key(gs)) if gs is not None else None
+        per_step = [_value(d) for _, d in sorted(mine.items())[-keep:] if d] if mine else []
+        recent = [(_value(d), len(d)) for steps in _samples.values() for d in steps.values() if d]
+    rates = [value / count for value, count in recent[-RATE_STEPS:]]
+    return choose_lead(per_step, first_estimate(rates, pages),
+                       margin=_setting("GROUP_LIVE_LEAD_MARGIN_MS", 30), low=_setting("GROUP_LIVE_LEAD_MIN_MS", 60),
+                       high=_setting("GROUP_LIVE_LEAD_MAX_MS", 1500),
+                       default=_setting("GROUP_LIVE_LEAD_DEFAULT_MS", 150))  # fmt: skip
+
+
+def _value(reports: list[tuple[float, float | None]]) -> float:
+    return step_delay([d for d, _ in reports], [r for _, r in reports])
+
+
+def _group_key(gs) -> tuple:
+    return gs.pk, gs.participant_code
 
 
 def planned(gs, state: sm.GroupState) -> tuple[int, int] | None:
@@ -116,7 +170,7 @@ def planned(gs, state: sm.GroupState) -> tuple[int, int] | None:
             known = cache.get(key)
         if known is None:
             chosen = _now_ms()
-            mine = (chosen + lead_ms(), chosen)
+            mine = (chosen + lead_ms(gs, len(state.participants)), chosen)
             known = mine if cache.add(key, mine, _KEEP_SECONDS) else (cache.get(key) or mine)
         with _lock:
             _known[key] = tuple(known)
@@ -125,12 +179,12 @@ def planned(gs, state: sm.GroupState) -> tuple[int, int] | None:
     return known[0], known[1]
 
 
-def reserve() -> tuple[int, int]:
+def reserve(gs=None, pages: int = 0) -> tuple[int, int]:
     """``(starts_at, chosen_at)`` for a step starting now, chosen before its commit: a
     timed step's deadline is ``starts_at`` + timeout in the same change
     (``groups.flowservices.follow``); ``pin`` makes it the step's after the commit."""
     chosen = _now_ms()
-    return chosen + lead_ms(), chosen
+    return chosen + lead_ms(gs, pages), chosen
 
 
 def pin(group_session_id: int, participant_code: str, step: int, plan: tuple[int, int]) -> None:
@@ -154,12 +208,11 @@ def starts_at(gs, state: sm.GroupState) -> int | None:
     return plan[0] if plan else None
 
 
-def note_delay(gs, step: int, ready_ms: float) -> None:
-    """A page had the content of ``step`` ready at ``ready_ms`` (server clock). The start
-    (step 0) is not kept: every page builds its first content then, and every socket
-    answers the start at once; it says little about the steps that follow."""
-    if step == 0:
-        return
+def note_delay(gs, step: int, ready_ms: float, rtt_ms: float | None = None) -> None:
+    """A page had the content of ``step`` ready at ``ready_ms`` (server clock, by its
+    clock estimate of round trip ``rtt_ms``). The start
+    (step 0) counts too: it is the group's only measure before step 1 (the lower median
+    lets the next steps outvote it if it was slow)."""
     with _lock:
         known = _known.get(_key(gs, step))
     if known is None:
@@ -167,11 +220,16 @@ def note_delay(gs, step: int, ready_ms: float) -> None:
     if not known:
         return
     delay = max(0.0, float(ready_ms) - known[1])
+    keep = max(1, _setting("GROUP_LIVE_LEAD_STEPS", 3))
     with _lock:
-        bucket = _samples.setdefault((gs.pk, step), [])
+        steps = _samples.setdefault(_group_key(gs), OrderedDict())
+        _samples.move_to_end(_group_key(gs))
+        bucket = steps.setdefault(step, [])
         if len(bucket) < MAX_SAMPLES_PER_STEP:
-            bucket.append(delay)
-        while len(_samples) > max(1, _setting("GROUP_LIVE_LEAD_STEPS", 3)):
+            bucket.append((delay, rtt_ms))
+        while len(steps) > keep:  # the oldest step goes (a late report of an old step does not stay)
+            del steps[min(steps)]
+        while len(_samples) > MAX_GROUPS:
             _samples.popitem(last=False)
 
 
@@ -201,7 +259,7 @@ def store_onsets(gs, state: sm.GroupState, onsets: list[dict]) -> int:
             )  # fmt: skip
         )
         if onset.get("ready_at"):
-            note_delay(gs, onset["step"], onset["ready_at"])
+            note_delay(gs, onset["step"], onset["ready_at"], onset.get("rtt_ms"))
     StepOnset.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
 

@@ -125,7 +125,8 @@ class Reports:
         onsets, locations, errors = self.pending.setdefault(group_session_id, ([], {}, []))
         if message.type == "onset":
             onsets.append({"participant": pseudonym, "step": message.step, "at": message.at,
-                           "late_ms": message.late_ms, "ready_at": message.ready_at})  # fmt: skip
+                           "late_ms": message.late_ms, "ready_at": message.ready_at,
+                           "rtt_ms": message.rtt_ms})  # fmt: skip
         elif message.type == "location":
             locations[pseudonym] = message.form
         elif message.type == "client_error":

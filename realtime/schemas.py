@@ -115,13 +115,16 @@ class LocationMsg(_Message):
 
 class OnsetMsg(_Message):
     """The onset the live page achieved for ``step``: ``at`` and ``ready_at`` on the server
-    clock (ms since the epoch), ``late_ms`` how late (0: the content was ready in time)."""
+    clock (ms since the epoch), ``late_ms`` how late (0: the content was ready in time),
+    ``rtt_ms`` the round trip of the clock estimate the page used (both times are off by at
+    most half of it)."""
 
     type: Literal["onset"]
     step: StrictInt = Field(ge=0, le=MAX_INT)
     at: FiniteFloat = Field(ge=0, le=2**53)
     late_ms: FiniteFloat = Field(ge=0, le=MAX_INT)
     ready_at: FiniteFloat | None = Field(default=None, ge=0, le=2**53)
+    rtt_ms: FiniteFloat | None = Field(default=None, ge=0, le=MAX_INT)
 
 
 class ClientErrorMsg(_Message):

@@ -242,7 +242,8 @@
     el.dataset.step = String(step);
     el.dataset.mode = "form";
     hidden("_onset_ms", Math.round(e.onset_ms)); hidden("_onset_late_ms", e.late_ms);
-    socket.send(P.msg.onset(step, Math.round(e.onset_ms), e.late_ms, Math.round(e.ready_server || e.onset_ms)));
+    socket.send(P.msg.onset(step, Math.round(e.onset_ms), e.late_ms, Math.round(e.ready_server || e.onset_ms),
+                            socket.bestRtt));
     var c = page.contents[step];
     if (c) socket.send(P.msg.location(c.form, step));
     if (page.task) { questions.hidden = true; page.task.run(); }

@@ -1,15 +1,19 @@
 /* Ensemble Live group protocol: the JS mirror of realtime/schemas.py (keep in step).
-   Defines window.EnsembleProtocol = {CLOSE, TYPES, msg, wsUrl, GroupSocket}.
+   Defines window.EnsembleProtocol = {CLOSE, TYPES, msg, wsUrl, GroupSocket, clock}.
 
    GroupSocket connects, reconnects with back-off (not after a final close code),
    ignores states older than the last one, acknowledges states (participants),
    and pings (presence + clock offset estimate: offsetMs = server clock minus this clock,
-   from the pong with the shortest round trip): on open one ping, then each pong of the
-   opening burst sends the next PING_GAP_MS later (PING_BURST in all, one at a time, so
-   that the later ones do not queue behind the connect's work on the server as the first
-   does), then one every few seconds; options.onClock
-   (offsetMs, rttMs) is called whenever that estimate improves). options.onContent(content)
-   gets each group.content frame (the live page's step content, sent once per step). */
+   from the pong with the shortest round trip the socket ever had: its error is at most
+   half that round trip). The clock rule is `clock` below, mirrored in realtime/clock.py
+   for the Python clients (tests/realtime/test_clock.py runs both): on open one ping;
+   after each pong the next one PING_GAP_MS later while the best round trip is above
+   GOOD_RTT_MS (at most FAST_PINGS after an open; one ping in flight at a time); a ping
+   every PING_MS; and once per step a ping QUIET_PING_MS (+ up to QUIET_SPREAD_MS) after the
+   step's starts_at, when the fan-out is over and the answers have not begun (a quiet
+   moment: under load most round trips are long). options.onClock(offsetMs, rttMs) is
+   called whenever the estimate improves. options.onContent(content) gets each
+   group.content frame (the live page's step content, sent once per step). */
 (function (global) {
   "use strict";
 
@@ -18,8 +22,23 @@
     TIMEOUT: 4008, TOO_LARGE: 4009, KICKED: 4010, INTERNAL: 4011
   };
   var FINAL = [4001, 4003, 4004, 4009, 4010];
-  var PING_BURST = 6;  // pings right after open, each sent PING_GAP_MS after the previous pong
-  var PING_GAP_MS = 200;
+  // The clock-offset rule (realtime/clock.py: the same constants and functions).
+  var clock = {
+    PING_MS: 3000, PING_GAP_MS: 200, GOOD_RTT_MS: 20, FAST_PINGS: 50, QUIET_PING_MS: 100, QUIET_SPREAD_MS: 400,
+    sample: function (t, arrival, serverMs) {
+      var rtt = arrival - t;
+      return {offset: serverMs - (t + rtt / 2), rtt: rtt};
+    },
+    better: function (bestRtt, rtt) { return bestRtt == null || rtt <= bestRtt; },
+    nextPingMs: function (bestRtt, fastSent) {
+      if (fastSent >= clock.FAST_PINGS || (bestRtt != null && bestRtt <= clock.GOOD_RTT_MS)) return null;
+      return clock.PING_GAP_MS;
+    },
+    quietPingMs: function (startsAt, offset, now, draw) {
+      var due = startsAt - offset + clock.QUIET_PING_MS + draw * clock.QUIET_SPREAD_MS;
+      return due > now ? due - now : null;
+    }
+  };
 
   var TYPES = {
     experimenter: ["start", "advance", "pause", "resume", "exit_loop", "end", "abort", "set_context", "kick", "ping",
@@ -46,8 +65,9 @@
     ready: function (step) { return {type: "ready", step: step}; },
     ack: function (version) { return {type: "ack", version: version}; },
     location: function (form, step) { return {type: "location", form: form, step: step}; },
-    onset: function (step, at, lateMs, readyAt) {
-      return {type: "onset", step: step, at: at, late_ms: lateMs, ready_at: readyAt};
+    onset: function (step, at, lateMs, readyAt, rttMs) {
+      return {type: "onset", step: step, at: at, late_ms: lateMs, ready_at: readyAt,
+              rtt_ms: rttMs == null ? null : rttMs};
     },
     clientError: function (step, message) {
       return {type: "client_error", step: step, message: String(message).slice(0, 500)};
@@ -65,12 +85,13 @@
     this.version = 0;
     this.state = null;
     this.offsetMs = null;   // server clock minus this clock, best (lowest round trip) estimate
-    this.bestRtt = Infinity;
+    this.bestRtt = null;
     this.delay = 500;
     this.closedFor = null;
     this.ws = null;
     this.pinger = null;
-    this.burst = 0;         // pings of the opening burst still to send
+    this.fastSent = 0;      // quick pings since the last open (clock.nextPingMs)
+    this.quietStep = null;  // the step whose quiet ping is scheduled (clock.quietPingMs)
     this.connect();
   }
 
@@ -82,9 +103,9 @@
     ws.onopen = function () {
       self.delay = 500;
       self.status("online");
-      self.burst = (self.opts.pingBurst || PING_BURST) - 1;
+      self.fastSent = 0;
       self.send(msg.ping());
-      self.pinger = global.setInterval(function () { self.send(msg.ping()); }, self.opts.pingMs || 3000);
+      self.pinger = global.setInterval(function () { self.send(msg.ping()); }, self.opts.pingMs || clock.PING_MS);
     };
     ws.onmessage = function (event) {
       var data;
@@ -95,19 +116,21 @@
         var fresh = data.version > self.version;
         self.version = data.version;
         self.state = data;
+        self.quietPing(data);
         if (fresh && self.opts.onState) self.opts.onState(data, self);
       } else if (data.type === "group.content") {
         if (self.opts.onContent) self.opts.onContent(data, self);
       } else if (data.type === "pong") {
-        var now = Date.now(), rtt = now - data.t;
-        if (rtt <= self.bestRtt) {
-          self.bestRtt = rtt;
-          self.offsetMs = data.server_ms - (data.t + rtt / 2);
-          if (self.opts.onClock) self.opts.onClock(self.offsetMs, rtt, self);
+        var got = clock.sample(data.t, Date.now(), data.server_ms);
+        if (clock.better(self.bestRtt, got.rtt)) {
+          self.bestRtt = got.rtt;
+          self.offsetMs = got.offset;
+          if (self.opts.onClock) self.opts.onClock(self.offsetMs, got.rtt, self);
         }
-        if (self.burst > 0) {
-          self.burst -= 1;
-          global.setTimeout(function () { self.send(msg.ping()); }, PING_GAP_MS);
+        var next = clock.nextPingMs(self.bestRtt, self.fastSent);
+        if (next != null) {
+          self.fastSent += 1;
+          global.setTimeout(function () { self.send(msg.ping()); }, next);
         }
       } else if (data.type === "error" && self.opts.onError) {
         self.opts.onError(data, self);
@@ -125,6 +148,14 @@
       global.setTimeout(function () { self.connect(); }, self.delay);
       self.delay = Math.min(self.delay * 2, 5000);
     };
+  };
+
+  // One ping a little after a step's starts_at (its first state): a quiet moment for the clock.
+  GroupSocket.prototype.quietPing = function (state) {
+    if (state.starts_at == null || state.step === this.quietStep) return;
+    this.quietStep = state.step;
+    var self = this, wait = clock.quietPingMs(state.starts_at, this.offsetMs || 0, Date.now(), Math.random());
+    if (wait != null) global.setTimeout(function () { self.send(msg.ping()); }, wait);
   };
 
   GroupSocket.prototype.send = function (message) {
@@ -148,5 +179,6 @@
     if (this.opts.onStatus) this.opts.onStatus(text, this);
   };
 
-  global.EnsembleProtocol = {CLOSE: CLOSE, FINAL: FINAL, PING_BURST: PING_BURST, TYPES: TYPES, msg: msg, wsUrl: wsUrl, GroupSocket: GroupSocket};
+  global.EnsembleProtocol = {CLOSE: CLOSE, FINAL: FINAL, TYPES: TYPES, msg: msg, wsUrl: wsUrl, GroupSocket: GroupSocket,
+                             clock: clock};
 })(window);

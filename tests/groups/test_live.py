@@ -169,45 +169,52 @@ def test_reports_store_onsets_once_and_feed_the_console(group, staff):
     assert session.group_membership.form == "trial"
 
 
-def test_the_lead_time_follows_the_reported_delays_within_its_bounds(settings):
+BOUNDS = dict(margin=30, low=60, high=1500, default=150)
+
+
+def test_one_steps_delay_is_its_slowest_page_without_the_far_outliers():
+    assert live.step_delay([10.0] * 99 + [20.0]) == 20.0  # within the fence: the slowest page counts
+    spread = [100.0 + i % 50 for i in range(199)]
+    assert live.step_delay([*spread, 1000.0]) == 149.0  # one page's clock 900 ms off is dropped
+    assert live.step_delay([40.0]) == 40.0
+    # early in a loaded session: a third of the pages had only round trips of seconds, their ready_at 3 s off
+    delays, rtts = [100.0 + i % 50 for i in range(140)] + [3100.0] * 60, [8.0] * 140 + [6000.0] * 60
+    assert live.step_delay(delays, rtts) == 149.0  # the fence alone would keep them: they are 30 %
+    assert live.trusted([10.0, 20.0], [None, 900.0]) == [10.0, 20.0]  # one known round trip: its own median
+    assert live.trusted([10.0, 20.0, 30.0], [5.0, 25.0, 80.0]) == [10.0, 20.0]  # <= max(20, 3 x 25)
+
+
+def test_the_lead_time_is_the_lower_median_of_the_latest_steps_within_its_bounds():
+    assert live.choose_lead([], None, **BOUNDS) == 150  # nothing known: the default
+    assert live.choose_lead([10.0], None, **BOUNDS) == 60  # 10 + 30, kept at the minimum
+    assert live.choose_lead([100.0, 400.0], None, **BOUNDS) == 130  # one slow step of two does not set it
+    assert live.choose_lead([100.0, 400.0, 420.0], None, **BOUNDS) == 430  # two of three: the group got slower
+    assert live.choose_lead([5000.0, 6000.0, 7000.0], None, **BOUNDS) == 1500  # the maximum
+    assert live.choose_lead([100.0], 900.0, **BOUNDS) == 130  # the group's own steps before the estimate
+
+
+def test_a_groups_first_step_is_estimated_from_this_processs_ms_per_page():
+    assert live.first_estimate([], 100) is None and live.first_estimate([1.0], 0) is None
+    assert live.first_estimate([0.5, 1.0, 4.0], 200) == 200.0  # the median rate times the pages
+    assert live.choose_lead([], live.first_estimate([0.5, 1.0, 4.0], 200), **BOUNDS) == 230
+
+
+def test_reported_delays_are_kept_per_group_session_with_the_start(group, settings):
     live.forget_samples()
-    settings.GROUP_LIVE_LEAD_DEFAULT_MS, settings.GROUP_LIVE_LEAD_MARGIN_MS = 300, 30
+    settings.GROUP_LIVE_LEAD_STEPS, settings.GROUP_LIVE_LEAD_MARGIN_MS = 3, 30
     settings.GROUP_LIVE_LEAD_MIN_MS, settings.GROUP_LIVE_LEAD_MAX_MS = 60, 1500
-    settings.GROUP_LIVE_LEAD_STEPS = 3
-    assert live.lead_ms() == 300
-    live._samples[(1, 0)] = [10.0] * 99 + [20.0]
-    assert live.lead_ms() == 60  # p99 (10) + 30 = 40, kept at the minimum
-    live._samples[(1, 1)] = [400.0] * 100
-    assert live.lead_ms() == 60  # the lower median of (10, 400): one slow step does not set it
-    live._samples[(1, 2)] = [420.0] * 100
-    assert live.lead_ms() == 430  # two slow steps of three: the group got slower
-    live._samples[(1, 3)] = [5000.0] * 300
-    assert live.lead_ms() == 450  # steps 1-3: 400, 420, 5000
-    live._samples[(1, 4)] = [6000.0] * 300
-    assert live.lead_ms() == 1500
-    live.forget_samples()
-
-
-def test_the_lead_time_drops_far_outliers_and_comes_down_fast_after_a_slow_start(settings):
-    live.forget_samples()
-    settings.GROUP_LIVE_LEAD_MARGIN_MS, settings.GROUP_LIVE_LEAD_STEPS = 30, 3
-    settings.GROUP_LIVE_LEAD_MIN_MS, settings.GROUP_LIVE_LEAD_MAX_MS = 60, 1500
-    live._samples[(2, 0)] = [900.0 + i for i in range(200)]  # the start: every page builds its first content
-    live._samples[(2, 1)] = [100.0 + i % 50 for i in range(199)] + [1000.0]  # one page's clock 900 ms off
-    assert live.lead_ms() == 179  # the lower of two steps: step 1's p99 without its outlier (149) + 30
-    live._samples[(2, 2)] = [100.0 + i % 50 for i in range(200)]
-    assert live.lead_ms() == 179  # the median of three
-    live.forget_samples()
-
-
-def test_the_start_step_is_no_lead_sample(group):
-    live.forget_samples()
     gs = group.gs
-    live._known[live._key(gs, 0)] = (2000, 1000)
-    live._known[live._key(gs, 1)] = (5000, 4000)
-    live.note_delay(gs, 0, 1900.0)  # the start: every page builds its first content
-    live.note_delay(gs, 1, 4100.0)
-    assert list(live._samples.values()) == [[100.0]]
+    for step in range(5):
+        live._known[live._key(gs, step)] = (1000 * step + 500, 1000 * step)
+    live.note_delay(gs, 0, 400.0)  # the start counts: the only measure before step 1
+    assert live.lead_ms(gs, 4) == 430
+    for step, ready in ((1, 1100.0), (2, 2090.0), (3, 3120.0), (4, 4200.0)):
+        live.note_delay(gs, step, ready)
+    assert live.lead_ms(gs, 4) == 150  # steps 2-4 (90, 120, 200): step 0 and 1 are gone; 120 + 30
+    live.note_delay(gs, 1, 1900.0)  # a late report of a step already dropped stays out
+    assert live.lead_ms(gs, 4) == 150
+    other = type(gs)(pk=gs.pk + 1000, participant_code="OTHER")
+    assert live.lead_ms(other, 2) == 270  # a new group: 120 ms per page (the median step here, 1 page) x 2 + 30
     live.forget_samples()
 
 

@@ -1,0 +1,53 @@
+"""The clock-offset rule of ``static/js/protocol.js``'s GroupSocket, for the Python clients
+that do what the page does (``bots/socket.py``, ``bench/screen_live.py``). Keep the two in
+step: ``tests/realtime/test_clock.py`` runs both on the same cases.
+
+A pong gives one sample: ``rtt`` = its arrival minus the ping's ``t`` (the client's clock),
+``offset`` = ``server_ms - (t + rtt / 2)`` (server clock minus the client's). Its error is at
+most ``rtt / 2`` whatever the delays on the way, so the estimate is the sample with the
+smallest round trip the socket ever had (``better``). Under load most round trips are long
+(the server's loop is busy with a fan-out or answers; a client's own loop with its frames):
+what makes the estimate good is a ping that lands in a quiet moment. So (``next_ping_ms``)
+a socket pings again ``PING_GAP_MS`` after each pong while its best round trip is above
+``GOOD_RTT_MS`` (one ping in flight at a time: a slow server gets fewer), at most
+``FAST_PINGS`` times after each open, then every ``PING_MS``; and once per step a ping
+``QUIET_PING_MS`` after the step's ``starts_at`` (``quiet_ping_ms``: the fan-out is over,
+the answers have not begun), spread over ``QUIET_SPREAD_MS`` so that N pages do not ping at
+the same instant.
+"""
+
+from __future__ import annotations
+
+PING_MS = 3000  # the regular ping (presence and the clock)
+PING_GAP_MS = 200  # after a pong, while the estimate is not good yet
+GOOD_RTT_MS = 20.0  # a best round trip at or below this: no more quick pings
+FAST_PINGS = 50  # quick pings after an open at most (a slow network's round trips stay above GOOD_RTT_MS)
+QUIET_PING_MS = 100  # after a step's starts_at, plus up to QUIET_SPREAD_MS
+QUIET_SPREAD_MS = 400
+
+
+def sample(t: float, arrival: float, server_ms: float) -> tuple[float, float]:
+    """``(offset, rtt)`` of one pong: the ping's ``t`` and the pong's arrival on the client's
+    clock, the server's stamp (ms)."""
+    rtt = arrival - t
+    return server_ms - (t + rtt / 2), rtt
+
+
+def better(best_rtt: float | None, rtt: float) -> bool:
+    """Whether a sample with this round trip replaces the estimate (the smallest wins)."""
+    return best_rtt is None or rtt <= best_rtt
+
+
+def next_ping_ms(best_rtt: float | None, fast_sent: int) -> int | None:
+    """After a pong: ms until the next quick ping, or None (the regular ping goes on)."""
+    if fast_sent >= FAST_PINGS or (best_rtt is not None and best_rtt <= GOOD_RTT_MS):
+        return None
+    return PING_GAP_MS
+
+
+def quiet_ping_ms(starts_at: float, offset: float, now: float, draw: float) -> float | None:
+    """ms from ``now`` (client clock) until the ping after a step's ``starts_at`` (server
+    clock, by ``offset``), ``draw`` in [0, 1) spreading the pages; None when that moment
+    passed (a page that joined late pings on its own schedule)."""
+    due = starts_at - offset + QUIET_PING_MS + draw * QUIET_SPREAD_MS
+    return due - now if due > now else None

@@ -1,0 +1,63 @@
+"""The clock-offset rule (realtime/clock.py) and its mirror in static/js/protocol.js: the
+same constants and the same answers on the same cases (the JS run by node)."""
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from django.conf import settings
+
+from realtime import clock
+
+CASES = {
+    "sample": [[1000.0, 1010.0, 1105.0], [0.0, 4.0, 2.0], [500.0, 2500.0, 1500.0]],
+    "better": [[None, 900.0], [5.0, 5.0], [5.0, 6.0], [30.0, 2.0]],
+    "next_ping_ms": [[None, 0], [800.0, 3], [21.0, 10], [20.0, 0], [3.0, 5], [800.0, 50]],
+    "quiet_ping_ms": [[10000.0, 0.0, 9000.0, 0.0], [10000.0, 50.0, 9000.0, 0.5], [10000.0, 0.0, 10600.0, 0.99]],
+}
+
+
+def _python() -> dict:
+    return {name: [getattr(clock, name)(*args) for args in cases] for name, cases in CASES.items()}
+
+
+def test_one_pong_gives_the_offset_at_the_midpoint_of_its_round_trip_and_the_smallest_round_trip_wins():
+    assert clock.sample(1000.0, 1010.0, 1105.0) == (100.0, 10.0)  # server 1105 at this clock's 1005
+    assert clock.better(None, 900.0) and clock.better(5.0, 5.0) and not clock.better(5.0, 6.0)
+
+
+def test_quick_pings_until_a_short_round_trip_or_the_limit_then_the_regular_ones():
+    assert clock.next_ping_ms(None, 0) == clock.PING_GAP_MS  # nothing yet
+    assert clock.next_ping_ms(800.0, 3) == clock.PING_GAP_MS  # a loaded server: try again soon
+    assert clock.next_ping_ms(clock.GOOD_RTT_MS, 0) is None  # good enough: every PING_MS
+    assert clock.next_ping_ms(800.0, clock.FAST_PINGS) is None  # a slow network: stop hurrying
+
+
+def test_the_quiet_ping_follows_the_steps_onset_on_this_clock_and_not_a_past_one():
+    assert clock.quiet_ping_ms(10000.0, 0.0, 9000.0, 0.0) == 1000.0 + clock.QUIET_PING_MS
+    assert clock.quiet_ping_ms(10000.0, 50.0, 9000.0, 0.5) == 950.0 + clock.QUIET_PING_MS + clock.QUIET_SPREAD_MS / 2
+    assert clock.quiet_ping_ms(10000.0, 0.0, 10600.0, 0.99) is None  # joined after it: no quiet ping
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_protocol_js_runs_the_same_rule():
+    source = (settings.BASE_DIR / "static/js/protocol.js").read_text()
+    script = (
+        "var window = {location: {protocol: 'http:', host: 'x'}};\n"
+        + source
+        + "\nvar c = window.EnsembleProtocol.clock;"
+        f"\nvar cases = {json.dumps(CASES)};\nvar out = {{}};"
+        "\nvar names = {sample: 'sample', better: 'better', next_ping_ms: 'nextPingMs', quiet_ping_ms: 'quietPingMs'};"
+        "\nfor (var k in cases) out[k] = cases[k].map(function (a) { var r = c[names[k]].apply(null, a);"
+        " return (r && r.rtt !== undefined) ? [r.offset, r.rtt] : (r === undefined ? null : r); });"
+        "\nout.constants = [c.PING_MS, c.PING_GAP_MS, c.GOOD_RTT_MS, c.FAST_PINGS, c.QUIET_PING_MS, c.QUIET_SPREAD_MS];"
+        "\nconsole.log(JSON.stringify(out));"
+    )
+    done = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=30, check=True)
+    js = json.loads(done.stdout)
+    constants = [clock.PING_MS, clock.PING_GAP_MS, clock.GOOD_RTT_MS, clock.FAST_PINGS, clock.QUIET_PING_MS,
+                 clock.QUIET_SPREAD_MS]  # fmt: skip
+    assert js.pop("constants") == constants
+    assert js == json.loads(json.dumps({k: [list(r) if isinstance(r, tuple) else r for r in v]
+                                        for k, v in _python().items()}))  # fmt: skip
