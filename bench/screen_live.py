@@ -177,7 +177,7 @@ class LiveClient:
             self.pongs.append((round(now, 3), round(rtt, 1), round(offset, 1)))
             if clock.better(self.rtt_ms, rtt):
                 self.rtt_ms, self.offset_ms = rtt, offset
-            if (wait := clock.next_ping_ms(self.rtt_ms, self.fast_sent)) is not None:
+            if (wait := clock.next_ping_ms(self.rtt_ms, self.fast_sent, rtt)) is not None:
                 self.fast_sent += 1
                 self._ping_in(ws, wait)
         elif kind == "group.content":

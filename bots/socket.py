@@ -106,8 +106,8 @@ class ParticipantSocket:
         data = json.loads(raw)
         kind = data.get("type")
         if kind == "pong":
-            self._clock(data)
-            if (wait := clock.next_ping_ms(self.rtt_ms, self.fast_sent)) is not None:
+            rtt = self._clock(data)
+            if rtt is not None and (wait := clock.next_ping_ms(self.rtt_ms, self.fast_sent, rtt)) is not None:
                 self.fast_sent += 1
                 self._ping_in(ws, wait)
         if kind == "group.content" and isinstance(data.get("step"), int):
@@ -129,13 +129,14 @@ class ParticipantSocket:
             await self.on_state(data, self)
         self.changed.set()
 
-    def _clock(self, pong: dict) -> None:
+    def _clock(self, pong: dict) -> float | None:
         try:
             offset, rtt = clock.sample(float(pong["t"]), time.time() * 1000, float(pong["server_ms"]))
         except (KeyError, TypeError, ValueError):
-            return
+            return None
         if clock.better(self.rtt_ms, rtt):
             self.rtt_ms, self.offset_ms = rtt, -offset  # this clock minus the server's
+        return rtt
 
     async def wait(self, predicate, timeout: float) -> bool:
         """Wait until ``predicate(state)`` holds or the socket is closed for good."""

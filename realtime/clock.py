@@ -8,8 +8,9 @@ most ``rtt / 2`` whatever the delays on the way, so the estimate is the sample w
 smallest round trip the socket ever had (``better``). Under load most round trips are long
 (the server's loop is busy with a fan-out or answers; a client's own loop with its frames):
 what makes the estimate good is a ping that lands in a quiet moment. So (``next_ping_ms``)
-a socket pings again ``PING_GAP_MS`` after each pong while its best round trip is above
-``GOOD_RTT_MS`` (one ping in flight at a time: a slow server gets fewer), at most
+a socket pings again ``PING_GAP_MS`` (or that pong's round trip, if longer) after each pong
+while its best round trip is above ``GOOD_RTT_MS`` (one ping in flight at a time: a slow
+server gets fewer), at most
 ``FAST_PINGS`` times after each open, then every ``PING_MS``; and once per step a ping
 ``QUIET_PING_MS`` after the step's ``starts_at`` (``quiet_ping_ms``: the fan-out is over,
 the answers have not begun), spread over ``QUIET_SPREAD_MS`` so that N pages do not ping at
@@ -38,11 +39,13 @@ def better(best_rtt: float | None, rtt: float) -> bool:
     return best_rtt is None or rtt <= best_rtt
 
 
-def next_ping_ms(best_rtt: float | None, fast_sent: int) -> int | None:
-    """After a pong: ms until the next quick ping, or None (the regular ping goes on)."""
+def next_ping_ms(best_rtt: float | None, fast_sent: int, rtt: float) -> float | None:
+    """After a pong of round trip ``rtt``: ms until the next quick ping (at least that
+    round trip: a busy server gets at most every other moment of pings), or None (the
+    regular ping goes on)."""
     if fast_sent >= FAST_PINGS or (best_rtt is not None and best_rtt <= GOOD_RTT_MS):
         return None
-    return PING_GAP_MS
+    return max(PING_GAP_MS, rtt)
 
 
 def quiet_ping_ms(starts_at: float, offset: float, now: float, draw: float) -> float | None:

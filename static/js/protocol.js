@@ -7,7 +7,7 @@
    from the pong with the shortest round trip the socket ever had: its error is at most
    half that round trip). The clock rule is `clock` below, mirrored in realtime/clock.py
    for the Python clients (tests/realtime/test_clock.py runs both): on open one ping;
-   after each pong the next one PING_GAP_MS later while the best round trip is above
+   after each pong the next one PING_GAP_MS (or that round trip) later while the best round trip is above
    GOOD_RTT_MS (at most FAST_PINGS after an open; one ping in flight at a time); a ping
    every PING_MS; and once per step a ping QUIET_PING_MS (+ up to QUIET_SPREAD_MS) after the
    step's starts_at, when the fan-out is over and the answers have not begun (a quiet
@@ -30,9 +30,9 @@
       return {offset: serverMs - (t + rtt / 2), rtt: rtt};
     },
     better: function (bestRtt, rtt) { return bestRtt == null || rtt <= bestRtt; },
-    nextPingMs: function (bestRtt, fastSent) {
+    nextPingMs: function (bestRtt, fastSent, rtt) {
       if (fastSent >= clock.FAST_PINGS || (bestRtt != null && bestRtt <= clock.GOOD_RTT_MS)) return null;
-      return clock.PING_GAP_MS;
+      return Math.max(clock.PING_GAP_MS, rtt);
     },
     quietPingMs: function (startsAt, offset, now, draw) {
       var due = startsAt - offset + clock.QUIET_PING_MS + draw * clock.QUIET_SPREAD_MS;
@@ -127,7 +127,7 @@
           self.offsetMs = got.offset;
           if (self.opts.onClock) self.opts.onClock(self.offsetMs, got.rtt, self);
         }
-        var next = clock.nextPingMs(self.bestRtt, self.fastSent);
+        var next = clock.nextPingMs(self.bestRtt, self.fastSent, got.rtt);
         if (next != null) {
           self.fastSent += 1;
           global.setTimeout(function () { self.send(msg.ping()); }, next);

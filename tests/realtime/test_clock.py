@@ -13,7 +13,14 @@ from realtime import clock
 CASES = {
     "sample": [[1000.0, 1010.0, 1105.0], [0.0, 4.0, 2.0], [500.0, 2500.0, 1500.0]],
     "better": [[None, 900.0], [5.0, 5.0], [5.0, 6.0], [30.0, 2.0]],
-    "next_ping_ms": [[None, 0], [800.0, 3], [21.0, 10], [20.0, 0], [3.0, 5], [800.0, 50]],
+    "next_ping_ms": [
+        [None, 0, 50.0],
+        [800.0, 3, 800.0],
+        [21.0, 10, 30.0],
+        [20.0, 0, 20.0],
+        [3.0, 5, 9.0],
+        [800.0, 50, 900.0],
+    ],
     "quiet_ping_ms": [[10000.0, 0.0, 9000.0, 0.0], [10000.0, 50.0, 9000.0, 0.5], [10000.0, 0.0, 10600.0, 0.99]],
 }
 
@@ -28,10 +35,10 @@ def test_one_pong_gives_the_offset_at_the_midpoint_of_its_round_trip_and_the_sma
 
 
 def test_quick_pings_until_a_short_round_trip_or_the_limit_then_the_regular_ones():
-    assert clock.next_ping_ms(None, 0) == clock.PING_GAP_MS  # nothing yet
-    assert clock.next_ping_ms(800.0, 3) == clock.PING_GAP_MS  # a loaded server: try again soon
-    assert clock.next_ping_ms(clock.GOOD_RTT_MS, 0) is None  # good enough: every PING_MS
-    assert clock.next_ping_ms(800.0, clock.FAST_PINGS) is None  # a slow network: stop hurrying
+    assert clock.next_ping_ms(None, 0, 50.0) == clock.PING_GAP_MS  # nothing good yet: again soon
+    assert clock.next_ping_ms(800.0, 3, 1200.0) == 1200.0  # a loaded server: no sooner than its round trip
+    assert clock.next_ping_ms(clock.GOOD_RTT_MS, 0, 30.0) is None  # good enough: every PING_MS
+    assert clock.next_ping_ms(800.0, clock.FAST_PINGS, 800.0) is None  # a slow network: stop hurrying
 
 
 def test_the_quiet_ping_follows_the_steps_onset_on_this_clock_and_not_a_past_one():
