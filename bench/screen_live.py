@@ -95,6 +95,7 @@ class LiveClient:
         self.reported: dict[int, tuple[float, float]] = {}  # step -> (at, late_ms) as reported
         self.starts_at: dict[int, float] = {}
         self.offsets: dict[int, float] = {}  # step -> the clock offset it revealed by (its error: one machine)
+        self.rtts: dict[int, float | None] = {}  # step -> the round trip of that estimate
         self.wrong_page: dict[int, str] = {}
         self.fetched = 0  # content GETs (pushed content of another form)
         self.posts: list[tuple[int, float, object, object]] = []  # (step, seconds, status, stored)
@@ -261,6 +262,7 @@ class LiveClient:
         while (due := (starts_at - self.offset_ms) / 1000) > time.time():  # starts_at on this client's clock,
             await asyncio.sleep(due - time.time())  # by the estimate as it improves while the step waits
         offset = self.offsets[step] = self.offset_ms
+        self.rtts[step] = self.rtt_ms
         onset = max(due, ready)
         at = onset * 1000 + offset  # what the page reports: the server clock by its estimate
         late = max(0.0, at - starts_at) if ready > due else 0.0
@@ -348,5 +350,5 @@ class LiveClient:
 
     def result(self) -> dict:
         keys = ("index", "frame", "ready", "onset", "reported", "starts_at", "offsets", "wrong_page", "posts", "plain",
-                "sockets", "resend", "fetched", "pongs")  # fmt: skip
+                "sockets", "resend", "fetched", "pongs", "rtts")  # fmt: skip
         return {**{k: getattr(self, k) for k in keys}, "errors": self.errors[:5], "http_connections": self.http.opened}

@@ -149,4 +149,8 @@ def figures(results: list[dict], t0: dict[int, float], mode: str) -> dict:
         out["offset_error_ms"] = common.summary_ms(
             [abs(c["offsets"][k]) / 1000 for c in results for k in t0 if k in c["offsets"]]
         )
+        # the round trip of each of those estimates: the error is at most half of it
+        out["clock_rtt_ms"] = common.summary_ms(
+            [c["rtts"][k] / 1000 for c in results for k in t0 if c.get("rtts", {}).get(k) is not None]
+        )
     return out
