@@ -2,7 +2,7 @@
 daphne processes, group sessions, statistics.
 
 Nothing here touches the shared Redis on 6379: benchmarks start their own
-``redis-server`` (``BENCH_REDIS_PORT``, default 6391) and their own PostgreSQL
+``redis-server`` (``BENCH_REDIS_PORT``, default 6391, or one derived from ``BENCH_DB``) and their own PostgreSQL
 database (``ensemble_bench``, or ``BENCH_DB``, on the server of ``DATABASE_URL``; a branch
 whose migrations differ from another's running benchmarks at the same time names its own); the embedded
 variant uses an SQLite file under ``BENCH_VAR`` (default /tmp/ensemble-bench-var).
@@ -21,15 +21,20 @@ import sys
 import tempfile
 import time
 import urllib.request
+import zlib
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 VAR = Path(os.environ.get("BENCH_VAR", Path(tempfile.gettempdir()) / "ensemble-bench-var"))
-REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "6391"))
 BASE_DB = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/ensemble"
 BENCH_DB = os.environ.get("BENCH_DB", "ensemble_bench")
+# One port per bench database: two runs on one port shared one Redis (the second's start found the
+# first's answering), and the first's stop took it from the second mid-run (state subscription lost).
+REDIS_PORT = int(
+    os.environ.get("BENCH_REDIS_PORT", 6391 + (zlib.crc32(BENCH_DB.encode()) % 400 if "BENCH_DB" in os.environ else 0))
+)
 
 
 def raise_nofile() -> int:
