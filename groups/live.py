@@ -136,11 +136,12 @@ def lead_ms(gs=None, pages: int = 0) -> int:
     """The lead time for a step of ``gs`` (with ``pages`` participants) starting now (see
     the module)."""
     keep = max(1, _setting("GROUP_LIVE_LEAD_STEPS", 3))
-    with _lock:
+    with _lock:  # copies of the lists (the reports go on arriving); the statistics outside the lock
         mine = _samples.get(_group_key(gs)) if gs is not None else None
-        per_step = [_value(d) for _, d in sorted(mine.items())[-keep:] if d] if mine else []
-        recent = [(_value(d), len(d)) for steps in _samples.values() for d in steps.values() if d]
-    rates = [value / count for value, count in recent[-RATE_STEPS:]]
+        own = [list(d) for _, d in sorted(mine.items())[-keep:] if d] if mine else []
+        latest = [list(d) for steps in reversed(_samples.values()) for d in steps.values() if d][:RATE_STEPS]
+    per_step = [_value(d) for d in own]
+    rates = [_value(d) / len(d) for d in latest] if not per_step else []
     return choose_lead(per_step, first_estimate(rates, pages),
                        margin=_setting("GROUP_LIVE_LEAD_MARGIN_MS", 30), low=_setting("GROUP_LIVE_LEAD_MIN_MS", 60),
                        high=_setting("GROUP_LIVE_LEAD_MAX_MS", 1500),
