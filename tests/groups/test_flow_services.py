@@ -51,7 +51,7 @@ def test_a_timed_step_counts_down_from_its_start_and_skips_open_answers(experime
     before = timers.now_ms()
     services.group_session_start(group_session=gs, by=staff)
     gs.refresh_from_db()
-    lead = live.lead_ms()  # the countdown starts at the step's onset (test below)
+    lead = live.lead_ms(gs, 2)  # the countdown starts at the step's onset (test below); the group's lead
     assert before + lead + 30_000 <= gs.deadline_ms <= timers.now_ms() + lead + 30_000
     timer = Timer.objects.get(kind="timeout")
     assert (timer.key, timer.due_ms, timer.data["on_timeout"]) == ("0", gs.deadline_ms, "skip")
@@ -85,7 +85,7 @@ def test_the_countdown_runs_from_the_steps_onset_on_every_page(experiment, gs, p
             services.group_session_advance(group_session=gs, step=0, by=staff)
         gs.refresh_from_db()
         snap = store.snapshot(gs.pk)
-        assert snap["starts_at"] >= before + live.lead_ms() - 5  # the onset is after the lead
+        assert snap["starts_at"] >= before + live.lead_ms(gs, 2) - 5  # the onset is after the lead
         assert snap["timer"]["deadline_ms"] == snap["starts_at"] + 30_000 == gs.deadline_ms
         assert Timer.objects.get(kind="timeout", key=str(gs.step)).due_ms == gs.deadline_ms
         assert live.starts_at(gs, services.load_state(gs)[0]) == snap["starts_at"]  # kept for the step
