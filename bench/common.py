@@ -195,7 +195,13 @@ class Daphne(Server):
             [str(Path(PY).with_name("daphne")), "-e", f"tcp:port={self.port}:interface=127.0.0.1:backlog=1024", app],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        wait_http(self.url + health, self.proc)
+        try:
+            wait_http(self.url + health, self.proc)
+        except BaseException:  # a server that did not come up is not left running (it holds database connections)
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.log.close()
+            raise
 
 
 def rss_kib(pid: int) -> int:
