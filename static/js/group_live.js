@@ -248,8 +248,11 @@
     var frame = function (ts) {
       if (last !== null) interval = Math.min(50, Math.max(4, ts - last));
       last = ts;
-      var at = epochOf(ts);
-      if (at + interval / 2 >= target()) return show(at, ts);
+      // A callback that runs more than a frame after its frame's time (a stalled main
+      // thread) shows the step in a later frame: its own time is the honest onset.
+      var t = performance.now() - ts > interval ? performance.now() : ts;
+      var at = epochOf(t);
+      if (at + interval / 2 >= target()) return show(at, t);
       pending.raf = requestAnimationFrame(frame);
     };
     var wake = function () {
