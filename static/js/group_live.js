@@ -174,6 +174,7 @@
     stage.hidden = true;
     stage.classList.add("live-veiled");
     waiting.classList.remove("live-veiled");
+    waiting.hidden = false;
     el.dataset.mode = "waiting";
   }
 
@@ -294,6 +295,7 @@
 
   function revealed(step, e) {
     requestAnimationFrame(function (ts) { e.next_frame_at = ts; });
+    if (page.revealed === step && page.shown === step) waiting.hidden = true;  // (veiled, it kept its height)
     socket.send(P.msg.onset(step, Math.round(e.onset_ms), e.late_ms, Math.round(e.ready_server || e.onset_ms)));
     var c = page.contents[step];
     if (c) socket.send(P.msg.location(c.form, step));
