@@ -120,6 +120,7 @@ def figures(logs: list[dict], t0: dict[int, float]) -> dict:
     """From each page's ``window.ensembleLive.log`` (live-protocol.md: ``*_at`` are
     ``performance.now()`` values, ``onset_ms`` the server clock) and t0 per step (ms)."""
     frame, content, ready, revealed, reported, achieved, late = [], [], [], [], [], [], 0
+    framed, out = [], []  # the reveal frame's time spread per step; click -> the frame after it
     for k, sent in t0.items():
         entries = [(log["origin"], e) for log in logs for e in log["log"] if e.get("step") == k]
         frame += [(o + e["state_at"] - sent) / 1000 for o, e in entries if e.get("state_at") is not None]
@@ -133,6 +134,10 @@ def figures(logs: list[dict], t0: dict[int, float]) -> dict:
             reported.append((max(onsets) - min(onsets)) / 1000)
         if len(shown) > 1:
             achieved.append((max(shown) - min(shown)) / 1000)
+        frames = [o + e["frame_at"] for o, e in entries if e.get("frame_at") is not None]
+        if len(frames) > 1:
+            framed.append((max(frames) - min(frames)) / 1000)
+        out += [(o + e["next_frame_at"] - sent) / 1000 for o, e in entries if e.get("next_frame_at") is not None]
     offsets = [
         abs(e["offset_ms"]) / 1000
         for log in logs
@@ -143,10 +148,11 @@ def figures(logs: list[dict], t0: dict[int, float]) -> dict:
             "offset_error_ms": common.summary_ms(offsets),
             "ready_ms": common.summary_ms(ready), "revealed_ms": common.summary_ms(revealed),
             "onset_spread_ms": common.summary_ms(reported), "revealed_spread_ms": common.summary_ms(achieved),
+            "reveal_frame_spread_ms": common.summary_ms(framed), "next_frame_ms": common.summary_ms(out),
             "late_reveals": late, "revealed_per_step": len(revealed) / max(1, len(t0))}  # fmt: skip
 
 
-async def run_browser(n: int, steps: int, embedded: bool = False, shots: Path = SHOTS) -> dict:
+async def run_browser(n: int, steps: int, embedded: bool = False, shots: Path = SHOTS, raw: str | None = None) -> dict:
     import websockets
     from playwright.async_api import async_playwright
 
@@ -173,6 +179,8 @@ async def run_browser(n: int, steps: int, embedded: bool = False, shots: Path = 
             t0 = await drive(pages, boss, steps, shots)
             drain.cancel()
         logs = [await p.evaluate(READ) for p in pages]
+        if raw:
+            Path(raw).write_text(json.dumps({"t0": t0, "pages": logs}))
         await browser.close()
     finally:
         await manager.stop()
@@ -186,7 +194,7 @@ async def main_async(args) -> dict:
     common.raise_nofile()
     redis = None if args.embedded else common.PrivateRedis().start()
     try:
-        return await run_browser(args.pages, args.steps, args.embedded)
+        return await run_browser(args.pages, args.steps, args.embedded, raw=args.raw)
     finally:
         if redis is not None:
             redis.stop()
@@ -197,6 +205,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--pages", type=int, default=8)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--embedded", action="store_true", help="SQLite and the in-process layer")
+    parser.add_argument("--raw", help="write t0 per step and every page's window.ensembleLive.log to this JSON file")
     return asyncio.run(main_async(parser.parse_args(argv)))
 
 

@@ -100,10 +100,12 @@ context, in one group session on daphne + PostgreSQL + Redis, opened before the 
 session; each page answers each step through its form, 0.5 s after the last reply the experimenter's socket
 advances (t0). Each page records in `window.ensembleLive.log`, with `performance.now()`, the state's and the
 content's arrival, the content ready and the animation frame that revealed the step, and the onset it reported
-on the server clock by its clock offset (clock error as above). Click -> revealed = `performance.timeOrigin` +
-that frame's time - t0 (one machine, one clock); onset spread = last minus first reported onset per step (and
-the same of the revealed frames on the machine's clock); navigations = `framenavigated` events of the pages'
-main frames after their first load."""
+(that frame's time on the server clock by its clock offset; clock error as above). Click -> revealed =
+`performance.timeOrigin` + the time the reveal frame's callback showed the step (`reveal_at`, at or after that
+frame's time) - t0 (one machine, one clock); click -> next frame: the time of the frame after it (the revealed
+frame is out by then). Onset spread = last minus first reported onset per step; revealed spread: the same of
+`reveal_at` on the machine's clock (it includes how late each renderer's callback ran), frame spread: of the
+reveal frames' times. Navigations = `framenavigated` events of the pages' main frames after their first load."""
 
 
 def _stats(s: dict | None, keys=("p50", "p95", "p99")) -> str:
@@ -153,13 +155,15 @@ def browser_rows(b: dict) -> list[str]:
     return [
         "| pages | steps | click -> state / content p50 ms | click -> ready p50 / p95 / p99 ms "
         "| click -> revealed p50 / p95 / p99 / max ms "
-        "| onset spread p50 / p95 / max ms | revealed spread p95 ms | clock error p50 / p95 ms | late | navigations "
-        "| answers stored / lost / doubled |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| click -> next frame p99 ms | onset spread p50 / p95 / max ms | revealed / frame spread p95 ms "
+        "| clock error p50 / p95 ms | late | navigations | answers stored / lost / doubled |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {b['n']} | {b['steps']} | {_fmt(b.get('frame_ms', {}).get('p50'))} / "
         f"{_fmt(b.get('content_ms', {}).get('p50'))} | {_stats(b['ready_ms'])} "
         f"| {_stats(b['revealed_ms'], ('p50', 'p95', 'p99', 'max'))} "
-        f"| {_stats(b['onset_spread_ms'], ('p50', 'p95', 'max'))} | {_fmt(b['revealed_spread_ms'].get('p95'))} "
+        f"| {_fmt(b.get('next_frame_ms', {}).get('p99'))} "
+        f"| {_stats(b['onset_spread_ms'], ('p50', 'p95', 'max'))} | {_fmt(b['revealed_spread_ms'].get('p95'))} / "
+        f"{_fmt(b.get('reveal_frame_spread_ms', {}).get('p95'))} "
         f"| {_stats(b.get('offset_error_ms'), ('p50', 'p95'))} "
         f"| {b['late_reveals']} | {b['navigations']} | {_answers(b)} |",
         "",

@@ -14,9 +14,11 @@
    lobby waits, the waiting screen says how many more are needed and the estimated wait.
 
    window.ensembleLive.log: one entry per step, {step, state_at, content_at, ready_at,
-   reveal_at (performance.now()), starts_at, onset_ms (server clock), offset_ms (server
-   minus browser), late_ms}; window.ensembleLive.submitAt: performance.now() of the last
-   answer's click. */
+   reveal_at (performance.now() when the reveal frame's callback showed the step), frame_at
+   (that frame's time), next_frame_at (the next frame's time: the revealed frame is out by
+   then), starts_at, onset_ms (the reveal frame's time on the server clock), offset_ms
+   (server minus browser), late_ms}; window.ensembleLive.submitAt: performance.now() of the
+   last answer's click. */
 (function () {
   "use strict";
   var el = document.querySelector("[data-lockstep]");
@@ -47,8 +49,8 @@
   function serverNow() { return now() + (socket && socket.offsetMs || 0); }
   function entry(step) {
     if (!logs[step]) {
-      logs[step] = {step: step, state_at: null, content_at: null, ready_at: null, reveal_at: null,
-                    starts_at: null, onset_ms: null, offset_ms: null, late_ms: null};
+      logs[step] = {step: step, state_at: null, content_at: null, ready_at: null, reveal_at: null, frame_at: null,
+                    next_frame_at: null, starts_at: null, onset_ms: null, offset_ms: null, late_ms: null};
       live.log.push(logs[step]);
     }
     return logs[step];
@@ -170,6 +172,8 @@
     stopTask();
     page.shown = null;
     stage.hidden = true;
+    stage.classList.add("live-veiled");
+    waiting.classList.remove("live-veiled");
     waiting.hidden = false;
     el.dataset.mode = "waiting";
   }
@@ -177,6 +181,7 @@
   function cancelPending() {
     if (!page.pending) return;
     clearTimeout(page.pending.timer);
+    clearTimeout(page.pending.backup);
     if (page.pending.raf) cancelAnimationFrame(page.pending.raf);
     page.pending = null;
   }
@@ -203,51 +208,101 @@
     ready.then(function (task) {
       if (page.shown !== s.step || page.leaving) return;
       page.task = task;
+      lay(task);
       e.ready_at = performance.now();
       e.ready_server = serverNow();
       schedule(s.step, s.starts_at != null ? s.starts_at : c.starts_at);
-    }, function (err) { if (page.shown === s.step) { reveal(s.step, null); fail(s.step, err); } });
+    }, function (err) { if (page.shown === s.step) { lay(null); reveal(s.step, null); fail(s.step, err); } });
   }
 
-  /* Reveal at startsAt (server clock) on the animation frame nearest to it (at most half a
-     frame early); at once when that moment has passed (late). A timer wakes the frame loop
-     ~2 frames early. */
+  /* The step in the page, veiled: displayed (so styled and laid out now, not in the reveal
+     frame) under the waiting screen, which stays on top until the reveal. */
+  function lay(task) {
+    questions.hidden = !!task;
+    host.hidden = !task;
+    stage.classList.add("live-veiled");
+    stage.hidden = false;
+    void stage.offsetHeight;  // style and layout now
+  }
+
+  // Epoch ms (browser clock) of a performance.now() time, e.g. an animation frame's.
+  function epochOf(t) { return t + (now() - performance.now()); }
+
+  /* Reveal at startsAt (server clock) in the animation frame whose frame time is nearest
+     to it (at most half a frame early), judged by the frame's time, which every page of
+     one display shares, not by when this page's callback happens to run. A timer wakes
+     the frame loop WAKE_MS early (a frame loop costs a callback per frame); a backup
+     timer reveals if frames do not come (a hidden or throttled page: no frames, shown on
+     the timer and reported late); content ready after startsAt is shown in the next frame
+     and reported late. The target follows the clock estimate, which may improve while the
+     step waits. */
+  var WAKE_MS = 50, FRAME_MS = 1000 / 60;
   function schedule(step, startsAt) {
-    // (the target follows the clock estimate, which may improve while the step waits)
     var target = function () { return startsAt == null ? now() : startsAt - (socket.offsetMs || 0); };
-    page.pending = {timer: null, raf: null};
-    if (target() <= now()) return reveal(step, startsAt);
-    var last = null, interval = 1000 / 60;
-    var frame = function (ts) {
-      if (ts && last) interval = Math.min(50, Math.max(4, ts - last));
-      last = ts || null;
-      // the frame nearest to the target: at most half a frame early or late
-      if (now() + (ts ? interval / 2 : 0) >= target()) { page.pending = null; reveal(step, startsAt); }
-      else if (document.hidden) page.pending.timer = setTimeout(frame, Math.max(0, target() - now()));
-      else page.pending.raf = requestAnimationFrame(frame);
+    var pending = page.pending = {timer: null, raf: null, backup: null};
+    var last = null, interval = FRAME_MS;
+    var show = function (frameEpoch, frameAt) {
+      if (page.pending !== pending) return;
+      cancelPending();
+      reveal(step, startsAt, frameEpoch, frameAt);
     };
-    page.pending.timer = setTimeout(frame, Math.max(0, target() - now() - 34));
+    var frame = function (ts) {
+      if (last !== null) interval = Math.min(50, Math.max(4, ts - last));
+      last = ts;
+      // A callback that runs more than a frame after its frame's time (a stalled main
+      // thread) shows the step in a later frame: its own time is the honest onset.
+      var t = performance.now() - ts > interval ? performance.now() : ts;
+      var at = epochOf(t);
+      if (at + interval / 2 >= target()) return show(at, t);
+      pending.raf = requestAnimationFrame(frame);
+    };
+    var wake = function () {
+      pending.raf = requestAnimationFrame(frame);
+      clearTimeout(pending.backup);  // no frame within two frames of the target: show now
+      pending.backup = setTimeout(function () { show(now(), performance.now()); },
+                                  Math.max(0, target() - now()) + 2 * FRAME_MS + 5);
+    };
+    if (document.hidden) {
+      pending.timer = setTimeout(function () { show(now(), performance.now()); }, Math.max(0, target() - now()));
+    } else if (target() - now() > WAKE_MS) {
+      pending.timer = setTimeout(wake, target() - now() - WAKE_MS);
+    } else wake();
   }
 
-  function reveal(step, startsAt) {
+  /* The reveal frame does a class toggle and nothing that lays out new DOM (the step was
+     laid out veiled); the reports and the focus follow in a task after it. The onset is
+     the frame's time on the server clock; a page that showed the step later than the
+     frame nearest to startsAt (content late, no frames) reports how late. */
+  function reveal(step, startsAt, frameEpoch, frameAt) {
     var e = entry(step);
     e.reveal_at = performance.now();
+    e.frame_at = frameAt != null ? frameAt : e.reveal_at;
     e.offset_ms = socket.offsetMs || 0;
-    e.onset_ms = serverNow();
-    var wasLate = startsAt != null && e.ready_server != null && e.ready_server > startsAt;
-    e.late_ms = wasLate || startsAt == null ? Math.max(0, Math.round(e.onset_ms - (startsAt || e.onset_ms))) : 0;
+    e.onset_ms = (frameEpoch != null ? frameEpoch : now()) + e.offset_ms;
+    var behind = startsAt == null ? 0 : e.onset_ms - startsAt;
+    var wasLate = e.ready_server != null && startsAt != null && e.ready_server > startsAt;
+    e.late_ms = wasLate || behind > FRAME_MS / 2 + 1 ? Math.max(1, Math.round(behind)) : 0;
     page.revealed = step;
-    waiting.hidden = true;
     stage.hidden = false;
+    stage.classList.remove("live-veiled");
+    waiting.classList.add("live-veiled");
+    if (page.task) page.task.run();
     el.dataset.step = String(step);
     el.dataset.mode = "form";
     hidden("_onset_ms", Math.round(e.onset_ms)); hidden("_onset_late_ms", e.late_ms);
+    setTimeout(function () { revealed(step, e); }, 0);
+  }
+
+  function revealed(step, e) {
+    requestAnimationFrame(function (ts) { e.next_frame_at = ts; });
+    if (page.revealed === step && page.shown === step) waiting.hidden = true;  // (veiled, it kept its height)
     socket.send(P.msg.onset(step, Math.round(e.onset_ms), e.late_ms, Math.round(e.ready_server || e.onset_ms),
                             socket.bestRtt));
     var c = page.contents[step];
     if (c) socket.send(P.msg.location(c.form, step));
-    if (page.task) { questions.hidden = true; page.task.run(); }
-    else { questions.hidden = false; var first = questions.querySelector("input, select, textarea"); if (first) first.focus(); }
+    if (page.task || page.revealed !== step) return;
+    var first = questions.querySelector("input, select, textarea");
+    if (first) first.focus();
   }
 
   /* ---- jsPsych ------------------------------------------------------------- */

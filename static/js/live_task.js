@@ -78,13 +78,27 @@
       return plugins(E.pluginNames(timeline), base).then(function () {
         self.timeline = E.normalizeTimeline(timeline, function (name) { return global[name]; });
       });
-    }).then(function () { return preload(self.content.preload); }).then(function () { return self; });
+    }).then(function () { return preload(self.content.preload); }).then(function () {
+      return self.prepareDom();
+    }).then(function () { return self; });
+  };
+
+  /* jsPsych's own DOM (its content wrapper in the host) is made now, veiled with the
+     step, not in the reveal frame: run() then only starts the timeline, whose first
+     trial renders in that frame (a trial's response and duration clocks start when it
+     renders, so it cannot render earlier). */
+  Task.prototype.prepareDom = function () {
+    var jsPsych = this.jsPsych;
+    if (typeof jsPsych.prepareDom !== "function") return Promise.resolve();
+    this.host.innerHTML = "";
+    return Promise.resolve(jsPsych.prepareDom()).then(function () {
+      jsPsych.prepareDom = function () { return Promise.resolve(); };  // done: run() must not add a second
+    });
   };
 
   Task.prototype.run = function () {
     var self = this;
     current = this;
-    this.host.innerHTML = "";
     this.host.hidden = false;
     global.jsPsych = this.jsPsych;
     global.EnsembleJsPsych.jsPsych = this.jsPsych;

@@ -64,6 +64,8 @@ def test_chromium_pages_reveal_every_step_without_navigating(bench_var):
     assert result["revealed_ms"]["count"] == result["ready_ms"]["count"] == 2 * 2
     assert result["revealed_ms"]["p50"] >= result["ready_ms"]["p50"] > 0
     assert result["onset_spread_ms"]["count"] == 2 and result["revealed_spread_ms"]["count"] == 2
+    assert result["reveal_frame_spread_ms"]["count"] == 2 and result["next_frame_ms"]["count"] == 2 * 2
+    assert result["next_frame_ms"]["p50"] >= result["revealed_ms"]["p50"]  # the frame after the reveal's
     assert result["answers"] == {"expected": 4, "stored": 4, "lost": 0, "doubled": 0}
     assert len(result["screenshots"]) == 2 and all((shots / p).exists() for p in result["screenshots"])
 
