@@ -84,7 +84,7 @@ _building: dict = {}  # key -> lock held while one thread renders that shell
 def serve(request, experiment_id: int) -> HttpResponse | None:
     """The live page for this browser's run, or None: the general path serves it."""
     token = read_run_token(request.COOKIES, experiment_id)
-    if token is None or CookieStorage.cookie_name in request.COOKIES:  # a message to show: general path
+    if token is None or _may_have_messages(request):
         return None
     if not getattr(settings, "GROUP_LIVE_PUSH_CONTENT", True):
         return None
@@ -105,6 +105,12 @@ def serve(request, experiment_id: int) -> HttpResponse | None:
     starts_at = _starts_at(view)
     values = {CSRF: get_token(request), NONCE: current["nonce"], STARTS: json.dumps(starts_at)}
     return HttpResponse("".join(values.get(part, part) for part in parts))
+
+
+def _may_have_messages(request) -> bool:
+    """A message may wait to be shown (``django.contrib.messages``: in its cookie, or in the
+    session when the cookie overflowed): the general path renders it."""
+    return CookieStorage.cookie_name in request.COOKIES or settings.SESSION_COOKIE_NAME in request.COOKIES
 
 
 def _starts_at(view: TrialView) -> int | None:

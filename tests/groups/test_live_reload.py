@@ -134,3 +134,14 @@ def test_a_loop_the_experimenter_exited_is_left_on_reload(group, staff):
     html = reload(client, session)
     assert "live-initial" not in html and 'name="q-warm"' not in html  # the end page
     assert current(session)["order"] == 2  # on the end form
+
+
+def test_a_message_to_show_takes_the_general_path(group, staff):
+    from runner.views.run import STALE_MESSAGE
+
+    client, session = in_the_loop(group, staff)
+    reload(client, session)
+    stale = {"_order": 1, "_visit": 1, "_nonce": "long-gone", "q-_group_step": 0, "q-warm": "Yes"}
+    response = client.post(f"/run/{session.experiment_id}/", stale, follow=True)
+    assert STALE_MESSAGE.replace("'", "&#x27;") in response.content.decode()
+    assert 'name="q-warm"' in response.content.decode()  # and still the step
