@@ -9,13 +9,15 @@ class GroupsConfig(AppConfig):
     def ready(self):
         from realtime import ports
         from runner import services as runner_services
+        from runner.views import run as runner_run
 
-        from . import flowhandlers, hooks, live, live_content, presence, selectors, services, store
+        from . import flowhandlers, hooks, live, live_content, live_page, presence, selectors, services, store
         from .lockstep import register
 
         register()  # the lockstep group_trial replaces the runner's plain one
         hooks.use_context_writer(services.group_session_set_context)
         runner_services.use_group_attach(services.attach_participant)
+        runner_run.use_group_page(live_page.serve)  # a reload of the live page: reads only
         ports.register(
             ports.GroupPorts(
                 read_body=store.read_wire_body,

@@ -161,7 +161,7 @@ _MEMBERSHIP = Select(Membership, related=("group_session",), where='t0."session_
 def trial_for(session) -> TrialView | None:
     """The lockstep position of a runner ``Session`` (None if it is in no group session)."""
     membership = _MEMBERSHIP.first(session.pk)
-    return None if membership is None else _trial_view(membership)
+    return None if membership is None else trial_view(membership)
 
 
 DEADLINE_TOLERANCE_MS = 300  # a page's corrected clock may run a little ahead of the server's
@@ -177,7 +177,8 @@ def _timed_out(gs, membership) -> bool:
     return now_ms() >= gs.deadline_ms - DEADLINE_TOLERANCE_MS
 
 
-def _trial_view(membership) -> TrialView:
+def trial_view(membership) -> TrialView:
+    """The lockstep position of a membership read with its group session."""
     gs = membership.group_session
     return TrialView(
         group_session_id=gs.pk,
@@ -217,7 +218,7 @@ def trial_views(sessions) -> list[TrialView | None]:
         return []
     select = select_in(Membership, "session_id", len(sessions), related=("group_session",))
     found = {m.session_id: m for m in select.all(*(s.pk for s in sessions))}
-    return [_trial_view(found[s.pk]) if s.pk in found else None for s in sessions]
+    return [trial_view(found[s.pk]) if s.pk in found else None for s in sessions]
 
 
 def run_group(*, session) -> Group | None:

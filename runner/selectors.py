@@ -23,15 +23,21 @@ _once: ContextVar[dict | None] = ContextVar("runner_reads_once", default=None)
 
 
 @contextmanager
-def reads_once():
+def reads_once(known: dict | None = None):
     """Within this block the experiment's positions and a form's questions are read from
     the database once (a run page's GET resolves its visit in several places: each read
-    them again). Neither changes while one request is served."""
-    token = _once.set({})
+    them again). Neither changes while one request is served. ``known``: rows the caller
+    has already read (``known_reads``)."""
+    token = _once.set(dict(known or {}))
     try:
         yield
     finally:
         _once.reset(token)
+
+
+def known_reads(experiment_id: int, positions_: list, form_id: int, questions: list) -> dict:
+    """What ``reads_once(known=...)`` takes: an experiment's positions and a form's questions."""
+    return {("positions", experiment_id): positions_, ("questions", form_id): questions}
 
 
 def _read_once(select: Select, kind: str, pk: int) -> list:
@@ -106,6 +112,7 @@ __all__ = [
     "experiment_or_none",
     "form_questions",
     "is_group",
+    "known_reads",
     "position_at",
     "positions",
     "session_for_request",

@@ -81,10 +81,18 @@ def render_visit(request, session, *, page=None, form=None, status: int = 200):
         return render(request, "runner/done.html", {"experiment": session.experiment, "declined": False})
     fresh_page, handler, positions = page_for(session, request=request)
     page = page or fresh_page
+    context = visit_context(session, page, handler, positions, form=form)
+    return render(request, handler.template_name, context, status=status)
+
+
+def visit_context(session, page, handler, positions, *, form=None) -> dict:
+    """The whole template context of a visit (the handler's ``get_context`` included, which
+    may choose ``handler.template_name``); also what the live page's shell is rendered
+    from (``groups.live_page``)."""
     form = form if form is not None else handler.build_form(page)
     context = _visit_context(session, page, form, handler, positions)
     context.update(handler.get_context(page, form))
     if context.get("timeline"):  # (a group trial's timeline comes from get_context)
         context["jspsych_max_bytes"] = jspsych_limits()["bytes"]
         context["jspsych_package"] = jspsych_package.page_script(session.experiment_id, page.position.stimulus_script)
-    return render(request, handler.template_name, context, status=status)
+    return context

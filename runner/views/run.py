@@ -71,10 +71,25 @@ def start(request, experiment_id: int):
     return response
 
 
+#: Serves the page of a group run by a shorter path when it can, else returns None
+#: (``groups.live_page.serve``, registered from ``GroupsConfig.ready()``, so that the
+#: runner imports no groups module).
+_group_page = None
+
+
+def use_group_page(serve) -> None:
+    global _group_page
+    _group_page = serve
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 def run_page(request, experiment_id: int):
     """``/run/<id>/``: the current visit. POST carries ``_order``, ``_visit`` and ``_nonce``."""
+    if request.method == "GET" and _group_page is not None and selectors.is_group(experiment_id):
+        served = _group_page(request, experiment_id)  # a reload of the live page: reads only
+        if served is not None:
+            return served
     if request.method == "POST" and selectors.is_group(experiment_id):
         # A live group's answers come together: stored in batches (runner/batching.py),
         # which find their runs by the cookies' tokens, all in one statement.
