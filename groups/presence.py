@@ -28,6 +28,8 @@ from dataclasses import replace
 from django.conf import settings
 from django.db import transaction
 
+from realtime.ports import CONSOLE
+
 from . import flowservices, live, store
 from . import state as sm
 from .models import GroupSession, ProcessConnections
@@ -84,7 +86,10 @@ def record_presence(
         old, _ = store.load_state(gs)
         at, rows = store.now_ms(), dict(old.participants)
         if held or retired:
+            consoles = (bool(retired) or CONSOLE in (held or {})) and flowservices.console_open(gs.pk)
             rows = _count_process(gs.pk, old, rows, at, process, held or {}, retired)
+            if consoles and not flowservices.console_open(gs.pk):  # the last console closed
+                flowservices.console_closed(gs, old, at)
         for pid, version in (acks or {}).items():
             if version <= old.version:  # never more than what was sent before this batch
                 rows = _one(old, rows, pid, sm.Ack(pid, version), at)
@@ -123,6 +128,9 @@ def _count_process(gs_id: int, old: sm.GroupState, rows: dict, at: int, process:
     ledger = {}
     for pid, n in held.items():
         had, n = counted.get((pid, process), 0), max(n, 0)
+        if pid == CONSOLE:  # the experimenter's sockets: counted, no participant changes
+            ledger.update({pid: n} if n != had else {})
+            continue
         before = rows[pid].connections if pid in rows else 0
         rows = _connect(old, rows, pid, n - had, at)
         applied = (rows[pid].connections if pid in rows else 0) - before
