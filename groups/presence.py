@@ -86,10 +86,7 @@ def record_presence(
         old, _ = store.load_state(gs)
         at, rows = store.now_ms(), dict(old.participants)
         if held or retired:
-            consoles = (bool(retired) or CONSOLE in (held or {})) and flowservices.console_open(gs.pk)
-            rows = _count_process(gs.pk, old, rows, at, process, held or {}, retired)
-            if consoles and not flowservices.console_open(gs.pk):  # the last console closed
-                flowservices.console_closed(gs, old, at)
+            rows = _count_with_consoles(gs, old, rows, at, process, held or {}, retired)
         for pid, version in (acks or {}).items():
             if version <= old.version:  # never more than what was sent before this batch
                 rows = _one(old, rows, pid, sm.Ack(pid, version), at)
@@ -114,6 +111,17 @@ def _connect(state: sm.GroupState, rows: dict, pid: str, delta: int, at: int) ->
     action = sm.Connect(pid) if delta > 0 else sm.Disconnect(pid)
     for _ in range(abs(delta)):
         rows = _one(state, rows, pid, action, at)
+    return rows
+
+
+def _count_with_consoles(gs, old: sm.GroupState, rows: dict, at: int, process: str, held: dict[str, int],
+                         retired: tuple[str, ...]) -> dict:  # fmt: skip
+    """``_count_process``; when it closed the last experimenter console (``CONSOLE`` in
+    ``held``, or a dead process's), a full lobby that waited for it starts by itself."""
+    consoles = (bool(retired) or CONSOLE in held) and flowservices.console_open(gs.pk)
+    rows = _count_process(gs.pk, old, rows, at, process, held, retired)
+    if consoles and not flowservices.console_open(gs.pk):
+        flowservices.console_closed(gs, old, at)
     return rows
 
 
