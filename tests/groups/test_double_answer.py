@@ -18,6 +18,7 @@ from groups import services
 from groups.models import Membership
 from runner import progress
 from runner.models import Response
+from tests.groups import flow_fixture
 from tests.groups.test_live import answer, experiment, group  # noqa: F401 - fixtures
 from tests.groups.test_live_timeout import run_out, timed
 from tests.runner.builders import current
@@ -53,8 +54,11 @@ def test_the_late_answer_after_a_submit_timeout_is_stored_once(experiment, group
     assert answer(c2, s2, warm="Yes").json()["stored"]  # in time
     assert run_out() >= 1
     assert Membership.objects.get(session=s1).flag == "timed_out"
+    hooks_before = [call[0] for call in flow_fixture.CALLS]
     late = answer(c1, s1, warm=None, _timed_out="1")  # the page sends what is filled
     assert late.status_code == 200 and late.json()["stored"], late.content
+    hooks = [call[0] for call in flow_fixture.CALLS][len(hooks_before) :]
+    assert hooks == ["on_response"]  # the timeout completed the step: no second on_all_responded
     assert Membership.objects.get(session=s1).flag == "late_answer"
     again = answer(c1, s1, warm="No", _timed_out="1")  # a real answer from another visit after it
     assert again.status_code == 409 and again.json()["code"] == "already_answered"
