@@ -84,6 +84,9 @@ class CheckedResponses:
     #: accepted answers that change something: (index, pseudonym, membership id)
     changed: list[tuple[int, str, int]] = field(default_factory=list)
     all_responded: bool = False  # nobody else is still answering (set by write)
+    #: an accepted answer closes someone's step (not only late answers after a timeout,
+    #: whose step the timer closed: the group was complete without them)
+    first_answers: bool = False
 
     def recorded(self) -> RecordedStep:
         gs = self.gs
@@ -98,11 +101,12 @@ class CheckedResponses:
             return  # repeats of answers already recorded: nothing changes
         gs, new = self.gs, self.state
         gs.version, gs.participant_version, gs.changed_ms = new.version, new.participant_version, new.changed_ms
-        members = [(mid, new.participants[pid].status, new.participants[pid].responded_step)
+        members = [(mid, new.participants[pid].status, new.participants[pid].responded_step, new.participants[pid].flag)
                    for _, pid, mid in self.changed]  # fmt: skip
         # The last answer of the step? Counted under the lock, so of all the batches
         # racing for it exactly one sees nobody left (the others committed before it).
-        self.all_responded = not store.save_answers(gs, members, gs.step)
+        still_answering = store.save_answers(gs, members, gs.step)
+        self.all_responded = self.first_answers and not still_answering
 
     def announce(self) -> None:
         """After :meth:`write`: the hooks (``on_all_responded`` sees the rows stored), the
@@ -131,7 +135,10 @@ def check_responses(items: list[Answer]) -> CheckedResponses:
     that will store the accepted answers' rows, then :meth:`CheckedResponses.write` and
     :meth:`CheckedResponses.announce`.
     Refusal codes: ``stale_step`` (not the current step), ``not_started``, ``ended``,
-    ``kicked``, ``not_in_group``. A repeated answer to a step is accepted (idempotent)."""
+    ``kicked``, ``not_in_group``, ``already_answered`` (a second answer to the step: the
+    runner's visit nonce makes a repeated POST of one visit a duplicate before this, so
+    this is another visit; only the page's answer after a ``submit`` timeout is taken,
+    once), ``skipped`` (the step was closed for them)."""
     group_session_id = items[0].group_session_id
     if any(item.group_session_id != group_session_id for item in items):
         raise ValueError("check_responses: answers of more than one group session")
@@ -155,9 +162,6 @@ def _decide(checked: CheckedResponses, rows: dict) -> CheckedResponses:
             checked.refusals[index] = GroupError("This run is not part of a group session.", code="not_in_group")
             continue
         pseudonym, me = row
-        if me.flag == "skipped" and me.responded_step == item.step:  # closed without an answer (issue 20)
-            checked.refusals[index] = GroupError("This step was closed for you; it stores nothing.", code="skipped")
-            continue
         # Each answer on a state of its own participant only (the versions carried on):
         # a state of every participant so far would be copied once per answer (K squared).
         one = replace(state, participants=MappingProxyType({pseudonym: answered.get(pseudonym, me)}))
@@ -167,6 +171,7 @@ def _decide(checked: CheckedResponses, rows: dict) -> CheckedResponses:
             checked.refusals[index] = exc
             continue
         if new is not one:
+            checked.first_answers |= one.participants[pseudonym].responded_step != item.step  # not a late one
             answered[pseudonym] = new.participants[pseudonym]
             state = new
             checked.changed.append((index, pseudonym, item.membership_id))
@@ -181,7 +186,7 @@ def record_response(*, session, step: int, answers: dict | None = None, view: Tr
 
     Call it INSIDE the transaction that stores the Response rows, as late as possible:
     the group session stays locked until that transaction commits, and a refusal
-    (raised) means nothing must be stored. Idempotent for a repeated step.
+    (raised) means nothing must be stored.
     Raises ``GroupError`` (the codes of :func:`check_responses`).
     """
     item = Answer.of(session=session, step=step, answers=answers, view=view)

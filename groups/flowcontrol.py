@@ -43,6 +43,7 @@ from .state import (
 )
 
 TIMED_OUT, SKIPPED = "timed_out", "skipped"
+LATE_ANSWER = "late_answer"  # timed out (on_timeout: submit), then the page's answer came: kept, once
 MAX_EXTEND_SECONDS = 24 * 3600
 
 
@@ -121,6 +122,18 @@ def _stop_timer(state, action, now):
     _require_timer(state)
     new = bump(state, now, visible=True, deadline_ms=None, timer_remaining_ms=None)
     return new, [Event("timer_stopped", now, {"step": state.step})]
+
+
+def answer_again(state, action, p, now):
+    """A ``Respond`` to a step the participant's answer is already closed for: the one
+    answer their page sends after the timer closed it (``on_timeout: submit``) is taken,
+    once; after a skip, or any other second answer, nothing is stored."""
+    if p.flag == SKIPPED:
+        raise GroupError("This step was closed for you; it stores nothing.", code="skipped")
+    if p.flag != TIMED_OUT:
+        raise GroupError("This step was already answered; a second answer is not stored.", code="already_answered")
+    new = bump(state, now, visible=True, participants=changed(state, action.participant, flag=LATE_ANSWER))
+    return new, [Event("responded", now, {"participant": action.participant, "step": state.step, "late": True})]
 
 
 # ---- the console's per-participant controls -------------------------------------
@@ -296,6 +309,20 @@ def lobby_full(state: GroupState, lobby: LobbyPolicy | None) -> bool:
     return lobby is not None and state.phase == WAITING and placed_count(state) >= lobby.min_size
 
 
+#: What a lobby at ``min_size`` does (``lobby_start``): start by itself, or ask the console.
+START, CONFIRM = "start", "confirm"
+
+
+def lobby_start(state: GroupState, lobby: LobbyPolicy | None, *, console_open: bool) -> str:
+    """A full lobby starts the session by itself (``START``) unless an experimenter's
+    console is open: then it asks them (``CONFIRM``: the console's *Start now* is the
+    confirmation, and the session starts by itself once no console is open any more).
+    "" while the lobby is not full or the session has started."""
+    if not lobby_full(state, lobby):
+        return ""
+    return CONFIRM if console_open else START
+
+
 def waiting_for(state: GroupState, lobby: LobbyPolicy) -> int:
     """How many more arrivals the lobby needs before it can start."""
     return max(0, lobby.min_size - placed_count(state))
@@ -354,4 +381,4 @@ FLOW_HANDLERS = {  # registered with the state machine below
     Arrive: _arrive,
     Release: _release,
 }
-extend(FLOW_HANDLERS, new_step=step_handover)
+extend(FLOW_HANDLERS, new_step=step_handover, answer_again=answer_again)

@@ -9,9 +9,20 @@ called once per process from ``GroupsConfig.ready()``; the arming is
 
 from __future__ import annotations
 
-from . import actions, services, timers
+from . import actions, services, store, timers
+from . import flowcontrol as fc
 from . import state as sm
-from .flowservices import ADVANCE, AUTO, DROPOUT, LOBBY_START, RELEASE, TIMEOUT, dropout_policy, lobby_policy
+from .flowservices import (
+    ADVANCE,
+    AUTO,
+    DROPOUT,
+    LOBBY_START,
+    RELEASE,
+    TIMEOUT,
+    console_open,
+    dropout_policy,
+    lobby_policy,
+)
 from .models import GroupSession, Timer
 from .state import GroupError
 
@@ -51,11 +62,14 @@ def _fire_release(timer: Timer, now: int) -> None:
 
 
 def _fire_lobby_start(timer: Timer, now: int) -> None:
-    """The lobby reached ``min_size``: start, unless an experimenter is attached (then the
-    console's Start is their confirmation; the step log says the lobby is full)."""
-    gs = GroupSession.objects.get(pk=timer.group_session_id)
-    if gs.experimenters.exists():
-        Timer.objects.filter(pk=timer.pk).update(data={"waits_for": "experimenter"})
+    """The lobby reached ``min_size``: start, unless an experimenter's console is open
+    (then its *Start now* is the confirmation; closing the last console arms this again,
+    ``flowservices.console_closed``)."""
+    gs = GroupSession.objects.select_related("experiment").get(pk=timer.group_session_id)
+    state, _ = store.load_state(gs)
+    decision = fc.lobby_start(state, lobby_policy(gs), console_open=console_open(gs.pk))
+    if decision != fc.START:
+        Timer.objects.filter(pk=timer.pk).update(data={"waits_for": "experimenter" if decision else "nothing"})
         return
     try:
         services.group_session_start(group_session=gs.pk, by=AUTO)

@@ -25,10 +25,12 @@ from functools import partial
 from django.db import transaction
 from django.utils import timezone
 
+from realtime.ports import CONSOLE
+
 from . import actions, live, store, timers
 from . import flowcontrol as fc
 from . import state as sm
-from .models import GroupSession, Timer
+from .models import GroupSession, ProcessConnections, Timer
 
 logger = logging.getLogger(__name__)
 
@@ -163,6 +165,20 @@ def _arm_releases(gs: GroupSession, state: sm.GroupState) -> None:
     for pid, due in fc.releases_due(state, lobby_policy(gs)).items():
         data = {"participant": pid, "joined_ms": state.participants[pid].joined_ms}
         timers.schedule(gs.pk, RELEASE, pid, due_ms=due, data=data)
+
+
+def console_open(gs_id: int) -> bool:
+    """An experimenter's console is connected to the group session: some live server
+    process counts one of its sockets (``realtime.ports.CONSOLE`` in the presence
+    batches; a dead process's count is taken off with its lease, ``groups.presence``)."""
+    return ProcessConnections.objects.filter(group_session_id=gs_id, pseudonym=CONSOLE, count__gt=0).exists()
+
+
+def console_closed(gs: GroupSession, state: sm.GroupState, now: int) -> None:
+    """The last console closed (presence batch, lock held): a full lobby that was waiting
+    for the experimenter's confirmation now starts by itself."""
+    if fc.lobby_start(state, lobby_policy(gs), console_open=False) == fc.START:
+        timers.schedule(gs.pk, LOBBY_START, f"closed:{now}", due_ms=now)
 
 
 def join_action(gs: GroupSession, pseudonym: str):

@@ -263,12 +263,20 @@ def _refusal(view: selectors.TrialView | None, step: int) -> str:
     return "stale_step" if view.step != step else ""
 
 
+#: (title, message) of the refusals whose answer does not come too late: the page waits on.
+REFUSALS = {
+    "already_answered": ("Your answer is already stored", "Your answer to this trial is already stored, so this "
+                         "second answer was not stored. Please wait for the group to move on."),
+    "skipped": ("This trial was closed for you", "This trial was closed for you, so this answer was not stored. "
+                "Please wait for the group to move on."),
+}  # fmt: skip
+MOVED_ON = ("This trial is over", "The group has already moved on from this trial, so this answer was not stored. "
+            "Open the study page again to continue.")  # fmt: skip
+
+
 def _refusal_error(exc: GroupError) -> StepRefused:
-    refused = StepRefused(
-        "The group has already moved on from this trial, so this answer was not stored. "
-        "Open the study page again to continue.",
-        code=exc.code,
-    )
+    title, message = REFUSALS.get(exc.code, MOVED_ON)
+    refused = StepRefused(message, code=exc.code, title=title)
     refused.__cause__ = exc
     return refused
 

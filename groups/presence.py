@@ -28,6 +28,8 @@ from dataclasses import replace
 from django.conf import settings
 from django.db import transaction
 
+from realtime.ports import CONSOLE
+
 from . import flowservices, live, store
 from . import state as sm
 from .models import GroupSession, ProcessConnections
@@ -84,7 +86,7 @@ def record_presence(
         old, _ = store.load_state(gs)
         at, rows = store.now_ms(), dict(old.participants)
         if held or retired:
-            rows = _count_process(gs.pk, old, rows, at, process, held or {}, retired)
+            rows = _count_with_consoles(gs, old, rows, at, process, held or {}, retired)
         for pid, version in (acks or {}).items():
             if version <= old.version:  # never more than what was sent before this batch
                 rows = _one(old, rows, pid, sm.Ack(pid, version), at)
@@ -112,6 +114,17 @@ def _connect(state: sm.GroupState, rows: dict, pid: str, delta: int, at: int) ->
     return rows
 
 
+def _count_with_consoles(gs, old: sm.GroupState, rows: dict, at: int, process: str, held: dict[str, int],
+                         retired: tuple[str, ...]) -> dict:  # fmt: skip
+    """``_count_process``; when it closed the last experimenter console (``CONSOLE`` in
+    ``held``, or a dead process's), a full lobby that waited for it starts by itself."""
+    consoles = (bool(retired) or CONSOLE in held) and flowservices.console_open(gs.pk)
+    rows = _count_process(gs.pk, old, rows, at, process, held, retired)
+    if consoles and not flowservices.console_open(gs.pk):
+        flowservices.console_closed(gs, old, at)
+    return rows
+
+
 def _count_process(gs_id: int, old: sm.GroupState, rows: dict, at: int, process: str, held: dict[str, int],
                    retired: tuple[str, ...]) -> dict:  # fmt: skip
     """``rows`` with the ``retired`` processes' connections taken off and ``process``'s
@@ -123,6 +136,9 @@ def _count_process(gs_id: int, old: sm.GroupState, rows: dict, at: int, process:
     ledger = {}
     for pid, n in held.items():
         had, n = counted.get((pid, process), 0), max(n, 0)
+        if pid == CONSOLE:  # the experimenter's sockets: counted, no participant changes
+            ledger.update({pid: n} if n != had else {})
+            continue
         before = rows[pid].connections if pid in rows else 0
         rows = _connect(old, rows, pid, n - had, at)
         applied = (rows[pid].connections if pid in rows else 0) - before

@@ -192,8 +192,8 @@ def transition(state: GroupState, action: Action, *, now_ms: int) -> tuple[Group
     """Apply ``action`` to ``state``; return the new state and what happened.
 
     Raises ``GroupError`` (nothing changes; codes in docs/groups.md, "Lifecycle"). A
-    repeated ``Respond``/``Ack``/``Ready`` that changes nothing returns the state
-    unchanged and no events (idempotent).
+    repeated ``Ack``/``Ready`` that changes nothing returns the state unchanged and no
+    events (idempotent); a second ``Respond`` to a step is refused (``already_answered``).
     """
     handler = _HANDLERS.get(type(action)) or _EXTENSIONS.get(type(action))
     if handler is None:
@@ -323,14 +323,10 @@ def _respond(state, action, now):
     require_started(state)
     p = member(state, action.participant)
     require_step(state, action.step)
-    if p.responded_step == state.step:
-        return state, []
-    new = bump(
-        state,
-        now,
-        visible=True,
-        participants=changed(state, action.participant, responded_step=state.step, status=RESPONDED),
-    )
+    if p.responded_step == state.step:  # a second answer: refused (but see groups.flowcontrol)
+        return _AGAIN[0](state, action, p, now)
+    changes = {"responded_step": state.step, "status": RESPONDED}
+    new = bump(state, now, visible=True, participants=changed(state, action.participant, **changes))
     events = [Event("responded", now, {"participant": action.participant, "step": state.step})]
     if new.all_responded:
         events.append(Event("all_responded", now, {"step": state.step}))
@@ -381,9 +377,16 @@ _EXTENSIONS: dict = {}  # action type -> handler
 _NEW_STEP = [lambda state, now: (state, [])]  # (state, now) -> (state, events), at every start and advance
 
 
-def extend(handlers: dict, *, new_step) -> None:
+def _answered_already(state, action, p, now):
+    raise GroupError("This step was already answered; a second answer is not stored.", code="already_answered")
+
+
+_AGAIN = [_answered_already]  # (state, action, participant, now) for a Respond to a step already answered
+
+
+def extend(handlers: dict, *, new_step, answer_again=_answered_already) -> None:
     _EXTENSIONS.update(handlers)
-    _NEW_STEP[0] = new_step
+    _NEW_STEP[0], _AGAIN[0] = new_step, answer_again
 
 
 def is_behind(state: GroupState, pid: str) -> bool:

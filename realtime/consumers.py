@@ -35,7 +35,7 @@ from project.core.errors import CodedError
 from . import live
 from .broadcast import get_hub
 from .frames import ABSENT_STATUS, Frames
-from .ports import group
+from .ports import CONSOLE, group
 from .schemas import EXPERIMENTER_TYPES, PARTICIPANT_TYPES, PongMsg, ProtocolError, error, parse_client_message
 from .wire import direct_writer
 
@@ -170,13 +170,23 @@ class ExperimenterConsumer(_GroupConsumer):
     """``/ws/group/<id>/experimenter/``: a staff user attached with the experimenter code."""
 
     allowed = EXPERIMENTER_TYPES
+    counted = False  # this console was counted (+1) in the presence batches: leaving notes -1
 
     async def authenticate(self):
         self.user = self.scope.get("user")
         await database_sync_to_async(group().authenticate_experimenter)(group_session_id=self.gs_id, user=self.user)
 
     async def after_join(self):
+        # Counted like a participant's sockets (per process, under its lease): whether a
+        # console is open decides if a full lobby starts by itself (issue 20).
+        self.hub.note(self.gs_id, CONSOLE, connections=+1)
+        self.counted = True
         await self.push(await self.hub.current(self.gs_id))
+
+    async def after_leave(self):
+        if self.counted:
+            self.counted = False
+            self.hub.note(self.gs_id, CONSOLE, connections=-1)
 
     async def handle(self, message):
         fields = message.model_dump(exclude={"type"})

@@ -12,6 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+#: The name under which a process counts the experimenter sockets (consoles) it holds in
+#: ``record_presence``'s ``held``, beside the participants' pseudonyms (which never
+#: start with "@"): a console is open while some live process counts one.
+CONSOLE = "@console"
+
 
 @dataclass(frozen=True)
 class GroupPorts:

@@ -113,19 +113,19 @@ def checkpoint_context(gs: GroupSession, group, *, save: bool = True) -> dict:
     return gs.context
 
 
-def save_answers(gs: GroupSession, members: list[tuple[int, str, int | None]], step: int) -> bool:
-    """Write the answering memberships' new (status, responded_step) and ``gs``'s new
+def save_answers(gs: GroupSession, members: list[tuple[int, str, int | None, str]], step: int) -> bool:
+    """Write the answering memberships' new (status, responded_step, flag) and ``gs``'s new
     version, and say whether someone in the group (not removed, not finished, run not
     over) still has not answered ``step``: one round trip to the database on PostgreSQL,
     made under the group session's lock (each statement more there is a wait for all the
     others). The memberships written here are left out of the count, so the statement's
     own updates not being visible to its count does not matter (still_answering_query)."""
-    ids = [mid for mid, _, _ in members]
+    ids = [mid for mid, *_ in members]
     count, params = still_answering_query(gs.pk, step, exclude=ids)
     if connection.vendor != "postgresql":  # SQLite has no UPDATE in WITH: three statements
         table = connection.ops.quote_name(Membership._meta.db_table)
-        update_from(Membership._meta.db_table, (("i", "bigint"), ("s", "text"), ("r", "int")), members,
-                    "status = v.s, responded_step = v.r", f"{table}.id = v.i")  # fmt: skip
+        update_from(Membership._meta.db_table, (("i", "bigint"), ("s", "text"), ("r", "int"), ("fl", "text")),
+                    members, "status = v.s, responded_step = v.r, flag = v.fl", f"{table}.id = v.i")  # fmt: skip
         gs.save(update_fields=["version", "participant_version", "changed_ms"])
         with connection.cursor() as cursor:
             cursor.execute(count, params)
@@ -133,12 +133,12 @@ def save_answers(gs: GroupSession, members: list[tuple[int, str, int | None]], s
     quote = connection.ops.quote_name
     table = quote(Membership._meta.db_table)
     sql = (
-        f"WITH m AS (UPDATE {table} SET status = v.s, responded_step = v.r"
-        f" FROM jsonb_to_recordset(%s::jsonb) AS v(i bigint, s text, r int) WHERE {table}.id = v.i),"
+        f"WITH m AS (UPDATE {table} SET status = v.s, responded_step = v.r, flag = v.fl"
+        f" FROM jsonb_to_recordset(%s::jsonb) AS v(i bigint, s text, r int, fl text) WHERE {table}.id = v.i),"
         f" g AS (UPDATE {quote(GroupSession._meta.db_table)} SET version = %s, participant_version = %s,"
         f" changed_ms = %s WHERE id = %s) SELECT ({count})"
     )
-    rows = json.dumps([{"i": mid, "s": status, "r": responded_step} for mid, status, responded_step in members])
+    rows = json.dumps([{"i": mid, "s": status, "r": responded, "fl": flag} for mid, status, responded, flag in members])
     with connection.cursor() as cursor:
         cursor.execute(sql, [rows, gs.version, gs.participant_version, gs.changed_ms, gs.pk, *params])
         return cursor.fetchone()[0] is not None

@@ -33,7 +33,7 @@
       var row = root.querySelector('tr[data-participant="' + p.id + '"]');
       var actions = row && row.querySelector(".d-flex");
       if (!actions || !live || p.status === "kicked" || p.status === "finished") return;
-      if (p.flag) row.querySelector("td:nth-child(5)").textContent = p.flag.replace("_", " ");
+      if (p.flag) row.querySelector("td:nth-child(5)").textContent = p.flag.replace(/_/g, " ");
       if (p.dropped_at_ms) row.querySelector("td:nth-child(2)").textContent = p.bot ? "○ dropped (bot plays)" : "○ dropped";
       if (p.responded_step !== s.step) {
         actions.prepend(button("Move on", "Close this participant's step as skipped", function () {
@@ -50,15 +50,29 @@
     });
   }
 
+  // A lobby at min_size with this console open waits for the experimenter: Start now.
+  function lobbyPrompt(s) {
+    var prompt = document.querySelector("[data-lobby-prompt]");
+    if (!prompt) return;
+    var full = s.phase === "waiting" && !!s.lobby && s.lobby.waiting_for === 0 && s.lobby.placed > 0;
+    prompt.classList.toggle("d-none", !full);
+    if (full) prompt.querySelector("[data-lobby-waiting]").textContent = s.lobby.placed;
+  }
+
   function render(s) {
     state = s;
     var timer = s.timer || {};
     var has = timer.deadline_ms != null || timer.timer_remaining_ms != null;
-    panel.hidden = !(has || timer.timed_out);
-    panel.querySelectorAll("[data-timer-cmd]").forEach(function (b) { b.disabled = !has; });
+    // d-none, not the hidden attribute: the row's d-flex (display: flex !important) overrides [hidden]
+    panel.classList.toggle("d-none", !(has || timer.timed_out));
+    panel.querySelectorAll("[data-timer-cmd], [data-extend-seconds]").forEach(function (b) { b.disabled = !has; });
     countdown.update(s);
     participantControls(s);
+    lobbyPrompt(s);
   }
+
+  var startNow = document.querySelector("[data-lobby-start]");
+  if (startNow) startNow.addEventListener("click", function () { send(P.msg.start()); });
 
   panel.querySelector('[data-timer-cmd="extend"]').addEventListener("click", function () {
     var seconds = parseInt(panel.querySelector("[data-extend-seconds]").value || "30", 10);

@@ -27,12 +27,14 @@
 
   function render(s) {
     current = s;
-    text($("[data-phase]"), s.phase);
-    text($("[data-step]"), s.step);
-    var phaseClass = {waiting: "secondary", running: "success", paused: "warning", ended: "dark", aborted: "danger"};
-    $("[data-phase]").className = "ms-auto badge fs-6 text-bg-" + (phaseClass[s.phase] || "secondary");
     var over = s.phase === "ended" || s.phase === "aborted";
     var done = !over && allFinished(s);
+    // Everyone finished: the badge says so beside the line (the phase is still "running").
+    text($("[data-phase]"), done ? "all finished" : s.phase);
+    text($("[data-step]"), s.step);
+    var phaseClass = {waiting: "secondary", running: "success", paused: "warning", ended: "dark", aborted: "danger"};
+    $("[data-phase]").className = "ms-auto badge fs-6 text-bg-" + (done ? "info" : phaseClass[s.phase] || "secondary");
+    $("[data-phase]").dataset.phaseName = s.phase;
     renderControls(s, over, done);
     text($("[data-ready]"), statusLine(s, over, done));
     $("[data-all-finished]").classList.toggle("d-none", !done);

@@ -73,7 +73,7 @@
 
   /* ---- what the group state asks for ---------------------------------------- */
   function shouldLeave(s) {
-    if (s.me.status === "kicked" || s.me.status === "finished") return true;
+    if (s.me.status === "kicked" || s.me.status === "finished" || s.me.status === "released") return true;
     if (s.phase === "ended" || s.phase === "aborted") return true;
     return !!(s.exit_loop && s.me.responded_step === s.step);
   }

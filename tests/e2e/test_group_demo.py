@@ -112,6 +112,9 @@ def test_console_and_three_participants_run_the_colour_demo(daphne_server, new_p
         wait_console(console, "() => document.querySelector('[data-phase]').textContent === 'running' && "
                               f"document.querySelector('[data-step]').textContent === '{step}'")  # fmt: skip
         shared = console_state(console)
+        if step == 0:  # the demo's steps have no timer: no Timer row, no Extend to press
+            assert console.locator("[data-flow-timer]").is_hidden()
+            assert console.get_by_role("button", name="Extend").is_hidden()
         for i, person in enumerate(people):
             device = "phone" if i == 1 else "laptop"
             colour_shot = artifacts / f"demo-{device}-colour.png" if step == 1 else None
@@ -134,6 +137,7 @@ def test_console_and_three_participants_run_the_colour_demo(daphne_server, new_p
     # Everyone is on the end page: the console says so and offers End, not Advance or Kick.
     wait_console(console, "() => document.querySelector('[data-ready]').textContent === 'All 3 finished.'")
     assert console.locator("[data-all-finished]").is_visible()
+    assert console.locator("[data-phase]").inner_text() == "all finished"  # the badge agrees with the line
     assert console.get_by_role("button", name="Advance", exact=True).is_hidden()
     assert console.get_by_role("button", name="Kick").count() == 0
     assert console.get_by_role("button", name="End", exact=True).is_enabled()

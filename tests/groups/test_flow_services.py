@@ -246,7 +246,11 @@ def test_an_answer_to_a_skipped_step_stores_nothing_and_a_timed_out_one_is_kept(
     assert info.value.code == "skipped"
     timed(experiment, timeout_seconds=5)  # on_timeout: submit: the page sends what is filled
     Membership.objects.filter(pseudonym=p2).update(flag="timed_out", responded_step=0, status="responded")
-    answers.record_response(session=s2, step=0, answers={"rating": 5})  # accepted (idempotent step)
+    answers.record_response(session=s2, step=0, answers={"rating": 5})  # the late answer: accepted, once
+    assert Membership.objects.get(pseudonym=p2).flag == "late_answer"
+    with pytest.raises(GroupError) as info:
+        answers.record_response(session=s2, step=0, answers={"rating": 4})
+    assert info.value.code == "already_answered"
 
 
 def test_policy_bot_hands_the_run_to_the_registered_bot_players(experiment, gs, pair, staff, monkeypatch):

@@ -83,6 +83,20 @@ def test_timeout_submit_flags_open_answers_and_completes_the_step(timed):
     assert new.deadline_ms is None and f.timer_view(new)["timed_out"]
 
 
+def test_the_late_answer_after_a_submit_timeout_is_taken_once(timed):
+    out, _ = apply(timed, a.TimeOut(0, "submit"), now=T + 5010)
+    late, events = apply(out, s.Respond("bob", 0), now=T + 5200)  # the page sends what is filled
+    assert kinds(events) == ["responded"] and events[0].data["late"]
+    assert late.participants["bob"].flag == f.LATE_ANSWER and late.participants["bob"].responded_step == 0
+    assert late.participant_version > out.participant_version and late.all_responded
+    refused(late, s.Respond("bob", 0), "already_answered")  # a second visit after it: nothing stored
+    answered, _ = apply(timed, s.Respond("ann", 0))
+    closed, _ = apply(answered, a.TimeOut(0, "submit"), now=T + 5010)
+    refused(closed, s.Respond("ann", 0), "already_answered")  # answered in time: the timer did not reopen it
+    skipped, _ = apply(timed, a.TimeOut(0, "skip"), now=T + 5010)
+    refused(skipped, s.Respond("bob", 0), "skipped")
+
+
 def test_timeout_skip_flags_skipped(timed):
     new, events = apply(timed, a.TimeOut(0, "skip"), now=T + 5000)
     assert kinds(events) == ["timer_expired", "skipped", "skipped", "all_responded"]
@@ -269,6 +283,19 @@ def test_lobby_places_until_max_size_then_standby():
     late, events = arrive(started, "e", max_size=9)
     assert kinds(events) == ["standby"]  # after the start, newcomers wait as standby
     assert f.lobby_full(started, lobby) is False
+
+
+def test_a_full_lobby_starts_by_itself_or_asks_an_open_console():
+    lobby = f.LobbyPolicy(min_size=2, max_size=3, wait_ms=60000)
+    one, _ = arrive(GroupState(), "a", max_size=3)
+    assert f.lobby_start(one, lobby, console_open=False) == ""  # not full: nothing to start
+    full, _ = arrive(one, "b", max_size=3)
+    assert f.lobby_start(full, lobby, console_open=False) == f.START
+    assert f.lobby_start(full, lobby, console_open=True) == f.CONFIRM  # the console's Start now
+    assert f.lobby_view(lobby, full)["waiting_for"] == 0 and f.lobby_view(lobby, full)["placed"] == 2
+    started, _ = apply(full, s.Start())
+    assert f.lobby_start(started, lobby, console_open=False) == ""  # confirmed meanwhile
+    assert f.lobby_start(full, None, console_open=False) == ""  # no lobby
 
 
 def test_lobby_releases_after_the_wait():

@@ -1,14 +1,16 @@
 """The lobby (issue 20): arrivals through /group/session/attach/participant/ are placed
 into the open session until max_size, later ones wait as standby; the session starts by
-itself at min_size (unless an experimenter is attached to confirm); who is not placed
+itself at min_size (unless an experimenter's console is open: then its Start confirms,
+and closing the last console starts it); who is not placed
 within wait_seconds is released with the completion code."""
 
 from __future__ import annotations
 
 import pytest
 
-from groups import flowcontrol, services, timers
+from groups import flowcontrol, flowservices, presence, services, store, timers
 from groups.models import GroupSession, Membership, StepLog, Timer
+from realtime.ports import CONSOLE
 from runner.models import Session, Ticket
 from tests.factories import SessionFactory
 from tests.runner.builders import build_lockstep_experiment
@@ -56,14 +58,67 @@ def test_places_until_max_size_and_starts_by_itself_at_min_size(lobby_experiment
     assert StepLog.objects.filter(group_session=gs, action="released").count() == 1
 
 
-def test_an_attached_experimenter_confirms_the_start(lobby_experiment, django_user_model):
+def console(gs, n, *, process="p1"):
+    """What a server process's hub writes when it holds ``n`` experimenter sockets."""
+    presence.record_presence(group_session=gs.pk, process=process, held={CONSOLE: n})
+
+
+def test_an_open_console_confirms_the_start(lobby_experiment, django_user_model):
     staff = django_user_model.objects.create_user("lab", password="pw-123456", is_staff=True)
     gs = services.start_group_session(experiment=lobby_experiment, experimenter=staff)
+    console(gs, 1)
+    assert flowservices.console_open(gs.pk)
+    assert Membership.objects.filter(group_session=gs).count() == 0  # a console is no participant
     arrive(gs)
     arrive(gs)
     timers.fire_due("test")
     assert GroupSession.objects.get(pk=gs.pk).phase == "waiting"
     assert Timer.objects.get(kind="lobby_start").data == {"waits_for": "experimenter"}
+    snapshot = store.snapshot(gs.pk)
+    assert snapshot["lobby"]["waiting_for"] == 0 and snapshot["lobby"]["placed"] == 2  # the console's prompt
+    services.group_session_start(group_session=gs, by=staff)  # Start now
+    assert StepLog.objects.get(group_session=gs, action="started").by == staff
+
+
+def test_attached_but_no_console_open_starts_by_itself(lobby_experiment, django_user_model):
+    staff = django_user_model.objects.create_user("lab", password="pw-123456", is_staff=True)
+    gs = services.start_group_session(experiment=lobby_experiment, experimenter=staff)  # attached, page closed
+    arrive(gs)
+    arrive(gs)
+    timers.fire_due("test")
+    assert GroupSession.objects.get(pk=gs.pk).phase == "running"
+
+
+@pytest.mark.parametrize("how", ["closed", "process died"])
+def test_the_last_console_closing_starts_a_full_lobby(lobby_experiment, how):
+    gs = services.start_group_session(experiment=lobby_experiment)
+    console(gs, 2, process="p1")
+    console(gs, 1, process="p2")
+    arrive(gs)
+    arrive(gs)
+    timers.fire_due("test")
+    console(gs, 0, process="p1")  # one console of two closed: still asking
+    assert not Timer.objects.filter(kind="lobby_start", fired_ms__isnull=True).exists()
+    if how == "closed":
+        console(gs, 0, process="p2")
+    else:  # its lease ran out: the sweeper takes its sockets off
+        presence.sweep_processes(dead=["p2"])
+    assert not flowservices.console_open(gs.pk)
+    timers.fire_due("test")
+    gs.refresh_from_db()
+    assert gs.phase == "running"
+    assert StepLog.objects.get(group_session=gs, action="started").data == {"by": "auto"}
+
+
+def test_a_console_closing_before_the_lobby_is_full_arms_nothing(lobby_experiment):
+    gs = services.start_group_session(experiment=lobby_experiment)
+    console(gs, 1)
+    arrive(gs)
+    console(gs, 0)
+    assert not Timer.objects.filter(kind="lobby_start").exists()
+    arrive(gs)  # full now, no console: starts by itself
+    timers.fire_due("test")
+    assert GroupSession.objects.get(pk=gs.pk).phase == "running"
 
 
 def test_not_placed_in_time_are_released_and_see_the_code(client, lobby_experiment):

@@ -87,7 +87,9 @@ def test_full_lockstep_round(gs, join, staff, flow):
     assert gs.shared_params == {"color": "red", "step": 0}
     rec = answers.record_response(session=s1, step=0, answers={"rating": 3})
     assert rec.shared_params == {"color": "red", "step": 0} and rec.step == 0
-    answers.record_response(session=s1, step=0, answers={"rating": 3})  # double submit: one event
+    with pytest.raises(GroupError) as info:  # a second answer (another visit: the runner's nonce stops a repeat)
+        answers.record_response(session=s1, step=0, answers={"rating": 3})
+    assert info.value.code == "already_answered"
     answers.record_response(session=s2, step=0, answers={"rating": 5})
     assert [c[0] for c in flow.CALLS].count("on_response") == 2
     assert ("on_all_responded", gs.pk, 0, 0) in flow.CALLS

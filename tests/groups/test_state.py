@@ -282,9 +282,13 @@ def test_respond_and_all_responded(running):
     assert state.ready_count == 2
 
 
-def test_respond_twice_is_idempotent(running):
+def test_a_second_answer_to_a_step_is_refused(running):
+    """The runner turns a repeated POST of one visit into a duplicate before the group
+    sees it: a second Respond is another visit, and storing it would make two rows."""
     state, _ = apply(running, s.Respond("ann", 0))
-    assert apply(state, s.Respond("ann", 0)) == (state, [])
+    refused(state, s.Respond("ann", 0), "already_answered")
+    nxt, _ = apply(state, s.Respond("bob", 0), s.Advance(0))
+    assert apply(nxt, s.Respond("ann", 1))[0].participants["ann"].responded_step == 1  # the next step: a first answer
 
 
 def test_respond_while_paused_is_accepted(paused):

@@ -93,13 +93,11 @@ def test_save_answers_says_all_responded_as_the_respond_transition_does(members,
     try:
         new, events = sm.transition(state, sm.Respond(pseudonym, state.step), now_ms=1)
     except sm.GroupError:
-        return  # refused (kicked): the answer is never written
-    if new is state:
-        return  # answered already: nothing is written
+        return  # refused (kicked, or answered already): the answer is never written
     mine = new.participants[pseudonym]
     gs.version, gs.participant_version, gs.changed_ms = new.version, new.participant_version, new.changed_ms
     with transaction.atomic():
-        still = store.save_answers(gs, [(membership_id, mine.status, mine.responded_step)], state.step)
+        still = store.save_answers(gs, [(membership_id, mine.status, mine.responded_step, mine.flag)], state.step)
     event(f"all responded: {new.all_responded}")  # both outcomes are drawn (--hypothesis-show-statistics)
     assert (not still) == new.all_responded == ("all_responded" in {e.kind for e in events})
     assert _rows(gs)[pseudonym][:2] == (mine.status, mine.responded_step)

@@ -280,3 +280,27 @@ async def test_reconnect_gets_the_current_state(world, call):
     view = await next_of(again, "group.state")
     assert (view["phase"], view["step"]) == ("running", 1) and view["version"] > first["version"]
     await again.disconnect()
+
+
+async def test_an_open_console_is_counted_and_closing_it_takes_it_off(world, call):
+    """Experimenter sockets are counted like participants' (per process, under its lease),
+    without any participant's row changing: a full lobby asks an open console (issue 20)."""
+    from groups import flowservices
+
+    async def console_open_becomes(wanted: bool) -> bool:
+        for _ in range(60):  # the hub writes presence in batches (GROUP_PRESENCE_FLUSH_SECONDS)
+            if await call(flowservices.console_open, gs_id=world.gs.pk) == wanted:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    before = await call(selectors.snapshot, group_session_id=world.gs.pk)
+    assert not await call(flowservices.console_open, gs_id=world.gs.pk)
+    boss = world.experimenter()
+    await boss.connect()
+    await boss.receive_json_from()
+    assert await console_open_becomes(True)
+    await boss.disconnect()
+    assert await console_open_becomes(False)
+    after = await call(selectors.snapshot, group_session_id=world.gs.pk)
+    assert after["participants"] == before["participants"]
