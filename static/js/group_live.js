@@ -92,7 +92,8 @@
     var overlay = el.querySelector("[data-paused]");
     if (overlay) overlay.hidden = s.phase !== "paused";
     text("[data-ready]", s.ready + " of " + s.active + " ready");
-    text("[data-message]", s.phase === "waiting" ? "Waiting for the experimenter to start…" :
+    text("[data-message]", s.phase === "waiting" ? (s.lobby && s.lobby.waiting_for ? "Waiting for more participants…" :
+      "Waiting for the experimenter to start…") :
       s.phase === "paused" ? "The session is paused." : "Waiting for the others…");
     if (s.phase === "waiting" && page.readySent !== s.step) {
       page.readySent = s.step;
@@ -415,6 +416,12 @@
       return message("");
     }
     message(body.message || "The answer was not stored.");
+    if (body.code === "already_answered") {  // another tab or an earlier send stored it: wait like an answer
+      message("");
+      page.answered[step] = true;
+      showWaiting();
+      return consider();
+    }
     if (body.code === "stale_visit") { page.shown = null; return fetchContent(); }
     if (body.code === "stale_step" || body.code === "ended" || body.code === "kicked") return go();
   }
