@@ -258,7 +258,7 @@ def begin_attempt(*, kind: str, client: Client) -> bool:
     its limit, the address's wrong codes are at theirs, or no slot frees up in
     ``CODE_ATTEMPTS_ADDRESS_WAIT_SECONDS``. The address is looked at only for browsers
     within theirs, so one browser hammering away cannot use up its address's attempts.
-    After True, call ``attempt_succeeded`` or ``attempt_failed``."""
+    After True, call ``attempt_succeeded``, ``attempt_failed`` or ``attempt_abandoned``."""
     (browser_key, browser_limit), _address = _keys(kind, client)
     if _count(browser_key, 1) > browser_limit:
         return False
@@ -280,6 +280,11 @@ def attempt_succeeded(*, kind: str, client: Client) -> None:
 def attempt_failed(*, kind: str, client: Client) -> None:
     """A wrong (or unreadable) code: its slot freed and one wrong code for the address."""
     _free_slot(kind, client, wrong=True)
+
+
+def attempt_abandoned(*, kind: str, client: Client) -> None:
+    """The check itself failed (a server error): the slot freed, nothing counted as wrong."""
+    _free_slot(kind, client, wrong=False)
 
 
 def _slot_keys(kind: str, client: Client) -> tuple[str, str, int]:

@@ -199,15 +199,16 @@ def _attach_counted(request, kind: str, find, on_found, template: str, context: 
         return codes.remember_browser(client, render(request, template, {"form": form, **context}))
     if not codes.begin_attempt(kind=kind, client=client):
         return codes.remember_browser(client, _rate_limited(request, kind))
-    right = False
     try:
         found = find(form.cleaned_data["code"]) if form.is_valid() else None
         response = on_found(found) if found is not None else None
-        right = response is not None
-    finally:
-        (codes.attempt_succeeded if right else codes.attempt_failed)(kind=kind, client=client)
-    if right:
+    except BaseException:
+        codes.attempt_abandoned(kind=kind, client=client)  # a server error is not a wrong code
+        raise
+    if response is not None:
+        codes.attempt_succeeded(kind=kind, client=client)
         return codes.remember_browser(client, response)
+    codes.attempt_failed(kind=kind, client=client)
     if form.is_valid():
         form.add_error("code", context.pop("wrong_code"))
     return codes.remember_browser(client, render(request, template, {"form": form, **context}, status=400))

@@ -210,3 +210,16 @@ def test_while_the_counters_are_down_no_code_is_evaluated(gs, caplog):
         assert response.status_code == 503
         assert b'data-error-code="codes_unavailable"' in response.content
     assert "attempt counters unavailable" in caplog.text and gs.participant_code not in caplog.text
+
+
+@pytest.mark.django_db
+@override_settings(CODE_ATTEMPTS_PER_MINUTE_PER_ADDRESS=1, CODE_ATTEMPTS_ADDRESS_WAIT_SECONDS=0.1)
+def test_a_check_that_fails_on_the_server_frees_its_slot_and_counts_no_wrong_code(gs, monkeypatch):
+    def broken(code, **kwargs):
+        raise RuntimeError("the database went away")
+
+    address = _address()
+    monkeypatch.setattr("groups.selectors.find_by_participant_code", broken)
+    assert Client(REMOTE_ADDR=address, raise_request_exception=False).post(URL, {"code": "ZZZZ"}).status_code == 500
+    monkeypatch.undo()
+    assert Client(REMOTE_ADDR=address).post(URL, {"code": gs.participant_code}).status_code == 302
