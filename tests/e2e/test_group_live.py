@@ -193,4 +193,5 @@ def test_the_controller_pings_as_the_console_does(daphne_server, transactional_d
             assert all(p["server_ms"] > 0 for p in pongs)
             assert (await ctl.set_context({"still": "open"}))["context"] == {"still": "open"}
 
-    asyncio.run(scenario())
+    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API may hold this thread's event loop
+        thread.submit(asyncio.run, scenario()).result()
