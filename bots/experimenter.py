@@ -9,9 +9,10 @@ screen); at the end, once every bot is done, it ends the group session.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
+
+import websockets
 
 from groups.client import GroupController
 from groups.state import GroupError
@@ -30,13 +31,13 @@ class Experimenter:
         self.errors: list[str] = []
         self.anyway: list[int] = []  # steps advanced without "all responded" (see _can_advance)
         self.since: dict[int, float] = {}
+        self.connect_retries: list[str] = []  # logins/attaches tried again (the server too busy)
 
     async def run(self, bots_done: Callable[[], bool], arrived: Callable[[], bool], answered: Callable[[int], bool],
                   *, advance: str, timeout: float) -> None:  # fmt: skip
         ctl = self.controller
-        await ctl.connect()
-        pinger = asyncio.create_task(self._ping())  # the console pings every 3 s; a silent socket is closed (4008)
         try:
+            await self._connect(timeout)
             if advance in ("auto", "start"):  # start: the server's auto_advance moves the group on
                 await self._auto(bots_done, arrived, answered, timeout, advancing=advance == "auto")
             while not bots_done():
@@ -47,13 +48,24 @@ class Experimenter:
             self.errors.append(f"experimenter: {type(exc).__name__} {getattr(exc, 'code', '')} {exc}".strip())
             raise
         finally:
-            pinger.cancel()
-            await ctl.close()
+            await ctl.close()  # the controller pings every 3 s while connected, as the console does
 
-    async def _ping(self) -> None:
+    async def _connect(self, timeout: float) -> None:
+        """Log in and attach; a server too busy to answer in time (hundreds of bots arriving
+        at once) is tried again, as a person reloads, until ``timeout``. A refused login or
+        code is not (GroupError)."""
+        deadline = time.monotonic() + timeout
         while True:
-            await asyncio.sleep(3)
-            await self.controller._ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+            try:
+                return await self.controller.connect()
+            except GroupError:
+                raise
+            except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                await self.controller.close()
+                if time.monotonic() > deadline:
+                    raise
+                self.connect_retries.append(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(min(5.0, 0.5 * len(self.connect_retries)))
 
     async def _auto(self, bots_done, arrived, answered, timeout: float, *, advancing: bool = True) -> None:
         """Start once every bot reached the group part (or gave up), advance each answered step."""

@@ -154,7 +154,7 @@ class LiveGroupPage:
                             "_visit": str((self.visit or {}).get("visit", -1))})  # fmt: skip
         reveal = await self._reveal(socket, step, content)
         chosen = bot.choose(page, content.get("shared_params") or {})
-        await bot.think()
+        await bot.think(chosen.pop("_think", None))
         fields = self._fields(step, page, chosen, reveal, socket)
         started = time.monotonic()
         response = await bot.http.post(self.urls.get("answer-url", ""), fields, referer=bot.run_url)

@@ -151,7 +151,11 @@ class Bot:
         response = await self.http.follow(await self.http.get(self.run_url))
         return parse(response.status, response.text)
 
-    async def think(self) -> None:
+    async def think(self, seconds: float | None = None) -> None:
+        """Wait before an answer: ``seconds`` (a script's ``_think``), else ``--think``'s range."""
+        if seconds is not None:
+            await asyncio.sleep(max(0.0, float(seconds)))
+            return
         low, high = self.options.think
         if high > 0:
             await asyncio.sleep(self.rng.uniform(low, high))
@@ -177,8 +181,9 @@ class Bot:
     async def answer(self, page: Page, shared_params: dict | None = None) -> Page:
         """Answer the run form on screen (the run page's POST); returns the page the redirect shows."""
         chosen = self.choose(page, shared_params or {})
-        if not page.lockstep:
-            await self.think()
+        wait = chosen.pop("_think", None)
+        if wait is not None or not page.lockstep:
+            await self.think(wait)
         fields = [*page.hidden.items(), ("_action", chosen.pop("_action", "next")), *self.answer_fields(page, chosen)]
         started = time.monotonic()
         response = await self.http.post(page.action or self.run_url, fields, referer=self.run_url)

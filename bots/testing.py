@@ -13,11 +13,21 @@ database, which the server shares.
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
 from bots.rehearsal import Plan, rehearse
 
 
 def run_bots(url: str, experiment: str, count: int, **plan) -> dict:
-    """Play ``experiment`` with ``count`` bots against ``url``; the report as a dict."""
+    """Play ``experiment`` with ``count`` bots against ``url``; the report as a dict. The
+    bots' event loop runs in a thread of its own when this one already runs a loop
+    (Playwright's sync API, used by the browser tests, leaves one in the main thread)."""
     plan.setdefault("timeout", 120.0)
     plan.setdefault("seed", 7)
-    return rehearse(Plan(experiment=experiment, count=count, url=url, **plan))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return rehearse(Plan(experiment=experiment, count=count, url=url, **plan))
+    with ThreadPoolExecutor(1, thread_name_prefix="bots") as thread:
+        return thread.submit(rehearse, Plan(experiment=experiment, count=count, url=url, **plan)).result()

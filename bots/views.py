@@ -24,6 +24,7 @@ class RehearseForm(forms.Form):
 @require_http_methods(["GET", "POST"])
 def rehearse(request, experiment_id: int):
     experiment = get_object_or_404(Experiment, pk=experiment_id)
+    services.reap_ghosts(experiment.rehearsals.all())
     form = RehearseForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -42,6 +43,7 @@ def rehearse(request, experiment_id: int):
 
 @staff_member_required
 def rehearsal_page(request, rehearsal_id: int):
+    services.reap_ghosts(Rehearsal.objects.filter(pk=rehearsal_id))
     rehearsal = get_object_or_404(Rehearsal.objects.select_related("experiment"), pk=rehearsal_id)
     context = {"rehearsal": rehearsal, "experiment": rehearsal.experiment, "title": str(rehearsal),
                "text": table(rehearsal.report) if rehearsal.report else ""}  # fmt: skip

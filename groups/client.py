@@ -33,6 +33,7 @@ import html
 import http.cookiejar
 import json
 import re
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -41,6 +42,7 @@ import websockets
 
 from .state import GroupError
 
+PING_SECONDS = 3.0
 _CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 _STATUS_PATH = re.compile(r"/group/session/status/(\d+)/")
 
@@ -102,8 +104,10 @@ class GroupController:
         self._credentials = {"username": username, "password": password, "experimenter_code": experimenter_code}
         self.group_session_id: int | None = None
         self.state: dict | None = None
+        self.last_pong: dict | None = None  # the server's answer to the latest ping
         self._ws = None
         self._reader: asyncio.Task | None = None
+        self._pinger: asyncio.Task | None = None
         self._changed = asyncio.Condition()
         self._errors: asyncio.Queue = asyncio.Queue()
 
@@ -120,15 +124,28 @@ class GroupController:
         ws_url = self.base_url.replace("http", "ws", 1) + f"/ws/group/{self.group_session_id}/experimenter/"
         self._ws = await websockets.connect(ws_url, additional_headers={"Cookie": cookie, "Origin": self.base_url})
         self._reader = asyncio.create_task(self._read())
+        self._pinger = asyncio.create_task(self._ping())
         await self.wait_for(lambda s: True)
 
     async def close(self) -> None:
         if self._ws is not None:
             await self._ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+        for task in (self._pinger, self._reader):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _ping(self) -> None:
+        """A ping every ``PING_SECONDS``, as the console's page does (protocol.js): the
+        server closes a socket silent for longer than its presence timeout (8 s), and an
+        experimenter who only watches sends nothing else."""
+        while True:
+            await asyncio.sleep(PING_SECONDS)
+            try:
+                await self._ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+            except websockets.ConnectionClosed:
+                return  # the reader ends too; the caller sees the closed socket on its next command
 
     async def _read(self) -> None:
         async for raw in self._ws:
@@ -138,6 +155,8 @@ class GroupController:
                     if self.state is None or message["version"] > self.state["version"]:
                         self.state = message
                         self._changed.notify_all()
+            elif message.get("type") == "pong":
+                self.last_pong = message
             elif message.get("type") == "error":
                 await self._errors.put(GroupError(message.get("message", ""), code=message.get("code", "error")))
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -81,18 +83,23 @@ def new_code(*, avoid: set[str] | frozenset = frozenset(), attempts: int = 50) -
 
 # ---- rate limiting of wrong attempts --------------------------------------------
 #
-# An attempt is counted BEFORE its code is looked at: one atomic increment per counter
-# (Redis INCR in a script that also starts the 60-second window, or the in-process
-# cache's locked incr), and the code is evaluated only if both counts are within their
-# limits. A burst of parallel wrong codes therefore evaluates at most the limit, however
-# many arrive at once and on however many processes. A right code gives its count back.
+# Two counters. The browser (a signed cookie, ``CODE_ATTEMPTS_PER_MINUTE``, SPEC 2): each
+# post is counted BEFORE its code is looked at, one atomic increment (a Redis INCR in a
+# script that also starts the 60-second window, or the in-process cache's locked incr),
+# and a right code gives its count back; a burst of parallel wrong codes from one browser
+# therefore evaluates at most the limit. The address
+# (``CODE_ATTEMPTS_PER_MINUTE_PER_ADDRESS``): WRONG codes from it, so that a room of any
+# size behind one NAT (a lab, bots from one machine) enters its right code. A post takes
+# one of the address's evaluation slots first, atomically: allowed while wrong codes plus
+# codes being evaluated stay within the limit; a post finding every slot busy with codes
+# still being looked at waits for one (``CODE_ATTEMPTS_ADDRESS_WAIT_SECONDS``), and one
+# finding the wrong codes at the limit gets 429 at once. An evaluated code frees its slot,
+# and a wrong one adds to the wrong count in the same step, so however many browser ids an
+# address collects and however many posts arrive at once, it never has more than the limit
+# of wrong codes evaluated in a minute.
 #
-# Two counters: the browser (a signed cookie, ``CODE_ATTEMPTS_PER_MINUTE``, SPEC 2) and the
-# address (``CODE_ATTEMPTS_PER_MINUTE_PER_ADDRESS``, higher), so one participant's typos
-# never lock out a room behind one NAT. The cookie comes with the page; a post without it
-# counts as the browser "this address without a cookie", so dropping the cookie gains
-# nothing. (Whoever fetches the page many times holds many ids: the address's limit is
-# then the bound.)
+# The cookie comes with the page; a post without it counts as the browser "this address
+# without a cookie", so dropping the cookie gains nothing.
 
 BROWSER_COOKIE = "ensemble_browser"
 _BROWSER_SALT = "groups.codes.browser"
@@ -103,6 +110,27 @@ if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return n
 """
 _DECR_SCRIPT = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end return 0"
+# KEYS: the address's wrong count, its codes being evaluated; ARGV: limit, window.
+# 1: a slot is taken; 0: every slot is busy (wait); -1: the wrong codes are at the limit.
+_TAKE_SLOT_SCRIPT = """
+local wrong = tonumber(redis.call('GET', KEYS[1]) or '0')
+if wrong >= tonumber(ARGV[1]) then return -1 end
+local busy = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+if wrong + busy > tonumber(ARGV[1]) then redis.call('DECR', KEYS[2]) return 0 end
+return 1
+"""
+# KEYS as above; ARGV: 1 for a wrong code, window. Frees the slot, counts a wrong code.
+_FREE_SLOT_SCRIPT = """
+if tonumber(redis.call('GET', KEYS[2]) or '0') > 0 then redis.call('DECR', KEYS[2]) end
+if ARGV[1] == '1' then
+  local n = redis.call('INCR', KEYS[1])
+  if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+end
+return 1
+"""
+_SLOT_WAIT_STEP = 0.05
+_local_slots = threading.Lock()  # the in-process counters' slot bookkeeping (no Redis)
 
 
 class CountersUnavailable(Exception):
@@ -215,25 +243,81 @@ def _peek(key: str) -> int:
 
 
 def is_rate_limited(*, kind: str, client: Client) -> bool:
-    """True while the browser or the address has used up its attempts of the minute.
-    A browser without its cookie is about to get one (and a counter of its own), so
-    only its address counts for it here."""
-    keys = _keys(kind, client)[1:] if client.new_browser else _keys(kind, client)
-    return any(_peek(key) >= limit for key, limit in keys)
+    """True while the browser has used up its attempts of the minute or the address its
+    wrong codes. A browser without its cookie is about to get one (and a counter of its
+    own), so only its address counts for it here."""
+    (browser_key, browser_limit), (address_key, address_limit) = _keys(kind, client)
+    if not client.new_browser and _peek(browser_key) >= browser_limit:
+        return True
+    return _peek(address_key) >= address_limit
 
 
 def begin_attempt(*, kind: str, client: Client) -> bool:
-    """Count one attempt before its code is evaluated; False (evaluate nothing, answer
-    429) when the browser's or the address's count is over its limit. The address is
-    counted only for browsers within theirs, so one browser hammering away cannot use up
-    its address's attempts."""
-    (browser_key, browser_limit), (address_key, address_limit) = _keys(kind, client)
+    """Count one attempt before its code is evaluated and take one of the address's
+    evaluation slots; False (evaluate nothing, answer 429) when the browser's count is over
+    its limit, the address's wrong codes are at theirs, or no slot frees up in
+    ``CODE_ATTEMPTS_ADDRESS_WAIT_SECONDS``. The address is looked at only for browsers
+    within theirs, so one browser hammering away cannot use up its address's attempts.
+    After True, call ``attempt_succeeded``, ``attempt_failed`` or ``attempt_abandoned``."""
+    (browser_key, browser_limit), _address = _keys(kind, client)
     if _count(browser_key, 1) > browser_limit:
         return False
-    return _count(address_key, 1) <= address_limit
+    deadline = time.monotonic() + settings.CODE_ATTEMPTS_ADDRESS_WAIT_SECONDS
+    while True:
+        taken = _take_slot(kind, client)
+        if taken or taken is None or time.monotonic() >= deadline:
+            return bool(taken)
+        time.sleep(_SLOT_WAIT_STEP)  # codes of this address are being looked at right now
 
 
 def attempt_succeeded(*, kind: str, client: Client) -> None:
-    """A right code: give its count back, so a room entering right codes uses up nothing."""
-    for key, _limit in _keys(kind, client):
-        _count(key, -1)
+    """A right code: its browser count given back, its slot freed; the address counts no
+    wrong code. A room entering right codes uses up nothing."""
+    _count(_keys(kind, client)[0][0], -1)
+    _free_slot(kind, client, wrong=False)
+
+
+def attempt_failed(*, kind: str, client: Client) -> None:
+    """A wrong (or unreadable) code: its slot freed and one wrong code for the address."""
+    _free_slot(kind, client, wrong=True)
+
+
+def attempt_abandoned(*, kind: str, client: Client) -> None:
+    """The check itself failed (a server error): the slot freed, nothing counted as wrong."""
+    _free_slot(kind, client, wrong=False)
+
+
+def _slot_keys(kind: str, client: Client) -> tuple[str, str, int]:
+    _browser, (address_key, limit) = _keys(kind, client)
+    return address_key, f"groups:code-attempts:{kind}:addr-busy:{client.address}", limit
+
+
+def _take_slot(kind: str, client: Client) -> bool | None:
+    """True: a slot is taken; False: all are busy; None: the wrong codes are at the limit."""
+    wrong_key, busy_key, limit = _slot_keys(kind, client)
+    if settings.REDIS_URL:
+        keys = [cache.make_and_validate_key(k) for k in (wrong_key, busy_key)]
+        taken = int(_redis_call("eval", _TAKE_SLOT_SCRIPT, 2, *keys, limit, _WINDOW_SECONDS))
+        return None if taken < 0 else bool(taken)
+    with _local_slots:
+        wrong, busy = cache.get(wrong_key) or 0, cache.get(busy_key) or 0
+        if wrong >= limit:
+            return None
+        if wrong + busy >= limit:
+            return False
+        cache.set(busy_key, busy + 1, timeout=_WINDOW_SECONDS)
+        return True
+
+
+def _free_slot(kind: str, client: Client, *, wrong: bool) -> None:
+    wrong_key, busy_key, _limit = _slot_keys(kind, client)
+    if settings.REDIS_URL:
+        keys = [cache.make_and_validate_key(k) for k in (wrong_key, busy_key)]
+        _redis_call("eval", _FREE_SLOT_SCRIPT, 2, *keys, "1" if wrong else "0", _WINDOW_SECONDS)
+        return
+    with _local_slots:
+        busy = cache.get(busy_key) or 0
+        if busy > 0:
+            cache.set(busy_key, busy - 1, timeout=_WINDOW_SECONDS)
+        if wrong:
+            _count(wrong_key, 1)

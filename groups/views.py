@@ -187,9 +187,10 @@ def _attach(request, kind: str, find, on_found, template: str, context: dict):
 
 
 def _attach_counted(request, kind: str, find, on_found, template: str, context: dict):
-    """The attach flow both pages share: a browser or address over its limit gets 429
-    (also for a right code, until its minute is over); a post is counted before its code
-    is looked at (``codes.begin_attempt``), a right one given back."""
+    """The attach flow both pages share: a browser over its limit, or an address at its
+    limit of wrong codes, gets 429 (also for a right code, until its minute is over); a post
+    is counted before its code is looked at (``codes.begin_attempt``), a right one given
+    back, a wrong one counted against its address (``codes.attempt_failed``)."""
     client = codes.identify(request)
     form = CodeForm(request.POST or None, initial={"code": request.GET.get("code", "")})
     if request.method != "POST":
@@ -198,11 +199,16 @@ def _attach_counted(request, kind: str, find, on_found, template: str, context: 
         return codes.remember_browser(client, render(request, template, {"form": form, **context}))
     if not codes.begin_attempt(kind=kind, client=client):
         return codes.remember_browser(client, _rate_limited(request, kind))
-    found = find(form.cleaned_data["code"]) if form.is_valid() else None
-    response = on_found(found) if found is not None else None
+    try:
+        found = find(form.cleaned_data["code"]) if form.is_valid() else None
+        response = on_found(found) if found is not None else None
+    except BaseException:
+        codes.attempt_abandoned(kind=kind, client=client)  # a server error is not a wrong code
+        raise
     if response is not None:
         codes.attempt_succeeded(kind=kind, client=client)
         return codes.remember_browser(client, response)
+    codes.attempt_failed(kind=kind, client=client)
     if form.is_valid():
         form.add_error("code", context.pop("wrong_code"))
     return codes.remember_browser(client, render(request, template, {"form": form, **context}, status=400))

@@ -37,7 +37,7 @@ from .broadcast import get_hub
 from .frames import ABSENT_STATUS, Frames
 from .ports import CONSOLE, group
 from .schemas import EXPERIMENTER_TYPES, PARTICIPANT_TYPES, PongMsg, ProtocolError, error, parse_client_message
-from .wire import direct_writer
+from .wire import SEND_AFTER_CLOSE, direct_writer
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +139,16 @@ class _GroupConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("group socket %s: %s failed", self.gs_id, message.type)
             await self.send_json(error("internal", "The server could not do that."))
+
+    async def send(self, text_data=None, bytes_data=None, close=False):
+        """Channels' send; a frame for a client that is already leaving (its close or a
+        dropped connection reached daphne, the disconnect not yet this consumer) is
+        dropped and logged at debug: the disconnect bookkeeping follows, and the client
+        gets the state again when it reconnects. Other failures propagate as before."""
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except SEND_AFTER_CLOSE as exc:
+            logger.debug("group socket %s: frame dropped, the client is leaving (%s)", getattr(self, "gs_id", "?"), exc)
 
     async def send_json(self, content: dict):
         """Send one message; never NaN or Infinity, which browsers cannot parse (a

@@ -37,6 +37,20 @@ logger = logging.getLogger(__name__)
 RAW_SEND_KEY = "ensemble.raw_send"
 
 
+def _closed_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from autobahn.exception import Disconnected
+    except ImportError:  # pragma: no cover - daphne depends on autobahn
+        return ()
+    return (Disconnected,)
+
+
+#: What daphne's ``send`` raises for a frame sent after the connection began to close
+#: (the client's close frame arrived or the TCP connection dropped, and daphne has not
+#: yet told the consumer): autobahn's "Attempt to send on a closed protocol".
+SEND_AFTER_CLOSE = _closed_errors()
+
+
 class RawSend:
     """ASGI middleware: remember the server's ``send`` callable in the scope."""
 

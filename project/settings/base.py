@@ -182,6 +182,9 @@ GROUP_SESSION_HOURS = env_int("GROUP_SESSION_HOURS", 12)
 # so that one participant's typos never lock out a room behind one NAT (groups/codes.py).
 CODE_ATTEMPTS_PER_MINUTE = env_int("CODE_ATTEMPTS_PER_MINUTE", 10)
 CODE_ATTEMPTS_PER_MINUTE_PER_ADDRESS = env_int("CODE_ATTEMPTS_PER_MINUTE_PER_ADDRESS", 100)
+# A code post that finds all of its address's evaluation slots busy with codes still being
+# looked at (a room of participants entering at once) waits up to this long for one.
+CODE_ATTEMPTS_ADDRESS_WAIT_SECONDS = env_float("CODE_ATTEMPTS_ADDRESS_WAIT_SECONDS", 10.0)
 # Reverse proxies (addresses or networks) whose X-Forwarded-For is believed; from anyone
 # else the header is ignored and the connecting address counts.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])

@@ -16,6 +16,13 @@ from runner.models import Session
 DEMO = Path(__file__).resolve().parents[2] / "experiments" / "demo"
 
 
+@pytest.fixture(autouse=True)
+def _forget_running_here():
+    """The process's set of rehearsals it runs: a test's (ids are reused) never leaks into the next."""
+    yield
+    services._here.clear()
+
+
 @pytest.fixture
 def staff(client, django_user_model):
     user = django_user_model.objects.create_user("lead", password="pw-lead-123456", is_staff=True, is_superuser=True)
@@ -58,3 +65,59 @@ def test_a_rehearsal_runs_to_its_report(transactional_db, client, staff, bots_se
     assert Session.objects.filter(experiment=exp, is_bot=True).count() == 3
     page = client.get(f"/editor/bots/rehearsals/{rehearsal.pk}/").content.decode()
     assert "data-ok" in page and "click -&gt; screen" in page and "refresh" not in page
+
+
+def _running(exp, **fields) -> Rehearsal:
+    return Rehearsal.objects.create(experiment=exp, count=5, url="http://testserver", **fields)
+
+
+def test_a_rehearsal_whose_process_is_gone_is_marked_interrupted(db, client, staff):
+    """Ghosts after a restart: a record left "running" by a process that died is marked
+    interrupted on the next look, with a message; a running one is left alone."""
+    import os
+    import subprocess
+    import sys
+
+    from django.utils import timezone
+
+    exp = load_file(path=DEMO / "colors.yaml").experiment
+    now, host = timezone.now(), services._HOST
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    restarted = _running(exp, host=host, pid=os.getpid(), heartbeat=now)  # our pid, not ours: a restart reused it
+    crashed = _running(exp, host=host, pid=int(dead.stdout), heartbeat=now)
+    silent = _running(exp, host="another-machine", pid=1, heartbeat=now - timezone.timedelta(minutes=5))
+    elsewhere = _running(exp, host="another-machine", pid=1, heartbeat=now)
+    here = _running(exp, host=host, pid=os.getpid(), heartbeat=now)
+    services._here.add(here.pk)
+    try:
+        page = client.get(f"/editor/bots/rehearsals/{restarted.pk}/").content.decode()
+        assert 'data-status="interrupted"' in page and "data-interrupted" in page and "refresh" not in page
+        assert f"pid {os.getpid()} on {host}" in page and "Start the rehearsal again" in page
+        assert client.get(f"/editor/bots/rehearse/{exp.pk}/").status_code == 200  # looks at all of the experiment's
+        statuses = dict(Rehearsal.objects.values_list("pk", "status"))
+        assert [statuses[r.pk] for r in (restarted, crashed, silent, elsewhere, here)] == [
+            "interrupted", "interrupted", "interrupted", "running", "running"
+        ]  # fmt: skip
+        assert Rehearsal.objects.get(pk=crashed.pk).finished is not None
+        with pytest.raises(RehearsalError, match="is running"):  # the live ones still count
+            services.start_rehearsal(experiment=exp, count=3, url="http://testserver", background=False)
+    finally:
+        services._here.discard(here.pk)
+    Rehearsal.objects.filter(pk=elsewhere.pk).update(heartbeat=now - timezone.timedelta(minutes=2))
+    assert services.reap_ghosts() == 2  # the silent machine's, and ours that no thread runs any more
+
+
+def test_a_running_rehearsal_renews_its_heartbeat(transactional_db, monkeypatch):
+    import threading
+
+    exp = load_file(path=DEMO / "colors.yaml").experiment
+    rehearsal = _running(exp, host=services._HOST, heartbeat=None)
+    monkeypatch.setattr(services, "HEARTBEAT_SECONDS", 0.05)
+    stop = threading.Event()
+    beat = threading.Thread(target=services._beat, args=(rehearsal.pk, stop))
+    beat.start()
+    stop.wait(0.5)
+    stop.set()
+    beat.join(5)
+    rehearsal.refresh_from_db()
+    assert rehearsal.heartbeat is not None and rehearsal.status == "running"

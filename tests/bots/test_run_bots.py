@@ -110,3 +110,17 @@ def test_bots_that_drop_out_come_back_and_nothing_is_lost(transactional_db, bots
     report = run_bots(bots_server.url, "demo-colors", 4, drop_rate=0.4, think=(0.0, 0.2), seed=3)
     assert report["drops"] > 0
     _assert_clean(report, bots=4, answers=4 * 4)
+
+
+def test_bots_from_one_address_join_by_code_past_the_address_limit(transactional_db, live_server_factory):
+    """A room behind one address (here: every bot on 127.0.0.1) typing the right participant
+    code at once: none is refused, even with an address limit far below the room's size;
+    wrong codes are what the address limit counts (tests/groups/test_code_attempts.py)."""
+    server = live_server_factory(env={"CODE_ATTEMPTS_PER_MINUTE_PER_ADDRESS": "3"})
+    try:
+        _load(DEMO / "colors.yaml")
+        report = run_bots(server.url, "demo-colors", 12, start_group=True, join="code", think=(0.0, 0.2))
+        _assert_clean(report, bots=12, answers=12 * 4)
+        assert report["rate_limited"] == 0  # no 429 for a right code
+    finally:
+        server.stop()

@@ -169,3 +169,29 @@ def test_frames_of_every_size_reach_websockets_clients_intact(daphne_server, tra
     with ThreadPoolExecutor(1) as thread:  # its own event loop, whatever Playwright left running here
         thread.submit(asyncio.run, scenario()).result()
     assert sizes[0] > 30_000 and sizes[1] > 65_536  # both long length forms were on the wire
+
+
+def test_the_controller_pings_as_the_console_does(daphne_server, transactional_db, monkeypatch):
+    """groups.client.GroupController sends a ping every PING_SECONDS while connected (the
+    server closes a silent socket; a script that only watches would send nothing)."""
+    from groups import client
+
+    monkeypatch.setattr(client, "PING_SECONDS", 0.2)
+    get_user_model().objects.create_user("pinger", password=PASSWORD, is_staff=True)
+    gs = services.start_group_session(experiment=ExperimentFactory(is_group=True), size=1)
+
+    async def scenario():
+        async with GroupController(daphne_server.url, username="pinger", password=PASSWORD,
+                                   experimenter_code=gs.experimenter_code) as ctl:  # fmt: skip
+            assert ctl.last_pong is None  # the first ping goes after PING_SECONDS
+            pongs = []
+            for _ in range(60):
+                await asyncio.sleep(0.05)
+                if ctl.last_pong is not None and ctl.last_pong not in pongs:
+                    pongs.append(ctl.last_pong)
+            assert len(pongs) >= 2, pongs  # pinged again and again, each answered by the server
+            assert all(p["server_ms"] > 0 for p in pongs)
+            assert (await ctl.set_context({"still": "open"}))["context"] == {"still": "open"}
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API may hold this thread's event loop
+        thread.submit(asyncio.run, scenario()).result()

@@ -1,113 +1,82 @@
 """A Redis restart in the middle of a live session loses no context and no answer.
 
 Two daphne processes share PostgreSQL/SQLite and a PRIVATE redis-server (on a free
-port, started by this test: never the shared one). The experimenter's controller sits
-on one process, the three participants of the colour demo (HTTP runner + participant
-sockets) on the other. Redis restarts, empty, between two answers of a step; the step
-still completes with every rating in the context, the console and the participants
-follow the next advance, and every answer is in the database.
+port, started by this test: never the shared one). Three bots play the colour demo
+(bots.testing.run_bots: the run page, the participant sockets, the live page's answers)
+spread over both processes, the rehearsal's experimenter on the first. Bot 3 takes its
+time over step 0 (tests/groups/colour_bots.py, ``SLOW``): Redis restarts, empty, once
+the other two answers of that step are stored and before the third. The step still
+completes with every rating in the context, everyone follows the next advance (the
+next colour chosen from all three ratings), and every answer is in the database.
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
-import urllib.parse
-import urllib.request
+import threading
+import time
 
-import websockets
 from django.conf import settings
-from django.contrib.auth import get_user_model
 
-from groups import services
-from groups.client import GroupController, _Browser
-from groups.models import GroupSession, Membership
+from bots.testing import run_bots
+from groups.models import GroupSession, StepLog
 from runner.definitions.loader import load_file
 from runner.models import Response
-from tests.e2e.test_group_live import _state_where
+from tests.groups import colour_bots
 
-PASSWORD = "pw-restart-123456"
-TRIAL = '[{"trial_type": "html-button-response", "response": 0, "rt": 800, "trial_index": 0}]'
-_FIELD = re.compile(r'name="(csrfmiddlewaretoken|_order|_visit|_nonce|q-_group_step)"[^>]*?value="([^"]*)"')
+SLOW_SECONDS = 6.0  # bot 3 over step 0: the restart falls in between
 
 
-class Participant:
-    """A participant's browser without the browser: cookies, the run page, its socket."""
+def play_in_background(url: str, experiment: str, count: int, **plan) -> tuple[threading.Thread, dict]:
+    """``run_bots`` in a thread (the test does something to the servers meanwhile); the
+    report lands in the returned dict under ``report`` (or the exception under ``error``)."""
+    out: dict = {}
 
-    def __init__(self, server, experiment_id: int):
-        self.server, self.experiment_id = server, experiment_id
-        self.browser = _Browser(server.url)
-        self.ws = None
+    def play():
+        try:
+            out["report"] = run_bots(url, experiment, count, **plan)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            out["error"] = exc
 
-    def start(self, ticket_code: str) -> None:
-        self.browser.get(f"/run/{self.experiment_id}/start/?{urllib.parse.urlencode({'tc': ticket_code})}")
-
-    def post(self, answers: dict) -> str:
-        """POST ``answers`` for the page on screen; returns the page the runner shows next."""
-        _, html = self.browser.get(f"/run/{self.experiment_id}/")
-        fields = {**dict(_FIELD.findall(html)), **answers}
-        request = urllib.request.Request(
-            f"{self.server.url}/run/{self.experiment_id}/", data=urllib.parse.urlencode(fields).encode()
-        )
-        with self.browser.opener.open(request, timeout=15) as response:  # a refusal raises HTTPError
-            return response.read().decode()
-
-    async def connect(self, gs) -> None:
-        url = self.server.url.replace("http", "ws", 1) + f"/ws/group/{gs.pk}/participant/"
-        headers = {"Cookie": self.browser.cookie_header(), "Origin": self.server.url}
-        self.ws = await websockets.connect(url, additional_headers=headers)
+    thread = threading.Thread(target=play, name="bots", daemon=True)
+    thread.start()
+    return thread, out
 
 
-def test_redis_restart_mid_step_over_two_processes(live_server_factory, private_redis, transactional_db):
+def warmth_rows(experiment, step: int) -> int:
+    return Response.objects.filter(session__experiment=experiment, item="warmth", step=step).count()
+
+
+def wait_until(predicate, timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"waited {timeout:.0f} s for {what}"
+        time.sleep(0.05)
+
+
+def test_redis_restart_mid_step_over_two_processes(live_server_factory, private_redis, transactional_db, monkeypatch):
     env = {"REDIS_URL": private_redis.url, "CHANNEL_LAYER_PREFIX": "restart-test"}
     console_server, participant_server = live_server_factory(env=env), live_server_factory(env=env)
-    get_user_model().objects.create_user("ctl", password=PASSWORD, is_staff=True)
     demo = load_file(path=settings.BASE_DIR / "experiments/demo/colors.yaml").experiment
-    gs = GroupSession.objects.get(pk=services.start_group_session(experiment=demo, size=3).pk)
-    people = [Participant(participant_server, demo.pk) for _ in range(3)]
-    ticket_code = gs.ticket.code
-
-    def answer(i: int, step: int) -> str:
-        return people[i].post({"q-warmth": str(2 + i + step), "_jspsych": TRIAL})
-
-    async def scenario():
-        for person in people:
-            await asyncio.to_thread(person.start, ticket_code)
-            assert "Waiting for the experimenter" in await asyncio.to_thread(person.post, {"q-agree": "I agree"})
-            await person.connect(gs)
-        async with GroupController(console_server.url, username="ctl", password=PASSWORD,
-                                   experimenter_code=gs.experimenter_code) as ctl:  # fmt: skip
-            await ctl.wait_for(lambda s: sum(p["connected"] for p in s["participants"]) == 3, timeout=15)
-            await ctl.start()
-            for person in people:
-                await _state_where(person.ws, lambda s: s["phase"] == "running")
-            for i in (0, 1):
-                assert "Waiting for the others" in await asyncio.to_thread(answer, i, 0)
-            await ctl.wait_for(lambda s: s["ready"] == 2, timeout=15)
-
-            private_redis.stop()
-            private_redis.start()  # same port, every key gone: context, channel-layer groups
-
-            assert "Waiting for the others" in await asyncio.to_thread(answer, 2, 0)
-            done = await ctl.wait_for(lambda s: s["all_responded"], timeout=20)
-            assert sorted(r[2] for r in done["context"]["warmth"]) == [2, 3, 4]
-            assert done["context"]["step_means"] == {"0": 3.0}
-            await ctl.advance(0, timeout=20)
-            for person in people:
-                moved = await _state_where(person.ws, lambda s: s["step"] == 1, timeout=20)
-                assert moved["shared_params"]["colour"] == "red"  # lavender, then warm (mean 3 <= 4): red
-            for i in range(3):
-                assert "Waiting for the others" in await asyncio.to_thread(answer, i, 1)
-            final = await ctl.wait_for(lambda s: s["all_responded"] and s["step"] == 1, timeout=20)
-            assert len(final["context"]["warmth"]) == 6 and set(final["context"]["step_means"]) == {"0", "1"}
-            for person in people:
-                await person.ws.close()
-
+    monkeypatch.setitem(colour_bots.SLOW, (3, 0), SLOW_SECONDS)
     try:
-        asyncio.run(scenario())
+        thread, out = play_in_background(f"{console_server.url},{participant_server.url}", "demo-colors", 3,
+                                         start_group=True, bots_module="tests.groups.colour_bots")  # fmt: skip
+        wait_until(lambda: warmth_rows(demo, 0) >= 2 or not thread.is_alive(), what="two answers of step 0")
+        assert warmth_rows(demo, 0) == 2, out  # the third is still thinking
+        private_redis.stop()
+        private_redis.start()  # same port, every key gone: context, channel-layer groups
+        thread.join(180)
     finally:  # they use the private redis-server, which goes with this test
         console_server.stop()
         participant_server.stop()
+    assert not thread.is_alive() and "error" not in out, out
+    report = out["report"]
+    assert report["ok"], report
+    assert report["answers"] == {"sent": 12, "stored": 12, "lost": 0, "doubled": 0, "played_by_bot": 0}
+    gs = GroupSession.objects.get(pk=report["group_session"])
+    assert sorted(r[2] for r in gs.context["warmth"] if r[0] == 0) == [2, 3, 4]  # the one after the restart too
+    assert gs.context["step_means"] == {"0": 3.0, "1": 4.0, "2": 5.0}
+    step_1 = StepLog.objects.get(group_session=gs, action="advanced", step=1)
+    assert step_1.shared_params["colour"] == "red"  # lavender, then warm (mean 3 <= 4): red
     rows = Response.objects.filter(group_session=gs, item="warmth")
-    assert sorted((r.step, r.value) for r in rows) == [(s, 2 + i + s) for s in (0, 1) for i in range(3)]
-    assert Membership.objects.filter(group_session=gs).count() == 3
+    assert sorted((r.step, float(r.value)) for r in rows) == [(s, 2.0 + i + s) for s in range(3) for i in range(3)]

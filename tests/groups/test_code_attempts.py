@@ -1,6 +1,8 @@
-"""Wrong-code limits (issue 14 cause 3, issue 18): counted atomically before a code is
-evaluated, per browser (signed cookie) and per address (higher), X-Forwarded-For only
-from trusted proxies. Runs on the in-process cache and, with REDIS_URL, on Redis."""
+"""Wrong-code limits (issue 14 cause 3, issue 18, issue 19): counted atomically before a
+code is evaluated per browser (signed cookie); per address (higher) only wrong codes count,
+with evaluation slots that keep a parallel burst within the limit while a room behind one
+address enters its right code at once. X-Forwarded-For only from trusted proxies. Runs on
+the in-process cache and, with REDIS_URL, on Redis."""
 
 from __future__ import annotations
 
@@ -31,13 +33,13 @@ def _browser(address: str) -> Client:
     return client
 
 
-def _burst(client_for, n: int) -> Counter:
-    """``n`` wrong codes posted at once, the i-th by ``client_for(i)``; their statuses."""
+def _burst(client_for, n: int, code: str = "ZZZZ") -> Counter:
+    """``n`` codes (wrong by default) posted at once, the i-th by ``client_for(i)``; their statuses."""
     statuses: Counter = Counter()
     lock = threading.Lock()
 
     def post(client):
-        status = client.post(URL, {"code": "ZZZZ"}).status_code
+        status = client.post(URL, {"code": code}).status_code
         with lock:
             statuses[status] += 1
 
@@ -69,6 +71,45 @@ def test_a_burst_without_cookies_from_one_address_evaluates_at_most_the_limit():
     print(f"150-way burst, no cookies: {statuses[400]} codes evaluated, {statuses[429]} refused 429")
     assert statuses[400] <= settings.CODE_ATTEMPTS_PER_MINUTE
     assert statuses[400] + statuses[429] == 150
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(CODE_ATTEMPTS_PER_MINUTE_PER_ADDRESS=20)
+def test_a_burst_of_wrong_codes_from_many_browsers_of_one_address_evaluates_at_most_its_limit():
+    address = _address()
+    statuses = _burst(lambda _i: _browser(address), 120)  # a guesser who collected 120 browser ids
+    print(f"120-way burst, 120 browsers of one address: {statuses[400]} evaluated, {statuses[429]} refused 429")
+    assert statuses[400] <= 20 and statuses[400] + statuses[429] == 120
+    assert Client(REMOTE_ADDR=address).get(URL).status_code == 429  # its minute is used up
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(CODE_ATTEMPTS_PER_MINUTE_PER_ADDRESS=5)
+def test_a_room_behind_one_address_enters_its_right_code_at_once(gs):
+    """A lab (or bots from one machine) behind one NAT address: 60 browsers post the right
+    code at the same moment, 12 times the address's limit; every one gets in."""
+    address = _address()
+    statuses = _burst(lambda _i: _browser(address), 60, code=gs.participant_code)
+    assert statuses == Counter({302: 60}), statuses
+    for _ in range(5):  # and the address's wrong codes are still limited
+        assert _browser(address).post(URL, {"code": "ZZZZ"}).status_code == 400
+    assert Client(REMOTE_ADDR=address).post(URL, {"code": gs.participant_code}).status_code == 429
+
+
+@pytest.mark.django_db
+@override_settings(CODE_ATTEMPTS_PER_MINUTE_PER_ADDRESS=2, CODE_ATTEMPTS_ADDRESS_WAIT_SECONDS=0.3)
+def test_a_code_waits_for_a_slot_while_the_addresss_codes_are_being_looked_at():
+    address = _address()
+    first, second, third = (codes.Client(browser=f"b:{i}{address}", address=address) for i in range(3))
+    assert codes.begin_attempt(kind=codes.PARTICIPANT, client=first)
+    assert codes.begin_attempt(kind=codes.PARTICIPANT, client=second)
+    assert not codes.begin_attempt(kind=codes.PARTICIPANT, client=third)  # both slots busy for 0.3 s: 429
+    codes.attempt_succeeded(kind=codes.PARTICIPANT, client=first)
+    assert codes.begin_attempt(kind=codes.PARTICIPANT, client=third)  # a right code freed its slot
+    codes.attempt_failed(kind=codes.PARTICIPANT, client=second)
+    codes.attempt_failed(kind=codes.PARTICIPANT, client=third)
+    assert codes.is_rate_limited(kind=codes.PARTICIPANT, client=first)  # two wrong codes: the address's limit
+    assert not codes.begin_attempt(kind=codes.PARTICIPANT, client=first)
 
 
 @pytest.mark.django_db
@@ -169,3 +210,16 @@ def test_while_the_counters_are_down_no_code_is_evaluated(gs, caplog):
         assert response.status_code == 503
         assert b'data-error-code="codes_unavailable"' in response.content
     assert "attempt counters unavailable" in caplog.text and gs.participant_code not in caplog.text
+
+
+@pytest.mark.django_db
+@override_settings(CODE_ATTEMPTS_PER_MINUTE_PER_ADDRESS=1, CODE_ATTEMPTS_ADDRESS_WAIT_SECONDS=0.1)
+def test_a_check_that_fails_on_the_server_frees_its_slot_and_counts_no_wrong_code(gs, monkeypatch):
+    def broken(code, **kwargs):
+        raise RuntimeError("the database went away")
+
+    address = _address()
+    monkeypatch.setattr("groups.selectors.find_by_participant_code", broken)
+    assert Client(REMOTE_ADDR=address, raise_request_exception=False).post(URL, {"code": "ZZZZ"}).status_code == 500
+    monkeypatch.undo()
+    assert Client(REMOTE_ADDR=address).post(URL, {"code": gs.participant_code}).status_code == 302

@@ -1,62 +1,37 @@
-"""The colour demo (experiments/demo/colors.yaml) run by three participants in
-lockstep through the real runner views, the experimenter driving the services."""
+"""The colour demo (experiments/demo/colors.yaml) played in lockstep by three bots
+(bots.testing.run_bots) against a live server: real HTTP, the participant sockets, the
+live page's answers, and an experimenter who starts, advances each step once everybody
+answered and ends the session. Bot N rates step S with 1 + N + S (tests/groups/colour_bots.py)."""
 
 from __future__ import annotations
 
-import re
-from io import StringIO
-
 import pytest
 from django.conf import settings
-from django.core.management import call_command
-from django.test import Client
 
-from groups import selectors, services
-from runner.models import Experiment, Response
-from tests.runner.builders import current, start, submit
+from bots.testing import run_bots
+from groups.models import GroupSession, StepLog
+from runner.definitions.loader import load_file
+from runner.models import Response, Session
+from tests.bots.conftest import bots_server  # noqa: F401 - the live server fixture
+from tests.e2e.conftest import e2e_static_root, live_server_factory  # noqa: F401 - fixtures used here
 
-pytestmark = pytest.mark.django_db
-TRIAL = '[{"trial_type": "html-button-response", "response": 0, "rt": 800, "trial_index": 0}]'
-
-
-@pytest.fixture
-def demo(db):
-    call_command("load_experiment", str(settings.BASE_DIR / "experiments/demo/colors.yaml"), stdout=StringIO())
-    return Experiment.objects.get(slug="demo-colors")
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_three_participants_rate_colours_in_lockstep(demo, staff, django_capture_on_commit_callbacks):
-    gs = services.start_group_session(experiment=demo, experimenter=staff, size=3)
-    people = []
-    for _ in range(3):
-        client = Client()
-        session = start(client, demo, gs.ticket)
-        submit(client, session, {"agree": "I agree"})
-        people.append((client, session))
-    for client, _session in people:
-        assert "Waiting for the experimenter to start" in client.get(f"/run/{demo.pk}/").content.decode()
-    services.group_session_start(group_session=gs, by=staff)
-    for step in range(3):
-        colour = selectors.snapshot(gs.pk)["shared_params"]["colour"]
-        for i, (client, session) in enumerate(people):
-            html = client.get(f"/run/{demo.pk}/").content.decode()
-            assert f"&quot;colour&quot;: &quot;{colour}&quot;" in html or colour in html
-            with django_capture_on_commit_callbacks(execute=True):
-                response = submit(client, session, {"warmth": str(2 + i + step), "_jspsych": TRIAL},
-                                  **{"q-_group_step": step})  # fmt: skip
-            assert response.status_code == 302, re.findall(
-                r"(?:invalid-feedback|text-danger|alert-warning)[^>]*>([^<]*)", response.content.decode()
-            )
-        assert selectors.snapshot(gs.pk)["all_responded"]
-        if step < 2:
-            services.group_session_advance(group_session=gs, step=step, by=staff)
-    services.group_session_end(group_session=gs, by=staff)
-    gs.refresh_from_db()
+def test_three_participants_rate_colours_in_lockstep(bots_server):  # noqa: F811
+    demo = load_file(path=settings.BASE_DIR / "experiments/demo/colors.yaml").experiment
+    report = run_bots(bots_server.url, "demo-colors", 3, start_group=True, bots_module="tests.groups.colour_bots")
+    assert report["ok"], report  # every bot reached the end, each expectation held
+    assert report["answers"] == {"sent": 12, "stored": 12, "lost": 0, "doubled": 0, "played_by_bot": 0}
+    gs = GroupSession.objects.get(pk=report["group_session"])
+    assert gs.phase == "ended"
     assert [r[0] for r in gs.context["warmth"]] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert gs.context["step_means"] == {"0": 3.0, "1": 4.0, "2": 5.0}  # every rating, the last one included
     assert gs.context["summary"]["ratings"] == 9
     rows = Response.objects.filter(group_session=gs, item="warmth")
-    assert rows.count() == 9 and {r.step for r in rows} == {0, 1, 2}
-    assert all(r.shared_params and r.shared_params["colour"] for r in rows)
-    for _client, session in people:
-        assert current(session).get("order") == 3 or session.end is not None
+    assert sorted((r.step, float(r.value)) for r in rows) == [(s, 2.0 + i + s) for s in range(3) for i in range(3)]
+    logs = StepLog.objects.filter(group_session=gs, action__in=["started", "advanced"])
+    steps = {log.step: log.shared_params for log in logs}
+    assert all(r.shared_params == steps[r.step] and r.shared_params["colour"] for r in rows)
+    runs = Session.objects.filter(experiment=demo, group_membership__group_session=gs)
+    assert runs.count() == 3 and all(run.end is not None for run in runs)

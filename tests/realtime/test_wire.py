@@ -8,6 +8,7 @@ clients are Chromium and ``websockets``: both reject a malformed frame."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import socket
 
@@ -208,3 +209,35 @@ def test_no_direct_writer_for_a_wrapped_transport(daphne_protocol):
     server, protocol, _ = daphne_protocol
     protocol.transport = StringTransport()
     assert direct_writer({RAW_SEND_KEY: functools.partial(server.handle_reply, protocol)}) is None
+
+
+async def test_a_frame_sent_after_the_client_left_is_dropped_quietly(caplog):
+    """A state or resend racing a client's close: daphne's send raises autobahn's
+    "Attempt to send on a closed protocol"; the consumer drops that frame and logs it at
+    debug (the disconnect bookkeeping follows), where it used to end in an ERROR log
+    (an unretrieved task exception or "group socket ... failed"). Other failures still raise."""
+    import logging
+
+    from autobahn.exception import Disconnected
+
+    from realtime.consumers import ParticipantConsumer
+
+    consumer = ParticipantConsumer()
+    consumer.gs_id = 7
+
+    async def closed_send(message):
+        raise Disconnected("Attempt to send on a closed protocol")
+
+    consumer.base_send = closed_send
+    with caplog.at_level(logging.DEBUG, logger="realtime.consumers"):
+        await consumer.send(text_data='{"type":"group.state"}')
+        await asyncio.ensure_future(consumer.send(text_data="x"))  # the hub timer's resend path
+    assert [r.levelname for r in caplog.records if "client is leaving" in r.getMessage()] == ["DEBUG", "DEBUG"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+    async def broken_send(message):
+        raise ValueError("not a closed socket")
+
+    consumer.base_send = broken_send
+    with pytest.raises(ValueError, match="not a closed socket"):
+        await consumer.send(text_data="x")
