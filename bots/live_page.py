@@ -166,6 +166,9 @@ class LiveGroupPage:
                 bot.remember(page, step, chosen)
             self.visit = reply.get("visit") or self.visit
             return "leave" if reply.get("next") == "leave" else "wait"
+        if reply.get("code") == "already_answered":  # an earlier send (or a stand-in) stored it: wait as the page does
+            self.answered.add(step)
+            return "wait"
         bot.record.errors.append(
             f"step {step}: HTTP {response.status} {reply.get('code', '')} {reply.get('errors', '')}"
         )
