@@ -185,6 +185,10 @@ async def _command(clients: list, command: tuple, answering: list[asyncio.Task])
     op, arg = command[0], command[1] if len(command) > 1 else None
     if op in ("answer", "plain_get"):  # live, reload: everyone at once
         await _all(clients, op, 120)
+    elif op == "clock_settled":  # every page's clock estimate is good (or ``arg`` seconds passed)
+        from realtime.clock import GOOD_RTT_MS
+
+        await _wait(lambda: all(c.rtt_ms is not None and c.rtt_ms <= GOOD_RTT_MS for c in clients), arg)
     elif op == "await_step":  # every client has the step's page (or was shown another)
         await _wait(lambda: all(c.settled(arg) for c in clients), 120)
     elif op == "otree_answer":  # everyone but player ``arg`` submits and waits on the wait page

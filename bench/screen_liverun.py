@@ -3,7 +3,9 @@ live page does, bench/screen_live.py) and ``reload`` (the same clients reloading
 page on each new step), on daphne + PostgreSQL + a private Redis (or the embedded
 defaults), a group session of N on bench/bench_group.yaml's group_trial.
 
-The clients open their live pages while the group session waits; the experimenter
+The clients open their live pages while the group session waits; once every page's
+clock estimate is good (best round trip <= realtime.clock.GOOD_RTT_MS, at most
+``CLOCK_SETTLE`` s: people join over a minute, not in one burst) the experimenter
 starts it (step 0, not measured). Each step: every client answers the step on its screen
 (``resend`` of them POST it twice with the same nonce); ``SETTLE`` after the last reply
 the experimenter advances (t0: the advance is sent, wall clock); each client gets the
@@ -25,6 +27,7 @@ from bench import common, fanout
 
 PAUSE = 0.3
 SETTLE = 0.5
+CLOCK_SETTLE = 15.0  # seconds, at most, for every page's clock estimate before the start
 
 
 async def run_live(n: int, steps: int, workers: int, mode: str = "live", *, embedded: bool = False,
@@ -50,6 +53,10 @@ async def run_live(n: int, steps: int, workers: int, mode: str = "live", *, embe
         async with await _experimenter(url, headers) as boss:
             drain = asyncio.create_task(fanout._drain(boss))
             await asyncio.sleep(0.5)
+            # People join a session over a minute, not in one burst: their pages' clock
+            # estimates are good before the start. Here all N open at once; wait (at most
+            # CLOCK_SETTLE s) until every page has had a short round trip, as they would have.
+            await pool.call(("clock_settled", CLOCK_SETTLE))
             if steps:  # the start: step 0 on every screen (not measured: it warms up)
                 pool.send(("await_step", 0))
                 await boss.send(json.dumps({"type": "start"}))

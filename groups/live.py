@@ -42,6 +42,7 @@ _lock = threading.Lock()
 MAX_SAMPLES_PER_STEP = 2000
 MAX_GROUPS = 200  # group sessions whose samples this process keeps (the latest)
 RTT_TRUST, RTT_FLOOR_MS = 3.0, 20.0  # a ready report counts if its clock's round trip is within these
+RTT_LIMIT_MS = 100.0  # and never above this: its ready_at may be off by half of it
 RATE_STEPS = 20  # steps of any group session the first step's estimate (ms per page) is taken from
 OUTLIER_FLOOR_MS = 10.0  # the smallest IQR the outlier fence of one step's delays uses
 ONSET_CONSOLE_STEPS = 5  # the console shows the onsets of this many latest steps
@@ -83,12 +84,15 @@ def known_starts_at(group_session_id: int, participant_code: str, step: int) -> 
     return known[0] if known else None
 
 
-def step_delay(delays: list[float], rtts: list[float | None] | None = None) -> float:
+def step_delay(delays: list[float], rtts: list[float | None] | None = None) -> float | None:
     """One step's "content ready" delay: the slowest page's, after dropping the pages
     whose clock estimate is unsure (``trusted``) and the far outliers (above Q3 + 3 IQR,
     the IQR at least ``OUTLIER_FLOOR_MS``): one page with a bad clock estimate or one
-    stalled client does not set the whole group's lead."""
+    stalled client does not set the whole group's lead. None when no page's report can
+    be trusted (the step says nothing about the delivery)."""
     ordered = sorted(trusted(delays, rtts) if rtts else delays)
+    if not ordered:
+        return None
     n = len(ordered)
     q1, q3 = ordered[(n - 1) // 4], ordered[(3 * (n - 1)) // 4]
     fence = q3 + 3 * max(q3 - q1, OUTLIER_FLOOR_MS)
@@ -97,15 +101,15 @@ def step_delay(delays: list[float], rtts: list[float | None] | None = None) -> f
 
 def trusted(delays: list[float], rtts: list[float | None]) -> list[float]:
     """The delays of the pages whose clock estimate had a round trip (``rtts``, None:
-    not said) at most ``RTT_TRUST`` times the step's median one, or ``RTT_FLOOR_MS``: a
-    page's ``ready_at`` is off by up to half its round trip, and early in a loaded
-    session some pages have had only round trips of seconds. All when none is."""
+    not said) at most ``RTT_TRUST`` times the step's median one, or ``RTT_FLOOR_MS``,
+    and never above ``RTT_LIMIT_MS``: a page's ``ready_at`` is off by up to half its
+    round trip, and early in a loaded session most pages have had only round trips of
+    seconds (then none is kept). All when no page said its round trip."""
     known = sorted(r for r in rtts if r is not None)
     if not known:
         return delays
-    limit = max(RTT_FLOOR_MS, RTT_TRUST * known[(len(known) - 1) // 2])
-    kept = [d for d, r in zip(delays, rtts, strict=True) if r is None or r <= limit]
-    return kept or delays
+    limit = min(RTT_LIMIT_MS, max(RTT_FLOOR_MS, RTT_TRUST * known[(len(known) - 1) // 2]))
+    return [d for d, r in zip(delays, rtts, strict=True) if r is None or r <= limit]
 
 
 def choose_lead(per_step: list[float], first: float | None, *, margin: int, low: int, high: int,
@@ -140,15 +144,15 @@ def lead_ms(gs=None, pages: int = 0) -> int:
         mine = _samples.get(_group_key(gs)) if gs is not None else None
         own = [list(d) for _, d in sorted(mine.items())[-keep:] if d] if mine else []
         latest = [list(d) for steps in reversed(_samples.values()) for d in steps.values() if d][:RATE_STEPS]
-    per_step = [_value(d) for d in own]
-    rates = [_value(d) / len(d) for d in latest] if not per_step else []
+    per_step = [v for v in map(_value, own) if v is not None]
+    rates = [v / len(d) for d in latest if (v := _value(d)) is not None] if not per_step else []
     return choose_lead(per_step, first_estimate(rates, pages),
                        margin=_setting("GROUP_LIVE_LEAD_MARGIN_MS", 30), low=_setting("GROUP_LIVE_LEAD_MIN_MS", 60),
                        high=_setting("GROUP_LIVE_LEAD_MAX_MS", 1500),
                        default=_setting("GROUP_LIVE_LEAD_DEFAULT_MS", 150))  # fmt: skip
 
 
-def _value(reports: list[tuple[float, float | None]]) -> float:
+def _value(reports: list[tuple[float, float | None]]) -> float | None:
     return step_delay([d for d, _ in reports], [r for _, r in reports])
 
 
@@ -220,7 +224,8 @@ def note_delay(gs, step: int, ready_ms: float, rtt_ms: float | None = None) -> N
         known = cache.get(_key(gs, step))
     if not known:
         return
-    delay = max(0.0, float(ready_ms) - known[1])
+    # A ready_at after now (the report is here) is a clock estimate's error: now bounds it.
+    delay = max(0.0, min(float(ready_ms), _now_ms()) - known[1])
     keep = max(1, _setting("GROUP_LIVE_LEAD_STEPS", 3))
     with _lock:
         steps = _samples.setdefault(_group_key(gs), OrderedDict())

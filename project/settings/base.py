@@ -242,7 +242,7 @@ GROUP_CONSOLE_LOG_ENTRIES = env_int("GROUP_CONSOLE_LOG_ENTRIES", 20)
 # of the "content ready" delays pages reported (far outliers dropped), the lower median of
 # that over the last GROUP_LIVE_LEAD_STEPS steps, plus GROUP_LIVE_LEAD_MARGIN_MS, kept
 # within [MIN, MAX]; DEFAULT before any report.
-GROUP_LIVE_LEAD_MIN_MS = env_int("GROUP_LIVE_LEAD_MIN_MS", 60)
+GROUP_LIVE_LEAD_MIN_MS = env_int("GROUP_LIVE_LEAD_MIN_MS", 30)
 GROUP_LIVE_LEAD_MAX_MS = env_int("GROUP_LIVE_LEAD_MAX_MS", 1500)
 GROUP_LIVE_LEAD_DEFAULT_MS = env_int("GROUP_LIVE_LEAD_DEFAULT_MS", 150)
 GROUP_LIVE_LEAD_MARGIN_MS = env_int("GROUP_LIVE_LEAD_MARGIN_MS", 30)

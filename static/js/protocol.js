@@ -24,7 +24,7 @@
   var FINAL = [4001, 4003, 4004, 4009, 4010];
   // The clock-offset rule (realtime/clock.py: the same constants and functions).
   var clock = {
-    PING_MS: 3000, PING_GAP_MS: 200, GOOD_RTT_MS: 20, FAST_PINGS: 50, QUIET_PING_MS: 100, QUIET_SPREAD_MS: 400,
+    PING_MS: 3000, PING_GAP_MS: 200, GOOD_RTT_MS: 20, FAST_PINGS: 6, QUIET_PING_MS: 100, QUIET_SPREAD_MS: 400,
     sample: function (t, arrival, serverMs) {
       var rtt = arrival - t;
       return {offset: serverMs - (t + rtt / 2), rtt: rtt};

@@ -180,7 +180,10 @@ def test_one_steps_delay_is_its_slowest_page_without_the_far_outliers():
     # early in a loaded session: a third of the pages had only round trips of seconds, their ready_at 3 s off
     delays, rtts = [100.0 + i % 50 for i in range(140)] + [3100.0] * 60, [8.0] * 140 + [6000.0] * 60
     assert live.step_delay(delays, rtts) == 149.0  # the fence alone would keep them: they are 30 %
-    assert live.trusted([10.0, 20.0], [None, 900.0]) == [10.0, 20.0]  # one known round trip: its own median
+    assert live.trusted([10.0, 20.0], [None, 90.0]) == [10.0, 20.0]  # one known round trip: its own median
+    assert live.trusted([10.0, 20.0], [None, 900.0]) == [10.0]  # never a round trip above RTT_LIMIT_MS
+    # the start of a loaded session: every page's estimate is seconds wide: the step says nothing
+    assert live.trusted([3100.0, 2900.0], [6000.0, 5000.0]) == [] and live.step_delay([3100.0], [6000.0]) is None
     assert live.trusted([10.0, 20.0, 30.0], [5.0, 25.0, 80.0]) == [10.0, 20.0]  # <= max(20, 3 x 25)
 
 
