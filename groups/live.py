@@ -77,11 +77,27 @@ def _key_of(group_session_id: int, participant_code: str, step: int) -> str:
 
 def known_starts_at(group_session_id: int, participant_code: str, step: int) -> int | None:
     """``starts_at`` of a step if it was chosen (reads only)."""
-    key = _key_of(group_session_id, participant_code, step)
+    known = _plan_of(_key_of(group_session_id, participant_code, step))
+    return known[0] if known else None
+
+
+def _plan_of(key: str) -> tuple[int, int] | None:
+    """``(starts_at, chosen_at)`` of a step if it was chosen: this process's copy, else the
+    cache's, kept here from then on (a chosen plan never changes: ``cache.add``)."""
     with _lock:
         known = _known.get(key)
-    known = known or cache.get(key)
-    return known[0] if known else None
+    if known is None:
+        known = cache.get(key)
+        if known is not None:
+            _remember(key, known)
+    return known
+
+
+def _remember(key: str, plan) -> None:
+    with _lock:
+        _known[key] = tuple(plan)
+        while len(_known) > 1000:
+            _known.popitem(last=False)
 
 
 def step_delay(delays: list[float], rtts: list[float | None] | None = None) -> float | None:
@@ -147,7 +163,7 @@ def lead_ms(gs=None, pages: int = 0) -> int:
     per_step = [v for v in map(_value, own) if v is not None]
     rates = [v / len(d) for d in latest if (v := _value(d)) is not None] if not per_step else []
     return choose_lead(per_step, first_estimate(rates, pages),
-                       margin=_setting("GROUP_LIVE_LEAD_MARGIN_MS", 30), low=_setting("GROUP_LIVE_LEAD_MIN_MS", 60),
+                       margin=_setting("GROUP_LIVE_LEAD_MARGIN_MS", 30), low=_setting("GROUP_LIVE_LEAD_MIN_MS", 30),
                        high=_setting("GROUP_LIVE_LEAD_MAX_MS", 1500),
                        default=_setting("GROUP_LIVE_LEAD_DEFAULT_MS", 150))  # fmt: skip
 
@@ -166,21 +182,15 @@ def planned(gs, state: sm.GroupState) -> tuple[int, int] | None:
     if state.phase not in (sm.RUNNING, sm.PAUSED):
         return None
     key = _key(gs, state.step)
-    with _lock:
-        known = _known.get(key)
+    known = _plan_of(key)
+    if known is None and state.phase == sm.RUNNING and _prebuild is not None:
+        _prebuild(gs.pk, state.step)  # the content first: the lead starts when it is there
+        known = _plan_of(key)
     if known is None:
-        known = cache.get(key)
-        if known is None and state.phase == sm.RUNNING and _prebuild is not None:
-            _prebuild(gs.pk, state.step)  # the content first: the lead starts when it is there
-            known = cache.get(key)
-        if known is None:
-            chosen = _now_ms()
-            mine = (chosen + lead_ms(gs, len(state.participants)), chosen)
-            known = mine if cache.add(key, mine, _KEEP_SECONDS) else (cache.get(key) or mine)
-        with _lock:
-            _known[key] = tuple(known)
-            while len(_known) > 1000:
-                _known.popitem(last=False)
+        chosen = _now_ms()
+        mine = (chosen + lead_ms(gs, len(state.participants)), chosen)
+        known = mine if cache.add(key, mine, _KEEP_SECONDS) else (cache.get(key) or mine)
+        _remember(key, known)
     return known[0], known[1]
 
 
@@ -203,8 +213,7 @@ def pin(group_session_id: int, participant_code: str, step: int, plan: tuple[int
     if not cache.add(key, tuple(plan), _KEEP_SECONDS):
         logger.warning("group session %s step %s: starts_at was chosen before the timer's", group_session_id, step)
         plan = cache.get(key) or plan
-    with _lock:
-        _known[key] = tuple(plan)
+    _remember(key, plan)
 
 
 def starts_at(gs, state: sm.GroupState) -> int | None:
@@ -218,10 +227,7 @@ def note_delay(gs, step: int, ready_ms: float, rtt_ms: float | None = None) -> N
     clock estimate of round trip ``rtt_ms``). The start
     (step 0) counts too: it is the group's only measure before step 1 (the lower median
     lets the next steps outvote it if it was slow)."""
-    with _lock:
-        known = _known.get(_key(gs, step))
-    if known is None:
-        known = cache.get(_key(gs, step))
+    known = _plan_of(_key(gs, step))
     if not known:
         return
     # A ready_at after now (the report is here) is a clock estimate's error: now bounds it.

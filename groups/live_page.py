@@ -77,7 +77,6 @@ _SAFE_NONCE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SHELLS = 64  # shells kept per process (a few per running group session)
 _shells: OrderedDict = OrderedDict()  # key -> tuple of the page's parts, markers among them
 _shells_lock = threading.Lock()
-_starts: OrderedDict = OrderedDict()  # (group session, participant code, step) -> starts_at
 _building: dict = {}  # key -> lock held while one thread renders that shell
 
 
@@ -102,7 +101,7 @@ def serve(request, experiment_id: int) -> HttpResponse | None:
     parts = _shell(key, session, view, position, positions, questions)
     if parts is None:
         return None
-    starts_at = _starts_at(view)
+    starts_at = known_starts_at(view.group_session_id, view.participant_code, view.step)
     values = {CSRF: get_token(request), NONCE: current["nonce"], STARTS: json.dumps(starts_at)}
     return HttpResponse("".join(values.get(part, part) for part in parts))
 
@@ -111,21 +110,6 @@ def _may_have_messages(request) -> bool:
     """A message may wait to be shown (``django.contrib.messages``: in its cookie, or in the
     session when the cookie overflowed): the general path renders it."""
     return CookieStorage.cookie_name in request.COOKIES or settings.SESSION_COOKIE_NAME in request.COOKIES
-
-
-def _starts_at(view: TrialView) -> int | None:
-    """The step's ``starts_at`` (``groups.live``: chosen once per step, then fixed), kept
-    here once known so that a reload in another process asks the cache once."""
-    key = (view.group_session_id, view.participant_code, view.step)
-    known = _starts.get(key)
-    if known is None:
-        known = known_starts_at(*key)
-        if known is not None:
-            with _shells_lock:
-                _starts[key] = known
-                while len(_starts) > SHELLS:
-                    _starts.popitem(last=False)
-    return known
 
 
 def _read(token: str, experiment_id: int):
@@ -239,4 +223,3 @@ def forget() -> None:
     """Drop every shell of this process (tests)."""
     with _shells_lock:
         _shells.clear()
-        _starts.clear()
