@@ -28,7 +28,6 @@ the parent, which stamps the experimenter's send.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import re
@@ -36,6 +35,7 @@ import time
 from urllib.parse import urlencode
 
 from bench.keepalive import ATTR, KeepAlive, form_fields
+from bots.socket import ping_later, ping_text
 from realtime import clock
 
 LOCKSTEP = re.compile(r"<[a-z]+\b[^>]*\bdata-lockstep\b[^>]*>", re.I)
@@ -147,27 +147,15 @@ class LiveClient:
                     await asyncio.sleep(0.5)
             self.ws = None
 
-    def _ping_in(self, ws, ms: float) -> None:
-        """A ping ``ms`` from now (a quick or a quiet one, protocol.js)."""
-
-        async def later():
-            await asyncio.sleep(ms / 1000)
-            with contextlib.suppress(Exception):
-                await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
-
-        task = asyncio.create_task(later())
-        self._ping_tasks.add(task)
-        task.add_done_callback(self._ping_tasks.discard)
-
     async def _pinger(self, ws) -> None:
         """One ping at once (the quick ones follow its pongs, ``on_message``), then every 3 s
         (protocol.js); the later ones at a random phase, as pages opened at different
         moments have (all clients here open within a second)."""
         self.fast_sent = 0
-        await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+        await ws.send(ping_text())
         await asyncio.sleep(random.uniform(0, PING_S))
         while True:
-            await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+            await ws.send(ping_text())
             await asyncio.sleep(PING_S)
 
     async def on_message(self, ws, data: dict) -> None:
@@ -180,7 +168,7 @@ class LiveClient:
                 self.rtt_ms, self.offset_ms = rtt, offset
             if (wait := clock.next_ping_ms(self.rtt_ms, self.fast_sent, rtt)) is not None:
                 self.fast_sent += 1
-                self._ping_in(ws, wait)
+                ping_later(ws, wait, self._ping_tasks)
         elif kind == "group.content":
             if data.get("step", -1) > self.shown:
                 self.pushed[data["step"]] = data
@@ -221,7 +209,7 @@ class LiveClient:
         self.quiet_step = state.get("step")
         wait = clock.quiet_ping_ms(state["starts_at"], self.offset_ms, time.time() * 1000, random.random())
         if wait is not None:
-            self._ping_in(ws, wait)
+            ping_later(ws, wait, self._ping_tasks)
 
     def _maybe_show(self, ws, step: int) -> None:
         if step in self.states and step in self.pushed and self.mode == "live":

@@ -23,6 +23,25 @@ PING_SECONDS = clock.PING_MS / 1000
 WS_ARGS = dict(compression=None, ping_interval=None, open_timeout=60, close_timeout=2, max_size=2**24)
 
 
+def ping_text() -> str:
+    """A ping stamped now on this clock (protocol.js)."""
+    return json.dumps({"type": "ping", "t": time.time() * 1000})
+
+
+def ping_later(ws, ms: float, held: set) -> None:
+    """Send a ping ``ms`` from now (a quick or a quiet one, ``realtime.clock``); the task
+    stays in ``held`` while it waits (the loop keeps only weak references)."""
+
+    async def later():
+        await asyncio.sleep(ms / 1000)
+        with contextlib.suppress(Exception):
+            await ws.send(ping_text())
+
+    task = asyncio.create_task(later())
+    held.add(task)
+    task.add_done_callback(held.discard)
+
+
 class ParticipantSocket:
     def __init__(self, url: str, headers: list[tuple[str, str]], *, on_state=None):
         self.url, self.headers, self.on_state = url, headers, on_state
@@ -84,22 +103,10 @@ class ParticipantSocket:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    def _ping_in(self, ws, ms: float) -> None:
-        """A quick or a quiet ping ``ms`` from now (protocol.js)."""
-
-        async def later():
-            await asyncio.sleep(ms / 1000)
-            with contextlib.suppress(Exception):
-                await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
-
-        task = asyncio.create_task(later())
-        self._pings.add(task)
-        task.add_done_callback(self._pings.discard)
-
     async def _pinger(self, ws) -> None:
         self.fast_sent = 0
         while True:
-            await ws.send(json.dumps({"type": "ping", "t": time.time() * 1000}))
+            await ws.send(ping_text())
             await asyncio.sleep(PING_SECONDS)
 
     async def _message(self, ws, raw) -> None:
@@ -109,7 +116,7 @@ class ParticipantSocket:
             rtt = self._clock(data)
             if rtt is not None and (wait := clock.next_ping_ms(self.rtt_ms, self.fast_sent, rtt)) is not None:
                 self.fast_sent += 1
-                self._ping_in(ws, wait)
+                ping_later(ws, wait, self._pings)
         if kind == "group.content" and isinstance(data.get("step"), int):
             self.contents[data["step"]] = data
             self.changed.set()
@@ -121,7 +128,7 @@ class ParticipantSocket:
             self.quiet_step = data.get("step")
             wait = clock.quiet_ping_ms(data["starts_at"], -(self.offset_ms or 0), time.time() * 1000, random.random())
             if wait is not None:
-                self._ping_in(ws, wait)
+                ping_later(ws, wait, self._pings)
         if data.get("phase") == "running":
             self.state_arrival.setdefault(int(data.get("step", 0)), time.monotonic())
         self.state = data
