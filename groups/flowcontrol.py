@@ -33,6 +33,7 @@ from .state import (
     GroupError,
     GroupState,
     Participant,
+    answered_already,
     bump,
     changed,
     extend,
@@ -131,7 +132,7 @@ def answer_again(state, action, p, now):
     if p.flag == SKIPPED:
         raise GroupError("This step was closed for you; it stores nothing.", code="skipped")
     if p.flag != TIMED_OUT:
-        raise GroupError("This step was already answered; a second answer is not stored.", code="already_answered")
+        answered_already(state, action, p, now)
     new = bump(state, now, visible=True, participants=changed(state, action.participant, flag=LATE_ANSWER))
     return new, [Event("responded", now, {"participant": action.participant, "step": state.step, "late": True})]
 

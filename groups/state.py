@@ -377,14 +377,15 @@ _EXTENSIONS: dict = {}  # action type -> handler
 _NEW_STEP = [lambda state, now: (state, [])]  # (state, now) -> (state, events), at every start and advance
 
 
-def _answered_already(state, action, p, now):
+def answered_already(state, action, p, now):
+    """A ``Respond`` to a step already answered: refused (the default; see ``extend``)."""
     raise GroupError("This step was already answered; a second answer is not stored.", code="already_answered")
 
 
-_AGAIN = [_answered_already]  # (state, action, participant, now) for a Respond to a step already answered
+_AGAIN = [answered_already]  # (state, action, participant, now) for a Respond to a step already answered
 
 
-def extend(handlers: dict, *, new_step, answer_again=_answered_already) -> None:
+def extend(handlers: dict, *, new_step, answer_again=answered_already) -> None:
     _EXTENSIONS.update(handlers)
     _NEW_STEP[0], _AGAIN[0] = new_step, answer_again
 
