@@ -50,6 +50,11 @@ MAX_JSON_DEPTH = getattr(settings, "WS_MAX_JSON_DEPTH", 32)
 NO_CHANNEL_LAYER = "sockets-here-use-no-channel-layer"  # an alias naming no layer: Channels gives None
 
 
+def _dumps(content: dict) -> str:
+    """A message's text: compact, and never NaN or Infinity (a ValueError instead)."""
+    return json.dumps(content, separators=(",", ":"), allow_nan=False)
+
+
 class _GroupConsumer(AsyncWebsocketConsumer):
     allowed: frozenset[str] = frozenset()
     # Group sockets get their states from the process's hub, not the channel layer: no
@@ -129,8 +134,7 @@ class _GroupConsumer(AsyncWebsocketConsumer):
             await self.send_json(error(exc.code, exc.message))
             return
         if message.type == "ping":  # stamped last and written straight onto the socket where it can be
-            pong = PongMsg(t=message.t, server_ms=int(time.time() * 1000)).model_dump()
-            await self.send_text(json.dumps(pong, separators=(",", ":"), allow_nan=False))
+            await self.send_text(_dumps(PongMsg(t=message.t, server_ms=int(time.time() * 1000)).model_dump()))
             return
         try:
             await self.handle(message)
@@ -153,7 +157,7 @@ class _GroupConsumer(AsyncWebsocketConsumer):
     async def send_json(self, content: dict):
         """Send one message; never NaN or Infinity, which browsers cannot parse (a
         ValueError instead)."""
-        await self.send(text_data=json.dumps(content, separators=(",", ":"), allow_nan=False))
+        await self.send(text_data=_dumps(content))
 
     def write_direct(self, text: str) -> bool:
         """Write a pre-serialised frame straight onto the socket, where daphne's
