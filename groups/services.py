@@ -32,6 +32,7 @@ from .store import load_state, now_ms
 LOGGED_EVENTS = {"started", "advanced", "paused", "resumed", "exit_loop", "ended", "aborted", "kicked", "context_set"}
 LOGGED_EVENTS |= flowservices.LOGGED
 STEP_EVENTS = {"started", "advanced"}
+READY_FLUSH_SECONDS = getattr(settings, "GROUP_READY_FLUSH_SECONDS", 0.1)
 
 
 def _after(gs, new, session_ids, events, by, first=None) -> list[str]:
@@ -81,11 +82,26 @@ def _transition_locked(gs: GroupSession, old, session_ids, action, *, by=None, f
         gs.save(update_fields=fields)
         flowservices.arm(gs, old, new, events, now)
         flowservices.hand_to_bots(gs.pk, events, session_ids)
-        if new.participant_version != old.participant_version:
+        if new.participant_version == old.participant_version:  # the console's alone (a form location)
+            store.publish_console(gs.pk)  # coalesced when many come together
+        elif _counts_only(old, new, events):  # pages on the waiting screen: a count changed
+            store.publish_console(gs.pk, within=READY_FLUSH_SECONDS)  # one snapshot per burst, not one per page
+        else:
             store.publish_on_commit(gs, new)  # participants wait for it: at once, from the state in hand
-        else:  # the console's alone (a form location): coalesced when many come together
-            store.publish_console(gs.pk)
     return new, events
+
+
+COUNT_EVENTS = frozenset({"joined", "ready"})
+
+
+def _counts_only(old, new, events) -> bool:
+    """A change that only moves the counts the other pages show ("12 of 500 ready"): a
+    participant joining or arriving on the waiting screen. Published like a burst of answers
+    (coalesced within ``GROUP_READY_FLUSH_SECONDS``): one snapshot each would send N frames to
+    each of N pages while a large group gathers (O(N²) frames before the start). The page
+    that joined gets its own view when its socket opens (``realtime``'s first push)."""
+    same_step = (new.phase, new.step) == (old.phase, old.step)
+    return bool(events) and same_step and all(e.kind in COUNT_EVENTS for e in events)
 
 
 def _apply(group_session, action, *, by=None):

@@ -224,6 +224,9 @@ if GROUP_PRESENCE_LEASE_SECONDS <= 0:
 # Answers are broadcast (the console's count, "n of m ready") at most this long after
 # they are stored, a burst of answers as one snapshot.
 GROUP_ANSWER_FLUSH_SECONDS = env_float("GROUP_ANSWER_FLUSH_SECONDS", 0.1)
+# Pages arriving on the waiting screen ("ready") are broadcast the same way: one snapshot
+# per burst, not one per page (N pages gathering would send N frames to each of them).
+GROUP_READY_FLUSH_SECONDS = env_float("GROUP_READY_FLUSH_SECONDS", 0.1)
 # The answers of a group experiment waiting at the same moment in one process are stored
 # by one transaction, at most this many (runner/batching.py); RUN_ANSWER_BATCH=0 stores
 # each alone.

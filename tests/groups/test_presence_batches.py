@@ -109,3 +109,25 @@ def test_batches_publish_after_commit(gs, join, staff, django_capture_on_commit_
     with django_capture_on_commit_callbacks(execute=True):
         presence.record_acks(group_session=gs, acks={m1.pseudonym: new.version})
     assert requested == [(gs.pk, presence.FLUSH_SECONDS)] and len(published) == 1
+
+
+def test_pages_arriving_on_the_waiting_screen_publish_one_snapshot_per_burst(
+    gs, join, staff, django_capture_on_commit_callbacks, monkeypatch
+):
+    """``ready`` before the start only moves a count ("1 of 2 ready"): each asks the
+    publisher thread for one coalesced read (a group of 500 gathering sent 500 frames to
+    each of its pages); the start itself is published at once, from the state in hand."""
+    from realtime import publish
+
+    (_, m1), (_, m2) = join(), join()
+    published, requested = [], []
+    monkeypatch.setattr(publish, "publish_text", lambda gs_id, body: published.append(gs_id))
+    monkeypatch.setattr(publish._publisher, "request", lambda gs_id, delay=0.0: requested.append((gs_id, delay)))
+    with django_capture_on_commit_callbacks(execute=True):
+        for member in (m1, m2):
+            services.participant_ready(group_session=gs.pk, participant=member.pseudonym, step=0)
+    assert published == [] and requested == [(gs.pk, services.READY_FLUSH_SECONDS)] * 2
+    assert selectors.snapshot(gs.pk)["ready"] == 2  # both stored: the coalesced read shows them
+    with django_capture_on_commit_callbacks(execute=True):
+        services.group_session_start(group_session=gs, by=staff)
+    assert published == [gs.pk]  # a step change: at once

@@ -61,7 +61,10 @@ class World:
 
 
 @pytest.fixture
-def world(transactional_db):
+def world(transactional_db, monkeypatch):
+    # Joins and "ready" publish at once here, not coalesced (GROUP_READY_FLUSH_SECONDS): a
+    # join's late snapshot would otherwise reach the socket a test opens right after it.
+    monkeypatch.setattr(services, "READY_FLUSH_SECONDS", 0)
     return World()
 
 
