@@ -37,7 +37,7 @@ from .broadcast import get_hub
 from .frames import ABSENT_STATUS, Frames
 from .ports import CONSOLE, group
 from .schemas import EXPERIMENTER_TYPES, PARTICIPANT_TYPES, PongMsg, ProtocolError, error, parse_client_message
-from .wire import SEND_AFTER_CLOSE, direct_writer
+from .wire import SEND_AFTER_CLOSE, direct_writer, text_frame
 
 logger = logging.getLogger(__name__)
 
@@ -274,16 +274,28 @@ class ParticipantConsumer(_GroupConsumer):
         self.sent_version, self.sent_pv = frames.version, frames.participant_version
         self.last_text, self.last_text_version = text, frames.version
         self.resends, self.sent_at = 0, time.monotonic()
-        await self.send_text(text)
         phase, step = frames.where()
+        content = None
         if phase in ("running", "paused") and self.content_step != step:
             content = live.content_of(frames, self.gs_id, step)  # once per snapshot, not per socket
             if content is not None:
                 self.content_step = step  # the step's content follows its first state on this socket
+        if not self._write_with_content(text, live.content_frame(frames, step) if content is not None else None):
+            await self.send_text(text)
+            if content is not None:
                 live.push_content(self, step, content)
         if frames.status_of(self.pseudonym) == ABSENT_STATUS:
             self.closing = True
             await self.close(code=CLOSE_KICKED)
+
+    def _write_with_content(self, text: str, content: bytes | None) -> bool:
+        """The state ``text`` and the step's content frame already built, in one write (the
+        fan-out's cost is per write); False when not both can go straight onto the socket."""
+        return (
+            content is not None
+            and self.writer is not None
+            and self.writer.write_frames(text_frame(text.encode()) + content)
+        )
 
     def content_ready(self, step: int, text: str) -> None:
         """``realtime.live``: the content of ``step`` is built; sent unless the socket moved on."""

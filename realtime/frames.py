@@ -58,7 +58,8 @@ class Frames:
         self.group_session, self.version, self.participant_version = group_session, version, participant_version
         self.experimenter, self._shared, self._me = experimenter, shared, me
         self._where = None
-        self.content = None  # (step, its content future or None): ``realtime.live``'s memo, once per snapshot
+        # (step, its content future or None[, its frame]): ``realtime.live``'s memo, once per snapshot
+        self.content = None
 
     @classmethod
     def decode(cls, group_session: int, body: str) -> Frames:

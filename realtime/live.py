@@ -22,6 +22,7 @@ from django.conf import settings
 
 from .broadcast import FLUSH_SECONDS
 from .ports import group
+from .wire import text_frame
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,19 @@ def content_of(frames, group_session_id: int, step: int):
     if memo is None or memo[0] != step:
         frames.content = memo = (step, _future(group_session_id, step) if pushes_content() else None)
     return memo[1]
+
+
+def content_frame(frames, step: int) -> bytes | None:
+    """The wire frame of ``step``'s content (``content_of``) when it is built already, framed
+    once per snapshot (``realtime.wire.text_frame``): the fan-out then writes each socket's
+    state and content together, one write per socket instead of two. None otherwise."""
+    memo = frames.content
+    if memo is None or memo[0] != step or memo[1] is None or not memo[1].done() or memo[1].cancelled():
+        return None
+    if len(memo) < 3:
+        text = memo[1].result()
+        frames.content = memo = (*memo[:2], None if text is None else text_frame(text.encode()))
+    return memo[2]
 
 
 def push_content(consumer, step: int, future) -> None:

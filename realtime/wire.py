@@ -120,13 +120,17 @@ class DirectWriter:
         """Send ``text`` as one frame; False (nothing written) when this connection
         cannot take a direct frame now (closing, compressed, mid-message): the
         caller then uses the ASGI send, which knows what to do."""
+        return self.write_frames(text_frame(text.encode()))
+
+    def write_frames(self, frame: bytes) -> bool:
+        """Send ``frame`` (one or more whole frames of ``text_frame``, e.g. a step's state and
+        its content: one write, one system call); False as ``write_text``."""
         p = self.protocol
         if not self._between_messages():
             return False
         transport = p.transport
         if transport is None or not transport.connected or transport.disconnecting:
             return False
-        frame = text_frame(text.encode())
         if p.send_queue or transport.dataBuffer or transport._tempDataBuffer:
             transport.write(frame)  # behind what is already queued: keep the order
             self.buffered += 1

@@ -92,6 +92,23 @@ def test_an_idle_connection_gets_the_frame_from_the_kernel_at_once(pair):
     assert transport.written == [] and (writer.direct, writer.buffered) == (1, 0)
 
 
+def test_a_state_and_its_content_go_as_two_frames_in_one_write(pair):
+    """The fan-out of a step's first state writes the step's content with it (one system call
+    per socket): the client still reads two whole frames, in order."""
+    ours, peer = pair
+    transport = _Transport(ours)
+    writer = DirectWriter(_Protocol(transport))
+    state, content = (
+        text_frame(b'{"type":"group.state"}'),
+        text_frame(b'{"type":"group.content","x":"' + b"y" * 300 + b'"}'),
+    )
+    assert writer.write_frames(state + content)
+    received = _received(peer, len(state) + len(content))
+    assert _parse(received[: len(state)]).data == b'{"type":"group.state"}'
+    assert _parse(received[len(state) :]).data.startswith(b'{"type":"group.content"')
+    assert (writer.direct, writer.buffered) == (1, 0)
+
+
 def test_bytes_already_queued_go_first(pair):
     ours, peer = pair
     transport = _Transport(ours)
