@@ -357,11 +357,15 @@ FLOW_MEMBER_FIELDS = ("flag", "offline_since_ms", "dropped_at_ms", "bot", "repla
 
 
 def flow_fields(values) -> dict:
-    """The flow-control fields of a Participant from ``FLOW_MEMBER_FIELDS`` and ``joined``."""
+    """The flow-control fields of a Participant from ``FLOW_MEMBER_FIELDS`` and ``joined`` (a
+    timestamp, or epoch ms as ``groups.store.load`` reads it from PostgreSQL)."""
     *flow, joined = values
     fields = dict(zip(FLOW_MEMBER_FIELDS, flow, strict=True))
     fields["bot"] = bool(fields["bot"])
-    fields["joined_ms"] = int(joined.timestamp() * 1000) if joined is not None else 0
+    if isinstance(joined, int) or joined is None:
+        fields["joined_ms"] = joined or 0
+    else:
+        fields["joined_ms"] = int(joined.timestamp() * 1000)
     return fields
 
 

@@ -113,9 +113,8 @@ def arm(gs: GroupSession, old: sm.GroupState, new: sm.GroupState, events: list, 
     if kinds & {"ended", "aborted"} or new.phase in sm.TERMINAL:
         Timer.objects.filter(group_session=gs, fired_ms__isnull=True).delete()
         return
-    if new.step != old.step:
-        for kind in (TIMEOUT, ADVANCE):
-            timers.cancel(gs.pk, kind, str(old.step))
+    if new.step != old.step:  # one statement: it runs under the lock of every advance
+        timers.cancel(gs.pk, (TIMEOUT, ADVANCE), str(old.step))
     if new.deadline_ms is not None and new.deadline_ms != old.deadline_ms:
         flow = step_flow(gs, new)
         data = {"on_timeout": flow.on_timeout, "deadline_ms": new.deadline_ms}

@@ -20,6 +20,7 @@ import logging
 import threading
 from collections import OrderedDict
 
+from django.db.models import Case, IntegerField, Value, When
 from django.template.loader import render_to_string
 
 from runner.errors import RunError
@@ -153,15 +154,17 @@ def _timeline(handler, page) -> tuple[list | dict | None, list | None, dict | No
 def group_content(group_session_id: int, step: int) -> dict | None:
     """The content pushed for ``step`` (see the module), or None when no participant is
     on a lockstep visit."""
-    from runner.models import Session
-
-    members = Membership.objects.filter(group_session_id=group_session_id, status__in=ACTIVE).order_by("pseudonym")
-    # Those who have not answered the step first (a few: the first one on the form will do).
-    candidates = list(members.exclude(responded_step=step).values_list("session_id", flat=True)[:3])
-    candidates += list(members.filter(responded_step=step).values_list("session_id", flat=True)[:1])
-    sessions = {s.pk: s for s in Session.objects.filter(pk__in=candidates).select_related("experiment")}
-    for session_id in candidates:
-        content = build(sessions[session_id], step=step) if session_id in sessions else None
+    # A few runs, those who have not answered the step first (the first one on the form will
+    # do), with their sessions, in one statement: it runs between the commit of an advance
+    # and its publishing.
+    answered = Case(When(responded_step=step, then=Value(1)), default=Value(0), output_field=IntegerField())
+    members = (
+        Membership.objects.filter(group_session_id=group_session_id, status__in=ACTIVE)
+        .select_related("session__experiment")
+        .order_by(answered, "pseudonym")[:4]
+    )
+    for member in members:
+        content = build(member.session, step=step)
         if content is not None:
             return content
     return None

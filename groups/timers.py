@@ -68,9 +68,11 @@ def schedule(group_session_id: int, kind: str, key: str, *, due_ms: int, data: d
     return timer.fired_ms is None
 
 
-def cancel(group_session_id: int, kind: str, key: str | None = None) -> int:
-    """Disarm unfired timers of ``kind`` (one ``key``, or all of them)."""
-    pending = Timer.objects.filter(group_session_id=group_session_id, kind=kind, fired_ms__isnull=True)
+def cancel(group_session_id: int, kind: str | tuple[str, ...], key: str | None = None) -> int:
+    """Disarm unfired timers of ``kind`` (or of each of several kinds; one ``key``, or all of
+    them), in one statement."""
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+    pending = Timer.objects.filter(group_session_id=group_session_id, kind__in=kinds, fired_ms__isnull=True)
     if key is not None:
         pending = pending.filter(key=key)
     return pending.delete()[0]

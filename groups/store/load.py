@@ -106,10 +106,20 @@ def _members_sql(q) -> str:
     return (
         f"SELECT m.{col['pseudonym']}, m.{col['status']}, s.{ended} IS NOT NULL, "
         f"m.{col['connections']}, m.{col['form']}, m.{col['responded_step']}, m.{col['acked_version']}, "
-        f"m.{col['session']}, {', '.join('m.' + col[name] for name in FLOW_MEMBER_FIELDS)}, m.{col['joined']}"
+        f"m.{col['session']}, {', '.join('m.' + col[name] for name in FLOW_MEMBER_FIELDS)}, "
+        f"{_epoch_ms('m.' + col['joined'])}"
         f" FROM {m} m INNER JOIN {s} s ON s.{q(Session._meta.pk.column)} = m.{col['session']} "
         f"WHERE m.{col['group_session']} = %s ORDER BY m.{col['joined']}, m.{col['id']}"
     )
+
+
+def _epoch_ms(column: str) -> str:
+    """``column`` (a timestamp) as epoch milliseconds where the database can say so: PostgreSQL
+    hands 500 rows' timestamps over as numbers in a third of the time psycopg takes to build
+    them as datetimes (the advance of a group of 500 reads them all). Others: the timestamp."""
+    if connection.vendor == "postgresql":
+        return f"FLOOR(EXTRACT(EPOCH FROM {column}) * 1000)::bigint"
+    return column
 
 
 def load_state(group_session: GroupSession) -> tuple[GroupState, dict[str, int]]:
