@@ -95,8 +95,14 @@
   function statusLine(s, over, done) {
     if (over) return s.phase === "ended" ? "The session has ended." : "The session was aborted.";
     if (done) return "All " + people(s).length + " finished.";
-    return s.ready + " of " + s.active + " ready" + (s.size ? " (expected " + s.size + ")" : "") +
-      (s.exit_loop ? " · loop exit signalled" : "");
+    if (s.phase === "waiting") return s.ready + " of " + s.active + " ready" + (s.size ? " (expected " + s.size + ")" : "");
+    return s.ready + " of " + s.active + " answered step " + s.step + (s.exit_loop ? " · loop exit signalled" : "");
+  }
+
+  function statusLabel(s, p) {
+    // "waiting" is the waiting screen before the start; on a step it means "not answered yet"
+    var onStep = s.phase === "running" || s.phase === "paused";
+    return onStep && p.status === "waiting" && p.responded_step !== s.step ? "answering" : p.status;
   }
 
   function renderParticipants(s, over) {
@@ -122,7 +128,7 @@
     cell(tr, p.id).className = "font-monospace";
     var dot = cell(tr, p.connected ? "● online" : "○ offline");
     dot.className = p.connected ? "text-success" : "text-body-secondary";
-    cell(tr, p.status);
+    cell(tr, statusLabel(s, p));
     cell(tr, p.form || "–").className = "d-none d-md-table-cell";
     var onStep = cell(tr, finished ? "finished" : p.responded_step === s.step ? "answered" : "–");
     if (!finished && !gone && p.responded_step !== s.step && since !== null) {

@@ -6,7 +6,7 @@
      data-phase     the phase it was rendered in
      data-mode      "waiting" (waiting screen) or "form" (answering)
      data-exit-loop "1" if rendered after the experimenter ended the loop
-   It acknowledges every state, shows "n of m ready", puts the socket's clock offset
+   It acknowledges every state, shows "n of m ready" (answered, on a step), puts the socket's clock offset
    estimate into the trial form (_clock_offset_ms, _clock_rtt_ms), and goes to the run URL when
    the page no longer matches the group's position (a new step, the start, the end,
    a loop exit, resuming from a pause, or removal). */
@@ -56,7 +56,7 @@
     var overlay = el.querySelector("[data-paused]");
     if (overlay) overlay.hidden = !paused;
     if (page.mode === "waiting") {
-      set("[data-ready]", s.ready + " of " + s.active + " ready");
+      set("[data-ready]", s.ready + " of " + s.active + (s.phase === "waiting" ? " ready" : " answered"));
       set("[data-message]", s.phase === "waiting" ? "Waiting for the experimenter to start…" :
         paused ? "The session is paused." : (s.phase === "ended" || s.phase === "aborted") ?
         "The group session is over. Thank you for taking part." : "Waiting for the others…");

@@ -115,7 +115,7 @@ def test_console_and_participant_in_the_browser(daphne_server, new_page, transac
     assert console.get_by_role("button", name="Advance", exact=True).is_disabled()
     phone.get_by_label("Yes").check()
     phone.get_by_role("button", name="Next").click()
-    phone.get_by_text("1 of 1 ready").wait_for()
+    phone.get_by_text("1 of 1 answered").wait_for()
     advance = console.get_by_role("button", name="Advance", exact=True)
     console.wait_for_function("() => !document.querySelector('[data-cmd=advance]').disabled")
     advance.click()
