@@ -24,7 +24,7 @@ class GroupsConfig(AppConfig):
                 authenticate_participants=selectors.authenticate_participants,
                 authenticate_experimenter=selectors.authenticate_experimenter,
                 commands={**services.EXPERIMENTER_COMMANDS, **flowhandlers.FLOW_COMMANDS},
-                participant_ready=services.participant_ready,
+                participants_ready=services.participants_ready,
                 record_presence=presence.record_presence_version,
                 record_acks=presence.record_acks,
                 counting_processes=presence.counting_processes,

@@ -322,9 +322,25 @@ def save_notes(*, group_session: GroupSession | int, notes: str) -> None:
 # ---- participants --------------------------------------------------------------
 
 
-def participant_ready(*, group_session: GroupSession | int, participant: str, step: int) -> None:
-    """The participant is on the waiting screen for ``step``. Raises ``stale_step``, ``ended``, ..."""
-    _apply(group_session, sm.Ready(participant, step))
+def participants_ready(*, group_session: GroupSession | int, steps: dict[str, int]) -> int:
+    """The participants of ``steps`` (pseudonym -> step) are on the waiting screen: one lock,
+    one read of the rows, each ``Ready`` through the state machine in turn (what it refuses,
+    e.g. a step no longer current or a removed participant, is skipped: the page's next state
+    says where the group is). What a process's hub writes for the pages of one batch
+    (``realtime.broadcast.Hub.note``): one locked change each made N pages gathering N changes,
+    each reading all N rows. Returns how many changed something."""
+    changed = 0
+    with transaction.atomic():
+        gs = store.lock(group_session)
+        state, session_ids = load_state(gs)
+        for participant, step in steps.items():
+            try:
+                new, _ = _transition_locked(gs, state, session_ids, sm.Ready(participant, step))
+            except GroupError:
+                continue
+            changed += new is not state
+            state = new
+    return changed
 
 
 def record_location(*, session, form: str) -> None:

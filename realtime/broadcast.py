@@ -76,6 +76,7 @@ class Hub:
         self._subscribed: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._pending: dict[int, tuple[dict, dict, list]] = {}
+        self._ready: dict[int, dict[str, int]] = {}  # group session -> pseudonym -> step (``note``)
         self._waiters: dict[int, list] = defaultdict(list)
         self._flushing: dict[int, asyncio.Task] = {}
         self._ticker: asyncio.Task | None = None
@@ -223,11 +224,17 @@ class Hub:
                 logger.exception("resync of group session %s failed", gs_id)
 
     # -- acknowledgements and presence, coalesced
-    def note(self, group_session_id: int, pseudonym: str, *, ack: int = 0, connections: int = 0) -> asyncio.Future:
-        """Record an ack (highest version) or a connection change (+1/-1); written
-        with the others of this group session within ``FLUSH_SECONDS``. The future
-        gets the version that recorded it (None if nothing changed or it failed)."""
+    def note(
+        self, group_session_id: int, pseudonym: str, *, ack: int = 0, connections: int = 0, ready: int | None = None
+    ) -> asyncio.Future:
+        """Record an ack (highest version), a connection change (+1/-1) or a page on the
+        waiting screen of step ``ready``; written with the others of this group session
+        within ``FLUSH_SECONDS`` (the pages on the waiting screen after the connections they
+        came on). The future gets the version that recorded the acks and connections (None
+        if nothing changed or it failed)."""
         acks, deltas, futures = self._pending.setdefault(group_session_id, ({}, {}, []))
+        if ready is not None:
+            self._ready.setdefault(group_session_id, {})[pseudonym] = ready
         if ack:
             acks[pseudonym] = max(acks.get(pseudonym, 0), ack)
         if connections:
@@ -264,6 +271,7 @@ class Hub:
         """Write the pending batch of one group session; False if it failed."""
         acks, deltas, futures = self._pending.pop(group_session_id)
         retired = self._retire.pop(group_session_id, ())
+        ready = self._ready.pop(group_session_id, {})
         try:
             if any(deltas.values()) or retired:  # the counts this process holds now (absolute):
                 counts = self.held.get(group_session_id, {})  # writes run in order (one database thread)
@@ -273,10 +281,15 @@ class Hub:
                 )  # fmt: skip
             else:  # acknowledgements only (the flood after every state): one UPDATE
                 version = await database_sync_to_async(group().record_acks)(group_session=group_session_id, acks=acks)
+            if ready:  # one change for all of them, not one locked change (and snapshot) each
+                await database_sync_to_async(group().participants_ready)(group_session=group_session_id, steps=ready)
             ok = True
         except Exception:
             logger.exception("presence of group session %s not recorded", group_session_id)
             ok, version = False, None
+            if ready:  # pages on the waiting screen are counted once written: again, next batch
+                self._ready[group_session_id] = {**ready, **self._ready.get(group_session_id, {})}
+                self._pending.setdefault(group_session_id, ({}, {}, []))
             if any(deltas.values()) or retired:  # connection counts must not drift: write them next batch
                 _, again, _ = self._pending.setdefault(group_session_id, ({}, {}, []))
                 for pid, delta in deltas.items():
@@ -296,12 +309,6 @@ class Hub:
                 await asyncio.sleep(FLUSH_SECONDS if ok else FLUSH_SECONDS * 4)
         finally:
             self._flushing.pop(group_session_id, None)
-
-    async def flush_now(self, group_session_id: int) -> None:
-        """Write this group session's pending acks and presence before another change
-        (so that, e.g., a ``ready`` never shows before the connection it came on)."""
-        if group_session_id in self._pending:
-            await self._write(group_session_id)
 
     async def drain(self) -> None:
         """Write pending acks and presence now (tests, shutdown)."""

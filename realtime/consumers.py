@@ -257,13 +257,24 @@ class ParticipantConsumer(_GroupConsumer):
             if message.version > self.acked:
                 self.acked = message.version
                 self.hub.note(self.gs_id, self.pseudonym, ack=message.version)
-        elif message.type == "ready":
-            await self.hub.flush_now(self.gs_id)
-            await database_sync_to_async(self.ports.participant_ready)(
-                group_session=self.gs_id, participant=self.pseudonym, step=message.step
-            )
+        elif message.type == "ready":  # batched like acks: N pages gathering are one change per batch
+            self._check_current(message.step)
+            self.hub.note(self.gs_id, self.pseudonym, ready=message.step)
         else:  # the live page's onset, location and jsPsych errors: batched (realtime.live)
             live.Reports.get().add(self.gs_id, self.pseudonym, message)
+
+    def _check_current(self, step: int) -> None:
+        """Refuse, at once, a ``ready`` for a step other than the one this process last
+        published (the batch that writes it checks again, under the lock, and skips what the
+        state machine refuses)."""
+        frames = self.hub.frames.get(self.gs_id)
+        if frames is None:
+            return
+        phase, current = frames.where()
+        if phase in ("ended", "aborted"):
+            raise CodedError(f"The group session has {phase}.", code="ended")
+        if step != current:
+            raise CodedError(f"Step {step} is not the current step ({current}).", code="stale_step")
 
     async def push(self, frames: Frames, *, force: bool = False):
         if frames.version <= self.sent_version or self.closing or not frames.knows(self.pseudonym):

@@ -28,8 +28,9 @@ class GroupPorts:
     authenticate_experimenter: Callable[..., int]
     #: experimenter message type -> service(group_session=, by=, **fields)
     commands: Mapping[str, Callable[..., object]]
-    #: (group_session=, participant=, step=): the participant is on the waiting screen
-    participant_ready: Callable[..., object]
+    #: (group_session=, steps={pseudonym: step}): these participants are on the waiting
+    #: screen (one change; steps the state machine refuses, e.g. stale, are skipped)
+    participants_ready: Callable[..., object]
     #: (group_session=, acks=, process=, held=, retired=) -> the new version or None
     record_presence: Callable[..., int | None]
     #: (group_session=, acks=) -> the new version or None

@@ -124,10 +124,12 @@ def test_pages_arriving_on_the_waiting_screen_publish_one_snapshot_per_burst(
     monkeypatch.setattr(publish, "publish_text", lambda gs_id, body: published.append(gs_id))
     monkeypatch.setattr(publish._publisher, "request", lambda gs_id, delay=0.0: requested.append((gs_id, delay)))
     with django_capture_on_commit_callbacks(execute=True):
-        for member in (m1, m2):
-            services.participant_ready(group_session=gs.pk, participant=member.pseudonym, step=0)
+        steps = {m1.pseudonym: 0, m2.pseudonym: 0, "PNOBODY": 0}  # an unknown one is skipped
+        assert services.participants_ready(group_session=gs.pk, steps=steps) == 2
     assert published == [] and requested == [(gs.pk, services.READY_FLUSH_SECONDS)] * 2
     assert selectors.snapshot(gs.pk)["ready"] == 2  # both stored: the coalesced read shows them
+    with django_capture_on_commit_callbacks(execute=True):  # again: nothing changes
+        assert services.participants_ready(group_session=gs.pk, steps={m1.pseudonym: 0, m2.pseudonym: 3}) == 0
     with django_capture_on_commit_callbacks(execute=True):
         services.group_session_start(group_session=gs, by=staff)
     assert published == [gs.pk]  # a step change: at once

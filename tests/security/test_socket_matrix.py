@@ -171,9 +171,10 @@ def test_the_matrix_covers_every_message_type():
 
 
 @pytest.fixture(name="world")
-def world_fixture(transactional_db):
+def world_fixture(transactional_db, monkeypatch):
     """Two participants, an experimenter, a running group session with some context;
     and another group session with a participant of its own."""
+    monkeypatch.setattr(services, "READY_FLUSH_SECONDS", 0)  # as tests/realtime's world: no late join frame
     world = World()
     services.group_session_start(group_session=world.gs, by=world.staff)
     services.group_session_set_context(group_session=world.gs, patch={"seed": [1, "two"]}, by=world.staff)
