@@ -149,12 +149,21 @@
     if (c && page.visit && c.order === page.visit.order) return prepare(c, s);
     if (c || el.dataset.push === "0") return fetchContent();
     clearTimeout(page.waitTimer);  // pushed content follows the state; fetch if it does not come
-    page.waitTimer = setTimeout(function () { if (page.shown !== s.step) fetchContent(); }, 1500);
+    page.waitTimer = setTimeout(function () { if (stillMissing(s.step)) fetchContent(); }, 1500);
+  }
+
+  /* The content of step is still what the page lacks: the group is on that step and the page
+     neither shows it nor waits (a timer set for one state must not fetch after the answer,
+     when its reply would say "waiting" for the step after). */
+  function stillMissing(step) {
+    var s = page.state;
+    return !!s && !page.leaving && s.step === step && page.shown !== step && !mustWait(s);
   }
 
   function fetchContent() {
     if (page.fetching) return;
     page.fetching = true;
+    var asked = page.state;  // the reply says where the run was when asked
     fetch(el.dataset.contentUrl, {credentials: "same-origin", headers: {Accept: "application/json"}})
       .then(function (r) { return r.json(); })
       .then(function (reply) {
@@ -162,6 +171,7 @@
         if (reply.mode === "leave") return go();
         page.visit = reply.visit || page.visit;
         if (reply.content) { reply.content.starts_at = reply.starts_at; onContent(reply.content); }
+        else if (page.state !== asked) consider();  // a state came meanwhile (a new step): it decides, not this older reply
         else if (reply.mode === "waiting") showWaiting();
       })
       .catch(function () { page.fetching = false; setTimeout(consider, 1000); });
@@ -169,6 +179,7 @@
 
   /* ---- showing a step -------------------------------------------------------- */
   function showWaiting() {
+    clearTimeout(page.waitTimer);
     cancelPending();
     stopTask();
     page.shown = null;
@@ -188,6 +199,7 @@
   }
 
   function prepare(c, s) {
+    clearTimeout(page.waitTimer);
     cancelPending();
     stopTask();
     page.shown = s.step;
