@@ -35,7 +35,7 @@
   var page = {
     visit: initial.visit || null, contents: {}, state: null, shown: null, revealed: null,
     answered: {}, leaving: false, sending: false, pending: null, fetching: false, readySent: -1,
-    task: null, waitTimer: null
+    task: null, waitTimer: null, frameMs: null
   };
   var logs = {};
   var socket;
@@ -45,7 +45,7 @@
     onExpire: function (s) { live.expiredAt = serverNow(); timedOut(s, true); }
   }) : null;
 
-  function now() { return Date.now(); }
+  function now() { return P.now(); }  // (sub-millisecond: protocol.js)
   function serverNow() { return now() + (socket && socket.offsetMs || 0); }
   function entry(step) {
     if (!logs[step]) {
@@ -239,7 +239,7 @@
   }
 
   // Epoch ms (browser clock) of a performance.now() time, e.g. an animation frame's.
-  function epochOf(t) { return t + (now() - performance.now()); }
+  function epochOf(t) { return P.epochOf(t); }
 
   /* Reveal at startsAt (server clock) in the animation frame whose frame time is nearest
      to it (at most half a frame early), judged by the frame's time, which every page of
@@ -248,19 +248,22 @@
      timer reveals if frames do not come (a hidden or throttled page: no frames, shown on
      the timer and reported late); content ready after startsAt is shown in the next frame
      and reported late. The target follows the clock estimate, which may improve while the
-     step waits. */
-  var WAKE_MS = 50, FRAME_MS = 1000 / 60;
+     step waits. The frame's length is the display's: the shortest gap between frames seen
+     (60 Hz until a shorter one is seen), never the last gap, which after missed frames is
+     several frames long and would make a frame up to that much early look nearest. */
+  var WAKE_MS = 50, FRAME_MS = 1000 / 60, SHORTEST_FRAME_MS = 6;
   function schedule(step, startsAt) {
     var target = function () { return startsAt == null ? now() : startsAt - (socket.offsetMs || 0); };
     var pending = page.pending = {timer: null, raf: null, backup: null};
-    var last = null, interval = FRAME_MS;
+    var last = null, interval = page.frameMs || FRAME_MS;
     var show = function (frameEpoch, frameAt) {
       if (page.pending !== pending) return;
       cancelPending();
+      page.frameMs = interval;
       reveal(step, startsAt, frameEpoch, frameAt);
     };
     var frame = function (ts) {
-      if (last !== null) interval = Math.min(50, Math.max(4, ts - last));
+      if (last !== null && ts - last >= SHORTEST_FRAME_MS) interval = Math.min(interval, ts - last);
       last = ts;
       // A callback that runs more than a frame after its frame's time (a stalled main
       // thread) shows the step in a later frame: its own time is the honest onset.
@@ -398,7 +401,7 @@
     if ((page.sending && !outOfTime) || page.shown === null) return;
     page.sending = true;
     live.submitAt = performance.now();
-    hidden("_client_ms", now());
+    hidden("_client_ms", Math.round(now()));
     try { hidden("_tz", Intl.DateTimeFormat().resolvedOptions().timeZone || ""); } catch (e) { /* old browser */ }
     var data = new FormData(form);
     if (button && button.name) data.append(button.name, button.value);
