@@ -35,7 +35,7 @@
   var page = {
     visit: initial.visit || null, contents: {}, state: null, shown: null, revealed: null,
     answered: {}, leaving: false, sending: false, pending: null, fetching: false, readySent: -1,
-    task: null, waitTimer: null
+    task: null, waitTimer: null, frameMs: null
   };
   var logs = {};
   var socket;
@@ -45,7 +45,7 @@
     onExpire: function (s) { live.expiredAt = serverNow(); timedOut(s, true); }
   }) : null;
 
-  function now() { return Date.now(); }
+  function now() { return P.now(); }  // (sub-millisecond: protocol.js)
   function serverNow() { return now() + (socket && socket.offsetMs || 0); }
   function entry(step) {
     if (!logs[step]) {
@@ -149,12 +149,21 @@
     if (c && page.visit && c.order === page.visit.order) return prepare(c, s);
     if (c || el.dataset.push === "0") return fetchContent();
     clearTimeout(page.waitTimer);  // pushed content follows the state; fetch if it does not come
-    page.waitTimer = setTimeout(function () { if (page.shown !== s.step) fetchContent(); }, 1500);
+    page.waitTimer = setTimeout(function () { if (stillMissing(s.step)) fetchContent(); }, 1500);
+  }
+
+  /* The content of step is still what the page lacks: the group is on that step and the page
+     neither shows it nor waits (a timer set for one state must not fetch after the answer,
+     when its reply would say "waiting" for the step after). */
+  function stillMissing(step) {
+    var s = page.state;
+    return !!s && !page.leaving && s.step === step && page.shown !== step && !mustWait(s);
   }
 
   function fetchContent() {
     if (page.fetching) return;
     page.fetching = true;
+    var asked = page.state;  // the reply says where the run was when asked
     fetch(el.dataset.contentUrl, {credentials: "same-origin", headers: {Accept: "application/json"}})
       .then(function (r) { return r.json(); })
       .then(function (reply) {
@@ -162,6 +171,7 @@
         if (reply.mode === "leave") return go();
         page.visit = reply.visit || page.visit;
         if (reply.content) { reply.content.starts_at = reply.starts_at; onContent(reply.content); }
+        else if (page.state !== asked) consider();  // a state came meanwhile (a new step): it decides, not this older reply
         else if (reply.mode === "waiting") showWaiting();
       })
       .catch(function () { page.fetching = false; setTimeout(consider, 1000); });
@@ -169,6 +179,7 @@
 
   /* ---- showing a step -------------------------------------------------------- */
   function showWaiting() {
+    clearTimeout(page.waitTimer);
     cancelPending();
     stopTask();
     page.shown = null;
@@ -188,6 +199,7 @@
   }
 
   function prepare(c, s) {
+    clearTimeout(page.waitTimer);
     cancelPending();
     stopTask();
     page.shown = s.step;
@@ -227,7 +239,7 @@
   }
 
   // Epoch ms (browser clock) of a performance.now() time, e.g. an animation frame's.
-  function epochOf(t) { return t + (now() - performance.now()); }
+  function epochOf(t) { return P.epochOf(t); }
 
   /* Reveal at startsAt (server clock) in the animation frame whose frame time is nearest
      to it (at most half a frame early), judged by the frame's time, which every page of
@@ -236,19 +248,22 @@
      timer reveals if frames do not come (a hidden or throttled page: no frames, shown on
      the timer and reported late); content ready after startsAt is shown in the next frame
      and reported late. The target follows the clock estimate, which may improve while the
-     step waits. */
-  var WAKE_MS = 50, FRAME_MS = 1000 / 60;
+     step waits. The frame's length is the display's: the shortest gap between frames seen
+     (60 Hz until a shorter one is seen), never the last gap, which after missed frames is
+     several frames long and would make a frame up to that much early look nearest. */
+  var WAKE_MS = 50, FRAME_MS = 1000 / 60, SHORTEST_FRAME_MS = 6;
   function schedule(step, startsAt) {
     var target = function () { return startsAt == null ? now() : startsAt - (socket.offsetMs || 0); };
     var pending = page.pending = {timer: null, raf: null, backup: null};
-    var last = null, interval = FRAME_MS;
+    var last = null, interval = page.frameMs || FRAME_MS;
     var show = function (frameEpoch, frameAt) {
       if (page.pending !== pending) return;
       cancelPending();
+      page.frameMs = interval;
       reveal(step, startsAt, frameEpoch, frameAt);
     };
     var frame = function (ts) {
-      if (last !== null) interval = Math.min(50, Math.max(4, ts - last));
+      if (last !== null && ts - last >= SHORTEST_FRAME_MS) interval = Math.min(interval, ts - last);
       last = ts;
       // A callback that runs more than a frame after its frame's time (a stalled main
       // thread) shows the step in a later frame: its own time is the honest onset.
@@ -386,7 +401,7 @@
     if ((page.sending && !outOfTime) || page.shown === null) return;
     page.sending = true;
     live.submitAt = performance.now();
-    hidden("_client_ms", now());
+    hidden("_client_ms", Math.round(now()));
     try { hidden("_tz", Intl.DateTimeFormat().resolvedOptions().timeZone || ""); } catch (e) { /* old browser */ }
     var data = new FormData(form);
     if (button && button.name) data.append(button.name, button.value);

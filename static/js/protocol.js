@@ -13,7 +13,15 @@
    step's starts_at, when the fan-out is over and the answers have not begun (a quiet
    moment: under load most round trips are long). options.onClock(offsetMs, rttMs) is
    called whenever the estimate improves. options.onContent(content) gets each
-   group.content frame (the live page's step content, sent once per step). */
+   group.content frame (the live page's step content, sent once per step).
+
+   now() is this page's clock in epoch ms to a fraction of a millisecond (pings, pongs and
+   the live page's frame times use it): Date.now() counts whole milliseconds, so each
+   reading is up to 1 ms early, and at a frame's edge that is the difference between two
+   frames; performance.now() is fine-grained but counts from the page's load on a clock
+   that may stop while the computer sleeps. So now() is performance.now() plus the largest
+   recent (Date.now() - performance.now()) (Date.now() truncates: the largest difference is
+   the truest), started again when the two jump apart (a sleep, the wall clock set). */
 (function (global) {
   "use strict";
 
@@ -22,6 +30,18 @@
     TIMEOUT: 4008, TOO_LARGE: 4009, KICKED: 4010, INTERNAL: 4011
   };
   var FINAL = [4001, 4003, 4004, 4009, 4010];
+
+  var base = {value: null, seen: []};  // recent Date.now() - performance.now(), largest kept
+  var BASE_SAMPLES = 64, BASE_JUMP_MS = 2;
+  function epochOf(t) {  // epoch ms (this page's clock) of a performance.now() time
+    var p = global.performance.now(), d = Date.now() - p;
+    if (base.value === null || Math.abs(d - base.value) > BASE_JUMP_MS) base.seen = [];
+    base.seen.push(d);
+    if (base.seen.length > BASE_SAMPLES) base.seen.shift();
+    base.value = Math.max.apply(null, base.seen);
+    return (t == null ? p : t) + base.value;
+  }
+  function now() { return epochOf(null); }
   // The clock-offset rule (realtime/clock.py: the same constants and functions).
   var clock = {
     PING_MS: 3000, PING_GAP_MS: 200, GOOD_RTT_MS: 20, FAST_PINGS: 6, QUIET_PING_MS: 100, QUIET_SPREAD_MS: 400,
@@ -72,7 +92,7 @@
     clientError: function (step, message) {
       return {type: "client_error", step: step, message: String(message).slice(0, 500)};
     },
-    ping: function () { return {type: "ping", t: Date.now()}; }
+    ping: function () { return {type: "ping", t: now()}; }
   };
 
   function wsUrl(path) {
@@ -121,7 +141,7 @@
       } else if (data.type === "group.content") {
         if (self.opts.onContent) self.opts.onContent(data, self);
       } else if (data.type === "pong") {
-        var got = clock.sample(data.t, Date.now(), data.server_ms);
+        var got = clock.sample(data.t, now(), data.server_ms);
         if (clock.better(self.bestRtt, got.rtt)) {
           self.bestRtt = got.rtt;
           self.offsetMs = got.offset;
@@ -154,7 +174,7 @@
   GroupSocket.prototype.quietPing = function (state) {
     if (state.starts_at == null || state.step === this.quietStep) return;
     this.quietStep = state.step;
-    var self = this, wait = clock.quietPingMs(state.starts_at, this.offsetMs || 0, Date.now(), Math.random());
+    var self = this, wait = clock.quietPingMs(state.starts_at, this.offsetMs || 0, now(), Math.random());
     if (wait != null) global.setTimeout(function () { self.send(msg.ping()); }, wait);
   };
 
@@ -172,7 +192,7 @@
   };
 
   GroupSocket.prototype.serverNow = function () {
-    return Date.now() + (this.offsetMs || 0);
+    return now() + (this.offsetMs || 0);
   };
 
   GroupSocket.prototype.status = function (text) {
@@ -180,5 +200,5 @@
   };
 
   global.EnsembleProtocol = {CLOSE: CLOSE, FINAL: FINAL, TYPES: TYPES, msg: msg, wsUrl: wsUrl, GroupSocket: GroupSocket,
-                             clock: clock};
+                             clock: clock, now: now, epochOf: epochOf};
 })(window);

@@ -68,3 +68,35 @@ def test_protocol_js_runs_the_same_rule():
     assert js.pop("constants") == constants
     assert js == json.loads(json.dumps({k: [list(r) if isinstance(r, tuple) else r for r in v]
                                         for k, v in _python().items()}))  # fmt: skip
+
+
+# The page's clock (protocol.js ``now``): performance.now() at times (ms) with the wall clock
+# ``truth`` ms ahead of it, read through a Date.now() that truncates to the millisecond.
+PAGE_CLOCK = """
+var perf = 0, truth = 1700000000000.75;
+var window = {location: {protocol: 'http:', host: 'x'}, performance: {now: function () { return perf; }}};
+Date.now = function () { return Math.floor(perf + truth); };
+%s
+var P = window.EnsembleProtocol, out = {reads: [], truncated: [], frame: null, jumped: null};
+[0.1, 0.4, 0.26, 0.9, 0.61].forEach(function (t) { perf = t; out.reads.push(P.now() - truth - t);
+                                                   out.truncated.push(Date.now() - truth - t); });
+out.frame = P.epochOf(0.05) - truth - 0.05;
+truth += 3600000;  // the computer slept an hour: performance.now() stood still, the wall clock did not
+perf = 1.2; out.jumped = P.now() - truth - perf;
+console.log(JSON.stringify(out));
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_protocol_js_reads_its_clock_below_the_millisecond_and_follows_a_jump_of_the_wall_clock():
+    """Date.now() truncates: each reading is up to 1 ms early, which at a frame's edge is the
+    difference between two frames. The page's now() is performance.now() plus the largest
+    recent Date.now() - performance.now(), so its error shrinks as readings fall on both sides
+    of a millisecond, and a jump (a sleep, the clock set) starts it again."""
+    source = (settings.BASE_DIR / "static/js/protocol.js").read_text()
+    done = subprocess.run(["node", "-e", PAGE_CLOCK % source], capture_output=True, text=True, timeout=30, check=True)
+    out = json.loads(done.stdout)
+    assert max(map(abs, out["truncated"])) > 0.5  # what Date.now() alone gave
+    assert all(-1 < error <= 0.001 for error in out["reads"])
+    assert abs(out["reads"][-1]) < 0.02 and abs(out["frame"]) < 0.02  # two readings either side of a ms edge
+    assert -1 < out["jumped"] <= 0.001  # started again from the new wall clock, not an hour off
