@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import Count, Max, Min
 
 from . import state as sm
 from .models import StepLog, StepOnset
@@ -293,18 +294,16 @@ def log_client_errors(gs, state: sm.GroupState, errors: list[dict]) -> None:
 
 def console_onsets(group_session_id: int, current_step: int) -> list[dict]:
     """Per step (the latest ``ONSET_CONSOLE_STEPS``, newest first): how many pages
-    reported an onset, the spread (last minus first, ms) and who was late."""
-    rows = StepOnset.objects.filter(
-        group_session_id=group_session_id, step__gt=current_step - ONSET_CONSOLE_STEPS
-    ).values_list("step", "pseudonym", "onset_ms", "late_ms")
-    steps: dict[int, dict] = {}
-    for step, pid, onset, late in rows:
-        entry = steps.setdefault(step, {"step": step, "reported": 0, "first": onset, "last": onset, "late": []})
-        entry["reported"] += 1
-        entry["first"], entry["last"] = min(entry["first"], onset), max(entry["last"], onset)
-        if late > 0:
-            entry["late"].append(pid)
+    reported an onset, the spread (last minus first, ms) and who was late. Counted by the
+    database: every snapshot of a group of 500 carries it, and reading the 2,500 rows to
+    count them in Python took a tenth of an advance's time before its publishing."""
+    recent = StepOnset.objects.filter(group_session_id=group_session_id, step__gt=current_step - ONSET_CONSOLE_STEPS)
+    per_step = recent.values("step").annotate(reported=Count("id"), first=Min("onset_ms"), last=Max("onset_ms"))
+    late: dict[int, list[str]] = {}
+    for step, pid in recent.filter(late_ms__gt=0).values_list("step", "pseudonym").order_by("step", "pseudonym"):
+        late.setdefault(step, []).append(pid)
     return [
-        {"step": e["step"], "reported": e["reported"], "spread_ms": e["last"] - e["first"], "late": sorted(e["late"])}
-        for e in sorted(steps.values(), key=lambda e: -e["step"])
-    ]
+        {"step": row["step"], "reported": row["reported"], "spread_ms": row["last"] - row["first"],
+         "late": late.get(row["step"], [])}
+        for row in per_step.order_by("-step")
+    ]  # fmt: skip

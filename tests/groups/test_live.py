@@ -169,6 +169,21 @@ def test_reports_store_onsets_once_and_feed_the_console(group, staff):
     assert session.group_membership.form == "trial"
 
 
+def test_the_console_counts_each_recent_steps_onsets_newest_first(group):
+    rows = [(1, "PB", 1000, 0), (1, "PA", 1003, 0), (1, "PC", 1040, 37), (2, "PA", 2000, 0), (2, "PB", 2001, 0),
+            (2, "PD", 2090, 88), (2, "PC", 2060, 12), (0, "PA", 10, 0)]  # fmt: skip
+    StepOnset.objects.bulk_create(
+        StepOnset(group_session=group.gs, step=step, pseudonym=pid, onset_ms=at, late_ms=late)
+        for step, pid, at, late in rows
+    )
+    assert live.console_onsets(group.gs.pk, 2) == [
+        {"step": 2, "reported": 4, "spread_ms": 90, "late": ["PC", "PD"]},
+        {"step": 1, "reported": 3, "spread_ms": 40, "late": ["PC"]},
+        {"step": 0, "reported": 1, "spread_ms": 0, "late": []},
+    ]
+    assert [e["step"] for e in live.console_onsets(group.gs.pk, 6)] == [2]  # the latest ONSET_CONSOLE_STEPS only
+
+
 BOUNDS = dict(margin=30, low=60, high=1500, default=150)
 
 
