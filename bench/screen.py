@@ -3,7 +3,7 @@ page showing the new step, with protocol clients that do what a participant's pa
 against the bare ``websockets`` floor, a plain page GET and oTree, in one run.
 
     .venv/bin/python bench/screen.py [--sizes 10,100,200,500] [--steps 10]
-        [--variants floor,live,reload,otree] [--workers 4] [--otree-max N] [--resend 0.1]
+        [--variants floor,live,reload,otree] [--workers 2] [--otree-max N] [--resend 0.1]
 
 - ``live`` (bench/screen_liverun.py, bench/screen_live.py): the live participant page's
   protocol clients on daphne + PostgreSQL (``ensemble_bench``) + a private Redis: one
@@ -261,12 +261,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--variants", default="floor,live,reload,otree", help="of floor,live,reload,otree")
     parser.add_argument("--otree-max", type=int, default=10**6, help="oTree only up to this N")
     parser.add_argument("--resend", type=float, default=0.1, help="share of live clients that POST each answer twice")
-    # 4, not 2: each participant's page does its work on its own device; 250 clients in one
-    # process queue behind each other (the last one's frame waits for the others' parsing),
-    # which measured the bench's clients more than the server (N=500: click -> ready p99
-    # 268-343 ms with 2, 194-202 ms with 4; the floor, with the same clients, 47-70 ms both).
-    # Every variant (floor, live, reload, oTree) has the same number.
-    parser.add_argument("--workers", type=int, default=4, help="client processes (every variant)")
+    # 2, the number the targets were set with. 4 lowered our N=500 ready p99 (268-343 -> 194-202
+    # ms) but the floor's light clients gained more (N=200 floor p99 ~45 -> 18 ms): the ratios
+    # got worse (make bench of 12:22, docs/performance.md "N=500: the gathering and the advance").
+    parser.add_argument("--workers", type=int, default=2, help="client processes (every variant)")
     args = parser.parse_args(argv)
     return asyncio.run(main_async(args))
 
