@@ -183,20 +183,13 @@ def changed(state: GroupState, pid: str, **changes) -> MappingProxyType:
 
 
 def _new_step_statuses(state: GroupState) -> MappingProxyType:
-    """At a new step, everyone who was done with the old one is waiting again."""
-    return MappingProxyType({
-        pid: _copy_with(p, status=READY if p.status == RESPONDED else p.status, flag="")
-        for pid, p in state.participants.items()
-    })  # fmt: skip
-
-
-def _copy_with(p: Participant, **changes) -> Participant:
-    """``dataclasses.replace(p, **changes)`` for fields whose values are already valid, without
-    the frozen ``__init__`` (a fifth of the time: every advance of a group of 500 copies all
-    500 rows, under the group session's lock)."""
-    new = object.__new__(Participant)
-    new.__dict__.update(p.__dict__, **changes)
-    return new
+    """At a new step, everyone who was done with the old one is waiting again. Rows copied without the
+    frozen ``__init__`` (valid already; a fifth of ``replace``'s time, 500 rows per advance under the lock)."""
+    rows = {}
+    for pid, p in state.participants.items():
+        rows[pid] = new = object.__new__(Participant)
+        new.__dict__.update(p.__dict__, status=READY if p.status == RESPONDED else p.status, flag="")
+    return MappingProxyType(rows)
 
 
 def transition(state: GroupState, action: Action, *, now_ms: int) -> tuple[GroupState, list[Event]]:
