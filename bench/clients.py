@@ -18,6 +18,8 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from bench import common
+
 
 @dataclass
 class Spec:
@@ -172,6 +174,7 @@ async def _worker_main(conn, mode, specs, offset, options) -> None:
             await asyncio.gather(*(e.wait() for e in firsts))
     except TimeoutError:
         pass
+    common.freeze_clients()
     conn.send(("connected", sum(1 for c in clients if c.connects and c.connects[0][2])))
     reported = -1
     while True:

@@ -19,6 +19,7 @@ import re
 import time
 from urllib.parse import urlparse
 
+from bench import common
 from bench.keepalive import KeepAlive
 
 STEP_FIELD = "_group_step"
@@ -169,6 +170,7 @@ async def _worker_main(conn, kind: str, indices: list[int], options: dict) -> No
     everyone, clients = clients, [c for c, e in zip(clients, outcomes, strict=True) if not e]  # commands: set up ones
     if kind != "otree":  # every client set up has its socket and first state
         await _wait(lambda: all(c.connected.is_set() for c in clients), 60)
+    common.freeze_clients()
     conn.send(("set_up", failed[:3], len(failed)))
     answering: list[asyncio.Task] = []
     while (command := await commands.get())[0] != "stop":
