@@ -20,20 +20,37 @@ import logging
 import threading
 from collections import OrderedDict
 
-from django.db.models import Case, IntegerField, Value, When
 from django.template.loader import render_to_string
 
+from project.core.rows import Select, pipelined
+from runner import selectors as runner_selectors
 from runner.errors import RunError
+from runner.models import ExperimentXForm
 
 from . import selectors
 from .live import known_starts_at
-from .models import Membership
+from .models import GroupSession, Membership
 
 logger = logging.getLogger(__name__)
 QUESTIONS_TEMPLATE = "groups/includes/live_questions.html"
 _built: OrderedDict = OrderedDict()  # (group session, step) -> the content frame's text, this process
 _built_lock = threading.Lock()
 ACTIVE = (Membership.Status.JOINED, Membership.Status.WAITING, Membership.Status.ANSWERING, Membership.Status.RESPONDED)
+# A few active runs of a group session, those who have not answered the step first, with
+# their sessions, experiment and group session; and the forms of its experiment. Both are
+# sent together (``group_content``: between the commit of an advance and its publishing).
+_MEMBERS = Select(
+    Membership,
+    related=("session", "session__experiment", "group_session"),
+    where=f't0."group_session_id" = %s AND t0."status" IN ({", ".join(["%s"] * len(ACTIVE))})'
+    ' ORDER BY CASE WHEN t0."responded_step" = %s THEN 1 ELSE 0 END, t0."pseudonym" LIMIT 4',
+)
+_GROUP_POSITIONS = Select(
+    ExperimentXForm,
+    related=("form",),
+    where=f't0."experiment_id" = (SELECT g."experiment_id" FROM "{GroupSession._meta.db_table}" g WHERE g."id" = %s)'
+    ' ORDER BY t0."order"',
+)
 
 
 def _page(session):
@@ -154,17 +171,16 @@ def _timeline(handler, page) -> tuple[list | dict | None, list | None, dict | No
 def group_content(group_session_id: int, step: int) -> dict | None:
     """The content pushed for ``step`` (see the module), or None when no participant is
     on a lockstep visit."""
-    # A few runs, those who have not answered the step first (the first one on the form will
-    # do), with their sessions, in one statement: it runs between the commit of an advance
-    # and its publishing.
-    answered = Case(When(responded_step=step, then=Value(1)), default=Value(0), output_field=IntegerField())
-    members = (
-        Membership.objects.filter(group_session_id=group_session_id, status__in=ACTIVE)
-        .select_related("session__experiment")
-        .order_by(answered, "pseudonym")[:4]
-    )
+    # The first run on the form will do: one round trip for the runs and the forms, one for
+    # that form's questions; the run's lockstep position is the one read with it.
+    with pipelined():
+        members, positions = _MEMBERS.send(group_session_id, *ACTIVE, step), _GROUP_POSITIONS.send(group_session_id)
+        members, positions = members(), positions()
     for member in members:
-        content = build(member.session, step=step)
+        session, view = member.session, selectors.trial_view(member)
+        with runner_selectors.reads_once({("positions", session.experiment_id): positions}):
+            session.__dict__[selectors.PRELOADED_VIEW] = view
+            content = build(session, step=step, shared_params=view.shared_params)
         if content is not None:
             return content
     return None

@@ -49,7 +49,6 @@ WAITING_TEMPLATE = "groups/waiting.html"
 REMOVED_TEMPLATE = "groups/removed.html"
 TRIAL_TEMPLATE = "groups/trial.html"
 LIVE_TEMPLATE = "groups/live.html"
-_PRELOADED = "_lockstep_view"  # a run's TrialView read by LockstepGroupTrial.preload
 _UNSET = object()
 
 
@@ -83,7 +82,7 @@ def _view(page) -> selectors.TrialView | None:
     """The participant's lockstep position, read once per request (the runner's ``page``
     lives for one request; the answer's own check under the lock reads it again)."""
     if not hasattr(page, "_lockstep_view"):
-        preloaded = page.session.__dict__.pop(_PRELOADED, _UNSET)
+        preloaded = page.session.__dict__.pop(selectors.PRELOADED_VIEW, _UNSET)
         page._lockstep_view = selectors.trial_for(page.session) if preloaded is _UNSET else preloaded
     return page._lockstep_view
 
@@ -246,7 +245,7 @@ class LockstepGroupTrial(GroupTrialHandler):
     def preload(cls, sessions) -> None:
         """Read the lockstep position of many runs answering together in one statement."""
         for session, view in zip(sessions, selectors.trial_views(sessions), strict=True):
-            session.__dict__[_PRELOADED] = view
+            session.__dict__[selectors.PRELOADED_VIEW] = view
 
 
 def _refusal(view: selectors.TrialView | None, step: int) -> str:

@@ -158,6 +158,11 @@ class TrialView:
 _MEMBERSHIP = Select(Membership, related=("group_session",), where='t0."session_id" = %s')
 
 
+#: Where a run's ``TrialView``, read with it, waits for ``groups.lockstep`` (in the run's
+#: ``__dict__``: ``LockstepGroupTrial.preload``, ``groups.live_content``).
+PRELOADED_VIEW = "_lockstep_view"
+
+
 def trial_for(session) -> TrialView | None:
     """The lockstep position of a runner ``Session`` (None if it is in no group session)."""
     membership = _MEMBERSHIP.first(session.pk)
