@@ -57,14 +57,62 @@ def save_console_change(gs: GroupSession, old: sm.GroupState, new: sm.GroupState
     save_members(gs, old, new)
 
 
+#: The membership columns a transition changes, as ``Participant`` names them.
+MEMBER_FIELDS = ("connections", "status", "form", "responded_step", "acked_version", "flag", "offline_since_ms",
+                 "dropped_at_ms", "bot", "replaced_by")  # fmt: skip
+SAME_CHANGE_ROWS = 20  # rows changed alike from which one plain UPDATE by pseudonym is cheaper
+
+
 def save_members(gs: GroupSession, old: sm.GroupState, new: sm.GroupState) -> None:
-    """Write every changed participant row in one statement, not one query per row (an
-    advance after everyone answered changes every row)."""
+    """Write every changed participant row in one statement, not one query per row. Rows
+    that changed alike (an advance sets every row that answered to ``waiting``, and its
+    flag to ""), at least ``SAME_CHANGE_ROWS`` of them, are one ``UPDATE ... SET`` of
+    those values for their pseudonyms: at N=500 the advance's write under the lock took
+    8-16 ms as a join of 500 rows of every column (``update_from``)."""
+    alike: dict[tuple, list[str]] = {}
+    rows = {}
+    for pid, p in new.participants.items():
+        before = old.participants.get(pid)
+        if before == p:
+            continue
+        rows[pid] = p
+        if before is not None:
+            was, now = before.__dict__, p.__dict__
+            diff = tuple((f, now[f]) for f in MEMBER_FIELDS if was[f] != now[f])
+            alike.setdefault(diff, []).append(pid)
+    for diff, pids in alike.items():
+        if len(pids) >= SAME_CHANGE_ROWS and diff:
+            _set_alike(gs.pk, dict(diff), pids)
+            for pid in pids:
+                del rows[pid]
+    _update_rows(gs, rows)
+
+
+def _set_alike(group_session_id: int, values: dict, pseudonyms: list[str]) -> None:
+    """``UPDATE`` the memberships ``pseudonyms`` of a group session to the same ``values``."""
+    quote = connection.ops.quote_name
+    table = quote(Membership._meta.db_table)
+    columns = {f.attname: f.column for f in Membership._meta.concrete_fields}
+    assign = ", ".join(f"{quote(columns[name])} = %s" for name in values)
+    update = (
+        f"UPDATE {table} SET {assign} WHERE {quote(columns['group_session_id'])} = %s AND {quote(columns['pseudonym'])}"
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":  # one array parameter
+            cursor.execute(f"{update} = ANY(%s)", [*values.values(), group_session_id, pseudonyms])
+            return
+        for start in range(0, len(pseudonyms), 500):  # (SQLite's limit of parameters per statement)
+            chunk = pseudonyms[start : start + 500]
+            cursor.execute(
+                f"{update} IN ({', '.join(['%s'] * len(chunk))})", [*values.values(), group_session_id, *chunk]
+            )
+
+
+def _update_rows(gs: GroupSession, rows: dict) -> None:
     changed = [
         (pid, p.connections, p.status, p.form, p.responded_step, p.acked_version)
         + (p.flag, p.offline_since_ms, p.dropped_at_ms, p.bot, p.replaced_by)
-        for pid, p in new.participants.items()
-        if old.participants.get(pid) != p
+        for pid, p in rows.items()
     ]
     update_members_from(
         gs.pk,

@@ -8,6 +8,10 @@ states written to the database, each batched path must leave the rows, and say
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import replace
+from types import MappingProxyType
+
 import pytest
 from django.db import transaction
 from django.utils import timezone
@@ -101,3 +105,60 @@ def test_save_answers_says_all_responded_as_the_respond_transition_does(members,
     event(f"all responded: {new.all_responded}")  # both outcomes are drawn (--hypothesis-show-statistics)
     assert (not still) == new.all_responded == ("all_responded" in {e.kind for e in events})
     assert _rows(gs)[pseudonym][:2] == (mine.status, mine.responded_step)
+
+
+change = st.one_of(  # a few changes, so that rows change alike (the advance's way) and not
+    st.none(),
+    st.just({"status": sm.READY, "flag": ""}),
+    st.fixed_dictionaries(
+        {"status": st.sampled_from(STATUSES), "responded_step": st.one_of(st.none(), st.integers(0, 3))}
+    ),
+    st.fixed_dictionaries({"acked_version": st.integers(0, 9), "flag": st.sampled_from(["", "timed_out", "skipped"])}),
+)
+
+
+@RULES
+@given(case=world, changes=st.lists(change, min_size=SIZE, max_size=SIZE), alike_from=st.integers(1, 3))
+def test_save_members_loads_as_writing_every_changed_row_whole(members, case, changes, alike_from, monkeypatch):
+    """Rows changed alike (at least ``SAME_CHANGE_ROWS``: one plain UPDATE of the changed
+    columns) load back as the same rows written whole, each with every column (the join
+    of ``update_from``) do."""
+    save = importlib.import_module("groups.store.save")  # (groups.store.save is also the function)
+    monkeypatch.setattr(save, "SAME_CHANGE_ROWS", alike_from)
+    gs, ms = members
+    old = _write(gs, ms, case)
+    rows = dict(old.participants)
+    for (pseudonym, _, _), c in zip(ms, changes, strict=True):
+        if c:
+            rows[pseudonym] = replace(rows[pseudonym], **c)
+    new = replace(old, participants=MappingProxyType(rows))
+    loaded = []
+    for write in (save.save_members, _whole):
+        with transaction.atomic():
+            write(gs, old, new)
+            loaded.append(store.load_state(gs)[0].participants)
+            transaction.set_rollback(True)
+    assert loaded[0] == loaded[1]
+
+
+def _whole(gs, old, new) -> None:
+    save = importlib.import_module("groups.store.save")
+    save._update_rows(gs, {p: q for p, q in new.participants.items() if q != old.participants.get(p)})
+
+
+def test_an_advance_writes_the_rows_that_answered_in_one_statement(members, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    save = importlib.import_module("groups.store.save")  # (groups.store.save is also the function)
+
+    monkeypatch.setattr(save, "SAME_CHANGE_ROWS", 3)
+    gs, ms = members
+    case = {"step": 1, "version": 7, "rows": [{"status": sm.RESPONDED, "responded_step": "current", "acked_version": 7,
+                                                "ended": False}] * SIZE}  # fmt: skip
+    old = _write(gs, ms, case)
+    new, _ = sm.transition(old, sm.Advance(1), now_ms=1)
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        save.save_members(gs, old, new)
+    assert len(queries.captured_queries) == 1
+    assert {p: s for p, (s, _, _) in _rows(gs).items()} == {p: sm.READY for p, _, _ in ms}
