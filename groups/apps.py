@@ -25,6 +25,7 @@ class GroupsConfig(AppConfig):
                 authenticate_experimenter=selectors.authenticate_experimenter,
                 commands={**services.EXPERIMENTER_COMMANDS, **flowhandlers.FLOW_COMMANDS},
                 participants_ready=services.participants_ready,
+                check_ready=services.check_ready,
                 record_presence=presence.record_presence_version,
                 record_acks=presence.record_acks,
                 counting_processes=presence.counting_processes,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import transaction
@@ -76,18 +77,25 @@ def _transition_locked(gs: GroupSession, old, session_ids, action, *, by=None, f
     now = now_ms()
     new, events = sm.transition(old, action, now_ms=now)
     if new is not old:
-        new, events = flowservices.follow(gs, new, events, now)  # a timed step's countdown
-        fields = store.save(gs, old, new)
-        fields += _after(gs, new, session_ids, events, by, first)
-        gs.save(update_fields=fields)
-        flowservices.arm(gs, old, new, events, now)
-        flowservices.hand_to_bots(gs.pk, events, session_ids)
-        if new.participant_version == old.participant_version:  # the console's alone (a form location)
-            store.publish_console(gs.pk)  # coalesced when many come together
-        elif _counts_only(old, new, events):  # pages on the waiting screen: a count changed
-            store.publish_console(gs.pk, within=READY_FLUSH_SECONDS)  # one snapshot per burst, not one per page
-        else:
-            store.publish_on_commit(gs, new)  # participants wait for it: at once, from the state in hand
+        new, events = _persist(gs, old, new, events, session_ids, now, by=by, first=first)
+    return new, events
+
+
+def _persist(gs: GroupSession, old, new, events, session_ids, now: int, *, by=None, first=None):
+    """Save, log, hook, arm and publish the transition(s) from ``old`` to ``new`` (see
+    ``_transition_locked``); returns the state and events after the flow control's own."""
+    new, events = flowservices.follow(gs, new, events, now)  # a timed step's countdown
+    fields = store.save(gs, old, new)
+    fields += _after(gs, new, session_ids, events, by, first)
+    gs.save(update_fields=fields)
+    flowservices.arm(gs, old, new, events, now)
+    flowservices.hand_to_bots(gs.pk, events, session_ids)
+    if new.participant_version == old.participant_version:  # the console's alone (a form location)
+        store.publish_console(gs.pk)  # coalesced when many come together
+    elif _counts_only(old, new, events):  # pages on the waiting screen: a count changed
+        store.publish_console(gs.pk, within=READY_FLUSH_SECONDS)  # one snapshot per burst, not one per page
+    else:
+        store.publish_on_commit(gs, new)  # participants wait for it: at once, from the state in hand
     return new, events
 
 
@@ -326,21 +334,35 @@ def participants_ready(*, group_session: GroupSession | int, steps: dict[str, in
     """The participants of ``steps`` (pseudonym -> step) are on the waiting screen: one lock,
     one read of the rows, each ``Ready`` through the state machine in turn (what it refuses,
     e.g. a step no longer current or a removed participant, is skipped: the page's next state
-    says where the group is). What a process's hub writes for the pages of one batch
-    (``realtime.broadcast.Hub.note``): one locked change each made N pages gathering N changes,
-    each reading all N rows. Returns how many changed something."""
-    changed = 0
+    says where the group is), then one write of the rows, one log and one publish for them
+    all. What a process's hub writes for the pages of one batch (``realtime.broadcast.Hub.note``):
+    one locked change each made N pages gathering N changes, each reading all N rows.
+    Returns how many changed something."""
+    changed, events = 0, []
     with transaction.atomic():
         gs = store.lock(group_session)
-        state, session_ids = load_state(gs)
+        old, session_ids = load_state(gs)
+        now, new = now_ms(), old
         for participant, step in steps.items():
             try:
-                new, _ = _transition_locked(gs, state, session_ids, sm.Ready(participant, step))
+                after, happened = sm.transition(new, sm.Ready(participant, step), now_ms=now)
             except GroupError:
                 continue
-            changed += new is not state
-            state = new
+            changed += after is not new
+            new = after
+            events.extend(happened)
+        if new is not old:
+            _persist(gs, old, new, events, session_ids, now)
     return changed
+
+
+def check_ready(phase: str, current: int, step: int) -> None:
+    """Raise what ``Ready(step)`` is refused with in a state at ``phase`` and step ``current``
+    (``state.not_over``, ``state.require_step``: ``ended``, ``stale_step``): a socket's quick
+    check of a ``ready`` against the last state its process published (``realtime.ports``)."""
+    where = SimpleNamespace(phase=phase, step=current)  # all these guards read of a state
+    sm.not_over(where)
+    sm.require_step(where, step)
 
 
 def record_location(*, session, form: str) -> None:

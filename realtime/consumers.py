@@ -267,16 +267,11 @@ class ParticipantConsumer(_GroupConsumer):
 
     def _check_current(self, step: int) -> None:
         """Refuse, at once, a ``ready`` for a step other than the one this process last
-        published (the batch that writes it checks again, under the lock, and skips what the
-        state machine refuses)."""
+        published, as the state machine would (the batch that writes it checks again, under
+        the lock, and skips what the state machine refuses)."""
         frames = self.hub.frames.get(self.gs_id)
-        if frames is None:
-            return
-        phase, current = frames.where()
-        if phase in ("ended", "aborted"):
-            raise CodedError(f"The group session has {phase}.", code="ended")
-        if step != current:
-            raise CodedError(f"Step {step} is not the current step ({current}).", code="stale_step")
+        if frames is not None:
+            self.ports.check_ready(*frames.where(), step)
 
     async def push(self, frames: Frames, *, force: bool = False):
         if frames.version <= self.sent_version or self.closing or not frames.knows(self.pseudonym):

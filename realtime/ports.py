@@ -31,6 +31,9 @@ class GroupPorts:
     #: (group_session=, steps={pseudonym: step}): these participants are on the waiting
     #: screen (one change; steps the state machine refuses, e.g. stale, are skipped)
     participants_ready: Callable[..., object]
+    #: (phase, current step, step): raises CodedError as the state machine refuses a ``ready``
+    #: for ``step`` in a state at that phase and step (``stale_step``, ``ended``)
+    check_ready: Callable[[str, int, int], None]
     #: (group_session=, acks=, process=, held=, retired=) -> the new version or None
     record_presence: Callable[..., int | None]
     #: (group_session=, acks=) -> the new version or None

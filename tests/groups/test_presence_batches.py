@@ -3,10 +3,16 @@ allows exactly what the state machine's Ack allows, and both batches publish."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from groups import presence, selectors, services
 from groups.models import GroupSession, Membership
+
+WRITE = re.compile(r"\s*(WITH\b.*\)\s*)?UPDATE ", re.I | re.S)  # (SQLite's update_from opens with WITH)
 
 pytestmark = pytest.mark.django_db
 
@@ -123,13 +129,38 @@ def test_pages_arriving_on_the_waiting_screen_publish_one_snapshot_per_burst(
     published, requested = [], []
     monkeypatch.setattr(publish, "publish_text", lambda gs_id, body: published.append(gs_id))
     monkeypatch.setattr(publish._publisher, "request", lambda gs_id, delay=0.0: requested.append((gs_id, delay)))
-    with django_capture_on_commit_callbacks(execute=True):
+    with django_capture_on_commit_callbacks(execute=True), CaptureQueriesContext(connection) as queries:
         steps = {m1.pseudonym: 0, m2.pseudonym: 0, "PNOBODY": 0}  # an unknown one is skipped
         assert services.participants_ready(group_session=gs.pk, steps=steps) == 2
-    assert published == [] and requested == [(gs.pk, services.READY_FLUSH_SECONDS)] * 2
+    assert published == [] and requested == [(gs.pk, services.READY_FLUSH_SECONDS)]  # one for the batch
+    writes = [q["sql"] for q in queries.captured_queries if WRITE.match(q["sql"])]
+    assert len(writes) == 2, writes  # the two rows in one statement, the group session's row in one
     assert selectors.snapshot(gs.pk)["ready"] == 2  # both stored: the coalesced read shows them
     with django_capture_on_commit_callbacks(execute=True):  # again: nothing changes
         assert services.participants_ready(group_session=gs.pk, steps={m1.pseudonym: 0, m2.pseudonym: 3}) == 0
     with django_capture_on_commit_callbacks(execute=True):
         services.group_session_start(group_session=gs, by=staff)
     assert published == [gs.pk]  # a step change: at once
+
+
+@pytest.mark.parametrize(
+    ("phase", "current", "step", "code"),
+    [("running", 3, 2, "stale_step"), ("waiting", 0, 1, "stale_step"), ("ended", 3, 3, "ended"),
+     ("aborted", 0, 0, "ended"), ("running", 3, 3, None), ("paused", 1, 1, None)],
+)  # fmt: skip
+def test_a_sockets_quick_check_of_ready_refuses_as_the_state_machine_does(phase, current, step, code):
+    """``services.check_ready`` (the sockets' port) and ``Ready`` through the state machine, on
+    the same phase and step, refuse with the same code and message, or both let it through."""
+    from groups import state as sm
+
+    state = sm.GroupState(phase=phase, step=current, version=1, participant_version=1, changed_ms=0,
+                          participants={"P1": sm.Participant(status=sm.ANSWERING)})  # fmt: skip
+    outcomes = []
+    for attempt in (lambda: services.check_ready(phase, current, step),
+                    lambda: sm.transition(state, sm.Ready("P1", step), now_ms=1)):  # fmt: skip
+        try:
+            attempt()
+            outcomes.append(None)
+        except sm.GroupError as exc:
+            outcomes.append((exc.code, str(exc)))
+    assert outcomes[0] == outcomes[1] and (outcomes[0] or (None,))[0] == code

@@ -37,7 +37,7 @@ def fake_ports():
     def refuse(*args, **kwargs):
         raise AssertionError("not called in these tests")
 
-    ports.register(ports.GroupPorts(read_body, refuse, refuse, {}, refuse, refuse, refuse, refuse, refuse))
+    ports.register(ports.GroupPorts(read_body, refuse, refuse, {}, refuse, refuse, refuse, refuse, refuse, refuse))
     yield reads
     ports.register(before)
 
