@@ -91,7 +91,7 @@
     showLobby(s.lobby);
     var overlay = el.querySelector("[data-paused]");
     if (overlay) overlay.hidden = s.phase !== "paused";
-    text("[data-ready]", s.ready + " of " + s.active + (s.phase === "waiting" ? " ready" : " answered"));
+    text("[data-ready]", P.counts(s));
     text("[data-message]", s.phase === "waiting" ? (s.lobby && s.lobby.waiting_for ? "Waiting for more participants…" :
       "Waiting for the experimenter to start…") :
       s.phase === "paused" ? "The session is paused." : "Waiting for the others…");

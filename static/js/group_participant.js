@@ -56,7 +56,7 @@
     var overlay = el.querySelector("[data-paused]");
     if (overlay) overlay.hidden = !paused;
     if (page.mode === "waiting") {
-      set("[data-ready]", s.ready + " of " + s.active + (s.phase === "waiting" ? " ready" : " answered"));
+      set("[data-ready]", P.counts(s));
       set("[data-message]", s.phase === "waiting" ? "Waiting for the experimenter to start…" :
         paused ? "The session is paused." : (s.phase === "ended" || s.phase === "aborted") ?
         "The group session is over. Thank you for taking part." : "Waiting for the others…");

@@ -1,5 +1,5 @@
 /* Ensemble Live group protocol: the JS mirror of realtime/schemas.py (keep in step).
-   Defines window.EnsembleProtocol = {CLOSE, TYPES, msg, wsUrl, GroupSocket, clock}.
+   Defines window.EnsembleProtocol = {CLOSE, TYPES, msg, wsUrl, GroupSocket, clock, counts}.
 
    GroupSocket connects, reconnects with back-off (not after a final close code),
    ignores states older than the last one, acknowledges states (participants),
@@ -199,6 +199,12 @@
     if (this.opts.onStatus) this.opts.onStatus(text, this);
   };
 
+  /* The count a participant's page shows of a group.state: "n of m ready" while the group
+     gathers, "n of m answered" on a step (both pages: group_live.js, group_participant.js). */
+  function counts(state) {
+    return state.ready + " of " + state.active + (state.phase === "waiting" ? " ready" : " answered");
+  }
+
   global.EnsembleProtocol = {CLOSE: CLOSE, FINAL: FINAL, TYPES: TYPES, msg: msg, wsUrl: wsUrl, GroupSocket: GroupSocket,
-                             clock: clock, now: now, epochOf: epochOf};
+                             clock: clock, now: now, epochOf: epochOf, counts: counts};
 })(window);
