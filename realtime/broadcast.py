@@ -31,6 +31,7 @@ import logging
 import time
 import weakref
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -51,6 +52,16 @@ TICK_SECONDS = 0.25  # the hub's timer: ack resends and presence timeouts of its
 # ---- the per-process hub -----------------------------------------------------------
 
 _hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class _Batch:
+    """What a process has to write for one group session (``Hub.note``), within ``FLUSH_SECONDS``."""
+
+    acks: dict[str, int] = field(default_factory=dict)  # pseudonym -> highest version acknowledged
+    deltas: dict[str, int] = field(default_factory=dict)  # pseudonym -> connections opened minus closed
+    ready: dict[str, int] = field(default_factory=dict)  # pseudonym -> the step of its waiting screen
+    futures: list = field(default_factory=list)  # each ``note``'s: the version that recorded it
 
 
 def hubs() -> list[Hub]:
@@ -75,8 +86,7 @@ class Hub:
         self._loading: dict[int, asyncio.Future] = {}
         self._subscribed: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._pending: dict[int, tuple[dict, dict, list]] = {}
-        self._ready: dict[int, dict[str, int]] = {}  # group session -> pseudonym -> step (``note``)
+        self._pending: dict[int, _Batch] = {}  # group session -> what ``note`` collected for it
         self._waiters: dict[int, list] = defaultdict(list)
         self._flushing: dict[int, asyncio.Task] = {}
         self._ticker: asyncio.Task | None = None
@@ -232,13 +242,13 @@ class Hub:
         within ``FLUSH_SECONDS`` (the pages on the waiting screen after the connections they
         came on). The future gets the version that recorded the acks and connections (None
         if nothing changed or it failed)."""
-        acks, deltas, futures = self._pending.setdefault(group_session_id, ({}, {}, []))
+        batch = self._pending.setdefault(group_session_id, _Batch())
         if ready is not None:
-            self._ready.setdefault(group_session_id, {})[pseudonym] = ready
+            batch.ready[pseudonym] = ready
         if ack:
-            acks[pseudonym] = max(acks.get(pseudonym, 0), ack)
+            batch.acks[pseudonym] = max(batch.acks.get(pseudonym, 0), ack)
         if connections:
-            deltas[pseudonym] = deltas.get(pseudonym, 0) + connections
+            batch.deltas[pseudonym] = batch.deltas.get(pseudonym, 0) + connections
             counts = self.held.setdefault(group_session_id, {})
             counts[pseudonym] = counts.get(pseudonym, 0) + connections
             if counts[pseudonym] <= 0:
@@ -246,7 +256,7 @@ class Hub:
                 if not counts:
                     del self.held[group_session_id]
         future = self.loop.create_future()
-        futures.append(future)
+        batch.futures.append(future)
         self._flush_soon(group_session_id)
         return future
 
@@ -262,16 +272,16 @@ class Hub:
         old, self.process = self.process, new_process_id()
         for group_session_id, counts in self.held.items():
             self._retire[group_session_id] = (*self._retire.get(group_session_id, ()), old)
-            _, deltas, _ = self._pending.setdefault(group_session_id, ({}, {}, []))
+            deltas = self._pending.setdefault(group_session_id, _Batch()).deltas
             for pseudonym in counts:
                 deltas.setdefault(pseudonym, 0)
             self._flush_soon(group_session_id)
 
     async def _write(self, group_session_id: int) -> bool:
         """Write the pending batch of one group session; False if it failed."""
-        acks, deltas, futures = self._pending.pop(group_session_id)
+        batch = self._pending.pop(group_session_id)
+        acks, deltas, ready = batch.acks, batch.deltas, batch.ready
         retired = self._retire.pop(group_session_id, ())
-        ready = self._ready.pop(group_session_id, {})
         try:
             if any(deltas.values()) or retired:  # the counts this process holds now (absolute):
                 counts = self.held.get(group_session_id, {})  # writes run in order (one database thread)
@@ -288,15 +298,15 @@ class Hub:
             logger.exception("presence of group session %s not recorded", group_session_id)
             ok, version = False, None
             if ready:  # pages on the waiting screen are counted once written: again, next batch
-                self._ready[group_session_id] = {**ready, **self._ready.get(group_session_id, {})}
-                self._pending.setdefault(group_session_id, ({}, {}, []))
+                again = self._pending.setdefault(group_session_id, _Batch())
+                again.ready = {**ready, **again.ready}
             if any(deltas.values()) or retired:  # connection counts must not drift: write them next batch
-                _, again, _ = self._pending.setdefault(group_session_id, ({}, {}, []))
+                again = self._pending.setdefault(group_session_id, _Batch())
                 for pid, delta in deltas.items():
-                    again[pid] = again.get(pid, 0) + delta
+                    again.deltas[pid] = again.deltas.get(pid, 0) + delta
                 if retired:
                     self._retire[group_session_id] = (*retired, *self._retire.get(group_session_id, ()))
-        for future in futures:
+        for future in batch.futures:
             if not future.done():
                 future.set_result(version)
         return ok
