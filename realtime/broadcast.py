@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from .frames import Frames
+from .frames import CONSOLE, Frames, decode_console
 from .groups import close_subscription, state_channel, uses_redis
 from .leases import keep_lease, new_process_id
 from .ports import group
@@ -164,10 +164,29 @@ class Hub:
         self.loop.create_task(self.deliver_text(message))
 
     async def deliver_text(self, message: str) -> None:
-        """``message`` is ``"<group session id>\n<Frames.encode(snapshot)>"`` (``publish_text``)."""
+        """``message`` is ``"<group session id>\n<Frames.encode(snapshot)>"`` or ``"<group session
+        id>\n<console_body(...)>"`` (``publish_text``)."""
         head, _, body = message.partition("\n")
-        if int(head) in self.sockets:
+        if int(head) not in self.sockets:
+            return
+        if body.startswith(CONSOLE):
+            await self.complete(int(head), *decode_console(body))
+        else:
             await self.deliver(Frames.decode(int(head), body))
+
+    async def complete(self, group_session_id: int, version: int, experimenter: str) -> None:
+        """The experimenter's view of snapshot ``version``, published after the snapshot (its
+        participants' part went out first): kept in it and sent to the consoles, unless a
+        newer snapshot came in between (it has, or will have, its own)."""
+        frames = self.frames.get(group_session_id)
+        if frames is None or frames.version != version or not frames.console_pending:
+            return
+        frames.experimenter = experimenter
+        for consumer in list(self.sockets.get(group_session_id, ())):
+            try:
+                await consumer.push(frames)  # (a participant's socket has this version: it sends nothing)
+            except Exception:
+                logger.exception("push to a group socket failed")
 
     async def deliver(self, frames: Frames) -> None:
         """Write ``frames`` to every local socket of its group session, in one pass:

@@ -210,7 +210,7 @@ class ExperimenterConsumer(_GroupConsumer):
         await database_sync_to_async(service)(group_session=self.gs_id, by=self.user, **fields)
 
     async def push(self, frames: Frames, *, force: bool = False):
-        if frames.version > self.sent_version:
+        if frames.version > self.sent_version and not frames.console_pending:  # (pending: it follows)
             self.sent_version = frames.version
             await self.send_text(frames.experimenter)
 

@@ -25,16 +25,33 @@ def me_row(pseudonym: str, status: str, responded_step: int | None) -> str:
 
 
 def encode(version: int, participant_version: int, shared: dict, rows: list[tuple[str, str, int | None]],
-           experimenter: dict) -> str:  # fmt: skip
+           experimenter: dict | None) -> str:  # fmt: skip
     """The wire form of one snapshot, from the participants' ``shared`` part, each
     participant's row ``(pseudonym, status, responded_step)`` and the ``experimenter``'s
     view: four lines, so that a hub never parses the whole state: ``<version>
     <participant_version>``, the shared part (a JSON object without its closing brace),
     a JSON object ``{pseudonym: [status, "<that participant's me row as JSON>"]}``, and
     the experimenter's text. JSON text holds no raw newline, so the lines split
-    unambiguously."""
+    unambiguously. ``experimenter`` None: an empty last line, the console's view of this
+    version follows as a ``console_body`` (the participants' part goes out first)."""
     me = {pid: [status, me_row(pid, status, responded)] for pid, status, responded in rows}
-    return f"{int(version)} {int(participant_version)}\n{dumps(shared)[:-1]}\n{dumps(me)}\n{dumps(experimenter)}"
+    console = "" if experimenter is None else dumps(experimenter)
+    return f"{int(version)} {int(participant_version)}\n{dumps(shared)[:-1]}\n{dumps(me)}\n{console}"
+
+
+CONSOLE = "console "  # how the body of a console-only message begins (a snapshot's begins with a digit)
+
+
+def console_body(version: int, experimenter: dict) -> str:
+    """The experimenter's view of snapshot ``version``, published after that snapshot went
+    out with an empty one (``encode``): ``console <version>`` and the view's JSON."""
+    return f"{CONSOLE}{int(version)}\n{dumps(experimenter)}"
+
+
+def decode_console(body: str) -> tuple[int, str]:
+    """``(version, experimenter text)`` of a ``console_body``."""
+    head, _, text = body.partition("\n")
+    return int(head.removeprefix(CONSOLE)), text
 
 
 class Frames:
@@ -73,6 +90,11 @@ class Frames:
             shared = json.loads(self._shared + "}")
             self._where = (shared["phase"], shared["step"])
         return self._where
+
+    @property
+    def console_pending(self) -> bool:
+        """The experimenter's view of this snapshot has not come yet (``console_body``)."""
+        return not self.experimenter
 
     def knows(self, pseudonym: str) -> bool:
         return pseudonym in self._me

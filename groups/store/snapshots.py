@@ -3,7 +3,8 @@
 ``snapshot()`` is the whole visible state (SPEC 5 ``group.state``) as the experimenter
 sees it; ``participant_view()`` what one participant may see of it (``SHARED_KEYS``
 and their own row); ``wire_body()`` both, pre-serialised for ``realtime`` (one text
-per receiver class). Publishing: ``publish_on_commit`` (from the state in hand) and
+per receiver class). Publishing: ``publish_on_commit`` (from the state in hand: the
+participants' part first, the experimenter's view of the same version right after it) and
 ``publish_console`` (a coalesced re-read, for changes only the console sees).
 """
 
@@ -62,6 +63,12 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
     read: it is not part of ``state``). The context is the row's (the database is its
     record); building the snapshot syncs the context store's copy from it
     (``groups.context.sync``), which replays it after a Redis restart or outage."""
+    return {**_visible(gs, state), **_console_part(gs, state)}
+
+
+def _visible(gs: GroupSession, state: GroupState) -> dict:
+    """The snapshot's keys every participant sees (``SHARED_KEYS``), with
+    ``participant_version``, in the snapshot's order."""
     return {
         "type": "group.state",
         "version": state.version,
@@ -80,6 +87,12 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
         "timer": timer_view(state),  # pages count down from deadline_ms on their corrected clock
         "lobby": lobby_view(LobbyPolicy.from_definition(gs.experiment.lobby), state),  # None without a lobby
         "starts_at": live.starts_at(gs, state),  # the live page's onset of this step (groups.live)
+    }
+
+
+def _console_part(gs: GroupSession, state: GroupState) -> dict:
+    """The rest of the snapshot: what only the experimenter sees."""
+    return {
         "participants": _participant_rows(state),
         "context": gs.context or {},
         # The console's notice: the store's copy could not be written from this row.
@@ -149,9 +162,16 @@ def read_wire_body(group_session_id: int) -> str:
 def publish_state(gs: GroupSession, state: GroupState) -> None:
     """Publish a change that has just committed, from the state it committed (what a
     fresh read would return): no read of all N rows back, so an advance reaches the
-    sockets sooner. Never raises."""
+    sockets sooner. The participants' part goes first, the experimenter's view of the same
+    version right after it (``frames.console_body``): at N=500 the console's part (every
+    row, the step log, the onsets, the context store's sync, 137 KB of JSON) took 5-10 ms
+    that every page waited for. Never raises."""
     try:
-        publish.publish_text(gs.pk, wire_body(snapshot_of(gs, state)))
+        visible = _visible(gs, state)
+        rows = [(pid, p.status, p.responded_step) for pid, p in state.participants.items()]
+        shared = shared_view(visible)
+        publish.publish_text(gs.pk, frames.encode(state.version, state.participant_version, shared, rows, None))
+        publish.publish_text(gs.pk, frames.console_body(state.version, {**visible, **_console_part(gs, state)}))
     except Exception:
         logger.exception("broadcast of group session %s failed", gs.pk)
 

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from groups import presence, selectors, services
+from groups import presence, selectors, services, store
 from groups.models import GroupSession, Membership
 
 WRITE = re.compile(r"\s*(WITH\b.*\)\s*)?UPDATE ", re.I | re.S)  # (SQLite's update_from opens with WITH)
@@ -108,13 +108,15 @@ def test_batches_publish_after_commit(gs, join, staff, django_capture_on_commit_
     monkeypatch.setattr(publish._publisher, "request", lambda gs_id, delay=0.0: requested.append((gs_id, delay)))
     with django_capture_on_commit_callbacks(execute=True):
         new = presence.record_presence(group_session=gs, process="p1", held={m1.pseudonym: 1})
-    assert [gs_id for gs_id, _ in published] == [gs.pk]
+    assert [gs_id for gs_id, _ in published] == [gs.pk, gs.pk]  # the participants' part, then the console's
     sent = frames.Frames.decode(gs.pk, published[0][1])
-    assert sent.version == new.version
-    assert sent.experimenter == frames.dumps(selectors.snapshot(gs.pk))  # what a fresh read gives
+    assert sent.version == new.version and sent.console_pending
+    fresh = selectors.snapshot(gs.pk)  # what a fresh read gives
+    assert sent.participant(m1.pseudonym) == frames.dumps(store.participant_view(fresh, m1.pseudonym))
+    assert frames.decode_console(published[1][1]) == (new.version, frames.dumps(fresh))
     with django_capture_on_commit_callbacks(execute=True):
         presence.record_acks(group_session=gs, acks={m1.pseudonym: new.version})
-    assert requested == [(gs.pk, presence.FLUSH_SECONDS)] and len(published) == 1
+    assert requested == [(gs.pk, presence.FLUSH_SECONDS)] and len(published) == 2
 
 
 def test_pages_arriving_on_the_waiting_screen_publish_one_snapshot_per_burst(
@@ -140,7 +142,7 @@ def test_pages_arriving_on_the_waiting_screen_publish_one_snapshot_per_burst(
         assert services.participants_ready(group_session=gs.pk, steps={m1.pseudonym: 0, m2.pseudonym: 3}) == 0
     with django_capture_on_commit_callbacks(execute=True):
         services.group_session_start(group_session=gs, by=staff)
-    assert published == [gs.pk]  # a step change: at once
+    assert published == [gs.pk, gs.pk]  # a step change: at once (the participants' part, then the console's)
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ def test_sweeping_a_dead_process_takes_off_its_share_only(gs, join, django_captu
     monkeypatch.setattr(publish, "publish_text", lambda gs_id, body: published.append((gs_id, body)))
     with django_capture_on_commit_callbacks(execute=True):
         assert presence.sweep_processes(dead=["dead"]) == [gs.pk]
-    console = frames.Frames.decode(gs.pk, published[-1][1]).experimenter  # the console is told
+    _, console = frames.decode_console(published[-1][1])  # the console is told (after the pages)
     assert [p["connected"] for p in json.loads(console)["participants"]] == [True, False]
     assert _connections(gs) == {a: 1, b: 0}
     assert _ledger(gs) == {(a, "alive"): 1}

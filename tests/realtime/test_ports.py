@@ -64,3 +64,25 @@ def test_publish_now_publishes_what_the_ports_read(fake_ports, settings, monkeyp
     monkeypatch.setattr(publish, "publish_text", lambda gs_id, body: sent.append((gs_id, body)))
     publish.publish_now(9)
     assert fake_ports == [9] and sent == [(9, _body(3))]
+
+
+async def test_the_consoles_view_follows_the_participants_part_of_the_same_version(fake_ports, settings):
+    """A snapshot published with an empty experimenter's view (the participants' part first)
+    reaches the pages at once; its ``console_body`` completes it for the consoles; one of an
+    older version than the hub holds changes nothing."""
+    settings.REDIS_URL = ""
+    hub = Hub(asyncio.get_running_loop())
+    socket = FakeSocket()
+    hub.sockets[7].add(socket)
+    shared = {"type": "group.state", "version": 5, "step": 4}
+    await hub.deliver_text(f"7\n{frames.encode(5, 5, shared, [('P1', 'answering', None)], None)}")
+    held = hub.frames[7]
+    assert [f.version for f in socket.pushed] == [5] and held.console_pending
+    assert json.loads(held.participant("P1"))["step"] == 4
+    await hub.deliver_text(f"7\n{frames.console_body(4, {'old': True})}")  # not this version: dropped
+    assert held.console_pending and len(socket.pushed) == 1
+    await hub.deliver_text(f"7\n{frames.console_body(5, {**shared, 'secret': 2})}")
+    assert not held.console_pending and json.loads(held.experimenter)["secret"] == 2
+    assert socket.pushed == [held, held]  # pushed again: a console sends it now, a page sent it already
+    await hub.deliver_text(f"7\n{frames.console_body(5, {'twice': True})}")  # complete already: kept
+    assert json.loads(held.experimenter)["secret"] == 2 and len(socket.pushed) == 2
