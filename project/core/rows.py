@@ -66,12 +66,14 @@ class Select:
     aliases are ``t1``, ``t2``... in that order, joined INNER, so only non-null keys),
     then ``where``, e.g. ``'t0."id" = %s'``, with its parameters given to :meth:`all` /
     :meth:`first`; then ``lock`` (``"FOR UPDATE OF t0"``) where the database locks rows
-    (SQLite locks the whole database for a write transaction instead)."""
+    (SQLite locks the whole database for a write transaction instead). ``extra``: SQL
+    expressions selected after the columns (no converters); each row is then a tuple
+    ``(instance, *their values)``."""
 
-    def __init__(
-        self, model: type[Model], *, related: tuple[str, ...] = (), where: str, lock: str = "", using: str = "default"
-    ):
+    def __init__(self, model: type[Model], *, related: tuple[str, ...] = (), where: str, lock: str = "",
+                 using: str = "default", extra: tuple[str, ...] = ()):  # fmt: skip
         self.model, self.related, self.where, self.lock, self.using = model, related, where, lock, using
+        self.extra = extra
         self._compiled: tuple[str, tuple[_Part, ...], list] | None = None
 
     def _compile(self):
@@ -94,7 +96,7 @@ class Select:
                 f" INNER JOIN {quote(target._meta.db_table)} {alias}"
                 f" ON {alias}.{quote(field.target_field.column)} = {parent.alias}.{quote(field.column)}"
             )
-        columns = ", ".join(f"{p.alias}.{quote(f.column)}" for p in parts for f in p.fields)
+        columns = ", ".join([*(f"{p.alias}.{quote(f.column)}" for p in parts for f in p.fields), *self.extra])
         sql = f"SELECT {columns} FROM {quote(self.model._meta.db_table)} t0{''.join(joins)} WHERE {self.where}"
         if self.lock and connection.features.has_select_for_update:
             sql += f" {self.lock}"
@@ -125,6 +127,9 @@ class Select:
         def rows() -> list:
             with cursor:
                 found = cursor.fetchall()
+            if self.extra:
+                width = len(self.extra)
+                return [(self._load(row, parts, converters, connection), *row[-width:]) for row in found]
             return [self._load(row, parts, converters, connection) for row in found]
 
         return rows
