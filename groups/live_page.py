@@ -93,6 +93,7 @@ _GLANCE = Select(
     Membership,
     related=("session", "session__experiment", "group_session"),
     where='t1."run_token" = %s AND t1."experiment_id" = %s',
+    prepare=True,
     extra=(
         f'(SELECT x."id" {_AT} x."order" = t1."current_order")',
         f'(SELECT x."handler" {_AT} x."order" = t1."current_order")',

@@ -68,12 +68,14 @@ class Select:
     :meth:`first`; then ``lock`` (``"FOR UPDATE OF t0"``) where the database locks rows
     (SQLite locks the whole database for a write transaction instead). ``extra``: SQL
     expressions selected after the columns (no converters); each row is then a tuple
-    ``(instance, *their values)``."""
+    ``(instance, *their values)``. ``prepare``: on PostgreSQL, sent with its parameters
+    bound by the server, so that a connection that sent it a few times has it prepared
+    and planned once (for a statement whose planning costs more than its execution)."""
 
     def __init__(self, model: type[Model], *, related: tuple[str, ...] = (), where: str, lock: str = "",
-                 using: str = "default", extra: tuple[str, ...] = ()):  # fmt: skip
+                 using: str = "default", extra: tuple[str, ...] = (), prepare: bool = False):  # fmt: skip
         self.model, self.related, self.where, self.lock, self.using = model, related, where, lock, using
-        self.extra = extra
+        self.extra, self.prepare = extra, prepare
         self._compiled: tuple[str, tuple[_Part, ...], list] | None = None
 
     def _compile(self):
@@ -121,7 +123,7 @@ class Select:
         one after another travel together and are waited for once."""
         sql, parts, converters = self._compile()
         connection = connections[self.using]
-        cursor = connection.cursor()
+        cursor = _prepared_cursor(connection) if self.prepare else connection.cursor()
         cursor.execute(sql, params)
 
         def rows() -> list:
@@ -159,6 +161,21 @@ class Select:
             if part.via is not None:  # cached on its parent, as select_related does
                 part.via.set_cached_value(instances[part.path[:-1]], instance)
         return instances[()]
+
+
+def _prepared_cursor(connection):
+    """PostgreSQL: a cursor binding parameters on the server, so that psycopg prepares a
+    statement it sends often (``prepare_threshold`` in the database's OPTIONS, settings)
+    and the server plans it once per connection; elsewhere the usual cursor."""
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    if connection.vendor != "postgresql" or not is_psycopg3:
+        return connection.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    raw = ServerBindingCursor(connection.connection)
+    return connection._prepare_cursor(raw)
 
 
 @lru_cache(maxsize=512)
