@@ -7,17 +7,23 @@ two templates with the step's content built anew: ~8 ms a GET, 6 statements, for
 that is the same for every participant of the group at that step but for the CSRF token,
 the visit's nonce and ``starts_at``. Here:
 
-- **One round trip, three statements** (pipelined on PostgreSQL): the run with its
-  experiment, membership and group session; the experiment's forms; the questions of the
-  run's current form.
+- **One statement** on PostgreSQL (``_GLANCE``): the run with its experiment, membership
+  and group session, the handlers of the positions ``_visit`` looks at (the current one
+  and the last one done), and md5 fingerprints of the experiment's forms and of the
+  current form's questions (every column of their rows, with the questions' data
+  formats): no form or question row crosses the wire or becomes a model instance. Only
+  to render a shell, two more statements (pipelined) read those rows, each with the
+  fingerprint of exactly the rows it returns (a window over them, the same text), so a
+  shell is keyed by the definition it was rendered from. Elsewhere (SQLite) one round
+  trip of three statements: the run, the forms, the questions; their values are hashed.
 - **The page rendered once** per (group session, step, phase, form, visit, what the
   participant sees, definition) in this process and kept as a *shell*: the page with
   markers where the CSRF token, the nonce and ``starts_at`` go, filled in per GET.
-  The definition is part of the key (``_definition``: the experiment's fields, its forms,
-  the current form's questions with their data formats, all read on every GET), so an
-  edited experiment is never shown stale; so are the step and its shared parameters (a
-  new step, a new shell) and what the participant sees (``mode``: the questions or the
-  waiting screen once answered).
+  The definition is part of the key (``_key``: the experiment's fields, the step's
+  shared parameters, its forms, the current form's questions with their data formats,
+  read or fingerprinted on every GET), so an edited experiment, form or question is
+  never shown stale; so are the step (a new step, a new shell) and what the participant
+  sees (``mode``: the questions or the waiting screen once answered).
 - **Anything else takes the general path** (``serve`` returns None): no group session,
   kicked or released, the session over or the loop left, missed steps, a visit not of
   the live page, a failing stimulus script, a pending message, content that is not
@@ -33,14 +39,17 @@ was shown: ``onset_ms``), as it got none when the page showed it without a GET.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 import secrets
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
+from functools import partial
 
 from django.conf import settings
 from django.contrib.messages.storage.cookie import CookieStorage
+from django.db import connection
 from django.http import HttpResponse
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
@@ -48,7 +57,7 @@ from django.template.loader import render_to_string
 from project.core.rows import Select, pipelined
 from runner import selectors as runner_selectors
 from runner.handlers import Page, get_handler
-from runner.models import FormXQuestion
+from runner.models import ExperimentXForm, FormXQuestion
 from runner.run_cookie import read_run_token
 
 from .live import known_starts_at
@@ -62,14 +71,57 @@ _RUN = Select(
     where='t1."run_token" = %s AND t1."experiment_id" = %s',
 )
 # The questions of the form at the run's current order (``Session.current_order``, kept
-# with ``state["current"]``), sent with the run's read: checked against it in ``_read``.
+# with ``state["current"]``), sent with the run's read: checked against its position in
+# ``_render_shell`` (the run may have moved on between two statements).
+_CURRENT_QUESTIONS_OF = (
+    '(SELECT x."form_id" FROM "runner_experimentxform" x INNER JOIN "runner_session" s'
+    ' ON x."experiment_id" = s."experiment_id" AND x."order" = s."current_order"'
+    ' WHERE s."run_token" = %s AND s."experiment_id" = %s)'
+)
 _CURRENT_QUESTIONS = Select(
     FormXQuestion,
     related=("question", "question__data_format"),
-    where='t0."form_id" = (SELECT x."form_id" FROM "runner_experimentxform" x INNER JOIN "runner_session" s'
-    ' ON x."experiment_id" = s."experiment_id" AND x."order" = s."current_order"'
-    ' WHERE s."run_token" = %s AND s."experiment_id" = %s) ORDER BY t0."order"',
+    where=f't0."form_id" = {_CURRENT_QUESTIONS_OF} ORDER BY t0."order"',
 )
+# PostgreSQL: the definition's rows as md5 fingerprints, the same text whether aggregated
+# in a subquery (``_GLANCE``, nothing else read) or over the rows read (``_FULL_*``, a
+# window over them: the fingerprint of exactly the rows the shell is rendered from).
+_FORMS_ROW, _QUESTIONS_ROW = "ROW(x.*, f.*)::text", "ROW(q.*, qq.*, d.*)::text"
+_ALL = "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
+_AT = 'FROM "runner_experimentxform" x WHERE x."experiment_id" = t1."experiment_id" AND '
+_GLANCE = Select(
+    Membership,
+    related=("session", "session__experiment", "group_session"),
+    where='t1."run_token" = %s AND t1."experiment_id" = %s',
+    prepare=True,
+    extra=(
+        f'(SELECT x."id" {_AT} x."order" = t1."current_order")',
+        f'(SELECT x."handler" {_AT} x."order" = t1."current_order")',
+        f"(SELECT x.\"handler\" {_AT} jsonb_typeof(t1.\"state\"->'last_done'->'order') = 'number'"
+        " AND x.\"order\"::text = t1.\"state\"->'last_done'->>'order')",
+        f"(SELECT md5(coalesce(string_agg({_FORMS_ROW}, '|' ORDER BY x.\"order\"), '')) FROM"
+        ' "runner_experimentxform" x INNER JOIN "runner_form" f ON f."id" = x."form_id"'
+        ' WHERE x."experiment_id" = t1."experiment_id")',
+        f"(SELECT md5(coalesce(string_agg({_QUESTIONS_ROW}, '|' ORDER BY q.\"order\"), '')) FROM"
+        ' "runner_formxquestion" q INNER JOIN "runner_question" qq ON qq."id" = q."question_id"'
+        ' INNER JOIN "runner_dataformat" d ON d."id" = qq."data_format_id"'
+        f' WHERE q."form_id" = (SELECT x."form_id" {_AT} x."order" = t1."current_order"))',
+    ),
+)
+_FULL_POSITIONS = Select(
+    ExperimentXForm,
+    related=("form",),
+    where='t0."experiment_id" = %s ORDER BY t0."order"',
+    extra=(f"""md5(string_agg(ROW(t0.*, t1.*)::text, '|') OVER (ORDER BY t0."order" {_ALL}))""",),
+)
+_FULL_QUESTIONS = Select(
+    FormXQuestion,
+    related=("question", "question__data_format"),
+    where=f't0."form_id" = {_CURRENT_QUESTIONS_OF} ORDER BY t0."order"',
+    extra=(f"""md5(string_agg(ROW(t0.*, t1.*, t2.*)::text, '|') OVER (ORDER BY t0."order" {_ALL}))""",),
+)
+_NOTHING = hashlib.md5(b"").hexdigest()  # PostgreSQL's md5('') (a form without questions)
+Brief = namedtuple("Brief", "pk order handler")  # a position, as much of it as ``_visit`` reads
 _MARK = secrets.token_hex(8)  # markers no page can contain by chance
 CSRF, NONCE, STARTS = f"csrf{_MARK}", f"nonce{_MARK}", f'"starts{_MARK}"'
 _SPLIT = re.compile(f"({re.escape(CSRF)}|{re.escape(NONCE)}|{re.escape(STARTS)})")
@@ -87,23 +139,39 @@ def serve(request, experiment_id: int) -> HttpResponse | None:
         return None
     if not getattr(settings, "GROUP_LIVE_PUSH_CONTENT", True):
         return None
-    found = _read(token, experiment_id)
+    found = _glance(token, experiment_id) if connection.vendor == "postgresql" else _read(token, experiment_id)
     if found is None:
         return None
-    membership, positions, questions = found
+    membership, at, definition, rows = found
     session, view = membership.session, trial_view(membership)
-    visit = _visit(session, view, positions)
+    visit = _visit(session, view, at)
     if visit is None:
         return None
-    current, position = visit
-    key = (view.group_session_id, view.step, view.phase, view.exit_loop, view.lobby, view.must_wait,
-           position.pk, current["visit"], _definition(session.experiment, positions, questions, view))  # fmt: skip
-    parts = _shell(key, session, view, position, positions, questions)
+    parts = _cached(_key(view, visit, session.experiment, definition))
+    if parts is None:
+        visit, parts = _render_shell(token, experiment_id, session, view, visit, rows)
     if parts is None:
         return None
     starts_at = known_starts_at(view.group_session_id, view.participant_code, view.step)
-    values = {CSRF: get_token(request), NONCE: current["nonce"], STARTS: json.dumps(starts_at)}
+    values = {CSRF: get_token(request), NONCE: visit[0]["nonce"], STARTS: json.dumps(starts_at)}
     return HttpResponse("".join(values.get(part, part) for part in parts))
+
+
+def _render_shell(token: str, experiment_id: int, session, view: TrialView, visit, rows):
+    """(visit, the page's parts) for a key not in this process's shells: from ``rows``
+    (positions, questions, definition) if read already, else read now (PostgreSQL), the
+    visit resolved again against them; (visit, None) where the general path serves it."""
+    if rows is None:
+        rows = _rows(token, experiment_id)
+        visit = _visit(session, view, partial(_at, rows[0]))
+        if visit is None:
+            return None, None
+    positions, questions, definition = rows
+    current, position = visit
+    if any(q.form_id != position.form_id for q in questions):  # the run moved on between reads
+        return visit, None
+    key = _key(view, visit, session.experiment, definition)
+    return visit, _shell(key, session, view, position, positions, questions)
 
 
 def _may_have_messages(request) -> bool:
@@ -112,28 +180,64 @@ def _may_have_messages(request) -> bool:
     return CookieStorage.cookie_name in request.COOKIES or settings.SESSION_COOKIE_NAME in request.COOKIES
 
 
+def _glance(token: str, experiment_id: int):
+    """PostgreSQL, one statement: (membership with its run, experiment and group session;
+    ``at``: the positions ``_visit`` looks at (current and last done), by order; the
+    fingerprints of the experiment's forms and of the current form's questions; None: the
+    rows themselves are read on a miss (``_rows``)); None without a membership."""
+    found = _GLANCE.all(token, experiment_id)
+    if not found:
+        return None
+    membership, current_pk, current_handler, done_handler, forms, questions = found[0]
+    session = membership.session
+    known = {}
+    if current_pk is not None:
+        known[session.current_order] = Brief(current_pk, session.current_order, current_handler)
+    done = (session.state or {}).get("last_done")
+    if done_handler is not None and isinstance(done, dict) and isinstance(done.get("order"), int):
+        known.setdefault(done["order"], Brief(None, done["order"], done_handler))
+    return membership, known.get, (forms, questions), None
+
+
+def _rows(token: str, experiment_id: int):
+    """PostgreSQL, a shell to render: (positions, the current form's questions, their
+    fingerprints, each of the rows read with it: the text ``_glance`` aggregates)."""
+    with pipelined():
+        positions, questions = _FULL_POSITIONS.send(experiment_id), _FULL_QUESTIONS.send(token, experiment_id)
+        positions, questions = positions(), questions()
+    fingerprints = (positions[0][1] if positions else _NOTHING, questions[0][1] if questions else _NOTHING)
+    return [p for p, _ in positions], [q for q, _ in questions], fingerprints
+
+
 def _read(token: str, experiment_id: int):
-    """(membership with its run, experiment and group session; the experiment's forms;
-    the questions of the run's current form), in one round trip; None without a membership."""
+    """SQLite, one round trip of three statements: (membership with its run, experiment
+    and group session; ``at``; the definition's rows; (positions, questions, definition));
+    None without a membership."""
     with pipelined():
         run = _RUN.send(token, experiment_id)
         positions = runner_selectors.positions_of(experiment_id)
         questions = _CURRENT_QUESTIONS.send(token, experiment_id)
-        found = run(), positions(), questions()
-    memberships, positions_, questions_ = found
+        memberships, positions, questions = run(), positions(), questions()
     if not memberships:
         return None
-    return memberships[0], positions_, questions_
+    definition = [(_values(p), _values(p.form)) for p in positions]
+    definition += [(_values(q), _values(q.question), _values(q.question.data_format)) for q in questions]
+    return memberships[0], partial(_at, positions), definition, (positions, questions, definition)
 
 
-def _visit(session, view: TrialView, positions: list):
+def _at(positions: list, order):
+    """The position with ``order`` (``runner.selectors.position_at``: else the next one)."""
+    return runner_selectors.position_at(positions, order)
+
+
+def _visit(session, view: TrialView, at):
     """(the run's current visit, its position) when it is a live-page visit this path may
-    show as it is; None when the general path must resolve it."""
+    show as it is; None when the general path must resolve it. ``at(order)``: a position."""
     state = session.state or {}
     current = state.get("current")
     if not current or state.get("finished") or session.current_order != current.get("order"):
         return None
-    position = runner_selectors.position_at(positions, current["order"])
+    position = at(current["order"])
     if position is None or position.order != current["order"] or not _live(position):
         return None
     if view.kicked or view.lobby == "released" or view.phase in ("ended", "aborted") or view.missed_steps:
@@ -142,16 +246,16 @@ def _visit(session, view: TrialView, positions: list):
         return None
     if not _SAFE_NONCE.fullmatch(str(current.get("nonce", ""))):
         return None
-    if not current.get("served_at") and not _entered_live(state, positions):
+    if not current.get("served_at") and not _entered_live(state, at):
         return None  # a first visit after a navigation: the general path notes when it was served
     return current, position
 
 
-def _entered_live(state: dict, positions: list) -> bool:
+def _entered_live(state: dict, at) -> bool:
     """The visit on screen was entered by an answer given on the live page (its last
     visit was a live-page form): the page showed it without a GET."""
     order = (state.get("last_done") or {}).get("order")
-    done = runner_selectors.position_at(positions, order) if isinstance(order, int) else None
+    done = at(order) if isinstance(order, int) else None
     return done is not None and done.order == order and _live(done)
 
 
@@ -159,13 +263,24 @@ def _live(position) -> bool:
     return bool(getattr(get_handler(position.handler), "live_page", False))
 
 
-def _definition(experiment, positions: list, questions: list, view: TrialView) -> int:
-    """A hash of everything of the definition (and the step's shared parameters) the page
-    is made of: a change to any of it is a new shell."""
-    rows = [_values(experiment), repr(view.shared_params)]
-    rows += [(_values(p), _values(p.form)) for p in positions]
-    rows += [(_values(q), _values(q.question), _values(q.question.data_format)) for q in questions]
-    return hash(repr(rows))
+def _key(view: TrialView, visit, experiment, definition) -> tuple:
+    """What a shell is the page of: the group session, step, phase, what the participant
+    sees, the visit, and a hash of the definition (the experiment's fields, the step's
+    shared parameters, the forms and the current form's questions with their data
+    formats: their rows or, on PostgreSQL, fingerprints of them): a change to any of it
+    is a new shell."""
+    current, position = visit
+    definition = hash(repr((_values(experiment), repr(view.shared_params), definition)))
+    return (view.group_session_id, view.step, view.phase, view.exit_loop, view.lobby, view.must_wait,
+            position.pk, current["visit"], definition)  # fmt: skip
+
+
+def _cached(key) -> tuple | None:
+    with _shells_lock:
+        parts = _shells.get(key)
+        if parts is not None:
+            _shells.move_to_end(key)
+        return parts
 
 
 def _values(instance) -> tuple:

@@ -66,12 +66,16 @@ class Select:
     aliases are ``t1``, ``t2``... in that order, joined INNER, so only non-null keys),
     then ``where``, e.g. ``'t0."id" = %s'``, with its parameters given to :meth:`all` /
     :meth:`first`; then ``lock`` (``"FOR UPDATE OF t0"``) where the database locks rows
-    (SQLite locks the whole database for a write transaction instead)."""
+    (SQLite locks the whole database for a write transaction instead). ``extra``: SQL
+    expressions selected after the columns (no converters); each row is then a tuple
+    ``(instance, *their values)``. ``prepare``: on PostgreSQL, sent with its parameters
+    bound by the server, so that a connection that sent it a few times has it prepared
+    and planned once (for a statement whose planning costs more than its execution)."""
 
-    def __init__(
-        self, model: type[Model], *, related: tuple[str, ...] = (), where: str, lock: str = "", using: str = "default"
-    ):
+    def __init__(self, model: type[Model], *, related: tuple[str, ...] = (), where: str, lock: str = "",
+                 using: str = "default", extra: tuple[str, ...] = (), prepare: bool = False):  # fmt: skip
         self.model, self.related, self.where, self.lock, self.using = model, related, where, lock, using
+        self.extra, self.prepare = extra, prepare
         self._compiled: tuple[str, tuple[_Part, ...], list] | None = None
 
     def _compile(self):
@@ -94,7 +98,7 @@ class Select:
                 f" INNER JOIN {quote(target._meta.db_table)} {alias}"
                 f" ON {alias}.{quote(field.target_field.column)} = {parent.alias}.{quote(field.column)}"
             )
-        columns = ", ".join(f"{p.alias}.{quote(f.column)}" for p in parts for f in p.fields)
+        columns = ", ".join([*(f"{p.alias}.{quote(f.column)}" for p in parts for f in p.fields), *self.extra])
         sql = f"SELECT {columns} FROM {quote(self.model._meta.db_table)} t0{''.join(joins)} WHERE {self.where}"
         if self.lock and connection.features.has_select_for_update:
             sql += f" {self.lock}"
@@ -119,12 +123,15 @@ class Select:
         one after another travel together and are waited for once."""
         sql, parts, converters = self._compile()
         connection = connections[self.using]
-        cursor = connection.cursor()
+        cursor = _prepared_cursor(connection) if self.prepare else connection.cursor()
         cursor.execute(sql, params)
 
         def rows() -> list:
             with cursor:
                 found = cursor.fetchall()
+            if self.extra:
+                width = len(self.extra)
+                return [(self._load(row, parts, converters, connection), *row[-width:]) for row in found]
             return [self._load(row, parts, converters, connection) for row in found]
 
         return rows
@@ -154,6 +161,21 @@ class Select:
             if part.via is not None:  # cached on its parent, as select_related does
                 part.via.set_cached_value(instances[part.path[:-1]], instance)
         return instances[()]
+
+
+def _prepared_cursor(connection):
+    """PostgreSQL: a cursor binding parameters on the server, so that psycopg prepares a
+    statement it sends often (``prepare_threshold`` in the database's OPTIONS, settings)
+    and the server plans it once per connection; elsewhere the usual cursor."""
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    if connection.vendor != "postgresql" or not is_psycopg3:
+        return connection.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.ensure_connection()
+    raw = ServerBindingCursor(connection.connection)
+    return connection._prepare_cursor(raw)
 
 
 @lru_cache(maxsize=512)
