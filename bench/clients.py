@@ -246,14 +246,7 @@ class ClientPool:
         self.connected = 0
 
     async def _recv(self, i: int, timeout: float):
-        loop = asyncio.get_running_loop()
-        conn = self.conns[i]
-        deadline = loop.time() + timeout
-        while not conn.poll():
-            if loop.time() > deadline:
-                raise TimeoutError
-            await asyncio.sleep(0.0005)
-        return conn.recv()
+        return await common.pipe_recv(self.conns[i], timeout)
 
     async def wait_connected(self, timeout: float = 180) -> int:
         total = 0

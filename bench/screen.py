@@ -37,7 +37,6 @@ import asyncio
 import json
 import multiprocessing as mp
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -71,12 +70,10 @@ class Pool:
         return next(w for w, part in enumerate(self.parts) if index in part)
 
     async def recv(self, w: int, timeout: float = 180):
-        deadline = time.monotonic() + timeout
-        while not self.conns[w].poll():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"client worker {w} did not answer within {timeout}s")
-            await asyncio.sleep(0.0005)
-        return self.conns[w].recv()
+        try:
+            return await common.pipe_recv(self.conns[w], timeout)
+        except TimeoutError:
+            raise TimeoutError(f"client worker {w} did not answer within {timeout}s") from None
 
     def send(self, command: tuple, only: int | None = None) -> None:
         for w, conn in enumerate(self.conns):
