@@ -182,17 +182,15 @@ class Hub:
         if frames is None or frames.version != version or not frames.console_pending:
             return
         frames.experimenter = experimenter
-        for consumer in list(self.sockets.get(group_session_id, ())):
-            try:
-                await consumer.push(frames)  # (a participant's socket has this version: it sends nothing)
-            except Exception:
-                logger.exception("push to a group socket failed")
+        await self._push_all(frames)  # (a participant's socket has this version: it sends nothing)
 
     async def deliver(self, frames: Frames) -> None:
         """Write ``frames`` to every local socket of its group session, in one pass:
         daphne's send only queues the frame, so no socket waits for another."""
-        if not self._remember(frames):
-            return
+        if self._remember(frames):
+            await self._push_all(frames)
+
+    async def _push_all(self, frames: Frames) -> None:
         for consumer in list(self.sockets.get(frames.group_session, ())):
             try:
                 await consumer.push(frames)
