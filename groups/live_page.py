@@ -289,11 +289,10 @@ def _values(instance) -> tuple:
 
 def _shell(key, session, view, position, positions, questions) -> tuple | None:
     """The page's parts for ``key``, rendered once per process (others wait for the first)."""
+    parts = _cached(key)
+    if parts is not None:
+        return parts
     with _shells_lock:
-        parts = _shells.get(key)
-        if parts is not None:
-            _shells.move_to_end(key)
-            return parts
         building = _building.setdefault(key, threading.Lock())
     with building:
         with _shells_lock:
