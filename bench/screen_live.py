@@ -4,7 +4,8 @@ does per step, with asyncio, ``websockets`` and one keep-alive HTTP connection, 
 
 ``LiveClient(mode="live")``: GET the run URL once (the live page: ``[data-lockstep]`` with
 its socket path, content and answer URLs, the visit and content in ``#live-initial``, a
-CSRF token), hold one socket (ack every state, ping and keep the clock offset of the pong
+CSRF token), hold one socket (ack every state: a step's first one after its reveal,
+``clock.holds_ack``; ping and keep the clock offset of the pong
 with the shortest round trip by protocol.js's rule, ``realtime.clock``: quick pings while
 the best round trip is long, one every 3 s, one after each step's ``starts_at``). A state that starts a new
 step and the step's ``group.content`` frame (pushed after it; a content GET when its
@@ -28,6 +29,7 @@ the parent, which stamps the experimenter's send.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -82,6 +84,8 @@ class LiveClient:
         self.page: dict = {}
         self.visit: dict = {}  # the visit the answer names (order, visit, nonce)
         self.version, self.shown, self.ready_sent = 0, -1, -1  # newest state; step on screen; ready sent
+        self.revealed: int | None = None  # the step revealed last (its onset reported)
+        self.held_ack, self.ack_timer = None, None  # a step's first state's ack, until its reveal
         self.offset_ms, self.rtt_ms = 0.0, None  # server clock minus ours, best round trip
         self.fast_sent, self.quiet_step = 0, None  # quick pings since the open; the step pinged after
         self.pongs: list[tuple[float, float, float]] = []  # (arrival, rtt ms, offset ms) of every pong
@@ -174,7 +178,7 @@ class LiveClient:
                 self.pushed[data["step"]] = data
                 self._maybe_show(ws, data["step"])
         elif kind == "group.state":
-            await ws.send(json.dumps({"type": "ack", "version": data["version"]}))
+            await self._acknowledge(ws, data)
             if data["version"] <= self.version:
                 return
             self.version = data["version"]
@@ -201,6 +205,32 @@ class LiveClient:
             else:
                 self._maybe_show(ws, step)
                 self._start(self._unless_pushed(ws, step))
+
+    async def _acknowledge(self, ws, state: dict) -> None:
+        """At once, or held until the step's reveal (``clock.holds_ack``; protocol.js
+        ``acknowledge``), at most ``ACK_HOLD_MS``."""
+        if clock.holds_ack(state.get("phase"), state.get("step"), self.revealed):
+            self.held_ack = max(self.held_ack or 0, state["version"])
+            if self.ack_timer is None:
+                self.ack_timer = asyncio.get_running_loop().call_later(
+                    clock.ACK_HOLD_MS / 1000, lambda: self._start(self._release_ack(ws))
+                )
+            return
+        version = max(state["version"], self.held_ack or 0)
+        self._drop_held_ack()
+        await ws.send(json.dumps({"type": "ack", "version": version}))
+
+    async def _release_ack(self, ws) -> None:
+        version = self.held_ack
+        self._drop_held_ack()
+        if version is not None:
+            with contextlib.suppress(Exception):  # (the socket closed meanwhile: a new one acks its own)
+                await ws.send(json.dumps({"type": "ack", "version": version}))
+
+    def _drop_held_ack(self) -> None:
+        if self.ack_timer is not None:
+            self.ack_timer.cancel()
+        self.ack_timer = self.held_ack = None
 
     def _quiet_ping(self, ws, state: dict) -> None:
         """One ping a little after the step's ``starts_at`` (protocol.js ``quietPing``)."""
@@ -258,6 +288,8 @@ class LiveClient:
         await ws.send(json.dumps({"type": "onset", "step": step, "at": round(at), "late_ms": round(late),
                                   "ready_at": round(ready * 1000 + offset),
                                   "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 1)}))  # fmt: skip
+        self.revealed = max(self.revealed if self.revealed is not None else -1, step)
+        await self._release_ack(ws)
         await ws.send(json.dumps({"type": "location", "form": pushed.get("form") or "", "step": step}))
         self.onset[step] = onset  # revealed: the parent may go on
 
@@ -328,6 +360,7 @@ class LiveClient:
 
     async def close(self) -> None:
         self.stop = True
+        self._drop_held_ack()
         if self.ws is not None:
             await self.ws.close()
         tasks = [t for t in (self.task, *self.tasks, *self._ping_tasks) if t is not None]

@@ -314,6 +314,7 @@
     if (page.revealed === step && page.shown === step) waiting.hidden = true;  // (veiled, it kept its height)
     socket.send(P.msg.onset(step, Math.round(e.onset_ms), e.late_ms, Math.round(e.ready_server || e.onset_ms),
                             socket.bestRtt));
+    socket.releaseAck();
     var c = page.contents[step];
     if (c) socket.send(P.msg.location(c.form, step));
     if (page.task || page.revealed !== step) return;
@@ -448,6 +449,7 @@
 
   socket = new P.GroupSocket(el.dataset.wsPath, {
     ack: true,
+    shownStep: function () { return page.revealed; },  // a new step's ack follows its reveal
     onState: onState,
     onContent: onContent,
     onClock: function (offsetMs, rttMs) { hidden("_clock_offset_ms", -offsetMs); hidden("_clock_rtt_ms", rttMs); },

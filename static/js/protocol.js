@@ -2,7 +2,8 @@
    Defines window.EnsembleProtocol = {CLOSE, TYPES, msg, wsUrl, GroupSocket, clock, counts}.
 
    GroupSocket connects, reconnects with back-off (not after a final close code),
-   ignores states older than the last one, acknowledges states (participants),
+   ignores states older than the last one, acknowledges states (participants; a live page
+   holds the ack of a step's first state until it reveals the step: acknowledge),
    and pings (presence + clock offset estimate: offsetMs = server clock minus this clock,
    from the pong with the shortest round trip the socket ever had: its error is at most
    half that round trip). The clock rule is `clock` below, mirrored in realtime/clock.py
@@ -45,6 +46,7 @@
   // The clock-offset rule (realtime/clock.py: the same constants and functions).
   var clock = {
     PING_MS: 3000, PING_GAP_MS: 200, GOOD_RTT_MS: 20, FAST_PINGS: 6, QUIET_PING_MS: 100, QUIET_SPREAD_MS: 400,
+    ACK_HOLD_MS: 500,
     sample: function (t, arrival, serverMs) {
       var rtt = arrival - t;
       return {offset: serverMs - (t + rtt / 2), rtt: rtt};
@@ -57,6 +59,9 @@
     quietPingMs: function (startsAt, offset, now, draw) {
       var due = startsAt - offset + clock.QUIET_PING_MS + draw * clock.QUIET_SPREAD_MS;
       return due > now ? due - now : null;
+    },
+    holdsAck: function (phase, step, shown) {
+      return phase === "running" && typeof step === "number" && (shown == null || step > shown);
     }
   };
 
@@ -112,6 +117,8 @@
     this.pinger = null;
     this.fastSent = 0;      // quick pings since the last open (clock.nextPingMs)
     this.quietStep = null;  // the step whose quiet ping is scheduled (clock.quietPingMs)
+    this.heldAck = null;    // the version whose ack waits for its step's reveal (acknowledge)
+    this.ackTimer = null;
     this.connect();
   }
 
@@ -131,7 +138,7 @@
       var data;
       try { data = JSON.parse(event.data); } catch (e) { return; }
       if (data.type === "group.state") {
-        if (self.opts.ack) self.send(msg.ack(data.version));
+        if (self.opts.ack) self.acknowledge(data);
         if (data.version < self.version) return;          // older: ignore
         var fresh = data.version > self.version;
         self.version = data.version;
@@ -168,6 +175,33 @@
       global.setTimeout(function () { self.connect(); }, self.delay);
       self.delay = Math.min(self.delay * 2, 5000);
     };
+  };
+
+  /* Acknowledge a state at once, or (options.shownStep given: the step on the page's screen)
+     hold the ack of a state that starts a new step until releaseAck (the page revealed it),
+     at most clock.ACK_HOLD_MS (clock.holdsAck; realtime/clock.py says why). */
+  GroupSocket.prototype.acknowledge = function (data) {
+    var self = this;
+    if (this.opts.shownStep && clock.holdsAck(data.phase, data.step, this.opts.shownStep())) {
+      if (this.heldAck == null || data.version > this.heldAck) this.heldAck = data.version;
+      if (this.ackTimer == null) this.ackTimer = global.setTimeout(function () { self.releaseAck(); }, clock.ACK_HOLD_MS);
+      return;
+    }
+    var version = Math.max(data.version, this.heldAck == null ? 0 : this.heldAck);
+    this.dropHeldAck();
+    this.send(msg.ack(version));
+  };
+
+  GroupSocket.prototype.releaseAck = function () {
+    var version = this.heldAck;
+    this.dropHeldAck();
+    if (version != null) this.send(msg.ack(version));
+  };
+
+  GroupSocket.prototype.dropHeldAck = function () {
+    global.clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    this.heldAck = null;
   };
 
   // One ping a little after a step's starts_at (its first state): a quiet moment for the clock.
