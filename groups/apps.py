@@ -37,3 +37,4 @@ class GroupsConfig(AppConfig):
         )
         flowhandlers.register()  # the flow-control timers' handlers (issue 20)
         live.use_prebuild(live_content.prebuild)
+        live.use_warm(live_page.warm)

@@ -59,6 +59,25 @@ def use_prebuild(prebuild) -> None:
     _prebuild = prebuild
 
 
+_warm = None  # (group session id, step): groups.live_page.warm
+
+
+def use_warm(warm) -> None:
+    global _warm
+    _warm = warm
+
+
+def warm(gs, state: sm.GroupState) -> None:
+    """After a running step's state is published: what this process prepares for its pages
+    (the reload's shell, ``groups.live_page.warm``). Never raises."""
+    if _warm is None or state.phase != sm.RUNNING:
+        return
+    try:
+        _warm(gs.pk, state.step)
+    except Exception:
+        logger.exception("group session %s step %s: the live page could not be warmed", gs.pk, state.step)
+
+
 def _setting(name: str, default: int) -> int:
     return int(getattr(settings, name, default))
 

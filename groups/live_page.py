@@ -31,6 +31,14 @@ the visit's nonce and ``starts_at``. Here:
   participant's own run), or a visit shown for the first time since a navigation
   (``served_at`` not stamped and the last answer not given on the live page).
 
+- **Warmed after a step starts** where reloads happen: once this process served a group
+  session's reload, the shell of each of its next steps is rendered right after the
+  step's state is published (``warm``, through ``groups.live.use_warm``, from the run
+  of the last reload), so a burst of reloads of a new step (pages reloading together)
+  finds it instead of waiting for one of them to read the rows and render. A group
+  whose pages do not reload costs nothing; one step after another with no reload
+  (``WARM_STEPS``) stops it.
+
 It reads only: no group-session lock, no write. A visit the run entered by an answer on
 the live page gets no ``served_at`` from a reload (the page's reported onset says when it
 was shown: ``onset_ms``), as it got none when the page showed it without a GET.
@@ -130,6 +138,8 @@ SHELLS = 64  # shells kept per process (a few per running group session)
 _shells: OrderedDict = OrderedDict()  # key -> tuple of the page's parts, markers among them
 _shells_lock = threading.Lock()
 _building: dict = {}  # key -> lock held while one thread renders that shell
+WARM_STEPS = 3  # a group session's shells are warmed until this many steps pass without a reload
+_reloaded: dict[int, tuple[int, str, int]] = {}  # group session -> (step, run token, experiment) of a reload
 
 
 def serve(request, experiment_id: int) -> HttpResponse | None:
@@ -147,14 +157,41 @@ def serve(request, experiment_id: int) -> HttpResponse | None:
     visit = _visit(session, view, at)
     if visit is None:
         return None
-    parts = _cached(_key(view, visit, session.experiment, definition))
+    key = _key(view, visit, session.experiment, definition)
+    parts = _cached(key) or _built_meanwhile(key)
     if parts is None:
         visit, parts = _render_shell(token, experiment_id, session, view, visit, rows)
     if parts is None:
         return None
+    _note_reload(view, token, experiment_id)
     starts_at = known_starts_at(view.group_session_id, view.participant_code, view.step)
     values = {CSRF: get_token(request), NONCE: visit[0]["nonce"], STARTS: json.dumps(starts_at)}
     return HttpResponse("".join(values.get(part, part) for part in parts))
+
+
+def _note_reload(view: TrialView, token: str, experiment_id: int) -> None:
+    with _shells_lock:
+        _reloaded[view.group_session_id] = (view.step, token, experiment_id)
+        while len(_reloaded) > SHELLS:
+            _reloaded.pop(next(iter(_reloaded)))
+
+
+def warm(group_session_id: int, step: int) -> None:
+    """Render the shell of ``step`` now if this process served a reload of the group session
+    in the last ``WARM_STEPS`` steps (docs: the module), as a reload of that run would."""
+    with _shells_lock:
+        step_token = _reloaded.get(group_session_id)
+    if step_token is None or not 0 <= step - step_token[0] <= WARM_STEPS:
+        return
+    _, token, experiment_id = step_token
+    found = _glance(token, experiment_id) if connection.vendor == "postgresql" else _read(token, experiment_id)
+    if found is None:
+        return
+    membership, at, definition, rows = found
+    session, view = membership.session, trial_view(membership)
+    visit = _visit(session, view, at)
+    if visit is not None and view.step == step and _cached(_key(view, visit, session.experiment, definition)) is None:
+        _render_shell(token, experiment_id, session, view, visit, rows)
 
 
 def _render_shell(token: str, experiment_id: int, session, view: TrialView, visit, rows):
@@ -283,6 +320,19 @@ def _cached(key) -> tuple | None:
         return parts
 
 
+def _built_meanwhile(key) -> tuple | None:
+    """The shell another thread is rendering for ``key`` now, once it is done; None when
+    none is. A step's first reloads come together: one reads the rows and renders, the
+    others wait for it instead of each reading the forms and questions first (at N=10
+    most of a step's reloads missed the cache together and read them)."""
+    with _shells_lock:
+        building = _building.get(key)
+    if building is None:
+        return None
+    with building:
+        return _cached(key)
+
+
 def _values(instance) -> tuple:
     return tuple(getattr(instance, f.attname) for f in instance._meta.concrete_fields)
 
@@ -337,3 +387,4 @@ def forget() -> None:
     """Drop every shell of this process (tests)."""
     with _shells_lock:
         _shells.clear()
+        _reloaded.clear()

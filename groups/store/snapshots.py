@@ -171,6 +171,7 @@ def publish_state(gs: GroupSession, state: GroupState) -> None:
         rows = [(pid, p.status, p.responded_step) for pid, p in state.participants.items()]
         shared = shared_view(visible)
         publish.publish_text(gs.pk, frames.encode(state.version, state.participant_version, shared, rows, None))
+        live.warm(gs, state)  # pages that reload find the step's page rendered
         publish.publish_text(gs.pk, frames.console_body(state.version, {**visible, **_console_part(gs, state)}))
     except Exception:
         logger.exception("broadcast of group session %s failed", gs.pk)
