@@ -82,8 +82,7 @@ def record_presence(
     when nothing changed. Locks the group session; raises ``not_found``."""
     retired = tuple(p for p in retired if p and p != process)
     with transaction.atomic():
-        gs = store.lock(group_session)
-        old, _ = store.load_state(gs)
+        gs, old, _ = store.lock_and_load(group_session)
         at, rows = store.now_ms(), dict(old.participants)
         if held or retired:
             rows = _count_with_consoles(gs, old, rows, at, process, held or {}, retired)
@@ -217,8 +216,7 @@ def record_reports(*, group_session: GroupSession | int, onsets: list[dict], loc
     errors (``{participant, step, message}``: server log and step log; ``groups.live``).
     Locks the group session; returns the new version, or None when nothing changed."""
     with transaction.atomic():
-        gs = store.lock(group_session)
-        old, _ = store.load_state(gs)
+        gs, old, _ = store.lock_and_load(group_session)
         at = store.now_ms()
         rows = dict(old.participants)
         for pid, form in locations.items():

@@ -115,8 +115,7 @@ def _counts_only(old, new, events) -> bool:
 def _apply(group_session, action, *, by=None):
     """Lock, transition, save, log, hook, publish. Returns (gs, new_state, events, session_ids)."""
     with transaction.atomic():
-        gs = store.lock(group_session)
-        old, session_ids = load_state(gs)
+        gs, old, session_ids = store.lock_and_load(group_session)
         new, events = _transition_locked(gs, old, session_ids, action, by=by)
         return gs, new, events, session_ids
 
@@ -294,8 +293,7 @@ def group_session_set_context(*, group_session: GroupSession | int, patch: dict,
     value the context cannot hold: ``groups.context.merge`` names the key; nothing is
     written anywhere), ``ended``."""
     with transaction.atomic():
-        gs = store.lock(group_session)
-        old, session_ids = load_state(gs)
+        gs, old, session_ids = store.lock_and_load(group_session)
         sm.transition(old, sm.SetContext(patch), now_ms=now_ms())  # phase and shape first
         gs.context = merge(gs.context or {}, patch)  # refused before anything is written
         _transition_locked(gs, old, session_ids, sm.SetContext(patch), by=by)
@@ -340,8 +338,7 @@ def participants_ready(*, group_session: GroupSession | int, steps: dict[str, in
     Returns how many changed something."""
     changed, events = 0, []
     with transaction.atomic():
-        gs = store.lock(group_session)
-        old, session_ids = load_state(gs)
+        gs, old, session_ids = store.lock_and_load(group_session)
         now, new = now_ms(), old
         for participant, step in steps.items():
             try:

@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 from django.db import connection
 
-from project.core.rows import Select
+from project.core.rows import Select, pipelined
 
 from .. import state as sm
 from ..flowcontrol import FLOW_MEMBER_FIELDS, flow_fields
@@ -124,10 +124,30 @@ def _epoch_ms(column: str) -> str:
 
 def load_state(group_session: GroupSession) -> tuple[GroupState, dict[str, int]]:
     """The pure state of ``group_session`` and each pseudonym's runner session id."""
-    participants, session_ids = {}, {}
     with connection.cursor() as cursor:
         cursor.execute(statement("members", _members_sql), [group_session.pk])
-        rows = cursor.fetchall()
+        return _state_from(group_session, cursor.fetchall())
+
+
+def lock_and_load(group_session: GroupSession | int) -> tuple[GroupSession, GroupState, dict[str, int]]:
+    """:func:`lock` and :func:`load_state` in one round trip (pipelined, PostgreSQL): the
+    rows are read after the lock is granted, in the same transaction, as when the two are
+    sent one after the other. Every change of a group session waits for both under the
+    lock; an advance at N=200 spent 1 ms in the lock's round trip alone."""
+    group_session_id = pk_of(group_session)
+    with pipelined():
+        locked = send_lock(group_session_id)
+        cursor = connection.cursor()
+        cursor.execute(statement("members", _members_sql), [group_session_id])
+        gs = locked()
+        with cursor:
+            rows = cursor.fetchall()
+    state, session_ids = _state_from(gs, rows)
+    return gs, state, session_ids
+
+
+def _state_from(group_session: GroupSession, rows) -> tuple[GroupState, dict[str, int]]:
+    participants, session_ids = {}, {}
     for pseudonym, status, ended, connections, form, responded_step, acked_version, session_id, *flow in rows:
         participants[pseudonym] = participant_of(
             status, ended, connections, form, responded_step, acked_version, **flow_fields(flow)

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.test import Client
 
 from groups import answers, selectors, services, store
-from groups.models import GroupSession, StepLog
+from groups.models import GroupSession, Membership, StepLog
 from groups.state import GroupError
 from runner.models import Response
 from tests.runner.builders import build_lockstep_experiment, start
@@ -25,20 +25,17 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 def race(gs, staff, monkeypatch, *, locking: bool):
     barrier = threading.Barrier(2, timeout=1.5)
-    original_load = store.load_state
 
-    def load_state_together(group_session):
+    def lock_and_load_together(group_session):
+        pk = store.pk_of(group_session)
+        row = store.lock(pk) if locking else GroupSession.objects.select_related("experiment").get(pk=pk)
         try:
             barrier.wait()  # both read the state before either writes (if the lock lets them)
         except threading.BrokenBarrierError:
             pass
-        return original_load(group_session)
+        return (row, *store.load_state(row))
 
-    monkeypatch.setattr(services, "load_state", load_state_together)
-    if not locking:
-        monkeypatch.setattr(
-            store, "lock", lambda g: GroupSession.objects.select_related("experiment").get(pk=store.pk_of(g))
-        )
+    monkeypatch.setattr(store, "lock_and_load", lock_and_load_together)
     outcomes = []
 
     def press():
@@ -62,6 +59,28 @@ def running(gs, join, staff):
 def test_without_the_lock_both_advances_win(running, staff, monkeypatch):
     assert race(running, staff, monkeypatch, locking=False) == ["ok", "ok"]
     assert StepLog.objects.filter(group_session=running, action="advanced").count() == 2  # the race
+
+
+def test_lock_and_load_waits_for_the_lock_before_it_reads_the_rows(running, staff):
+    """The two statements travel together (pipelined), but the rows are read once the lock
+    is granted: a change committed meanwhile is in them."""
+    held, read = threading.Event(), {}
+
+    def holder():
+        with transaction.atomic():
+            store.lock_and_load(running.pk)
+            held.set()
+            time.sleep(0.3)
+            Membership.objects.filter(group_session=running).update(form="changed meanwhile")
+
+    def reader():
+        held.wait(5)
+        with transaction.atomic():
+            _, state, _ = store.lock_and_load(running.pk)
+            read["forms"] = {p.form for p in state.participants.values()}
+
+    in_threads([holder, reader])
+    assert read["forms"] == {"changed meanwhile"}
 
 
 def test_with_the_lock_one_advance_wins(running, staff, monkeypatch):
