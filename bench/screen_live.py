@@ -108,6 +108,7 @@ class LiveClient:
         self.sockets, self.ws, self.stop = 0, None, False
         self.connected = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
+        self.timers: set[asyncio.TimerHandle] = set()
         self.task: asyncio.Task | None = None
 
     async def setup(self) -> None:
@@ -204,7 +205,7 @@ class LiveClient:
                 self._start(self.show(ws, step, self.states.pop(step), None))
             else:
                 self._maybe_show(ws, step)
-                self._start(self._unless_pushed(ws, step))
+                self._later(1.5, lambda: self._unless_pushed(ws, step))
 
     async def _acknowledge(self, ws, state: dict) -> None:
         """At once, or held until the step's reveal (``clock.holds_ack``; protocol.js
@@ -239,58 +240,91 @@ class LiveClient:
         self.quiet_step = state.get("step")
         wait = clock.quiet_ping_ms(state["starts_at"], self.offset_ms, time.time() * 1000, random.random())
         if wait is not None:
-            ping_later(ws, wait, self._ping_tasks)
+            self._later(wait / 1000, lambda: ping_later(ws, 0, self._ping_tasks))
 
     def _maybe_show(self, ws, step: int) -> None:
         if step in self.states and step in self.pushed and self.mode == "live":
             self.shown = step
-            self._start(self.show(ws, step, self.states.pop(step), self.pushed.pop(step)))
+            state, pushed = self.states.pop(step), self.pushed.pop(step)
+            if pushed.get("order") == self.visit.get("order"):
+                self._ready(ws, step, state, pushed)
+            else:  # another form's content: the page GETs its own
+                self._start(self.show(ws, step, state, None))
 
-    async def _unless_pushed(self, ws, step: int) -> None:
+    def _unless_pushed(self, ws, step: int) -> None:
         """Pushed content follows its state; the page GETs it when it has not come in 1.5 s."""
-        await asyncio.sleep(1.5)
         if step in self.states and self.shown < step:
             self.shown = step
-            await self.show(ws, step, self.states.pop(step), None)
+            self._start(self.show(ws, step, self.states.pop(step), None))
 
     def _start(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def _later(self, seconds: float, call) -> None:
+        """``call()`` in ``seconds`` on a timer, as the page's setTimeout: the waits of every
+        step (the content's backup, the reveal, the quiet ping) cost the client process a
+        timer each, not a task, in the moments every page of the process is being served."""
+
+        def run():
+            self.timers.discard(handle)
+            call()
+
+        handle = asyncio.get_running_loop().call_later(max(0.0, seconds), run)
+        self.timers.add(handle)
+
     # ---- one step -----------------------------------------------------------------------
 
-    async def show(self, ws, step: int, state: dict, pushed: dict) -> None:
+    async def show(self, ws, step: int, state: dict, pushed: dict | None) -> None:
+        """The content GET (not pushed, or another form's), then ``_ready``."""
+        self.fetched += 1
         try:
-            if pushed is None or pushed.get("order") != self.visit.get("order"):  # not pushed, or another form
-                self.fetched += 1
-                response = await self.http.request("GET", self.page["content-url"])
-                reply = json.loads(response.body) if response.status == 200 else {}
-                if reply.get("step") != step or not reply.get("content"):
-                    self.wrong_page[step] = f"content GET: HTTP {response.status}, step {reply.get('step')}"
-                    return
-                self.visit = reply.get("visit") or self.visit
-                pushed = {**reply["content"], "starts_at": reply.get("starts_at")}
+            response = await self.http.request("GET", self.page["content-url"])
+            reply = json.loads(response.body) if response.status == 200 else {}
+        except Exception as exc:  # noqa: BLE001 - counted as a step not shown
+            self.wrong_page[step] = repr(exc)[:200]
+            return
+        if reply.get("step") != step or not reply.get("content"):
+            self.wrong_page[step] = f"content GET: HTTP {response.status}, step {reply.get('step')}"
+            return
+        self.visit = reply.get("visit") or self.visit
+        self._ready(ws, step, state, {**reply["content"], "starts_at": reply.get("starts_at")})
+
+    def _ready(self, ws, step: int, state: dict, pushed: dict) -> None:
+        """The content parsed: "ready"; the reveal at ``starts_at`` on this client's clock."""
+        try:
             self.content = parsed(pushed)
         except Exception as exc:  # noqa: BLE001 - counted as a step not shown
             self.wrong_page[step] = repr(exc)[:200]
             return
         ready = self.ready[step] = time.time()
         starts_at = float(state.get("starts_at") or pushed.get("starts_at") or 0)
-        while (due := (starts_at - self.offset_ms) / 1000) > time.time():  # starts_at on this client's clock,
-            await asyncio.sleep(due - time.time())  # by the estimate as it improves while the step waits
+        self._reveal(ws, step, starts_at, ready, pushed.get("form") or "")
+
+    def _reveal(self, ws, step: int, starts_at: float, ready: float, form: str) -> None:
+        """At ``starts_at`` by the clock estimate, looked at again when the timer fires (it may
+        have improved while the step waited), or at once when that has passed."""
+        due = (starts_at - self.offset_ms) / 1000
+        if due > time.time():
+            self._later(due - time.time(), lambda: self._reveal(ws, step, starts_at, ready, form))
+        else:
+            self._start(self._report(ws, step, starts_at, ready, due, form))
+
+    async def _report(self, ws, step: int, starts_at: float, ready: float, due: float, form: str) -> None:
         offset = self.offsets[step] = self.offset_ms
         self.rtts[step] = self.rtt_ms
         onset = max(due, ready)
         at = onset * 1000 + offset  # what the page reports: the server clock by its estimate
         late = max(0.0, at - starts_at) if ready > due else 0.0
         self.starts_at[step], self.reported[step] = starts_at, (at, late)
-        await ws.send(json.dumps({"type": "onset", "step": step, "at": round(at), "late_ms": round(late),
-                                  "ready_at": round(ready * 1000 + offset),
-                                  "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 1)}))  # fmt: skip
         self.revealed = max(self.revealed if self.revealed is not None else -1, step)
-        await self._release_ack(ws)
-        await ws.send(json.dumps({"type": "location", "form": pushed.get("form") or "", "step": step}))
+        with contextlib.suppress(Exception):  # (a socket that closed: its step counts as revealed)
+            await ws.send(json.dumps({"type": "onset", "step": step, "at": round(at), "late_ms": round(late),
+                                      "ready_at": round(ready * 1000 + offset),
+                                      "rtt_ms": None if self.rtt_ms is None else round(self.rtt_ms, 1)}))  # fmt: skip
+            await self._release_ack(ws)
+            await ws.send(json.dumps({"type": "location", "form": form, "step": step}))
         self.onset[step] = onset  # revealed: the parent may go on
 
     async def reload(self, step: int) -> None:
@@ -361,6 +395,8 @@ class LiveClient:
     async def close(self) -> None:
         self.stop = True
         self._drop_held_ack()
+        for handle in self.timers:
+            handle.cancel()
         if self.ws is not None:
             await self.ws.close()
         tasks = [t for t in (self.task, *self.tasks, *self._ping_tasks) if t is not None]
