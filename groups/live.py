@@ -68,8 +68,8 @@ def use_warm(warm) -> None:
 
 
 def warm(gs, state: sm.GroupState) -> None:
-    """After a running step's state is published: what this process prepares for its pages
-    (the reload's shell, ``groups.live_page.warm``). Never raises."""
+    """Before a running step's state is published: what this process prepares for the pages
+    that may reload on it (the shell, ``groups.live_page.warm``). Never raises."""
     if _warm is None or state.phase != sm.RUNNING:
         return
     try:

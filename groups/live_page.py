@@ -31,11 +31,11 @@ the visit's nonce and ``starts_at``. Here:
   participant's own run), or a visit shown for the first time since a navigation
   (``served_at`` not stamped and the last answer not given on the live page).
 
-- **Warmed after a step starts** where reloads happen: once this process served a group
-  session's reload, the shell of each of its next steps is rendered right after the
-  step's state is published (``warm``, through ``groups.live.use_warm``, from the run
-  of the last reload), so a burst of reloads of a new step (pages reloading together)
-  finds it instead of waiting for one of them to read the rows and render. A group
+- **Warmed when a step starts** where reloads happen: once this process served a group
+  session's reload, the shell of each of its next steps is rendered when the step
+  commits, just before its state is published (``warm``, through
+  ``groups.live.use_warm``, from the run of the last reload), so a burst of reloads of
+  a new step (pages reloading together) finds it instead of waiting for one of them to read the rows and render. A group
   whose pages do not reload costs nothing; one step after another with no reload
   (``WARM_STEPS``) stops it.
 

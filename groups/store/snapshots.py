@@ -165,13 +165,14 @@ def publish_state(gs: GroupSession, state: GroupState) -> None:
     sockets sooner. The participants' part goes first, the experimenter's view of the same
     version right after it (``frames.console_body``): at N=500 the console's part (every
     row, the step log, the onsets, the context store's sync, 137 KB of JSON) took 5-10 ms
-    that every page waited for. Never raises."""
+    that every page waited for. In a group whose pages reload, the step's page is rendered
+    first (``live.warm``): a page that reloads on the state finds it. Never raises."""
     try:
+        live.warm(gs, state)
         visible = _visible(gs, state)
         rows = [(pid, p.status, p.responded_step) for pid, p in state.participants.items()]
         shared = shared_view(visible)
         publish.publish_text(gs.pk, frames.encode(state.version, state.participant_version, shared, rows, None))
-        live.warm(gs, state)  # pages that reload find the step's page rendered
         publish.publish_text(gs.pk, frames.console_body(state.version, {**visible, **_console_part(gs, state)}))
     except Exception:
         logger.exception("broadcast of group session %s failed", gs.pk)
