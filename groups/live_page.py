@@ -7,7 +7,7 @@ two templates with the step's content built anew: ~8 ms a GET, 6 statements, for
 that is the same for every participant of the group at that step but for the CSRF token,
 the visit's nonce and ``starts_at``. Here:
 
-- **One statement** on PostgreSQL (``_GLANCE``): the run with its experiment, membership
+- **One statement** on PostgreSQL (``live_page_reads.GLANCE``): the run with its experiment, membership
   and group session, the handlers of the positions ``_visit`` looks at (the current one
   and the last one done), and md5 fingerprints of the experiment's forms and of the
   current form's questions (every column of their rows, with the questions' data
@@ -35,9 +35,10 @@ the visit's nonce and ``starts_at``. Here:
   session's reload, the shell of each of its next steps is rendered when the step
   commits, just before its state is published (``warm``, through
   ``groups.live.use_warm``, from the run of the last reload), so a burst of reloads of
-  a new step (pages reloading together) finds it instead of waiting for one of them to read the rows and render. A group
-  whose pages do not reload costs nothing; one step after another with no reload
-  (``WARM_STEPS``) stops it.
+  a new step (pages reloading together) finds it instead of waiting for one of them to
+  read the rows and render. Once per step: the step's later states (answers coming in)
+  read nothing more. A group whose pages do not reload costs nothing; one step after
+  another with no reload (``WARM_STEPS``) stops it.
 
 It reads only: no group-session lock, no write. A visit the run entered by an answer on
 the live page gets no ``served_at`` from a reload (the page's reported onset says when it
@@ -47,7 +48,6 @@ was shown: ``onset_ms``), as it got none when the page showed it without a GET.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import re
 import secrets
@@ -62,73 +62,16 @@ from django.http import HttpResponse
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 
-from project.core.rows import Select, pipelined
+from project.core.rows import pipelined
 from runner import selectors as runner_selectors
 from runner.handlers import Page, get_handler
-from runner.models import ExperimentXForm, FormXQuestion
 from runner.run_cookie import read_run_token
 
+from . import live_page_reads as reads
 from .live import known_starts_at
 from .lockstep import LIVE_TEMPLATE
-from .models import Membership
 from .selectors import TrialView, trial_view
 
-_RUN = Select(
-    Membership,
-    related=("session", "session__experiment", "group_session"),
-    where='t1."run_token" = %s AND t1."experiment_id" = %s',
-)
-# The questions of the form at the run's current order (``Session.current_order``, kept
-# with ``state["current"]``), sent with the run's read: checked against its position in
-# ``_render_shell`` (the run may have moved on between two statements).
-_CURRENT_QUESTIONS_OF = (
-    '(SELECT x."form_id" FROM "runner_experimentxform" x INNER JOIN "runner_session" s'
-    ' ON x."experiment_id" = s."experiment_id" AND x."order" = s."current_order"'
-    ' WHERE s."run_token" = %s AND s."experiment_id" = %s)'
-)
-_CURRENT_QUESTIONS = Select(
-    FormXQuestion,
-    related=("question", "question__data_format"),
-    where=f't0."form_id" = {_CURRENT_QUESTIONS_OF} ORDER BY t0."order"',
-)
-# PostgreSQL: the definition's rows as md5 fingerprints, the same text whether aggregated
-# in a subquery (``_GLANCE``, nothing else read) or over the rows read (``_FULL_*``, a
-# window over them: the fingerprint of exactly the rows the shell is rendered from).
-_FORMS_ROW, _QUESTIONS_ROW = "ROW(x.*, f.*)::text", "ROW(q.*, qq.*, d.*)::text"
-_ALL = "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING"
-_AT = 'FROM "runner_experimentxform" x WHERE x."experiment_id" = t1."experiment_id" AND '
-_GLANCE = Select(
-    Membership,
-    related=("session", "session__experiment", "group_session"),
-    where='t1."run_token" = %s AND t1."experiment_id" = %s',
-    prepare=True,
-    extra=(
-        f'(SELECT x."id" {_AT} x."order" = t1."current_order")',
-        f'(SELECT x."handler" {_AT} x."order" = t1."current_order")',
-        f"(SELECT x.\"handler\" {_AT} jsonb_typeof(t1.\"state\"->'last_done'->'order') = 'number'"
-        " AND x.\"order\"::text = t1.\"state\"->'last_done'->>'order')",
-        f"(SELECT md5(coalesce(string_agg({_FORMS_ROW}, '|' ORDER BY x.\"order\"), '')) FROM"
-        ' "runner_experimentxform" x INNER JOIN "runner_form" f ON f."id" = x."form_id"'
-        ' WHERE x."experiment_id" = t1."experiment_id")',
-        f"(SELECT md5(coalesce(string_agg({_QUESTIONS_ROW}, '|' ORDER BY q.\"order\"), '')) FROM"
-        ' "runner_formxquestion" q INNER JOIN "runner_question" qq ON qq."id" = q."question_id"'
-        ' INNER JOIN "runner_dataformat" d ON d."id" = qq."data_format_id"'
-        f' WHERE q."form_id" = (SELECT x."form_id" {_AT} x."order" = t1."current_order"))',
-    ),
-)
-_FULL_POSITIONS = Select(
-    ExperimentXForm,
-    related=("form",),
-    where='t0."experiment_id" = %s ORDER BY t0."order"',
-    extra=(f"""md5(string_agg(ROW(t0.*, t1.*)::text, '|') OVER (ORDER BY t0."order" {_ALL}))""",),
-)
-_FULL_QUESTIONS = Select(
-    FormXQuestion,
-    related=("question", "question__data_format"),
-    where=f't0."form_id" = {_CURRENT_QUESTIONS_OF} ORDER BY t0."order"',
-    extra=(f"""md5(string_agg(ROW(t0.*, t1.*, t2.*)::text, '|') OVER (ORDER BY t0."order" {_ALL}))""",),
-)
-_NOTHING = hashlib.md5(b"").hexdigest()  # PostgreSQL's md5('') (a form without questions)
 Brief = namedtuple("Brief", "pk order handler")  # a position, as much of it as ``_visit`` reads
 _MARK = secrets.token_hex(8)  # markers no page can contain by chance
 CSRF, NONCE, STARTS = f"csrf{_MARK}", f"nonce{_MARK}", f'"starts{_MARK}"'
@@ -140,6 +83,7 @@ _shells_lock = threading.Lock()
 _building: dict = {}  # key -> lock held while one thread renders that shell
 WARM_STEPS = 3  # a group session's shells are warmed until this many steps pass without a reload
 _reloaded: dict[int, tuple[int, str, int]] = {}  # group session -> (step, run token, experiment) of a reload
+_warmed: dict[int, int] = {}  # group session -> the step ``warm`` looked at last
 
 
 def serve(request, experiment_id: int) -> HttpResponse | None:
@@ -149,15 +93,10 @@ def serve(request, experiment_id: int) -> HttpResponse | None:
         return None
     if not getattr(settings, "GROUP_LIVE_PUSH_CONTENT", True):
         return None
-    found = _glance(token, experiment_id) if connection.vendor == "postgresql" else _read(token, experiment_id)
+    found = _lookup(token, experiment_id)
     if found is None:
         return None
-    membership, at, definition, rows = found
-    session, view = membership.session, trial_view(membership)
-    visit = _visit(session, view, at)
-    if visit is None:
-        return None
-    key = _key(view, visit, session.experiment, definition)
+    session, view, visit, key, rows = found
     parts = _cached(key) or _built_meanwhile(key)
     if parts is None:
         visit, parts = _render_shell(token, experiment_id, session, view, visit, rows)
@@ -169,28 +108,48 @@ def serve(request, experiment_id: int) -> HttpResponse | None:
     return HttpResponse("".join(values.get(part, part) for part in parts))
 
 
+def _lookup(token: str, experiment_id: int):
+    """(run, its lockstep view, its visit, the shell's key, the definition's rows or None)
+    of a run whose visit this path may show; None when the general path serves it."""
+    found = _glance(token, experiment_id) if connection.vendor == "postgresql" else _read(token, experiment_id)
+    if found is None:
+        return None
+    membership, at, definition, rows = found
+    session, view = membership.session, trial_view(membership)
+    visit = _visit(session, view, at)
+    if visit is None:
+        return None
+    return session, view, visit, _key(view, visit, session.experiment, definition), rows
+
+
 def _note_reload(view: TrialView, token: str, experiment_id: int) -> None:
     with _shells_lock:
         _reloaded[view.group_session_id] = (view.step, token, experiment_id)
-        while len(_reloaded) > SHELLS:
-            _reloaded.pop(next(iter(_reloaded)))
+        _bound(_reloaded)
+
+
+def _bound(kept: dict) -> None:
+    while len(kept) > SHELLS:
+        kept.pop(next(iter(kept)))
 
 
 def warm(group_session_id: int, step: int) -> None:
     """Render the shell of ``step`` now if this process served a reload of the group session
-    in the last ``WARM_STEPS`` steps (docs: the module), as a reload of that run would."""
+    in the last ``WARM_STEPS`` steps (docs: the module), as a reload of that run would;
+    once per step."""
     with _shells_lock:
         step_token = _reloaded.get(group_session_id)
-    if step_token is None or not 0 <= step - step_token[0] <= WARM_STEPS:
-        return
+        if step_token is None or not 0 <= step - step_token[0] <= WARM_STEPS or _warmed.get(group_session_id) == step:
+            return
     _, token, experiment_id = step_token
-    found = _glance(token, experiment_id) if connection.vendor == "postgresql" else _read(token, experiment_id)
-    if found is None:
+    found = _lookup(token, experiment_id)
+    if found is None or found[1].step != step:
         return
-    membership, at, definition, rows = found
-    session, view = membership.session, trial_view(membership)
-    visit = _visit(session, view, at)
-    if visit is not None and view.step == step and _cached(_key(view, visit, session.experiment, definition)) is None:
+    session, view, visit, key, rows = found
+    with _shells_lock:
+        _warmed[group_session_id] = step
+        _bound(_warmed)
+    if _cached(key) is None:
         _render_shell(token, experiment_id, session, view, visit, rows)
 
 
@@ -222,7 +181,7 @@ def _glance(token: str, experiment_id: int):
     ``at``: the positions ``_visit`` looks at (current and last done), by order; the
     fingerprints of the experiment's forms and of the current form's questions; None: the
     rows themselves are read on a miss (``_rows``)); None without a membership."""
-    found = _GLANCE.all(token, experiment_id)
+    found = reads.GLANCE.all(token, experiment_id)
     if not found:
         return None
     membership, current_pk, current_handler, done_handler, forms, questions = found[0]
@@ -240,9 +199,9 @@ def _rows(token: str, experiment_id: int):
     """PostgreSQL, a shell to render: (positions, the current form's questions, their
     fingerprints, each of the rows read with it: the text ``_glance`` aggregates)."""
     with pipelined():
-        positions, questions = _FULL_POSITIONS.send(experiment_id), _FULL_QUESTIONS.send(token, experiment_id)
+        positions, questions = reads.FULL_POSITIONS.send(experiment_id), reads.FULL_QUESTIONS.send(token, experiment_id)
         positions, questions = positions(), questions()
-    fingerprints = (positions[0][1] if positions else _NOTHING, questions[0][1] if questions else _NOTHING)
+    fingerprints = (positions[0][1] if positions else reads.NOTHING, questions[0][1] if questions else reads.NOTHING)
     return [p for p, _ in positions], [q for q, _ in questions], fingerprints
 
 
@@ -251,9 +210,9 @@ def _read(token: str, experiment_id: int):
     and group session; ``at``; the definition's rows; (positions, questions, definition));
     None without a membership."""
     with pipelined():
-        run = _RUN.send(token, experiment_id)
+        run = reads.RUN.send(token, experiment_id)
         positions = runner_selectors.positions_of(experiment_id)
-        questions = _CURRENT_QUESTIONS.send(token, experiment_id)
+        questions = reads.CURRENT_QUESTIONS.send(token, experiment_id)
         memberships, positions, questions = run(), positions(), questions()
     if not memberships:
         return None
@@ -388,3 +347,4 @@ def forget() -> None:
     with _shells_lock:
         _shells.clear()
         _reloaded.clear()
+        _warmed.clear()
