@@ -124,9 +124,7 @@ def _epoch_ms(column: str) -> str:
 
 def load_state(group_session: GroupSession) -> tuple[GroupState, dict[str, int]]:
     """The pure state of ``group_session`` and each pseudonym's runner session id."""
-    with connection.cursor() as cursor:
-        cursor.execute(statement("members", _members_sql), [group_session.pk])
-        return _state_from(group_session, cursor.fetchall())
+    return _state_from(group_session, _send_members(group_session.pk)())
 
 
 def lock_and_load(group_session: GroupSession | int) -> tuple[GroupSession, GroupState, dict[str, int]]:
@@ -136,14 +134,22 @@ def lock_and_load(group_session: GroupSession | int) -> tuple[GroupSession, Grou
     lock; an advance at N=200 spent 1 ms in the lock's round trip alone."""
     group_session_id = pk_of(group_session)
     with pipelined():
-        locked = send_lock(group_session_id)
-        cursor = connection.cursor()
-        cursor.execute(statement("members", _members_sql), [group_session_id])
-        gs = locked()
-        with cursor:
-            rows = cursor.fetchall()
+        locked, members = send_lock(group_session_id), _send_members(group_session_id)
+        gs, rows = locked(), members()
     state, session_ids = _state_from(gs, rows)
     return gs, state, session_ids
+
+
+def _send_members(group_session_id: int):
+    """Send the read of a group session's membership rows; return a function giving them."""
+    cursor = connection.cursor()
+    cursor.execute(statement("members", _members_sql), [group_session_id])
+
+    def rows() -> list:
+        with cursor:
+            return cursor.fetchall()
+
+    return rows
 
 
 def _state_from(group_session: GroupSession, rows) -> tuple[GroupState, dict[str, int]]:
