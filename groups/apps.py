@@ -36,5 +36,5 @@ class GroupsConfig(AppConfig):
             )
         )
         flowhandlers.register()  # the flow-control timers' handlers (issue 20)
-        live.use_prebuild(live_content.prebuild)
+        live.use_prebuild(live_content.prebuild, live_content.send_reads)
         live.use_warm(live_page.warm)

@@ -50,13 +50,24 @@ ONSET_CONSOLE_STEPS = 5  # the console shows the onsets of this many latest step
 
 
 #: Builds a step's pushed content in this thread (``groups.live_content.prebuild``, registered by
-#: ``GroupsConfig.ready``: the snapshots below the services must not import the runner's pages).
+#: ``GroupsConfig.ready``: the snapshots below the services must not import the runner's pages),
+#: and sends the reads it makes (``groups.live_content.send_reads``).
 _prebuild = None
+_send_reads = None
 
 
-def use_prebuild(prebuild) -> None:
-    global _prebuild
-    _prebuild = prebuild
+def use_prebuild(prebuild, send_reads=None) -> None:
+    global _prebuild, _send_reads
+    _prebuild, _send_reads = prebuild, send_reads
+
+
+def send_content_reads(group_session_id: int):
+    """Inside a change that may start a step, in the pipeline of its lock
+    (``store.lock_and_load``): send the reads the step's content is built from and return
+    a function giving them (``prebuild``'s ``reads``), or None. They are read under the
+    lock, before the change writes: the runs they read do not move while it is held, and
+    the group session's own fields are taken from the change (``planned``'s ``gs``)."""
+    return _send_reads(group_session_id) if _send_reads is not None else None
 
 
 _warm = None  # (group session id, step): groups.live_page.warm
@@ -196,15 +207,16 @@ def _group_key(gs) -> tuple:
     return gs.pk, gs.participant_code
 
 
-def planned(gs, state: sm.GroupState) -> tuple[int, int] | None:
+def planned(gs, state: sm.GroupState, reads=None) -> tuple[int, int] | None:
     """``(starts_at, chosen_at)`` of the step ``state`` runs, choosing it now if nobody
-    has; None while no step runs (waiting, over)."""
+    has; None while no step runs (waiting, over). ``reads``: the content's rows read with
+    the change that started the step (``send_content_reads``), for ``gs`` as it committed."""
     if state.phase not in (sm.RUNNING, sm.PAUSED):
         return None
     key = _key(gs, state.step)
     known = _plan_of(key)
     if known is None and state.phase == sm.RUNNING and _prebuild is not None:
-        _prebuild(gs.pk, state.step)  # the content first: the lead starts when it is there
+        _prebuild(gs.pk, state.step, reads=reads, gs=gs)  # the content first: the lead starts when it is there
         known = _plan_of(key)
     if known is None:
         chosen = _now_ms()
@@ -236,9 +248,9 @@ def pin(group_session_id: int, participant_code: str, step: int, plan: tuple[int
     _remember(key, plan)
 
 
-def starts_at(gs, state: sm.GroupState) -> int | None:
+def starts_at(gs, state: sm.GroupState, reads=None) -> int | None:
     """When the current step appears on every page (server epoch ms), or None."""
-    plan = planned(gs, state)
+    plan = planned(gs, state, reads)
     return plan[0] if plan else None
 
 

@@ -168,15 +168,31 @@ def _timeline(handler, page) -> tuple[list | dict | None, list | None, dict | No
         return None, None, {"message": exc.message, "code": exc.code, "title": exc.title}
 
 
-def group_content(group_session_id: int, step: int) -> dict | None:
+def send_reads(group_session_id: int, step: int | None = None):
+    """Send the reads ``group_content`` builds from (pipelined by the caller: ``rows.pipelined``)
+    and return a function giving them. ``step``: the step the content is for (its runs
+    that answered it come last); None inside the change that starts it (nobody has)."""
+    members = _MEMBERS.send(group_session_id, *ACTIVE, -1 if step is None else step)
+    positions = _GROUP_POSITIONS.send(group_session_id)
+    return lambda: (members(), positions())
+
+
+def group_content(group_session_id: int, step: int, *, reads=None, gs=None) -> dict | None:
     """The content pushed for ``step`` (see the module), or None when no participant is
-    on a lockstep visit."""
+    on a lockstep visit. ``reads``: ``send_reads``'s rows, read under the lock of the change
+    that started the step, whose group session ``gs`` (as it committed) the runs' views
+    are taken from; by default they are read now."""
     # The first run on the form will do: one round trip for the runs and the forms, one for
     # that form's questions; the run's lockstep position is the one read with it.
-    with pipelined():
-        members, positions = _MEMBERS.send(group_session_id, *ACTIVE, step), _GROUP_POSITIONS.send(group_session_id)
-        members, positions = members(), positions()
+    if reads is None:
+        with pipelined():
+            members, positions = send_reads(group_session_id, step)()
+        gs = None  # (the runs' views are those read)
+    else:
+        members, positions = reads
     for member in members:
+        if gs is not None:
+            member.group_session = gs
         session, view = member.session, selectors.trial_view(member)
         with runner_selectors.reads_once({("positions", session.experiment_id): positions}):
             session.__dict__[selectors.PRELOADED_VIEW] = view
@@ -206,18 +222,19 @@ def participant_content(session, *, view=None, found=None, form=None) -> dict:
     return base
 
 
-def content_text(group_session_id: int, step: int) -> str | None:
+def content_text(group_session_id: int, step: int, *, reads=None, gs=None) -> str | None:
     """``group_content`` as the frame's text (realtime's ``step_content`` port)."""
-    content = group_content(group_session_id, step)
+    content = group_content(group_session_id, step, reads=reads, gs=gs)
     return None if content is None else json.dumps(content, separators=(",", ":"), allow_nan=False)
 
 
-def prebuild(group_session_id: int, step: int) -> None:
+def prebuild(group_session_id: int, step: int, *, reads=None, gs=None) -> None:
     """Build the pushed content of a step that has just started, in the thread that
     publishes it (after the commit, before ``starts_at`` is chosen), so that this
-    process's sockets get it with the state, without a trip to the database thread."""
+    process's sockets get it with the state, without a trip to the database thread
+    (``reads``, ``gs``: see ``group_content``)."""
     try:
-        text = content_text(group_session_id, step)
+        text = content_text(group_session_id, step, reads=reads, gs=gs)
     except Exception:
         logger.exception("content of group session %s step %s could not be built", group_session_id, step)
         return

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from exports import pseudonyms
 
-from . import flowservices, hooks, store
+from . import flowservices, hooks, live, store
 from . import state as sm
 from .codes import new_code
 from .context import merge
@@ -71,19 +71,20 @@ def _after(gs, new, session_ids, events, by, first=None) -> list[str]:
     return fields
 
 
-def _transition_locked(gs: GroupSession, old, session_ids, action, *, by=None, first=None):
+def _transition_locked(gs: GroupSession, old, session_ids, action, *, by=None, first=None, content_reads=None):
     """Transition a locked group session and persist it (caller holds the lock).
     ``first(group, new)`` runs before the events' hooks (see ``_after``)."""
     now = now_ms()
     new, events = sm.transition(old, action, now_ms=now)
     if new is not old:
-        new, events = _persist(gs, old, new, events, session_ids, now, by=by, first=first)
+        new, events = _persist(gs, old, new, events, session_ids, now, by=by, first=first, content_reads=content_reads)
     return new, events
 
 
-def _persist(gs: GroupSession, old, new, events, session_ids, now: int, *, by=None, first=None):
+def _persist(gs: GroupSession, old, new, events, session_ids, now: int, *, by=None, first=None, content_reads=None):
     """Save, log, hook, arm and publish the transition(s) from ``old`` to ``new`` (see
-    ``_transition_locked``); returns the state and events after the flow control's own."""
+    ``_transition_locked``); returns the state and events after the flow control's own.
+    ``content_reads``: the rows of the new step's content, read with the lock (``_apply``)."""
     new, events = flowservices.follow(gs, new, events, now)  # a timed step's countdown
     fields = store.save(gs, old, new)
     fields += _after(gs, new, session_ids, events, by, first)
@@ -95,7 +96,7 @@ def _persist(gs: GroupSession, old, new, events, session_ids, now: int, *, by=No
     elif _counts_only(old, new, events):  # pages on the waiting screen: a count changed
         store.publish_console(gs.pk, within=READY_FLUSH_SECONDS)  # one snapshot per burst, not one per page
     else:
-        store.publish_on_commit(gs, new)  # participants wait for it: at once, from the state in hand
+        store.publish_on_commit(gs, new, content_reads)  # participants wait for it: at once, from the state in hand
     return new, events
 
 
@@ -112,11 +113,19 @@ def _counts_only(old, new, events) -> bool:
     return bool(events) and same_step and all(e.kind in COUNT_EVENTS for e in events)
 
 
+#: Actions that start a step: the rows its content is built from are read with the lock.
+STARTS_STEP = (sm.Start, sm.Advance)
+
+
 def _apply(group_session, action, *, by=None):
-    """Lock, transition, save, log, hook, publish. Returns (gs, new_state, events, session_ids)."""
+    """Lock, transition, save, log, hook, publish. Returns (gs, new_state, events, session_ids).
+    An action that starts a step reads the rows of the step's content in the lock's round
+    trip (``live.send_content_reads``): after the commit the content is built from them,
+    without a round trip between the commit and the pages' state."""
+    also = live.send_content_reads if isinstance(action, STARTS_STEP) else None
     with transaction.atomic():
-        gs, old, session_ids = store.lock_and_load(group_session)
-        new, events = _transition_locked(gs, old, session_ids, action, by=by)
+        gs, old, session_ids, reads = store.lock_load_and(group_session, also)
+        new, events = _transition_locked(gs, old, session_ids, action, by=by, content_reads=reads)
         return gs, new, events, session_ids
 
 

@@ -14,8 +14,8 @@ sees. The services (``services``, ``answers``, ``presence``) ask it for a state,
         store.publish_on_commit(gs, new)
 
 - ``load``: ``lock``, ``send_lock``, ``load_state``, ``lock_and_load`` (both in one round
-  trip), ``state_of``, ``participant_of`` (a run that has ended is ``finished``),
-  ``send_answering_members``, ``membership_of``;
+  trip; ``lock_load_and``: and other reads in it), ``state_of``, ``participant_of`` (a
+  run that has ended is ``finished``), ``send_answering_members``, ``membership_of``;
 - ``save``: ``save``, ``save_console_change``, ``checkpoint_context`` and the two
   batched rules (``raise_acks``: ``Ack``; ``save_answers`` / ``still_answering_query``:
   ``Respond`` and ``all_responded``);
@@ -27,6 +27,7 @@ from .load import (
     load_state,
     lock,
     lock_and_load,
+    lock_load_and,
     membership_of,
     now_ms,
     participant_of,
@@ -58,7 +59,7 @@ from .snapshots import (
 
 __all__ = [
     "SHARED_KEYS", "checkpoint_context", "get_group_session", "load_state", "lock", "lock_and_load", "membership_of",
-    "now_ms",
+    "lock_load_and", "now_ms",
     "participant_of", "participant_view", "pk_of", "publish_console", "publish_on_commit", "raise_acks",
     "read_wire_body", "save", "save_answers", "save_console_change", "send_answering_members", "send_lock",
     "snapshot", "snapshot_of", "state_of", "step_log", "still_answering_query", "wire_body",

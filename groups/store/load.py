@@ -132,12 +132,21 @@ def lock_and_load(group_session: GroupSession | int) -> tuple[GroupSession, Grou
     rows are read after the lock is granted, in the same transaction, as when the two are
     sent one after the other. Every change of a group session waits for both under the
     lock; an advance at N=200 spent 1 ms in the lock's round trip alone."""
+    return lock_load_and(group_session)[:3]
+
+
+def lock_load_and(group_session: GroupSession | int, also=None):
+    """:func:`lock_and_load` and, in the same round trip after them, the reads ``also(group
+    session id)`` sends (it returns a function giving them, or None): ``(gs, state,
+    session ids, what also's function gave, or None)``."""
     group_session_id = pk_of(group_session)
     with pipelined():
         locked, members = send_lock(group_session_id), _send_members(group_session_id)
+        more = also(group_session_id) if also is not None else None
         gs, rows = locked(), members()
+        more = more() if more is not None else None
     state, session_ids = _state_from(gs, rows)
-    return gs, state, session_ids
+    return gs, state, session_ids, more
 
 
 def _send_members(group_session_id: int):

@@ -66,9 +66,9 @@ def snapshot_of(gs: GroupSession, state: GroupState) -> dict:
     return {**_visible(gs, state), **_console_part(gs, state)}
 
 
-def _visible(gs: GroupSession, state: GroupState) -> dict:
+def _visible(gs: GroupSession, state: GroupState, content_reads=None) -> dict:
     """The snapshot's keys every participant sees (``SHARED_KEYS``), with
-    ``participant_version``, in the snapshot's order."""
+    ``participant_version``, in the snapshot's order (``content_reads``: ``publish_state``)."""
     return {
         "type": "group.state",
         "version": state.version,
@@ -86,7 +86,7 @@ def _visible(gs: GroupSession, state: GroupState) -> dict:
         "all_responded": state.all_responded,
         "timer": timer_view(state),  # pages count down from deadline_ms on their corrected clock
         "lobby": lobby_view(LobbyPolicy.from_definition(gs.experiment.lobby), state),  # None without a lobby
-        "starts_at": live.starts_at(gs, state),  # the live page's onset of this step (groups.live)
+        "starts_at": live.starts_at(gs, state, content_reads),  # the live page's onset of this step (groups.live)
     }
 
 
@@ -159,17 +159,19 @@ def read_wire_body(group_session_id: int) -> str:
     return wire_body(snapshot(group_session_id))
 
 
-def publish_state(gs: GroupSession, state: GroupState) -> None:
+def publish_state(gs: GroupSession, state: GroupState, content_reads=None) -> None:
     """Publish a change that has just committed, from the state it committed (what a
     fresh read would return): no read of all N rows back, so an advance reaches the
     sockets sooner. The participants' part goes first, the experimenter's view of the same
     version right after it (``frames.console_body``): at N=500 the console's part (every
     row, the step log, the onsets, the context store's sync, 137 KB of JSON) took 5-10 ms
     that every page waited for. In a group whose pages reload, the step's page is rendered
-    first (``live.warm``): a page that reloads on the state finds it. Never raises."""
+    first (``live.warm``): a page that reloads on the state finds it. ``content_reads``: the
+    rows a step's content is built from, read by the change (``live.send_content_reads``).
+    Never raises."""
     try:
         live.warm(gs, state)
-        visible = _visible(gs, state)
+        visible = _visible(gs, state, content_reads)
         rows = [(pid, p.status, p.responded_step) for pid, p in state.participants.items()]
         shared = shared_view(visible)
         publish.publish_text(gs.pk, frames.encode(state.version, state.participant_version, shared, rows, None))
@@ -178,11 +180,11 @@ def publish_state(gs: GroupSession, state: GroupState) -> None:
         logger.exception("broadcast of group session %s failed", gs.pk)
 
 
-def publish_on_commit(gs: GroupSession, new: GroupState) -> None:
+def publish_on_commit(gs: GroupSession, new: GroupState, content_reads=None) -> None:
     """Publish ``new`` once the transaction commits, from the state in hand (no read of
     every membership back). ``gs`` is copied now: a later change in the same
     transaction must not show in this version's snapshot."""
-    transaction.on_commit(partial(publish_state, copy.copy(gs), new))
+    transaction.on_commit(partial(publish_state, copy.copy(gs), new, content_reads))
 
 
 def publish_console(group_session_id: int, *, within: float = 0.0) -> None:

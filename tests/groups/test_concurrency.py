@@ -26,16 +26,17 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 def race(gs, staff, monkeypatch, *, locking: bool):
     barrier = threading.Barrier(2, timeout=1.5)
 
-    def lock_and_load_together(group_session):
+    def lock_load_and(group_session, also=None):
         pk = store.pk_of(group_session)
         row = store.lock(pk) if locking else GroupSession.objects.select_related("experiment").get(pk=pk)
         try:
             barrier.wait()  # both read the state before either writes (if the lock lets them)
         except threading.BrokenBarrierError:
             pass
-        return (row, *store.load_state(row))
+        more = also(pk) if also is not None else None
+        return (row, *store.load_state(row), more() if more is not None else None)
 
-    monkeypatch.setattr(store, "lock_and_load", lock_and_load_together)
+    monkeypatch.setattr(store, "lock_load_and", lock_load_and)
     outcomes = []
 
     def press():
