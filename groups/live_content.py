@@ -38,13 +38,18 @@ _built_lock = threading.Lock()
 ACTIVE = (Membership.Status.JOINED, Membership.Status.WAITING, Membership.Status.ANSWERING, Membership.Status.RESPONDED)
 # A few active runs of a group session, those who have not answered the step first, with
 # their sessions, experiment and group session; and the forms of its experiment. Both are
-# sent together (``group_content``: between the commit of an advance and its publishing).
+# sent together (``send_reads``: by the change that starts a step, in its lock's round trip,
+# or by ``group_content`` when no change read them here).
 _MEMBERS = Select(
     Membership,
     related=("session", "session__experiment", "group_session"),
     where=f't0."group_session_id" = %s AND t0."status" IN ({", ".join(["%s"] * len(ACTIVE))})'
     ' ORDER BY CASE WHEN t0."responded_step" = %s THEN 1 ELSE 0 END, t0."pseudonym" LIMIT 4',
 )
+# The same runs with their sessions only, read inside the change that starts the step: its
+# locked group session (and the experiment read with it) stand in for the other two joins,
+# which cost more to plan and execute than the rest of the read.
+_RUNS = Select(Membership, related=("session",), where=_MEMBERS.where)
 _GROUP_POSITIONS = Select(
     ExperimentXForm,
     related=("form",),
@@ -171,8 +176,9 @@ def _timeline(handler, page) -> tuple[list | dict | None, list | None, dict | No
 def send_reads(group_session_id: int, step: int | None = None):
     """Send the reads ``group_content`` builds from (pipelined by the caller: ``rows.pipelined``)
     and return a function giving them. ``step``: the step the content is for (its runs
-    that answered it come last); None inside the change that starts it (nobody has)."""
-    members = _MEMBERS.send(group_session_id, *ACTIVE, -1 if step is None else step)
+    that answered it come last); None inside the change that starts it (nobody has): then
+    the runs come with their sessions only (``_RUNS``; ``group_content``'s ``gs`` gives the rest)."""
+    members = (_MEMBERS if step is not None else _RUNS).send(group_session_id, *ACTIVE, -1 if step is None else step)
     positions = _GROUP_POSITIONS.send(group_session_id)
     return lambda: (members(), positions())
 
@@ -192,7 +198,7 @@ def group_content(group_session_id: int, step: int, *, reads=None, gs=None) -> d
         members, positions = reads
     for member in members:
         if gs is not None:
-            member.group_session = gs
+            member.group_session, member.session.experiment = gs, gs.experiment
         session, view = member.session, selectors.trial_view(member)
         with runner_selectors.reads_once({("positions", session.experiment_id): positions}):
             session.__dict__[selectors.PRELOADED_VIEW] = view
