@@ -11,7 +11,8 @@
   last ``GROUP_LIVE_LEAD_STEPS`` steps (the start included), plus
   ``GROUP_LIVE_LEAD_MARGIN_MS``, within ``GROUP_LIVE_LEAD_MIN_MS`` ..
   ``GROUP_LIVE_LEAD_MAX_MS``; for its first step, this process's recent ms per page times
-  its pages (docs/groups.md says why).
+  its pages (docs/groups.md says why); then moved onto the frames of the group's pages
+  where they share a display clock (``groups.live_frames``).
 - ``store_onsets``, ``log_client_errors``: what the pages' sockets reported, written by
   ``groups.presence.record_reports`` (collected by ``realtime.live.Reports``).
 """
@@ -28,6 +29,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Count, Max, Min
 
+from . import live_frames
 from . import state as sm
 from .models import StepLog, StepOnset
 
@@ -220,7 +222,7 @@ def planned(gs, state: sm.GroupState, reads=None) -> tuple[int, int] | None:
         known = _plan_of(key)
     if known is None:
         chosen = _now_ms()
-        mine = (chosen + lead_ms(gs, len(state.participants)), chosen)
+        mine = (_on_frames(gs, chosen + lead_ms(gs, len(state.participants))), chosen)
         known = mine if cache.add(key, mine, _KEEP_SECONDS) else (cache.get(key) or mine)
         _remember(key, known)
     return known[0], known[1]
@@ -231,7 +233,13 @@ def reserve(gs=None, pages: int = 0) -> tuple[int, int]:
     timed step's deadline is ``starts_at`` + timeout in the same change
     (``groups.flowservices.follow``); ``pin`` makes it the step's after the commit."""
     chosen = _now_ms()
-    return chosen + lead_ms(gs, pages), chosen
+    return _on_frames(gs, chosen + lead_ms(gs, pages)), chosen
+
+
+def _on_frames(gs, starts: int) -> int:
+    """``starts`` on the frames of the group's pages where they share a display clock
+    (``groups.live_frames``)."""
+    return live_frames.aligned(starts, live_frames.phase(_group_key(gs)) if gs is not None else None)
 
 
 def pin(group_session_id: int, participant_code: str, step: int, plan: tuple[int, int]) -> None:
@@ -282,6 +290,7 @@ def forget_samples() -> None:
     with _lock:
         _samples.clear()
         _known.clear()
+    live_frames.forget()
 
 
 def store_onsets(gs, state: sm.GroupState, onsets: list[dict]) -> int:
@@ -304,6 +313,8 @@ def store_onsets(gs, state: sm.GroupState, onsets: list[dict]) -> int:
         )
         if onset.get("ready_at"):
             note_delay(gs, onset["step"], onset["ready_at"], onset.get("rtt_ms"))
+        if not onset["late_ms"]:  # the time of the frame it was shown in
+            live_frames.note(_group_key(gs), onset["step"], onset["at"])
     StepOnset.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
 
