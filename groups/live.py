@@ -313,8 +313,7 @@ def store_onsets(gs, state: sm.GroupState, onsets: list[dict]) -> int:
         )
         if onset.get("ready_at"):
             note_delay(gs, onset["step"], onset["ready_at"], onset.get("rtt_ms"))
-        if not onset["late_ms"]:  # the time of the frame it was shown in
-            live_frames.note(_group_key(gs), onset["step"], onset["at"])
+        live_frames.note(_group_key(gs), onset["step"], onset["at"])  # (mostly) the time of a frame
     StepOnset.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
 

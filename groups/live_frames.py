@@ -7,8 +7,10 @@ is not near the middle between two of their frames: there a millisecond of clock
 estimate puts them on either side, and the step appears a whole frame apart on them
 (measured: 2 steps of 10 with 8 Chromium pages on one machine, none of them late).
 
-Each on-time onset a page reports is the time of one of its frames on the server clock.
-When most of the latest step's on-time onsets of a group share a phase within the frame
+Each onset a page reports is the time of one of its frames on the server clock, on time
+or late (content late: the next frame), except where its frame callback ran more than a
+frame late or no frame came (its own time). When most of the latest step's onsets of a
+group share a phase within the frame
 (``phase_of``), ``aligned`` moves a new
 ``starts_at`` later, to the next moment of that phase: onto the pages' frame, half a frame
 from either boundary. Pages on separate displays have unrelated phases: no phase is
@@ -22,7 +24,7 @@ import threading
 from collections import OrderedDict
 
 FRAME_MS = 1000 / 60  # the displays' usual frame; a 120 Hz display's frames still fall on it
-MIN_PAGES = 4  # on-time onsets of one step from which a phase is trusted
+MIN_PAGES = 4  # onsets of one step from which a phase is trusted
 BINS = 17  # of the frame (about 1 ms each); a phase is three adjacent ones
 SHARE = 0.75  # of the onsets in those three: unrelated phases put 18 % there (10 pages: 8 of 10 by chance
 #               in 1 step of 1,700), pages of one display nearly all
@@ -33,7 +35,7 @@ _lock = threading.Lock()
 
 
 def note(group_key, step: int, onset_ms: float) -> None:
-    """A page of the group revealed ``step`` on time at ``onset_ms`` (server clock)."""
+    """A page of the group revealed ``step`` at ``onset_ms`` (server clock)."""
     with _lock:
         latest = _onsets.get(group_key)
         if latest is None or step > latest[0]:
@@ -68,7 +70,7 @@ def phase_of(onsets: list[float]) -> float | None:
 
 
 def phase(group_key) -> float | None:
-    """The frame phase of the group's pages (their latest step's on-time onsets), or None."""
+    """The frame phase of the group's pages (their latest step's onsets), or None."""
     with _lock:
         latest = _onsets.get(group_key)
         onsets = list(latest[1]) if latest else []

@@ -1,4 +1,4 @@
-"""``starts_at`` on the pages' frames (groups/live_frames.py): once a group's on-time onsets
+"""``starts_at`` on the pages' frames (groups/live_frames.py): once a group's onsets
 show that its pages share a display clock, a new step's ``starts_at`` is moved later onto
 their frames, so that a page's clock error cannot put it a frame apart from the others;
 pages with unrelated frames (separate displays, protocol clients) move nothing."""
@@ -83,7 +83,7 @@ def test_a_groups_next_starts_at_falls_on_the_frames_its_pages_reported(group, s
     onsets = [
         {"participant": p, "step": 0, "at": float(t), "late_ms": 0.0} for p, t in zip(pids, reported, strict=True)
     ]
-    onsets.append({"participant": pids[0], "step": 0, "at": 7.0, "late_ms": 40.0})  # a late one: not a frame
+    onsets.append({"participant": pids[0], "step": 0, "at": 7.0, "late_ms": 40.0})  # off the frames: outvoted
     presence.record_reports(group_session=group.gs.pk, onsets=onsets, locations={}, errors=[])
     monkeypatch.setattr(live, "lead_ms", lambda gs=None, pages=0: 100)
     for _ in range(5):
