@@ -313,7 +313,8 @@ def store_onsets(gs, state: sm.GroupState, onsets: list[dict]) -> int:
         )
         if onset.get("ready_at"):
             note_delay(gs, onset["step"], onset["ready_at"], onset.get("rtt_ms"))
-        live_frames.note(_group_key(gs), onset["step"], onset["at"])  # (mostly) the time of a frame
+        if onset.get("frame"):  # the time of the frame that showed it
+            live_frames.note(_group_key(gs), onset["step"], onset["at"])
     StepOnset.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
 

@@ -7,10 +7,11 @@ is not near the middle between two of their frames: there a millisecond of clock
 estimate puts them on either side, and the step appears a whole frame apart on them
 (measured: 2 steps of 10 with 8 Chromium pages on one machine, none of them late).
 
-Each onset a page reports is the time of one of its frames on the server clock, on time
-or late (content late: the next frame), except where its frame callback ran more than a
-frame late or no frame came (its own time). When most of the latest step's onsets of a
-group share a phase within the frame
+A page says whether the onset it reports is the time of the frame that showed the step
+on the server clock (the report's ``frame``: on time, or late content in the next frame;
+not a stalled callback's own time, a hidden tab's timer, a bot or a protocol client,
+whose onsets would only repeat ``starts_at``'s own phase). When most of the latest step's
+frame onsets of a group share a phase within the frame
 (``phase_of``), ``aligned`` moves a new
 ``starts_at`` later, to the next moment of that phase: onto the pages' frame, half a frame
 from either boundary. Pages on separate displays have unrelated phases: no phase is

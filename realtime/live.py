@@ -140,7 +140,7 @@ class Reports:
         if message.type == "onset":
             onsets.append({"participant": pseudonym, "step": message.step, "at": message.at,
                            "late_ms": message.late_ms, "ready_at": message.ready_at,
-                           "rtt_ms": message.rtt_ms})  # fmt: skip
+                           "rtt_ms": message.rtt_ms, "frame": message.frame})  # fmt: skip
         elif message.type == "location":
             locations[pseudonym] = message.form
         elif message.type == "client_error":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictInt, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, StrictBool, StrictInt, TypeAdapter, ValidationError
 
 from project.core import jsonvalues
 
@@ -117,7 +117,8 @@ class OnsetMsg(_Message):
     """The onset the live page achieved for ``step``: ``at`` and ``ready_at`` on the server
     clock (ms since the epoch), ``late_ms`` how late (0: the content was ready in time),
     ``rtt_ms`` the round trip of the clock estimate the page used (both times are off by at
-    most half of it)."""
+    most half of it), ``frame`` whether ``at`` is the time of the animation frame that
+    showed the step (not a timer's or a stalled callback's own time)."""
 
     type: Literal["onset"]
     step: StrictInt = Field(ge=0, le=MAX_INT)
@@ -125,6 +126,7 @@ class OnsetMsg(_Message):
     late_ms: FiniteFloat = Field(ge=0, le=MAX_INT)
     ready_at: FiniteFloat | None = Field(default=None, ge=0, le=2**53)
     rtt_ms: FiniteFloat | None = Field(default=None, ge=0, le=MAX_INT)
+    frame: StrictBool = False
 
 
 class ClientErrorMsg(_Message):

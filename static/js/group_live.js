@@ -256,11 +256,11 @@
     var target = function () { return startsAt == null ? now() : startsAt - (socket.offsetMs || 0); };
     var pending = page.pending = {timer: null, raf: null, backup: null};
     var last = null, interval = page.frameMs || FRAME_MS;
-    var show = function (frameEpoch, frameAt) {
+    var show = function (frameEpoch, frameAt, onFrame) {
       if (page.pending !== pending) return;
       cancelPending();
       page.frameMs = interval;
-      reveal(step, startsAt, frameEpoch, frameAt);
+      reveal(step, startsAt, frameEpoch, frameAt, onFrame);
     };
     var frame = function (ts) {
       if (last !== null && ts - last >= SHORTEST_FRAME_MS) interval = Math.min(interval, ts - last);
@@ -269,7 +269,7 @@
       // thread) shows the step in a later frame: its own time is the honest onset.
       var t = performance.now() - ts > interval ? performance.now() : ts;
       var at = epochOf(t);
-      if (at + interval / 2 >= target()) return show(at, t);
+      if (at + interval / 2 >= target()) return show(at, t, t === ts);
       pending.raf = requestAnimationFrame(frame);
     };
     var wake = function () {
@@ -289,8 +289,9 @@
      laid out veiled); the reports and the focus follow in a task after it. The onset is
      the frame's time on the server clock; a page that showed the step later than the
      frame nearest to startsAt (content late, no frames) reports how late. */
-  function reveal(step, startsAt, frameEpoch, frameAt) {
+  function reveal(step, startsAt, frameEpoch, frameAt, onFrame) {
     var e = entry(step);
+    e.on_frame = !!onFrame;  // the onset is the time of the frame that showed it (groups.live_frames)
     e.reveal_at = performance.now();
     e.frame_at = frameAt != null ? frameAt : e.reveal_at;
     e.offset_ms = socket.offsetMs || 0;
@@ -313,7 +314,7 @@
     requestAnimationFrame(function (ts) { e.next_frame_at = ts; });
     if (page.revealed === step && page.shown === step) waiting.hidden = true;  // (veiled, it kept its height)
     socket.send(P.msg.onset(step, Math.round(e.onset_ms), e.late_ms, Math.round(e.ready_server || e.onset_ms),
-                            socket.bestRtt));
+                            socket.bestRtt, e.on_frame));
     socket.releaseAck();
     var c = page.contents[step];
     if (c) socket.send(P.msg.location(c.form, step));

@@ -90,9 +90,9 @@
     ready: function (step) { return {type: "ready", step: step}; },
     ack: function (version) { return {type: "ack", version: version}; },
     location: function (form, step) { return {type: "location", form: form, step: step}; },
-    onset: function (step, at, lateMs, readyAt, rttMs) {
+    onset: function (step, at, lateMs, readyAt, rttMs, frame) {
       return {type: "onset", step: step, at: at, late_ms: lateMs, ready_at: readyAt,
-              rtt_ms: rttMs == null ? null : rttMs};
+              rtt_ms: rttMs == null ? null : rttMs, frame: !!frame};
     },
     clientError: function (step, message) {
       return {type: "client_error", step: step, message: String(message).slice(0, 500)};

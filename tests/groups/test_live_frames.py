@@ -59,7 +59,7 @@ def test_aligned_moves_later_by_less_than_a_frame_onto_the_phase():
     assert live_frames.aligned(1_796_500_000_000, None) == 1_796_500_000_000
 
 
-def test_only_the_latest_steps_on_time_onsets_count():
+def test_only_the_latest_steps_onsets_count():
     key = ("gs", "CODE")
     for t in frames(8):
         live_frames.note(key, 3, t)
@@ -81,9 +81,10 @@ def test_a_groups_next_starts_at_falls_on_the_frames_its_pages_reported(group, s
     services.group_session_start(group_session=group.gs, by=staff)
     reported = frames(len(pids), start=float(live._now_ms()))
     onsets = [
-        {"participant": p, "step": 0, "at": float(t), "late_ms": 0.0} for p, t in zip(pids, reported, strict=True)
+        {"participant": p, "step": 0, "at": float(t), "late_ms": 0.0, "frame": True}
+        for p, t in zip(pids, reported, strict=True)
     ]
-    onsets.append({"participant": pids[0], "step": 0, "at": 7.0, "late_ms": 40.0})  # off the frames: outvoted
+    onsets.append({"participant": pids[0], "step": 0, "at": 7.0, "late_ms": 40.0, "frame": True})  # outvoted
     presence.record_reports(group_session=group.gs.pk, onsets=onsets, locations={}, errors=[])
     monkeypatch.setattr(live, "lead_ms", lambda gs=None, pages=0: 100)
     for _ in range(5):
@@ -91,3 +92,14 @@ def test_a_groups_next_starts_at_falls_on_the_frames_its_pages_reported(group, s
         assert chosen + 100 <= starts < chosen + 100 + FRAME_MS + 1
         off = (starts - PHASE) % FRAME_MS
         assert min(off, FRAME_MS - off) <= 1.5  # on the pages' frames
+
+
+@pytest.mark.django_db
+def test_onsets_that_are_not_frame_times_move_nothing(group, staff):
+    """Bots, protocol clients and timers report ``starts_at`` itself: its phase is no display's."""
+    pids = [group()[1].group_membership.pseudonym for _ in range(live_frames.MIN_PAGES + 2)]
+    services.group_session_start(group_session=group.gs, by=staff)
+    starts = live._now_ms() + 7
+    onsets = [{"participant": pid, "step": 0, "at": float(starts), "late_ms": 0.0} for pid in pids]
+    presence.record_reports(group_session=group.gs.pk, onsets=onsets, locations={}, errors=[])
+    assert live_frames.phase(live._group_key(group.gs)) is None

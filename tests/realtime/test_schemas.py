@@ -18,6 +18,7 @@ from realtime import consumers, schemas
         {"type": "exit_loop"}, {"type": "end"}, {"type": "abort"}, {"type": "set_context", "patch": {"a": [1]}},
         {"type": "kick", "participant": "PABCDEF"}, {"type": "ready", "step": 2}, {"type": "ack", "version": 7},
         {"type": "ping", "t": 1.5},
+        {"type": "onset", "step": 1, "at": 1.5, "late_ms": 0.0, "ready_at": 1.0, "rtt_ms": 2.0, "frame": True},
     ],
 )  # fmt: skip
 def test_every_client_message_parses(message):
@@ -34,6 +35,8 @@ def test_every_client_message_parses(message):
         ('{"type": "kick", "participant": ""}', "invalid_message"),
         ('{"type": "set_context", "patch": [1]}', "invalid_message"),
         ('{"type": "pause", "now": 1}', "invalid_message"),
+        ('{"type": "onset", "step": 0, "at": 1.5, "late_ms": 0, "frame": "yes"}', "invalid_message"),
+        ('{"type": "onset", "step": 0, "at": 1.5, "late_ms": 0, "frame": 1}', "invalid_message"),
     ],
 )  # fmt: skip
 def test_bad_frames_have_machine_codes(frame, code):
