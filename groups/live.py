@@ -65,7 +65,7 @@ def use_prebuild(prebuild, send_reads=None) -> None:
 
 def send_content_reads(group_session_id: int):
     """Inside a change that may start a step, in the pipeline of its lock
-    (``store.lock_and_load``): send the reads the step's content is built from and return
+    (``store.lock_load_and``): send the reads the step's content is built from and return
     a function giving them (``prebuild``'s ``reads``), or None. They are read under the
     lock, before the change writes: the runs they read do not move while it is held, and
     the group session's own fields are taken from the change (``planned``'s ``gs``)."""
