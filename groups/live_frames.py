@@ -58,11 +58,12 @@ def phase_of(onsets: list[float]) -> float | None:
     if len(onsets) < MIN_PAGES:
         return None
     phases = [t % FRAME_MS for t in onsets]
+    bins = [int(p / FRAME_MS * BINS) % BINS for p in phases]
     counts = [0] * BINS
-    for p in phases:
-        counts[int(p / FRAME_MS * BINS) % BINS] += 1
+    for b in bins:
+        counts[b] += 1
     best = max(range(BINS), key=lambda i: counts[i - 1] + counts[i] + counts[(i + 1) % BINS])
-    near = [p for p in phases if (int(p / FRAME_MS * BINS) - best + 1) % BINS <= 2]
+    near = [p for p, b in zip(phases, bins, strict=True) if (b - best + 1) % BINS <= 2]
     if len(near) < max(MIN_PAGES, SHARE * len(phases)):
         return None
     angles = [2 * math.pi * p / FRAME_MS for p in near]
