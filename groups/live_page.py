@@ -59,9 +59,9 @@ from django.conf import settings
 from django.contrib.messages.storage.cookie import CookieStorage
 from django.db import connection
 from django.http import HttpResponse
-from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
 
+from project.core.csrf import get_token
 from project.core.rows import pipelined
 from runner import selectors as runner_selectors
 from runner.handlers import Page, get_handler
