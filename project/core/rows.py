@@ -125,6 +125,8 @@ class Select:
         connection = connections[self.using]
         cursor = _prepared_cursor(connection) if self.prepare else connection.cursor()
         cursor.execute(sql, params)
+        if self.prepare and connection.queries_logged:
+            _name_prepared(connection, sql)
 
         def rows() -> list:
             with cursor:
@@ -163,10 +165,19 @@ class Select:
         return instances[()]
 
 
+def _name_prepared(connection, sql: str) -> None:
+    """Django's debug cursor logs a prepared statement's text as None (psycopg sent only
+    its name): log the statement's SQL instead, so that ``CaptureQueriesContext`` and
+    ``connection.queries`` show what was read."""
+    logged = connection.queries_log[-1] if connection.queries_log else None
+    if logged is not None and logged.get("sql") is None:
+        logged["sql"] = sql
+
+
 def _prepared_cursor(connection):
-    """PostgreSQL: a cursor binding parameters on the server, so that psycopg prepares a
-    statement it sends often (``prepare_threshold`` in the database's OPTIONS, settings)
-    and the server plans it once per connection; elsewhere the usual cursor."""
+    """PostgreSQL: a cursor binding parameters on the server, so that psycopg prepares the
+    statement (at its first use on a connection: ``prepare_threshold`` 0 in the database's
+    OPTIONS, settings) and the server plans it once per connection; elsewhere the usual cursor."""
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
     if connection.vendor != "postgresql" or not is_psycopg3:

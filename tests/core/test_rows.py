@@ -227,3 +227,20 @@ def test_statements_sent_together_give_each_its_own_rows(session):
         first, second = select.send(session.pk), select.send(other.pk)
         assert [s.pk for s in second()] == [other.pk]
         assert values(first()[0]) == values(Session.objects.get(pk=session.pk))
+
+
+@pytest.mark.postgres
+def test_a_prepared_select_is_prepared_at_its_first_use_and_logged_with_its_sql(session):
+    """``Select(prepare=True)`` on PostgreSQL: the server plans it once per connection from
+    its first execution on (``prepare_threshold`` 0: with 5, a pool of 20 connections
+    planned the live page's reload read for its first 100 uses), and the debug log shows
+    its SQL (Django's logs a prepared statement's text as None)."""
+    by_pk = Select(Session, related=("experiment",), where=BY_PK + ' AND t0."age" = %s', prepare=True)
+    with CaptureQueriesContext(connection) as queries:
+        found = by_pk.first(session.pk, 31)
+    assert found.pk == session.pk and found.experiment.pk == session.experiment_id
+    assert [q["sql"] for q in queries.captured_queries] == [by_pk._compile()[0]]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s", ['%t0."age" = $2%'])
+        assert cursor.fetchone()[0] == 1
+    assert by_pk.first(session.pk, 30) is None  # the prepared statement with other values
