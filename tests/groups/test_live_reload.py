@@ -11,7 +11,7 @@ import json
 import re
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -168,3 +168,21 @@ def test_a_question_its_data_format_or_its_form_edited_between_two_reloads_is_a_
     form_id = FormXQuestion.objects.get(question=question).form_id
     Form.objects.filter(pk=form_id).update(title="The room")
     assert initial(reload(client, session))["content"]["title"] == "The room"
+
+
+def test_a_reload_hands_its_connection_back_after_its_reads_but_never_inside_a_transaction(group, staff,
+                                                                                            monkeypatch):  # fmt: skip
+    """A step's reloads come together: each returns its pooled connection once it has read,
+    not at the end of the request (``live_page._release_connection``)."""
+    client, session = in_the_loop(group, staff)
+    reload(client, session)  # the shell rendered
+    closed, wrapper = [], connections["default"]  # (not the proxy: its attributes are the wrapper's)
+    with CaptureQueriesContext(connection) as queries:
+        monkeypatch.setattr(wrapper, "close", lambda: closed.append(len(queries.captured_queries)))
+        reload(client, session)
+        assert closed == []  # inside this test's transaction: never
+        monkeypatch.setattr(wrapper, "in_atomic_block", False)  # as a request outside one is
+        html = reload(client, session)
+        monkeypatch.undo()
+    assert closed == [len(queries.captured_queries)]  # after the last statement the reload made
+    assert initial(html)["step"] == 1
