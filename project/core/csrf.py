@@ -4,8 +4,8 @@ Django's ``get_token`` masks the cookie's secret with ``get_random_string(32)``,
 reads ``os.urandom`` once per character: 32 system calls per token, each of which
 releases the GIL and must win it back. On an idle server that costs nothing; right after
 a step starts, when a burst of reloads meets the server's fan-out to every page, each
-release may wait a switch interval for the GIL. A trace at N=10 had the mask take most of
-a reload's time (docs/performance.md, "Session 14").
+release may wait a switch interval for the GIL. A profile at N=10 put 1.97 s of 5.46 s of
+120 reloads' wall time in those reads (docs/performance.md, "Session 14").
 
 ``get_token`` here does what Django's does (the same token format, the same cookie
 flags, checked by Django's own ``CsrfViewMiddleware``) with a mask drawn from one read of
