@@ -88,3 +88,24 @@ def test_the_scheduler_thread_fires_at_the_deadline(gs):
         scheduler.join(5)
     (probe,) = probes(gs)
     assert 0 <= probe.data["late_ms"] < 250 and probe.data["by"] == "thread"
+
+
+def test_a_poll_with_nothing_due_is_one_statement_and_fires_nothing(gs):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    timers.schedule(gs.pk, timers.PROBE, "later", due_ms=timers.now_ms() + 60_000)
+    scheduler = timers.Scheduler("poll", poll=0)
+    with CaptureQueriesContext(connection) as idle:
+        scheduler.step()
+    assert len(idle) == 1 and "MIN" in idle[0]["sql"] and not probes(gs)
+    Timer.objects.filter(key="later").update(due_ms=timers.now_ms() - 1)
+    scheduler.step()
+    assert [p.data["by"] for p in probes(gs)] == ["poll"]
+    with CaptureQueriesContext(connection) as after:
+        scheduler.step()
+    assert len(after) == 1 and len(probes(gs)) == 1  # fired is fired; nothing is due any more
+
+
+def test_no_timer_at_all_has_no_next_due(db):
+    assert timers.next_due_ms() is None
