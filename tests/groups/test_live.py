@@ -266,3 +266,20 @@ def test_the_live_page_embeds_the_current_step_for_a_reload(group, staff):
     html = client.get(f"/run/{session.experiment_id}/").content.decode()
     initial = json.loads(re.search(r'id="live-initial"[^>]*>(.*?)</script>', html, re.S).group(1))
     assert initial["mode"] == "waiting" and 'name="q-warm"' not in html  # an answered step is not shown again
+
+
+def test_the_consoles_onsets_are_one_statement_unless_a_page_was_late(group):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    StepOnset.objects.bulk_create(
+        StepOnset(group_session=group.gs, step=3, pseudonym=pid, onset_ms=at, late_ms=0)
+        for pid, at in (("PA", 5), ("PB", 9))
+    )
+    with CaptureQueriesContext(connection) as in_time:
+        assert live.console_onsets(group.gs.pk, 3) == [{"step": 3, "reported": 2, "spread_ms": 4, "late": []}]
+    StepOnset.objects.filter(pseudonym="PB").update(late_ms=20)
+    with CaptureQueriesContext(connection) as late:
+        assert live.console_onsets(group.gs.pk, 3)[0]["late"] == ["PB"]
+    assert (len(in_time), len(late)) == (1, 2)
+    assert live.console_onsets(group.gs.pk + 1, 3) == []  # another group session's: none
