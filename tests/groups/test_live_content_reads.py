@@ -35,20 +35,27 @@ def _fresh():
     live_page.forget()
 
 
-def test_the_content_of_a_new_step_is_built_from_the_rows_read_with_the_lock(
-    group, staff, django_capture_on_commit_callbacks
-):
+def advance_from_step_0(group, staff, capture_on_commit) -> tuple[list, list]:
+    """One page answers step 0 and the experimenter advances: (the change's statements,
+    those of its on-commit callbacks, run after it)."""
     client, session = group()
     services.group_session_start(group_session=group.gs, by=staff)
     assert answer(client, session, step=0).json()["stored"]
-    with django_capture_on_commit_callbacks(execute=False) as published:
+    with capture_on_commit(execute=False) as published:
         with CaptureQueriesContext(connection) as in_change:
             services.group_session_advance(group_session=group.gs, step=0, by=staff)
-    assert len(content_reads(in_change.captured_queries)) == 1  # with the lock
     with CaptureQueriesContext(connection) as after_commit:
         for callback in published:
             callback()
-    assert content_reads(after_commit.captured_queries) == []  # nothing read between the commit and the pages
+    return in_change.captured_queries, after_commit.captured_queries
+
+
+def test_the_content_of_a_new_step_is_built_from_the_rows_read_with_the_lock(
+    group, staff, django_capture_on_commit_callbacks
+):
+    in_change, after_commit = advance_from_step_0(group, staff, django_capture_on_commit_callbacks)
+    assert len(content_reads(in_change)) == 1  # with the lock
+    assert content_reads(after_commit) == []  # nothing read between the commit and the pages
     pushed = json.loads(live_content.built_text(group.gs.pk, 1))
     group.gs.refresh_from_db()
     assert pushed["step"] == 1 and pushed["shared_params"] == group.gs.shared_params == {"color": "green", "step": 1}
@@ -82,17 +89,8 @@ def test_a_timed_step_is_built_from_the_rows_read_with_the_lock_too(
     from tests.groups.test_live_timeout import timed
 
     timed(experiment, timeout_seconds=30)
-    client, session = group()
-    services.group_session_start(group_session=group.gs, by=staff)
-    assert answer(client, session, step=0).json()["stored"]
-    with django_capture_on_commit_callbacks(execute=False) as published:
-        with CaptureQueriesContext(connection) as in_change:
-            services.group_session_advance(group_session=group.gs, step=0, by=staff)
-    assert len(content_reads(in_change.captured_queries)) == 1
-    with CaptureQueriesContext(connection) as after_commit:
-        for callback in published:
-            callback()
-    assert content_reads(after_commit.captured_queries) == []
+    in_change, after_commit = advance_from_step_0(group, staff, django_capture_on_commit_callbacks)
+    assert len(content_reads(in_change)) == 1 and content_reads(after_commit) == []
     pushed = json.loads(live_content.built_text(group.gs.pk, 1))
     assert pushed == live_content.group_content(group.gs.pk, 1)
     group.gs.refresh_from_db()
