@@ -90,15 +90,12 @@ def lobby_policy(gs: GroupSession) -> fc.LobbyPolicy | None:
 # ---- hook-ins -------------------------------------------------------------------
 
 
-def follow(
-    gs: GroupSession, new: sm.GroupState, events: list, now: int, content_reads=None
-) -> tuple[sm.GroupState, list]:
+def follow(gs: GroupSession, new: sm.GroupState, events: list, now: int) -> tuple[sm.GroupState, list]:
     """A new step of a timed form counts down from its onset: ``starts_at`` (the live
     page's reveal, ``groups.live``) is chosen here, before the commit, and the deadline is
     ``starts_at`` + timeout in the same change; ``live.pin`` makes that ``starts_at`` the
     step's after the commit, so pages and console count down the seconds the
-    participant sees the step. ``content_reads``: the step's content rows read with the
-    lock (``live.send_content_reads``), which ``pin`` builds the content from."""
+    participant sees the step."""
     if new.phase != sm.RUNNING or not {e.kind for e in events} & {"started", "advanced"}:
         return new, events
     flow = step_flow(gs, new)
@@ -106,7 +103,7 @@ def follow(
         return new, events
     plan = live.reserve(gs, len(new.participants))  # the step's onset (the live page's starts_at), with its lead
     timed, more = sm.transition(new, actions.StartTimer(new.step, flow.deadline(plan[0])), now_ms=now)
-    transaction.on_commit(partial(live.pin, gs.pk, gs.participant_code, new.step, plan, reads=content_reads, gs=gs))
+    transaction.on_commit(partial(live.pin, gs.pk, gs.participant_code, new.step, plan))
     return timed, [*events, *more]
 
 

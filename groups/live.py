@@ -243,15 +243,13 @@ def _on_frames(gs, starts: int) -> int:
     return live_frames.aligned(starts, live_frames.phase(_group_key(gs)) if gs is not None else None)
 
 
-def pin(group_session_id: int, participant_code: str, step: int, plan: tuple[int, int], *, reads=None,
-        gs=None) -> None:  # fmt: skip
+def pin(group_session_id: int, participant_code: str, step: int, plan: tuple[int, int]) -> None:
     """After the commit that started ``step`` with a ``reserve``d plan: build the content
-    (as ``planned`` would: from ``reads``, the rows read with the change's lock, for
-    ``gs`` as it committed) and keep the plan as the step's ``starts_at``, so that every
+    (as ``planned`` would) and keep the plan as the step's ``starts_at``, so that every
     page reveals the step, and counts its timer down, from the moment the deadline was
     chosen from. A process that chose first (it read the step in between) keeps its own."""
     if _prebuild is not None:
-        _prebuild(group_session_id, step, reads=reads, gs=gs)
+        _prebuild(group_session_id, step)
     key = _key_of(group_session_id, participant_code, step)
     if not cache.add(key, tuple(plan), _KEEP_SECONDS):
         logger.warning("group session %s step %s: starts_at was chosen before the timer's", group_session_id, step)

@@ -85,7 +85,7 @@ def _persist(gs: GroupSession, old, new, events, session_ids, now: int, *, by=No
     """Save, log, hook, arm and publish the transition(s) from ``old`` to ``new`` (see
     ``_transition_locked``); returns the state and events after the flow control's own.
     ``content_reads``: the rows of the new step's content, read with the lock (``_apply``)."""
-    new, events = flowservices.follow(gs, new, events, now, content_reads)  # a timed step's countdown
+    new, events = flowservices.follow(gs, new, events, now)  # a timed step's countdown
     fields = store.save(gs, old, new)
     fields += _after(gs, new, session_ids, events, by, first)
     gs.save(update_fields=fields)

@@ -79,20 +79,3 @@ def test_a_refused_advance_changes_nothing_and_publishes_nothing(group, staff, d
         with pytest.raises(services.GroupError):
             services.group_session_advance(group_session=group.gs, step=5, by=staff)  # a stale step
     assert published == [] and store.snapshot(group.gs.pk)["version"] == before["version"]
-
-
-def test_a_timed_step_is_built_from_the_rows_read_with_the_lock_too(
-    experiment, group, staff, django_capture_on_commit_callbacks
-):
-    """A timed step's ``starts_at`` is chosen before the commit and pinned after it
-    (``live.pin``), which builds the content: from the same rows, read with the lock."""
-    from tests.groups.test_live_timeout import timed
-
-    timed(experiment, timeout_seconds=30)
-    in_change, after_commit = advance_from_step_0(group, staff, django_capture_on_commit_callbacks)
-    assert len(content_reads(in_change)) == 1 and content_reads(after_commit) == []
-    pushed = json.loads(live_content.built_text(group.gs.pk, 1))
-    assert pushed == live_content.group_content(group.gs.pk, 1)
-    group.gs.refresh_from_db()
-    assert group.gs.deadline_ms == live.known_starts_at(group.gs.pk, group.gs.participant_code, 1) + 30_000
-    assert pushed["shared_params"] == group.gs.shared_params == {"color": "green", "step": 1}
