@@ -32,7 +32,7 @@ from django.db import connection
 from . import live_frames
 from . import state as sm
 from .models import StepLog, StepOnset
-from .store.load import statement
+from .sql import statement
 
 logger = logging.getLogger(__name__)
 

@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
 from .models import StepLog, Timer
+from .sql import statement
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +83,13 @@ def next_due_ms() -> int | None:
     asks it at every poll of every process: with the ORM's aggregate and an empty claim
     transaction a poll took 1.5 ms of CPU, now 0.16 ms; docs/groups.md "Timers")."""
     with connection.cursor() as cursor:
-        cursor.execute(_NEXT_DUE.format(table=connection.ops.quote_name(Timer._meta.db_table)))
+        cursor.execute(statement("next_due", _next_due_sql))
         return cursor.fetchone()[0]
 
 
-_NEXT_DUE = 'SELECT MIN("due_ms") FROM {table} WHERE "fired_ms" IS NULL'
+def _next_due_sql(q) -> str:
+    due, fired = (q(Timer._meta.get_field(name).column) for name in ("due_ms", "fired_ms"))
+    return f"SELECT MIN({due}) FROM {q(Timer._meta.db_table)} WHERE {fired} IS NULL"
 
 
 def _claim(process: str, now: int) -> Timer | None:
@@ -183,7 +186,9 @@ class Scheduler(threading.Thread):
         """One poll: fire what is due, if anything is (an idle poll is one statement, not a
         transaction that claims nothing), then sleep until the next due time or poll."""
         due = next_due_ms()
-        if due is not None and due <= now_ms():  # None after: what is due is another process's now
+        if due is not None and due <= now_ms():
+            # Nothing fired: the due timer is being fired by another process's transaction,
+            # so wait one poll (or a wake) rather than ask again at once.
             due = next_due_ms() if fire_due(self.process) else None
         wait = self.poll if due is None else min(self.poll, max(0.0, (due - now_ms()) / 1000))
         _wake.wait(wait)

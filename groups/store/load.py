@@ -18,6 +18,7 @@ from project.core.rows import Select, pipelined
 from .. import state as sm
 from ..flowcontrol import FLOW_MEMBER_FIELDS, flow_fields
 from ..models import GroupSession, Membership
+from ..sql import statement
 from ..state import GroupError, GroupState, Participant
 
 
@@ -79,20 +80,6 @@ def state_of(gs: GroupSession, participants: dict[str, Participant] | None = Non
         changed_ms=gs.changed_ms, exit_loop_step=gs.exit_loop_step, participants=MappingProxyType(participants or {}),
         deadline_ms=gs.deadline_ms, timer_remaining_ms=gs.timer_remaining_ms, timed_out_step=gs.timed_out_step,
     )  # fmt: skip
-
-
-_statements: dict[tuple[str, str], str] = {}  # (name, database vendor) -> SQL
-
-
-def statement(name: str, write) -> str:
-    """The SQL ``write(quote_name)`` returns, written once per database vendor from the
-    models' metadata (the reads every change and every snapshot make: at N = 1000 the
-    ORM's ``values_list`` of the memberships cost 3.3-4.3 ms of CPU against 1.7 ms for
-    the same rows by hand, bench/analysis.md)."""
-    key = (name, connection.vendor)
-    if key not in _statements:
-        _statements[key] = write(connection.ops.quote_name)
-    return _statements[key]
 
 
 def _members_sql(q) -> str:

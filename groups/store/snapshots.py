@@ -23,8 +23,9 @@ from .. import context as group_context
 from .. import live
 from ..flowcontrol import LobbyPolicy, flow_row, lobby_view, timer_view
 from ..models import GroupSession, StepLog
+from ..sql import statement
 from ..state import GroupError, GroupState, is_behind
-from .load import load_state, statement
+from .load import load_state
 
 logger = logging.getLogger(__name__)
 
