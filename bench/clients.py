@@ -206,6 +206,7 @@ async def _worker_main(conn, mode, specs, offset, options) -> None:
         if low != reported:
             reported = low
             conn.send(("step", low))
+            common.collect_clients()  # every client of the process has the step
     for c in clients:
         c.stop = True
         if c.ws is not None:

@@ -47,16 +47,28 @@ def raise_nofile() -> int:
 def freeze_clients() -> None:
     """In a client process, once its clients are set up (sockets open, pages read): move
     what it holds into the permanent generation (``gc.freeze``), as the server does at
-    start-up (``project/core/gc_tuning.py``). Here several hundred simulated pages share
-    one heap, and a full collection walking all of them (20-45 ms, logged with
-    ``gc.callbacks`` at N=500) stopped every page of the process at once, something no
-    browser page's own collector does to the others; it fell inside a step's delivery in
-    one step of ten or so and made that step's pages late. Used by every client process
-    (ours, the floor's, oTree's), so the ratios compare the servers."""
+    start-up (``project/core/gc_tuning.py``), and stop automatic collection: the process
+    collects between steps instead (``collect_clients``). Here several hundred simulated
+    pages share one heap, and a collection walking all of them stopped every page of the
+    process at once, something no browser page's own collector does to the others: a full
+    one (20-45 ms before the freeze; 10-80 ms after it, logged with ``gc.callbacks`` at
+    N=500) fell inside a step's delivery, and since the clients of a run allocate alike,
+    at the same step of every run (the 5th), making a tenth of that step's pages late.
+    Used by every client process (ours, the floor's, oTree's), so the ratios compare the
+    servers."""
     import gc
 
     gc.collect()
     gc.freeze()
+    gc.disable()
+
+
+def collect_clients() -> None:
+    """The client process's collection, at a moment nothing is measured (a step delivered to
+    every client of the process, or a command done): see ``freeze_clients``."""
+    import gc
+
+    gc.collect()
 
 
 async def pipe_recv(conn, timeout: float):

@@ -176,6 +176,8 @@ async def _worker_main(conn, kind: str, indices: list[int], options: dict) -> No
     while (command := await commands.get())[0] != "stop":
         answering = await _command(clients, command, answering)
         conn.send(("done", command[0]))
+        if not answering:  # the parent pauses between commands; nothing is under way or measured now
+            common.collect_clients()
     for task in answering:
         task.cancel()
     await asyncio.gather(*(c.close() for c in everyone), return_exceptions=True)
