@@ -52,6 +52,12 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip  (tests/e2e/conftest.py)
 SHOTS = common.ROOT / "bench" / "results" / "live-screens"
 SETTLE, PAUSE, TIMEOUT_MS = 0.5, 0.3, 20_000
+# How often the driver looks whether a page has revealed the step. Playwright's default
+# polls in every animation frame of every page, the very frames being measured, and
+# answers over the DevTools socket at once: with it, 0-4 steps of 10 had pages revealing
+# in different frames (a renderer without frames for 30-40 ms); looking every 100 ms, 0-1
+# (six runs of each on one machine; session 16 in docs/performance.md).
+POLL_MS = 100
 SHOWN = "s => (window.ensembleLive && window.ensembleLive.log || []).some(e => e.step === s && e.reveal_at != null)"
 ONLINE = "() => !!(window.ensembleLive && window.ensembleLive.socket && window.ensembleLive.socket.state)"
 READ = "() => ({origin: performance.timeOrigin, log: (window.ensembleLive || {}).log || []})"
@@ -103,7 +109,8 @@ async def drive(pages: list, boss, steps: int, shots: Path) -> dict[int, float]:
         await asyncio.sleep(SETTLE)
         t0[k + 1] = time.time() * 1000
         await boss.send(json.dumps({"type": "advance", "step": k}))
-        await asyncio.gather(*(p.wait_for_function(SHOWN, arg=k + 1, timeout=TIMEOUT_MS) for p in pages))
+        shown = (p.wait_for_function(SHOWN, arg=k + 1, timeout=TIMEOUT_MS, polling=POLL_MS) for p in pages)
+        await asyncio.gather(*shown)
         if k + 1 == steps // 2:
             await screenshots(pages, k + 1, shots)
         await asyncio.sleep(PAUSE)
