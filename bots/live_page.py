@@ -35,6 +35,7 @@ class LiveGroupPage:
     def __init__(self, bot):
         self.bot = bot
         self.visit: dict | None = None
+        self.visit_stale = False  # answered for (a stand-in): the next content is fetched with its visit
         self.answered: set[int] = set()
         self.rolled: set[int] = set()  # steps whose drop-out dice were rolled (once per step)
         self.csrf = ""
@@ -69,6 +70,8 @@ class LiveGroupPage:
                 return await bot.load()
             step = state.get("step") if state else None
             mine = (state or {}).get("me") or {}  # answered for it (a stand-in bot while it was away): it waits
+            if state and state.get("phase") == "running" and mine.get("responded_step") == step:
+                self.visit_stale = self.visit_stale or step not in self.answered  # (group_live.js visitStale)
             if (
                 state
                 and state.get("phase") == "running"
@@ -92,19 +95,25 @@ class LiveGroupPage:
     async def _content(self, socket: ParticipantSocket, step: int):
         """The step's content for this bot's visit: pushed, or from the content URL."""
         pushed = socket.contents.get(step)
-        if pushed is not None and self.visit and pushed.get("order") == self.visit.get("order"):
+        if pushed is not None and self._fits(pushed):
             return pushed
-        if pushed is None:  # the push follows its state: give it a moment before asking
+        if pushed is None and not self.visit_stale:  # the push follows its state: give it a moment before asking
             await socket.wait(lambda s: step in socket.contents, 1.5)
             pushed = socket.contents.get(step)
-            if pushed is not None and self.visit and pushed.get("order") == self.visit.get("order"):
+            if pushed is not None and self._fits(pushed):
                 return pushed
         response = await self.bot.http.get(self.urls.get("content-url", ""))
         reply = json.loads(response.text) if response.status == 200 else {}
         if reply.get("mode") == "leave":
             return "leave"
-        self.visit = reply.get("visit") or self.visit
+        if reply.get("visit"):
+            self.visit, self.visit_stale = reply["visit"], False
         return reply.get("content") if reply.get("mode") == "form" and reply.get("step") == step else None
+
+    def _fits(self, pushed: dict) -> bool:
+        """A pushed content names no visit: it is this bot's when its own visit is current
+        and of the same form."""
+        return bool(self.visit) and not self.visit_stale and pushed.get("order") == self.visit.get("order")
 
     async def _reveal(self, socket: ParticipantSocket, step: int, content: dict) -> tuple[float, float]:
         """Wait for ``starts_at`` on this clock; report the onset. Returns (onset ms, late ms), server clock."""
@@ -140,8 +149,8 @@ class LiveGroupPage:
         out += [(k, v) for k, v in page.hidden.items() if k not in dict(out)]
         return out + self.bot.answer_fields(page, chosen)
 
-    async def _answer(self, socket: ParticipantSocket, step: int, content: dict, retry: bool = True) -> str:
-        bot = self.bot
+    def _page(self, step: int, content: dict) -> Page:
+        """The step's questions as the page shows them, with this bot's visit."""
         html = content.get("html")
         if html is None:  # the initial content: its questions are in the document
             page = parse_fragment("", form=content.get("form", ""))
@@ -152,6 +161,11 @@ class LiveGroupPage:
         page.timeline, page.lockstep = content.get("timeline"), {"step": str(step)}
         page.hidden.update({"_order": str((self.visit or {}).get("order", -1)),
                             "_visit": str((self.visit or {}).get("visit", -1))})  # fmt: skip
+        return page
+
+    async def _answer(self, socket: ParticipantSocket, step: int, content: dict, retry: bool = True) -> str:
+        bot = self.bot
+        page = self._page(step, content)
         reveal = await self._reveal(socket, step, content)
         chosen = bot.choose(page, content.get("shared_params") or {})
         await bot.think(chosen.pop("_think", None))
@@ -164,8 +178,16 @@ class LiveGroupPage:
             self.answered.add(step)
             if reply.get("stored"):
                 bot.remember(page, step, chosen)
-            self.visit = reply.get("visit") or self.visit
+            if reply.get("visit"):
+                self.visit, self.visit_stale = reply["visit"], False
             return "leave" if reply.get("next") == "leave" else "wait"
+        if reply.get("code") == "stale_visit" and retry:  # as the page: its current visit's content, answered once
+            self.visit_stale = True
+            content = await self._content(socket, step)
+            if content == "leave":
+                return "leave"
+            if content is not None:
+                return await self._answer(socket, step, content, retry=False)
         if reply.get("code") == "already_answered":  # an earlier send (or a stand-in) stored it: wait as the page does
             self.answered.add(step)
             return "wait"

@@ -226,6 +226,12 @@ def trial_views(sessions) -> list[TrialView | None]:
     return [trial_view(found[s.pk]) if s.pk in found else None for s in sessions]
 
 
+def answered_step(session_id: int) -> int | None:
+    """The group step the run's participant last answered (``Membership.responded_step``;
+    None outside a group or before any answer). Reads only."""
+    return Membership.objects.filter(session_id=session_id).values_list("responded_step", flat=True).first()
+
+
 def run_group(*, session) -> Group | None:
     """``run.group`` for callbacks of a runner session in a group session (None otherwise):
     the same object the group hooks receive. Its ``participants`` are read when first

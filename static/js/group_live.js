@@ -143,10 +143,13 @@
     if (page.shown !== null && page.shown !== s.step && !page.answered[page.shown] && page.revealed === page.shown) {
       return go();  // the group moved on without this answer: the run page says where to rejoin
     }
+    // Answered for this page (a stand-in bot while it was away, the step's timer): its visit
+    // has moved on without it, and a pushed content names no visit: fetch the next one's.
+    if (s.phase === "running" && s.me.responded_step === s.step && !page.answered[s.step]) page.visitStale = true;
     if (mustWait(s)) { if (page.shown !== null || el.dataset.mode !== "waiting") showWaiting(); return; }
     if (page.shown === s.step) return;
     var c = page.contents[s.step];
-    if (c && page.visit && c.order === page.visit.order) return prepare(c, s);
+    if (c && page.visit && !page.visitStale && c.order === page.visit.order) return prepare(c, s);
     if (c || el.dataset.push === "0") return fetchContent();
     clearTimeout(page.waitTimer);  // pushed content follows the state; fetch if it does not come
     page.waitTimer = setTimeout(function () { if (stillMissing(s.step)) fetchContent(); }, 1500);
@@ -169,7 +172,7 @@
       .then(function (reply) {
         page.fetching = false;
         if (reply.mode === "leave") return go();
-        page.visit = reply.visit || page.visit;
+        if (reply.visit) { page.visit = reply.visit; page.visitStale = false; }
         if (reply.content) { reply.content.starts_at = reply.starts_at; onContent(reply.content); }
         else if (page.state !== asked) consider();  // a state came meanwhile (a new step): it decides, not this older reply
         else if (reply.mode === "waiting") showWaiting();
@@ -422,7 +425,7 @@
       message("");
       page.answered[step] = true;
       if (body.next === "leave") return go(body.url);
-      page.visit = body.visit || page.visit;
+      if (body.visit) { page.visit = body.visit; page.visitStale = false; }
       showWaiting();
       return consider();
     }

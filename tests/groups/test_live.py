@@ -141,6 +141,22 @@ def test_a_stale_step_is_refused_with_its_code_and_stores_nothing(group, staff):
     assert forged.status_code == 409 and forged.json()["code"] == "stale_visit"
 
 
+def test_a_visit_answered_for_the_page_is_stale_at_the_next_step_not_a_duplicate(group, staff):
+    """A page that kept a visit someone else answered (a stand-in bot while it was away)
+    must not hear "stored" for the next step's answer: that answer would be lost."""
+    client, session = group()
+    services.group_session_start(group_session=group.gs, by=staff)
+    kept = dict(current(session))
+    assert answer(client, session, warm="No").json()["stored"]  # the stand-in's, the page never saw it
+    services.group_session_advance(group_session=group.gs, step=0, by=staff)
+    reply = answer(client, session, step=1, ident=kept)
+    assert reply.status_code == 409 and reply.json()["code"] == "stale_visit"
+    assert answer(client, session, warm="No", step=0, ident=kept).json()["stored"] is False  # a resend still is
+    assert list(Response.objects.filter(session=session).values_list("step", "value")) == [(0, "No")]
+    fresh = answer(client, session, step=1)  # the visit the content GET gives
+    assert fresh.status_code == 200 and fresh.json()["stored"]
+
+
 def test_the_last_answer_of_the_loop_leaves_the_group_part(group, staff):
     client, session = group()
     services.group_session_start(group_session=group.gs, by=staff)
