@@ -73,7 +73,7 @@ Click -> new trial on screen (`bench/screen.py`, one run, one variant after anot
 protocol clients (asyncio, `websockets` and one keep-alive HTTP connection each, in two client processes, no
 browser; `bench/screen_live.py`) do what the live participant page does: one document and one socket each (acks,
 pings and the clock offset of the pong with the shortest round trip by protocol.js's rule, `realtime/clock.py`:
-quick pings while the best round trip is above 20 ms, one every 3 s, one after each step's onset), opened before
+quick pings while the best round trip is above 5 ms, one every 3 s, one after each step's onset), opened before
 the experimenter
 starts the session; each step every client POSTs its answer to the answer URL with its visit's nonce (10 % of
 them POST it twice: the second must store nothing); 0.5 s after the last reply the experimenter advances (t0,

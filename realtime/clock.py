@@ -30,7 +30,12 @@ from __future__ import annotations
 
 PING_MS = 3000  # the regular ping (presence and the clock)
 PING_GAP_MS = 200  # after a pong, while the estimate is not good yet
-GOOD_RTT_MS = 20.0  # a best round trip at or below this: no more quick pings
+# A best round trip at or below this: no more quick pings. Its half bounds the estimate's
+# error, and two pages' errors add up in their onsets' spread: at 20 ms, the first steps of
+# N=500 protocol clients were spread 8-10 ms by their estimates alone (make bench, no client
+# late); at 5 ms, 1.9-2.9 ms (bench/screen.py, two runs). A page whose network never gets
+# there stops after FAST_PINGS anyway.
+GOOD_RTT_MS = 5.0
 # Quick pings after an open, at most: N pages hurrying at once load the server they time
 # (50 kept a server of 500 pages busy with pongs for a minute).
 FAST_PINGS = 6

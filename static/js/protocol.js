@@ -45,7 +45,7 @@
   function now() { return epochOf(null); }
   // The clock-offset rule (realtime/clock.py: the same constants and functions).
   var clock = {
-    PING_MS: 3000, PING_GAP_MS: 200, GOOD_RTT_MS: 20, FAST_PINGS: 6, QUIET_PING_MS: 100, QUIET_SPREAD_MS: 400,
+    PING_MS: 3000, PING_GAP_MS: 200, GOOD_RTT_MS: 5, FAST_PINGS: 6, QUIET_PING_MS: 100, QUIET_SPREAD_MS: 400,
     ACK_HOLD_MS: 500,
     sample: function (t, arrival, serverMs) {
       var rtt = arrival - t;
