@@ -143,8 +143,8 @@
     if (page.shown !== null && page.shown !== s.step && !page.answered[page.shown] && page.revealed === page.shown) {
       return go();  // the group moved on without this answer: the run page says where to rejoin
     }
-    // Answered for this page (a stand-in bot while it was away, the step's timer): its visit
-    // has moved on without it, and a pushed content names no visit: fetch the next one's.
+    // Answered for this page (a stand-in bot while it was away; a timed-out step too): its
+    // visit may have moved on without it, and a pushed content names no visit: fetch the next one's.
     if (s.phase === "running" && s.me.responded_step === s.step && !page.answered[s.step]) page.visitStale = true;
     if (mustWait(s)) { if (page.shown !== null || el.dataset.mode !== "waiting") showWaiting(); return; }
     if (page.shown === s.step) return;
