@@ -26,6 +26,7 @@ from .lockstep import STEP_FIELD
 
 NO_RUN = {"ok": False, "code": "no_run", "message": NoRunError.in_this_browser().message}
 STALE_VISIT = "This page had already been answered or replaced; it shows the current trial again."
+STALE = {"ok": False, "code": "stale_visit", "message": STALE_VISIT}
 
 
 @never_cache
@@ -62,27 +63,29 @@ def live_answer_view(request, experiment_id: int):
         html = live_content.questions_html(result.page, handler, result.form,
                                            has_timeline=bool(result.page.position.stimulus_script))  # fmt: skip
         return JsonResponse({"ok": False, "code": "invalid", "errors": errors, "html": html}, status=400)
-    if result.kind == "stale" or (result.kind == "duplicate" and not _repeats_its_answer(request, experiment_id)):
-        return JsonResponse({"ok": False, "code": "stale_visit", "message": STALE_VISIT}, status=409)
-    return JsonResponse(_next(request, experiment_id, stored=result.kind == "stored"))
-
-
-def _repeats_its_answer(request, experiment_id: int) -> bool:
-    """Whether a POST of the run's last stored visit is a resend of that answer (a double
-    click, a retry after a lost reply): it names the group step that visit answered. A page
-    whose visit was answered for it (a stand-in bot while it was away) names a later step
-    with that visit: storing nothing and saying "stored" would lose its answer, so it is
-    refused as stale and the page asks for its current visit."""
-    step = request.POST.get(f"{PREFIX}-{STEP_FIELD}", request.POST.get(STEP_FIELD))
-    session = runner_selectors.session_for_request(request, experiment_id) if step is not None else None
-    answered = selectors.answered_step(session.pk) if session is not None else None
-    return answered is None or str(answered) == str(step).strip()
-
-
-def _next(request, experiment_id: int, *, stored: bool) -> dict:
-    """Where the run goes after an answer: it waits on the live page for the group's next
-    step (its next visit is a lockstep trial), or leaves the group part."""
+    if result.kind == "stale":
+        return JsonResponse(STALE, status=409)
     session = runner_selectors.session_for_request(request, experiment_id)  # as stored now
+    if result.kind == "duplicate" and not _repeats_its_answer(request.POST, session):
+        return JsonResponse(STALE, status=409)
+    return JsonResponse(_next(session, experiment_id, stored=result.kind == "stored"))
+
+
+def _repeats_its_answer(post, session) -> bool:
+    """Whether a POST of the run's last stored visit is a resend of that answer (a double
+    click, a retry after a lost reply): it names the group step that visit answered (the
+    step field the lockstep form reads). A page whose visit was answered for it (a stand-in
+    bot while it was away) names a later step with that visit: storing nothing and saying
+    "stored" would lose its answer, so it is refused as stale and the page asks for its
+    current visit."""
+    step = post.get(f"{PREFIX}-{STEP_FIELD}")
+    answered = selectors.answered_step(session.pk) if step is not None and session is not None else None
+    return answered is None or str(answered) == step.strip()
+
+
+def _next(session, experiment_id: int, *, stored: bool) -> dict:
+    """Where the run (``session``, as stored now) goes after an answer: it waits on the live
+    page for the group's next step (its next visit is a lockstep trial), or leaves the group part."""
     url = f"/run/{experiment_id}/"
     visit = live_content.ident(session) if session is not None else None
     stays = session is not None and visit is not None and live_content.is_lockstep_visit(session)
