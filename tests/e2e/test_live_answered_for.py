@@ -10,31 +10,20 @@ waited, and the answer was nowhere until the step's timer ran out a minute later
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 
 from bots.standin import StandIn
-from groups import services
 from groups.models import Membership
 from runner.models import Response, Session
-from tests.e2e.pages import attach_console
-from tests.e2e.test_live_page import _advance, _join, _mode
-from tests.runner.builders import build_lockstep_experiment
+from tests.e2e.test_live_page import _advance, _mode, _one_page_started
 
 PASSWORD = "pw-live-for-1234"
 
 
 @pytest.mark.browser
 def test_the_page_answers_the_step_after_one_answered_for_it(daphne_server, new_page, transactional_db):
-    get_user_model().objects.create_user("standin", password=PASSWORD, is_staff=True)
-    experiment = build_lockstep_experiment(3, title="Answered for")
-    gs = services.start_group_session(experiment=experiment, size=1)
-    base = daphne_server.url
-    console = new_page()
-    attach_console(console, base, gs, username="standin", password=PASSWORD)
-    page, navigations, errors = _join(new_page, base, experiment, gs, 0)
-    console.locator("[data-participants] tr", has_text="online").first.wait_for()
-    console.get_by_role("button", name="Start", exact=True).click()
-    _mode(page, "form", 0)
+    gs, console, page, navigations, errors = _one_page_started(
+        new_page, daphne_server.url, title="Answered for", username="standin", password=PASSWORD, rounds=3
+    )
 
     member = Membership.objects.get(group_session=gs)
     StandIn(gs.pk, member.pseudonym, member.session_id).answer(Session.objects.get(pk=member.session_id), 0)

@@ -120,6 +120,21 @@ def test_the_live_page_stays_on_one_document_and_reveals_steps_together(
     console.locator("[data-participants] tr", has_text="offline").nth(PAGES - 1).wait_for(timeout=20000)
 
 
+def _one_page_started(new_page, base, *, title, username, password, rounds=2):
+    """A one-participant group of a lockstep trial of ``rounds``, its console logged in and
+    the session started, the page on step 0: (gs, console, page, navigations, errors)."""
+    get_user_model().objects.create_user(username, password=password, is_staff=True)
+    experiment = build_lockstep_experiment(rounds, title=title)
+    gs = services.start_group_session(experiment=experiment, size=1)
+    console = new_page()
+    attach_console(console, base, gs, username=username, password=password)
+    page, navigations, errors = _join(new_page, base, experiment, gs, 0)
+    console.locator("[data-participants] tr", has_text="online").first.wait_for()
+    console.get_by_role("button", name="Start", exact=True).click()
+    _mode(page, "form", 0)
+    return gs, console, page, navigations, errors
+
+
 def _mode(page, mode, step=None):
     where = f" && document.querySelector('[data-lockstep]').dataset.step === '{step}'" if step is not None else ""
     page.wait_for_function(f"() => document.querySelector('[data-lockstep]').dataset.mode === '{mode}'{where}")

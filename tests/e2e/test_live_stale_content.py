@@ -12,12 +12,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.contrib.auth import get_user_model
 
-from groups import services
-from tests.e2e.pages import attach_console
-from tests.e2e.test_live_page import _advance, _join, _mode
-from tests.runner.builders import build_lockstep_experiment
+from tests.e2e.test_live_page import _advance, _mode, _one_page_started
 
 PASSWORD = "pw-live-stale-1234"
 MODE = "() => { const d = document.querySelector('[data-lockstep]').dataset; return [d.mode, d.step]; }"
@@ -35,16 +31,9 @@ def _until(page, condition, seconds=15.0):
 def test_a_content_reply_older_than_the_state_does_not_take_the_new_step_away(
     daphne_server, new_page, transactional_db
 ):
-    get_user_model().objects.create_user("stale", password=PASSWORD, is_staff=True)
-    experiment = build_lockstep_experiment(2, title="Stale reply")
-    gs = services.start_group_session(experiment=experiment, size=1)
-    base = daphne_server.url
-    console = new_page()
-    attach_console(console, base, gs, username="stale", password=PASSWORD)
-    page, navigations, errors = _join(new_page, base, experiment, gs, 0)
-    console.locator("[data-participants] tr", has_text="online").first.wait_for()
-    console.get_by_role("button", name="Start", exact=True).click()
-    _mode(page, "form", 0)
+    _gs, console, page, navigations, errors = _one_page_started(
+        new_page, daphne_server.url, title="Stale reply", username="stale", password=PASSWORD
+    )
     page.get_by_label("Yes").check()
     page.get_by_role("button", name="Next").click()
     _mode(page, "waiting")
